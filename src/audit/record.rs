@@ -1,0 +1,89 @@
+//! The audit record kinds and their JSON form.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Caller, Country, Direction, Effect, Tags};
+
+/// What the writer chains. Serialised with a `kind` field; the writer adds `seq`,
+/// `prev` and `hash`.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Record {
+    Decision(Box<DecisionRecord>),
+    Completion(CompletionRecord),
+    /// Written by the gateway itself (start, repair, shutdown, policy reload …).
+    Event(EventRecord),
+}
+
+/// One per request, durable before any byte is forwarded.
+#[derive(Clone, Debug, Serialize)]
+pub struct DecisionRecord {
+    /// RFC 3339 UTC with nanoseconds.
+    pub time: String,
+    pub request_id: String,
+    /// The authenticated caller, when authentication succeeded.
+    pub caller: Option<Caller>,
+    pub method: String,
+    /// The normalised path (or, for a refused malformed path, an escaped rendering of it).
+    pub path: String,
+    /// Catalog id the path resolved to.
+    pub dataset: Option<String>,
+    pub tags: Option<Tags>,
+    pub origins: Vec<Country>,
+    pub destination: Option<Country>,
+    pub direction: Direction,
+    pub decision: Effect,
+    /// Whether the decision was enforced (false in shadow mode).
+    pub enforced: bool,
+    /// Status the gateway answers (before forwarding: the status of a refusal, or 0 when forwarded).
+    pub status: u16,
+    pub rule: String,
+    pub article: String,
+    pub reason: String,
+    pub policy_version: String,
+    /// Upstream name the request is routed to.
+    pub upstream: Option<String>,
+}
+
+/// How a forwarded transfer ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Complete,
+    Aborted,
+    UpstreamError,
+    /// Written at start-up for a request whose decision has no completion (the gateway crashed).
+    UnknownCrashed,
+}
+
+/// One per forwarded request, after the transfer ends.
+#[derive(Clone, Debug, Serialize)]
+pub struct CompletionRecord {
+    pub time: String,
+    pub request_id: String,
+    /// Sequence number of the request's decision record.
+    pub decision_seq: u64,
+    pub status: u16,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub duration_ms: u64,
+    pub outcome: Outcome,
+    pub detail: Option<String>,
+}
+
+/// Something the gateway records about itself.
+#[derive(Clone, Debug, Serialize)]
+pub struct EventRecord {
+    pub time: String,
+    /// `start`, `repair`, `shutdown`, `policy-reload`, …
+    pub event: String,
+    pub detail: String,
+    pub policy_version: Option<String>,
+}
+
+/// Now, as RFC 3339 UTC with nanoseconds.
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

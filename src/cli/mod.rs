@@ -1,0 +1,1 @@
+//! The `bordergate` command line: one file per subcommand.

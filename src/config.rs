@@ -1,0 +1,546 @@
+//! The gateway's configuration file: its model, the one YAML loader every file goes
+//! through, secrets from the environment or a file, and validation that reports every
+//! error with its file and line.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::model::Country;
+
+/// One problem found while loading files, with where it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl Diagnostic {
+    pub fn new(file: impl Into<PathBuf>, line: Option<usize>, message: impl Into<String>) -> Self {
+        Diagnostic {
+            file: file.into(),
+            line,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{}: {}", self.file.display(), l, self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// All the problems found in a set of files.
+#[derive(Debug, Default)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+/// Largest YAML file any loader accepts.
+const MAX_YAML_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Reads and parses one YAML file. Duplicate keys, unknown fields (with
+/// `deny_unknown_fields` on the type) and alias bombs are errors that carry the line.
+pub fn load_yaml<T: DeserializeOwned>(path: &Path) -> Result<T, Diagnostic> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Diagnostic::new(path, None, format!("cannot read file: {e}")))?;
+    if meta.len() > MAX_YAML_BYTES {
+        return Err(Diagnostic::new(
+            path,
+            None,
+            format!("file is larger than {MAX_YAML_BYTES} bytes"),
+        ));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Diagnostic::new(path, None, format!("cannot read file: {e}")))?;
+    parse_yaml(path, &text)
+}
+
+/// Parses YAML text that came from `path` (used for messages only).
+pub fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Diagnostic> {
+    serde_saphyr::from_str::<T>(text).map_err(|e| {
+        let msg = e.to_string();
+        let line = yaml_error_line(&msg);
+        let first = msg.lines().next().unwrap_or("invalid YAML").to_string();
+        Diagnostic::new(path, line, first)
+    })
+}
+
+/// Finds the line number in a serde-saphyr error message (`line N` or `:N:`).
+fn yaml_error_line(msg: &str) -> Option<usize> {
+    let re = regex::Regex::new(r"line (\d+)|:(\d+):\d+").ok()?;
+    let caps = re.captures(msg)?;
+    caps.get(1)
+        .or_else(|| caps.get(2))
+        .and_then(|m| m.as_str().parse().ok())
+}
+
+/// A secret given by reference, never inline.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum SecretRef {
+    /// Name of an environment variable holding the secret.
+    Env(String),
+    /// A file holding the secret (relative to the config file).
+    File(PathBuf),
+}
+
+impl SecretRef {
+    /// Reads the secret, trimming one trailing newline.
+    pub fn read(&self) -> Result<Vec<u8>, String> {
+        match self {
+            SecretRef::Env(name) => std::env::var(name)
+                .map(|v| v.into_bytes())
+                .map_err(|_| format!("environment variable `{name}` is not set")),
+            SecretRef::File(p) => std::fs::read(p)
+                .map(|mut v| {
+                    while v.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                        v.pop();
+                    }
+                    v
+                })
+                .map_err(|e| format!("cannot read secret file `{}`: {e}", p.display())),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: Listen,
+    pub auth: AuthConfig,
+    pub upstreams: Vec<UpstreamConfig>,
+    pub routes: Vec<RouteConfig>,
+    /// The dataset catalog file.
+    pub catalog: PathBuf,
+    /// The directory of jurisdiction policy files.
+    pub policies: PathBuf,
+    /// The transfer-mechanism registry; defaults to `registry.yaml` in the policies directory.
+    #[serde(default)]
+    pub registry: Option<PathBuf>,
+    pub audit: AuditConfig,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default)]
+    pub tags: TagHeaders,
+    #[serde(default)]
+    pub limits: Limits,
+    /// Where this file was read from (set by [`Config::load`]).
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Enforce,
+    Shadow,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    pub address: SocketAddr,
+    #[serde(default)]
+    pub tls: Option<TlsListen>,
+    /// Must be set to serve plain HTTP (no `tls`).
+    #[serde(default)]
+    pub plaintext: bool,
+    /// Seconds in-flight transfers may take to finish on shutdown.
+    #[serde(default = "default_grace")]
+    pub grace_secs: u64,
+}
+
+fn default_grace() -> u64 {
+    30
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsListen {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Generate a development certificate and key at these paths if they are missing.
+    #[serde(default)]
+    pub generate_dev_cert: bool,
+    /// CA bundle for client certificates (mTLS).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// Require a client certificate (needs `client_ca`).
+    #[serde(default)]
+    pub require_client_cert: bool,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub issuer: String,
+    pub audience: String,
+    /// Clock-skew allowance for `exp` and `nbf`, at most 300 s.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+    #[serde(default)]
+    pub keys: Vec<KeyConfig>,
+    /// A JWKS document (file) with public keys.
+    #[serde(default)]
+    pub jwks: Option<PathBuf>,
+}
+
+fn default_leeway() -> u64 {
+    30
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384 or EdDSA.
+    pub alg: String,
+    /// Shared secret for HS* keys.
+    #[serde(default)]
+    pub secret: Option<SecretRef>,
+    /// Generate a random HS256 development secret into `secret.file` if missing.
+    #[serde(default)]
+    pub generate_dev_secret: bool,
+    /// PEM public key for asymmetric algorithms.
+    #[serde(default)]
+    pub public_key: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    pub name: String,
+    /// `http://…`, `https://…` or `file://DIR`.
+    pub url: String,
+    /// Where the upstream stores data: the destination of uploads, the default origin of downloads.
+    pub jurisdiction: Country,
+    /// Registry id of the organisation operating the upstream (the importer of uploads).
+    #[serde(default)]
+    pub operator: Option<String>,
+    /// CA bundle to verify an https upstream (default: the platform and Mozilla roots).
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+    /// Seconds to wait for the upstream's response head.
+    #[serde(default = "default_upstream_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_upstream_timeout() -> u64 {
+    30
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Segment-bounded path prefix, starting with `/`.
+    pub prefix: String,
+    pub upstream: String,
+    /// Paths under this route need no catalog entry (public data). Default false.
+    #[serde(default)]
+    pub public: bool,
+    /// PUT and POST are accepted on this route.
+    #[serde(default)]
+    pub uploads: bool,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    #[serde(default)]
+    pub sink: AuditSinkKind,
+    /// The JSON Lines file of the file sink.
+    pub path: PathBuf,
+    /// Most records written per fdatasync.
+    #[serde(default = "default_batch")]
+    pub batch_max: usize,
+}
+
+fn default_batch() -> usize {
+    512
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditSinkKind {
+    #[default]
+    File,
+}
+
+/// Header names through which upstream responses and uploads carry tag information.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagHeaders {
+    /// Upstream response header adding origin countries (comma-separated).
+    #[serde(default = "default_origin_header")]
+    pub upstream_origins: String,
+    /// Upstream response header adding data categories (comma-separated).
+    #[serde(default = "default_categories_header")]
+    pub upstream_categories: String,
+    /// Request header in which an upload declares the catalog ids it was derived from.
+    #[serde(default = "default_lineage_header")]
+    pub lineage: String,
+}
+
+fn default_origin_header() -> String {
+    "x-data-origin".into()
+}
+fn default_categories_header() -> String {
+    "x-data-categories".into()
+}
+fn default_lineage_header() -> String {
+    "bordergate-lineage".into()
+}
+
+impl Default for TagHeaders {
+    fn default() -> Self {
+        TagHeaders {
+            upstream_origins: default_origin_header(),
+            upstream_categories: default_categories_header(),
+            lineage: default_lineage_header(),
+        }
+    }
+}
+
+/// Request limits.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Seconds a client may take to send its request head.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_secs: u64,
+    /// Longest request target, in bytes.
+    #[serde(default = "default_max_uri")]
+    pub max_uri_bytes: usize,
+    /// Largest token accepted, in bytes.
+    #[serde(default = "default_max_token")]
+    pub max_token_bytes: usize,
+}
+
+fn default_header_timeout() -> u64 {
+    10
+}
+fn default_max_uri() -> usize {
+    8192
+}
+fn default_max_token() -> usize {
+    8192
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_timeout_secs: default_header_timeout(),
+            max_uri_bytes: default_max_uri(),
+            max_token_bytes: default_max_token(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads the file, resolves relative paths against its directory and validates it.
+    pub fn load(path: &Path) -> Result<Config, Diagnostics> {
+        let mut cfg: Config = load_yaml(path).map_err(|d| Diagnostics(vec![d]))?;
+        cfg.source = path.to_path_buf();
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        cfg.resolve_paths(&base);
+        let errors = cfg.validate();
+        if errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(Diagnostics(errors))
+        }
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(tls) = &mut self.listen.tls {
+            fix(&mut tls.cert);
+            fix(&mut tls.key);
+            if let Some(ca) = &mut tls.client_ca {
+                fix(ca);
+            }
+        }
+        for k in &mut self.auth.keys {
+            if let Some(SecretRef::File(p)) = &mut k.secret {
+                fix(p);
+            }
+            if let Some(p) = &mut k.public_key {
+                fix(p);
+            }
+        }
+        if let Some(j) = &mut self.auth.jwks {
+            fix(j);
+        }
+        for u in &mut self.upstreams {
+            if let Some(dir) = u.url.strip_prefix("file://") {
+                let p = Path::new(dir);
+                if p.is_relative() {
+                    u.url = format!("file://{}", base.join(p).display());
+                }
+            }
+            for p in [&mut u.ca, &mut u.client_cert, &mut u.client_key]
+                .into_iter()
+                .flatten()
+            {
+                fix(p);
+            }
+        }
+        fix(&mut self.catalog);
+        fix(&mut self.policies);
+        match &mut self.registry {
+            Some(r) => fix(r),
+            None => self.registry = Some(self.policies.join("registry.yaml")),
+        }
+        fix(&mut self.audit.path);
+    }
+
+    /// The registry path (always set after [`Config::load`]).
+    pub fn registry_path(&self) -> PathBuf {
+        self.registry
+            .clone()
+            .unwrap_or_else(|| self.policies.join("registry.yaml"))
+    }
+
+    fn validate(&self) -> Vec<Diagnostic> {
+        let mut errs = Vec::new();
+        let mut err = |m: String| errs.push(Diagnostic::new(&self.source, None, m));
+        if self.listen.tls.is_none() && !self.listen.plaintext {
+            err("`listen` has no `tls`; set `plaintext: true` to serve plain HTTP on purpose".into());
+        }
+        if self.listen.tls.is_some() && self.listen.plaintext {
+            err("`listen` has both `tls` and `plaintext: true`; choose one".into());
+        }
+        if let Some(tls) = &self.listen.tls
+            && tls.require_client_cert
+            && tls.client_ca.is_none()
+        {
+            err("`require_client_cert` needs `client_ca`".into());
+        }
+        if self.auth.leeway_secs > 300 {
+            err(format!(
+                "auth leeway `{}` s is more than the 300 s allowed",
+                self.auth.leeway_secs
+            ));
+        }
+        if self.auth.keys.is_empty() && self.auth.jwks.is_none() {
+            err("`auth` has no `keys` and no `jwks`: no token could ever be valid".into());
+        }
+        for k in &self.auth.keys {
+            let hs = k.alg.starts_with("HS");
+            if hs && k.secret.is_none() {
+                err(format!("key with alg `{}` needs a `secret`", k.alg));
+            }
+            if !hs && k.public_key.is_none() {
+                err(format!("key with alg `{}` needs a `public_key`", k.alg));
+            }
+            if k.generate_dev_secret && !matches!(k.secret, Some(SecretRef::File(_))) {
+                err("`generate_dev_secret` needs `secret: {file: …}`".into());
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for u in &self.upstreams {
+            if !names.insert(u.name.as_str()) {
+                err(format!("duplicate upstream `{}`", u.name));
+            }
+            let ok = u.url.starts_with("http://")
+                || u.url.starts_with("https://")
+                || u.url.starts_with("file://");
+            if !ok {
+                err(format!(
+                    "upstream `{}` url `{}` is not http://, https:// or file://",
+                    u.name, u.url
+                ));
+            } else if !u.url.starts_with("file://") && u.url.parse::<http::Uri>().is_err() {
+                err(format!("upstream `{}` url `{}` is not a valid URL", u.name, u.url));
+            }
+        }
+        let mut prefixes = std::collections::HashSet::new();
+        for r in &self.routes {
+            if !r.prefix.starts_with('/') {
+                err(format!("route prefix `{}` must start with `/`", r.prefix));
+            }
+            if !prefixes.insert(r.prefix.trim_end_matches('/')) {
+                err(format!("duplicate route prefix `{}`", r.prefix));
+            }
+            if !names.contains(r.upstream.as_str()) {
+                err(format!(
+                    "route `{}` names unknown upstream `{}`",
+                    r.prefix, r.upstream
+                ));
+            }
+        }
+        if self.audit.batch_max == 0 {
+            err("`audit.batch_max` must be at least 1".into());
+        }
+        errs
+    }
+}
+
+/// True if `path` is `prefix` or lies below it on a segment boundary (`/eu` matches
+/// `/eu` and `/eu/x`, never `/eu-mirror`).
+pub fn segment_prefix_match(prefix: &str, path: &str) -> bool {
+    let p = prefix.trim_end_matches('/');
+    if p.is_empty() {
+        return path.starts_with('/');
+    }
+    match path.strip_prefix(p) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_respect_segments() {
+        assert!(segment_prefix_match("/eu", "/eu"));
+        assert!(segment_prefix_match("/eu/", "/eu/a"));
+        assert!(!segment_prefix_match("/eu", "/eu-mirror/a"));
+        assert!(segment_prefix_match("/", "/anything"));
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_with_a_line() {
+        #[derive(Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct T {
+            a: String,
+        }
+        let e = parse_yaml::<T>(Path::new("x.yaml"), "a: 1\na: 2\n").unwrap_err();
+        assert!(e.message.contains("uplicate"), "{e}");
+        assert_eq!(e.line, Some(2), "{e}");
+    }
+}

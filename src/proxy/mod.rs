@@ -1,0 +1,1 @@
+//! The request path: normalise, authenticate, resolve, decide, audit, forward.
