@@ -23,3 +23,30 @@ impl Authenticator {
         Err(AuthError::Missing)
     }
 }
+
+impl AuthError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing-token",
+            AuthError::Invalid(_) => "invalid-token",
+        }
+    }
+}
+pub fn mint_token(
+    _secret: &[u8],
+    _issuer: &str,
+    _audience: &str,
+    _sub: &str,
+    _org: &str,
+    _jurisdiction: &str,
+    _purpose: &str,
+    _ttl: std::time::Duration,
+) -> Result<String, String> {
+    Err("stub".into())
+}
+pub fn ensure_dev_secret(_path: &std::path::Path) -> Result<bool, std::io::Error> {
+    Ok(false)
+}
+pub fn parse_duration(_s: &str) -> Result<std::time::Duration, String> {
+    Err("stub".into())
+}

@@ -1,1 +1,6 @@
-fn main() {}
+//! The `bordergate` binary.
+#![forbid(unsafe_code)]
+
+fn main() -> std::process::ExitCode {
+    bordergate::cli::main()
+}

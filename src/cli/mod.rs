@@ -1,1 +1,86 @@
 //! The `bordergate` command line: one file per subcommand.
+
+mod audit;
+mod certs;
+mod check;
+mod serve;
+mod token;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, SecretRef};
+
+/// The quickstart configuration, used when `--config` is not given.
+pub const DEFAULT_CONFIG: &str = "examples/quickstart/gateway.yaml";
+
+#[derive(Parser, Debug)]
+#[command(name = "bordergate", version, about = "GDPR-aware cross-border data governance gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the gateway.
+    Serve(serve::Args),
+    /// Validate the config, catalog, policies and registry; report every error.
+    Check(check::Args),
+    /// Mint a development token with the configured HS256 secret.
+    Token(token::Args),
+    /// Development certificates and secrets.
+    #[command(subcommand)]
+    Certs(certs::Command),
+    /// Work with audit logs.
+    #[command(subcommand)]
+    Audit(audit::Command),
+}
+
+/// Parses the command line and runs the subcommand.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::tls::install_crypto_provider();
+    match cli.command {
+        Command::Serve(a) => serve::run(a),
+        Command::Check(a) => check::run(a),
+        Command::Token(a) => token::run(a),
+        Command::Certs(c) => certs::run(c),
+        Command::Audit(c) => audit::run(c),
+    }
+}
+
+/// Loads the config, printing every diagnostic on failure.
+fn load_config(path: &Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|d| {
+        eprintln!("{d}");
+        eprintln!("error: `{}` is not valid ({} problem(s))", path.display(), d.0.len());
+        ExitCode::from(2)
+    })
+}
+
+fn config_path(p: Option<PathBuf>) -> PathBuf {
+    p.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
+}
+
+/// Creates the development certificate and HS256 secret the config asks for, if missing.
+fn ensure_dev_material(cfg: &Config) -> Result<(), String> {
+    if let Some(tls) = &cfg.listen.tls
+        && tls.generate_dev_cert
+        && crate::tls::generate_dev_cert(&tls.cert, &tls.key)?
+    {
+        eprintln!("generated development certificate `{}`", tls.cert.display());
+    }
+    for k in &cfg.auth.keys {
+        if k.generate_dev_secret
+            && let Some(SecretRef::File(p)) = &k.secret
+            && crate::auth::ensure_dev_secret(p)
+                .map_err(|e| format!("cannot write `{}`: {e}", p.display()))?
+        {
+            eprintln!("generated development secret `{}`", p.display());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! `bordergate check`: validate everything the gateway would load.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::proxy::State;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Gateway config file.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+pub fn run(a: Args) -> ExitCode {
+    let path = super::config_path(a.config);
+    let cfg = match super::load_config(&path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let Err(e) = super::ensure_dev_material(&cfg) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    match State::build(cfg) {
+        Ok(s) => {
+            println!(
+                "ok: `{}` is valid: {} catalog entries, {} routes, policy version {}",
+                path.display(),
+                s.catalog.len(),
+                s.routes.len(),
+                s.policies.version
+            );
+            ExitCode::SUCCESS
+        }
+        Err(d) => {
+            eprintln!("{d}");
+            eprintln!("error: {} problem(s) found", d.0.len());
+            ExitCode::from(1)
+        }
+    }
+}

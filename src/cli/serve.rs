@@ -1,0 +1,184 @@
+//! `bordergate serve`: run the gateway until SIGTERM or SIGINT; reload on SIGHUP.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::audit::{AuditLog, Record, record::EventRecord, record::now_rfc3339};
+use crate::config::Config;
+use crate::proxy::{Gateway, State};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Gateway config file (default: the quickstart).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Listen on this address instead of the config's (e.g. 127.0.0.1:0 for any free port).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Write the audit log here instead of the config's path.
+    #[arg(long)]
+    audit_log: Option<PathBuf>,
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("BORDERGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("BORDERGATE_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        let _ = b.json().try_init();
+    } else {
+        let _ = b.try_init();
+    }
+}
+
+pub fn run(a: Args) -> ExitCode {
+    init_logging();
+    let path = super::config_path(a.config);
+    let mut cfg = match super::load_config(&path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let Some(l) = a.listen {
+        cfg.listen.address = l;
+    }
+    if let Some(p) = a.audit_log {
+        cfg.audit.path = p;
+    }
+    let overrides = (a.listen, cfg.audit.path.clone());
+    if let Err(e) = super::ensure_dev_material(&cfg) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(serve(path, cfg, overrides))
+}
+
+async fn serve(path: PathBuf, cfg: Config, overrides: (Option<SocketAddr>, PathBuf)) -> ExitCode {
+    let tls = match &cfg.listen.tls {
+        Some(t) => match crate::tls::server_config(t) {
+            Ok(c) => Some(tokio_rustls::TlsAcceptor::from(c)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let audit = match AuditLog::open(&cfg.audit.path, cfg.audit.batch_max) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: `{}`: {e}", cfg.audit.path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let addr = cfg.listen.address;
+    let header_timeout = Duration::from_secs(cfg.limits.header_timeout_secs.max(1));
+    let grace = Duration::from_secs(cfg.listen.grace_secs);
+    let mode = cfg.mode;
+    let state = match State::build(cfg) {
+        Ok(s) => s,
+        Err(d) => {
+            eprintln!("{d}");
+            eprintln!("error: {} problem(s) found; not starting", d.0.len());
+            audit.shutdown().await;
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {addr}: {e}");
+            audit.shutdown().await;
+            return ExitCode::from(2);
+        }
+    };
+    let local = listener.local_addr().unwrap_or(addr);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let version = state.policies.version.to_string();
+    let gateway = Arc::new(Gateway::new(state, audit));
+    gateway.audit().append_nowait(event(
+        "listen",
+        &format!("{scheme}://{local} mode={mode:?}"),
+        &version,
+    ));
+    // The line tests and scripts wait for.
+    println!("bordergate listening on {scheme}://{local}");
+    tracing::info!(%local, policy_version = %version, "bordergate listening");
+
+    let reload_gw = gateway.clone();
+    tokio::spawn(reload_on_sighup(reload_gw, path, overrides));
+    crate::proxy::server::serve(gateway, listener, tls, header_timeout, grace, shutdown_signal()).await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+fn event(name: &str, detail: &str, version: &str) -> Record {
+    Record::Event(EventRecord {
+        time: now_rfc3339(),
+        event: name.to_string(),
+        detail: detail.to_string(),
+        policy_version: Some(version.to_string()),
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut t), Ok(mut i)) => {
+            tokio::select! {
+                _ = t.recv() => {},
+                _ = i.recv() => {},
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Rebuilds the whole state on SIGHUP; an invalid set is refused and the old one keeps serving.
+async fn reload_on_sighup(gw: Arc<Gateway>, path: PathBuf, overrides: (Option<SocketAddr>, PathBuf)) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        reload(&gw, &path, &overrides);
+    }
+}
+
+/// Loads and validates a new state and swaps it in, or keeps the old one.
+pub fn reload(gw: &Gateway, path: &Path, overrides: &(Option<SocketAddr>, PathBuf)) {
+    let result = Config::load(path).and_then(|mut c| {
+        if let Some(l) = overrides.0 {
+            c.listen.address = l;
+        }
+        c.audit.path = overrides.1.clone();
+        State::build(c)
+    });
+    match result {
+        Ok(s) => {
+            let v = s.policies.version.to_string();
+            gw.swap_state(s);
+            tracing::info!(policy_version = %v, "reloaded");
+            gw.audit().append_nowait(event("reload", "new configuration and policies in force", &v));
+        }
+        Err(d) => {
+            let old = gw.state().policies.version.to_string();
+            tracing::error!(errors = %d, "reload refused; the previous set keeps serving");
+            gw.audit().append_nowait(event("reload-refused", &d.to_string(), &old));
+        }
+    }
+}

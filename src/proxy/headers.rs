@@ -1,0 +1,212 @@
+//! Header hygiene: what may cross the gateway in each direction, request ids and
+//! trace context.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) and their common non-standard relatives.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "expect",
+    "http2-settings",
+];
+
+/// Client headers that claim identity, routing, trust or tags: never forwarded.
+const UNTRUSTED_REQUEST: &[&str] = &[
+    "authorization",
+    "cookie",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-real-ip",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-request-id",
+    "traceparent",
+    "tracestate",
+];
+
+/// Prefixes of header names reserved for tags and the gateway's own signals; a client
+/// can't set them (underscore variants included, since some servers fold `_` into `-`).
+const RESERVED_PREFIXES: &[&str] = &[
+    "bordergate-",
+    "bordergate_",
+    "x-bordergate",
+    "x-data-",
+    "x_data_",
+    "x-residency",
+    "x-tag",
+];
+
+fn is_reserved(name: &str) -> bool {
+    RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// Names listed in `Connection` headers (lower-cased), excluding any the gateway
+/// itself sets.
+fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    let mut out = Vec::new();
+    for v in headers.get_all(header::CONNECTION) {
+        if let Ok(s) = v.to_str() {
+            for token in s.split(',') {
+                let t = token.trim().to_ascii_lowercase();
+                if let Ok(n) = HeaderName::from_bytes(t.as_bytes()) {
+                    out.push(n);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Builds the headers sent upstream from the client's: hop-by-hop, `Connection`-named,
+/// credential, trust, tag and override headers removed; `X-Forwarded-*`, `X-Request-Id`
+/// and a valid `traceparent` set by the gateway.
+pub fn upstream_request_headers(
+    inbound: &HeaderMap,
+    client_ip: IpAddr,
+    proto: &'static str,
+    request_id: &str,
+    lineage_header: &str,
+) -> HeaderMap {
+    let named = connection_named(inbound);
+    let mut out = HeaderMap::with_capacity(inbound.len() + 4);
+    for (name, value) in inbound {
+        let n = name.as_str();
+        if HOP_BY_HOP.contains(&n)
+            || UNTRUSTED_REQUEST.contains(&n)
+            || is_reserved(n)
+            || n == lineage_header
+            || n == "host"
+            || named.contains(name)
+        {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    if let Ok(v) = HeaderValue::from_str(&client_ip.to_string()) {
+        out.insert("x-forwarded-for", v);
+    }
+    out.insert("x-forwarded-proto", HeaderValue::from_static(proto));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        out.insert("x-request-id", v);
+    }
+    if let Some(tp) = inbound.get("traceparent")
+        && valid_traceparent(tp.as_bytes())
+    {
+        out.insert("traceparent", tp.clone());
+        if let Some(ts) = inbound.get("tracestate") {
+            out.insert("tracestate", ts.clone());
+        }
+    }
+    out
+}
+
+/// Strips hop-by-hop and `Connection`-named headers from an upstream response.
+pub fn clean_response_headers(headers: &mut HeaderMap) {
+    let named = connection_named(headers);
+    for h in HOP_BY_HOP {
+        headers.remove(*h);
+    }
+    for n in named {
+        if !n.as_str().starts_with("bordergate-") {
+            headers.remove(&n);
+        }
+    }
+}
+
+/// Keeps a well-formed inbound `X-Request-Id` (1–128 of `[A-Za-z0-9._:-]`), else makes one.
+pub fn request_id(headers: &HeaderMap) -> String {
+    if let Some(v) = headers.get("x-request-id") {
+        let b = v.as_bytes();
+        if !b.is_empty()
+            && b.len() <= 128
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'))
+            && let Ok(s) = std::str::from_utf8(b)
+        {
+            return s.to_string();
+        }
+    }
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// W3C Trace Context `traceparent`: `00-<32 hex>-<16 hex>-<2 hex>`, ids not all zero.
+pub fn valid_traceparent(v: &[u8]) -> bool {
+    if v.len() != 55 || v[2] != b'-' || v[35] != b'-' || v[52] != b'-' {
+        return false;
+    }
+    let hex = |s: &[u8]| s.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+    let (ver, trace, span, flags) = (&v[0..2], &v[3..35], &v[36..52], &v[53..55]);
+    hex(ver)
+        && ver != b"ff"
+        && hex(trace)
+        && hex(span)
+        && hex(flags)
+        && trace.iter().any(|c| *c != b'0')
+        && span.iter().any(|c| *c != b'0')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_what_the_client_must_not_set() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("Bearer x"));
+        h.insert("connection", HeaderValue::from_static("close, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("x-data-origin", HeaderValue::from_static("US"));
+        h.insert("bordergate-lineage", HeaderValue::from_static("a"));
+        h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
+        h.insert("range", HeaderValue::from_static("bytes=0-1"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        let out = upstream_request_headers(
+            &h,
+            "127.0.0.1".parse().unwrap(),
+            "https",
+            "rid",
+            "bordergate-lineage",
+        );
+        assert!(out.get("authorization").is_none());
+        assert!(out.get("x-secret").is_none());
+        assert!(out.get("x-data-origin").is_none());
+        assert!(out.get("bordergate-lineage").is_none());
+        assert!(out.get("transfer-encoding").is_none());
+        assert_eq!(out["x-forwarded-for"], "127.0.0.1");
+        assert_eq!(out["range"], "bytes=0-1");
+        assert_eq!(out["x-request-id"], "rid");
+    }
+
+    #[test]
+    fn request_ids_and_traceparent() {
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", HeaderValue::from_static("abc-123"));
+        assert_eq!(request_id(&h), "abc-123");
+        h.insert("x-request-id", HeaderValue::from_static("bad id\"{"));
+        assert_ne!(request_id(&h), "bad id\"{");
+        assert!(valid_traceparent(
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        ));
+        assert!(!valid_traceparent(
+            b"00-00000000000000000000000000000000-00f067aa0ba902b7-01"
+        ));
+    }
+}
