@@ -1,0 +1,363 @@
+//! Test harness: starts the real `bordergate` binary on an ephemeral port with a config in
+//! a temporary directory, a copy of the quickstart store, and (optionally) a real HTTP
+//! upstream that records what reaches it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_bordergate");
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        let t = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&p, &t);
+        } else {
+            std::fs::copy(&p, &t).unwrap();
+        }
+    }
+}
+
+/// How to start a gateway.
+#[derive(Clone)]
+pub struct Options {
+    /// `enforce` or `shadow`.
+    pub mode: &'static str,
+    /// Extra YAML items appended to `upstreams:` (each starting with `  - name:`).
+    pub extra_upstreams: String,
+    /// Extra YAML items appended to `routes:`.
+    pub extra_routes: String,
+    /// Extra YAML items appended to the catalog's `entries:` list.
+    pub extra_catalog: String,
+    /// Audit log path (default: `audit.log` in the work dir).
+    pub audit_path: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            mode: "enforce",
+            extra_upstreams: String::new(),
+            extra_routes: String::new(),
+            extra_catalog: String::new(),
+            audit_path: None,
+        }
+    }
+}
+
+/// A running gateway; killed on drop.
+pub struct Gateway {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    pub base: String,
+    pub config: PathBuf,
+    pub audit: PathBuf,
+    pub store: PathBuf,
+}
+
+/// Writes a work dir (config, catalog, store copy) and returns its paths.
+pub fn prepare(opts: &Options) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let store = d.join("store");
+    copy_dir(&repo().join("examples/quickstart/store"), &store);
+    let mut catalog =
+        std::fs::read_to_string(repo().join("examples/quickstart/catalog.yaml")).unwrap();
+    if !catalog.ends_with('\n') {
+        catalog.push('\n');
+    }
+    catalog.push_str(&opts.extra_catalog);
+    std::fs::write(d.join("catalog.yaml"), catalog).unwrap();
+    let audit = opts.audit_path.clone().unwrap_or_else(|| d.join("audit.log"));
+    let config = format!(
+        r#"listen:
+  address: 127.0.0.1:0
+  tls:
+    cert: cert.pem
+    key: key.pem
+    generate_dev_cert: true
+  grace_secs: 5
+auth:
+  issuer: bordergate-dev
+  audience: bordergate
+  leeway_secs: 30
+  keys:
+    - kid: dev
+      alg: HS256
+      secret:
+        file: hs256.secret
+      generate_dev_secret: true
+upstreams:
+  - name: eu-store
+    url: file://{store}
+    jurisdiction: DE
+  - name: us-registry
+    url: file://{store}
+    jurisdiction: US
+    operator: acme-us
+{extra_up}
+routes:
+  - prefix: /datasets/
+    upstream: eu-store
+  - prefix: /models/
+    upstream: eu-store
+  - prefix: /registry/us/
+    upstream: us-registry
+    uploads: true
+{extra_routes}
+catalog: catalog.yaml
+policies: {repo}/policies
+registry: {repo}/examples/quickstart/registry.yaml
+audit:
+  path: {audit}
+mode: {mode}
+"#,
+        store = store.display(),
+        repo = repo().display(),
+        audit = audit.display(),
+        mode = opts.mode,
+        extra_up = opts.extra_upstreams,
+        extra_routes = opts.extra_routes,
+    );
+    let cfg = d.join("gateway.yaml");
+    std::fs::write(&cfg, config).unwrap();
+    (dir, cfg, audit, store)
+}
+
+impl Gateway {
+    pub fn start(opts: Options) -> Gateway {
+        let (dir, config, audit, store) = prepare(&opts);
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("BORDERGATE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start bordergate");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "gateway did not start: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        };
+        let url = line
+            .strip_prefix("bordergate listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .to_string();
+        let addr: SocketAddr = url.trim_start_matches("https://").parse().unwrap();
+        Gateway {
+            child,
+            dir,
+            addr,
+            base: url,
+            config,
+            audit,
+            store,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Mints a token with `bordergate token`.
+    pub fn token(&self, sub: &str, org: &str, jurisdiction: &str, purpose: &str) -> String {
+        let out = Command::new(BIN)
+            .args(["token", "--sub", sub, "--org", org, "--jurisdiction", jurisdiction])
+            .args(["--purpose", purpose, "--config"])
+            .arg(&self.config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "token: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// The HS256 development secret.
+    pub fn secret(&self) -> Vec<u8> {
+        let mut v = std::fs::read(self.dir.path().join("hs256.secret")).unwrap();
+        while v.last() == Some(&b'\n') {
+            v.pop();
+        }
+        v
+    }
+
+    /// A real HTTPS client trusting the gateway's development certificate.
+    pub fn client(&self) -> reqwest::Client {
+        let pem = std::fs::read(self.dir.path().join("cert.pem")).unwrap();
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    /// Every audit record so far, parsed.
+    pub fn records(&self) -> Vec<serde_json::Value> {
+        read_records(&self.audit)
+    }
+
+    /// The decision record of a request id.
+    pub fn decision(&self, request_id: &str) -> serde_json::Value {
+        self.records()
+            .into_iter()
+            .find(|r| r["kind"] == "decision" && r["request_id"] == request_id)
+            .unwrap_or_else(|| panic!("no decision record for {request_id}"))
+    }
+
+    /// Waits until the completion record of a request id is on disk.
+    pub async fn completion(&self, request_id: &str) -> serde_json::Value {
+        for _ in 0..100 {
+            if let Some(r) = self
+                .records()
+                .into_iter()
+                .find(|r| r["kind"] == "completion" && r["request_id"] == request_id)
+            {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no completion record for {request_id}");
+    }
+
+    /// Stops the gateway with SIGTERM and waits for it.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn read_records(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Runs `bordergate audit verify FILE`.
+pub fn verify(path: &Path) -> std::process::Output {
+    Command::new(BIN)
+        .args(["audit", "verify"])
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
+/// One request as the upstream received it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    pub uri: String,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+/// A real HTTP/1.1 upstream on an ephemeral port that records every request and answers
+/// through `respond`.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+pub type Responder = Arc<dyn Fn(&Seen) -> http::Response<Bytes> + Send + Sync>;
+
+impl Upstream {
+    pub async fn start(respond: Responder) -> Upstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen2 = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let seen = seen2.clone();
+                let respond = respond.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let seen = seen.clone();
+                        let respond = respond.clone();
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                            let s = Seen {
+                                method: parts.method.to_string(),
+                                uri: parts.uri.to_string(),
+                                headers: parts.headers,
+                                body,
+                            };
+                            let resp = respond(&s);
+                            seen.lock().unwrap().push(s);
+                            Ok::<_, std::convert::Infallible>(resp.map(Full::new))
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Upstream { addr, seen }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// A free local port with nothing listening on it.
+pub fn dead_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
