@@ -1,0 +1,111 @@
+//! The command line as an operator uses it: check, token, certs, and the shipped files.
+
+mod common;
+
+use std::process::Command;
+
+use common::{BIN, Options, repo};
+
+#[test]
+fn check_accepts_the_quickstart_and_the_test_config() {
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(repo().join("examples/quickstart/gateway.yaml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok:"));
+    let (_dir, cfg, _, _) = common::prepare(&Options::default());
+    let out = Command::new(BIN).args(["check", "--config"]).arg(&cfg).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn check_reports_every_error_with_file_and_line() {
+    let opts = Options {
+        extra_catalog: "  - id: broken\n    kind: dataset\n    match:\n      prefix: /datasets/broken/\n    origins: [XZ]\n    categories: [personal]\n    purposes: [analytics]\n".into(),
+        ..Options::default()
+    };
+    let (dir, cfg, _, _) = common::prepare(&opts);
+    let out = Command::new(BIN).args(["check", "--config"]).arg(&cfg).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let catalog = dir.path().join("catalog.yaml");
+    let text = std::fs::read_to_string(&catalog).unwrap();
+    let line = text.lines().position(|l| l.contains("XZ")).unwrap() + 1;
+    assert!(err.contains("`XZ`"), "{err}");
+    assert!(err.contains(&format!("{}:{line}", catalog.display())), "{err}");
+
+    // Unknown fields and duplicate keys in the config itself.
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "listen:\n  address: 127.0.0.1:1\n  plaintext: true\n  plaintext: false\n").unwrap();
+    let out = Command::new(BIN).args(["check", "--config"]).arg(&bad).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:4", bad.display())), "{err}");
+}
+
+#[test]
+fn token_refuses_what_the_gateway_would_refuse() {
+    let (_dir, cfg, _, _) = common::prepare(&Options::default());
+    let ok = Command::new(BIN)
+        .args(["token", "--sub", "a", "--org", "acme-de", "--jurisdiction", "DE", "--purpose", "analytics", "--ttl", "5m", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(String::from_utf8_lossy(&ok.stdout).trim().split('.').count(), 3);
+    let bad = Command::new(BIN)
+        .args(["token", "--sub", "a", "--org", "acme-de", "--jurisdiction", "Germany", "--purpose", "analytics", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+}
+
+#[test]
+fn docker_compose_mounts_only_files_that_exist() {
+    let text = std::fs::read_to_string(repo().join("docker-compose.yml")).unwrap();
+    let doc: serde_json::Value = {
+        // The compose file is YAML; read it with the same YAML crate as everything else.
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Any(serde_json::Value);
+        let v: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        let _ = Any;
+        v
+    };
+    let svc = &doc["services"]["bordergate"];
+    let dockerfile = svc["build"]["dockerfile"].as_str().unwrap();
+    assert!(repo().join(dockerfile).is_file());
+    let mut checked = 0;
+    for v in svc["volumes"].as_array().unwrap() {
+        let spec = v.as_str().unwrap();
+        let host = spec.split(':').next().unwrap();
+        if host.starts_with('.') {
+            assert!(repo().join(host).exists(), "{host} is mounted but missing");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4);
+    // The config it mounts names files that are mounted too.
+    let cmd: Vec<&str> = svc["command"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    let cfg = cmd[cmd.iter().position(|c| *c == "--config").unwrap() + 1];
+    assert!(repo().join(cfg).is_file());
+    let dockerfile_text = std::fs::read_to_string(repo().join(dockerfile)).unwrap();
+    for line in dockerfile_text.lines().filter(|l| l.starts_with("COPY ") && !l.contains("--from")) {
+        for src in line.split_whitespace().skip(1).collect::<Vec<_>>().split_last().unwrap().1 {
+            assert!(repo().join(src).exists(), "Dockerfile copies missing {src}");
+        }
+    }
+}
+
+#[test]
+fn readme_first_screen_has_the_two_commands_ci_runs() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let first: String = readme.lines().take(30).collect::<Vec<_>>().join("\n");
+    assert!(first.contains("cargo run --release -- serve"));
+    assert!(first.contains("cargo test"));
+    let ci = std::fs::read_to_string(repo().join(".ci/run")).unwrap();
+    assert!(ci.lines().any(|l| l.trim() == "cargo test"));
+}
