@@ -1,5 +1,7 @@
 //! The request path: normalise, authenticate, resolve, decide, audit, forward.
 
+pub mod filestore;
+
 use bytes::Bytes;
 
 /// Errors carried inside bodies.
