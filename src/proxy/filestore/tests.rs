@@ -125,6 +125,7 @@ async fn missing_hidden_and_directories_are_404() {
     }
 }
 
+#[cfg(unix)]
 #[tokio::test]
 async fn symlinks_escaping_the_root_are_refused() {
     let outside = tempfile::tempdir().unwrap();
@@ -404,6 +405,36 @@ async fn body_error_leaves_no_file() {
         b"original"
     );
     assert_eq!(std::fs::read_dir(dir.path().join("up")).unwrap().count(), 1);
+}
+
+#[tokio::test]
+async fn cancelled_upload_leaves_no_file() {
+    let (dir, store) = store();
+    let first: Result<Frame<Bytes>, io::Error> = Ok(Frame::data(Bytes::from_static(b"some")));
+    let stalled = futures_util::stream::iter([first]).chain(futures_util::stream::pending());
+    let task = tokio::spawn(async move {
+        store
+            .handle(
+                &Method::PUT,
+                "/up/f.bin",
+                &HeaderMap::new(),
+                StreamBody::new(stalled),
+            )
+            .await
+    });
+    // Wait until the temp file exists, then drop the request as a vanished client would.
+    let up = dir.path().join("up");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_dir(&up).map_or(0, |d| d.count()) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "temp file never appeared"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    assert_eq!(std::fs::read_dir(&up).unwrap().count(), 0);
 }
 
 #[tokio::test]
