@@ -1,23 +1,458 @@
-//! STUB: replaced by the file store implementation.
-use std::path::Path;
+//! The `file://DIR` upstream: a directory served as a dataset store (GET, HEAD, ranges, atomic PUT).
+//!
+//! Paths map under the root verbatim. Anything that resolves outside the root (a symlink that
+//! escapes), any component starting with `.` (including our own temp files) and directories are
+//! answered 404: there are no listings. Reads stream in 64 KiB chunks; writes stream into a temp
+//! file beside the target that is fsynced and renamed over it, so a reader sees the old file or
+//! the new one, never a partial one.
 
-pub struct FileStore {}
-impl FileStore {
-    pub fn new(_root: &Path) -> Result<FileStore, String> {
-        Ok(FileStore {})
+mod conditional;
+#[cfg(test)]
+mod tests;
+
+use std::io::{self, SeekFrom};
+use std::path::{Component, Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Response, StatusCode};
+use http_body::{Body, Frame};
+use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use tokio::fs::{self, File, OpenOptions};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio_util::io::ReaderStream;
+
+use self::conditional::{ByteRange, Precondition};
+use crate::proxy::{BoxError, ResBody};
+
+/// Size of the chunks a file is streamed in.
+const CHUNK: usize = 64 * 1024;
+
+/// Prefix of the temp files PUT writes; the leading dot keeps them from ever being served.
+const TMP_PREFIX: &str = ".bordergate-tmp-";
+
+/// A directory served as a dataset store.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    root: PathBuf,
+}
+
+/// What the validators of a regular file are built from.
+struct Validators {
+    len: u64,
+    etag: String,
+    mtime_secs: u64,
+    last_modified: String,
+}
+
+impl Validators {
+    /// Strong ETag from (length, mtime nanoseconds, inode): changes whenever the content can
+    /// have, without reading it.
+    fn of(md: &std::fs::Metadata) -> Validators {
+        let mtime = md.modified().unwrap_or(UNIX_EPOCH);
+        let nanos = mtime.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        Validators {
+            len: md.len(),
+            etag: format!("\"{:x}-{:x}-{:x}\"", md.len(), nanos, inode(md)),
+            mtime_secs: conditional::epoch_secs(mtime),
+            last_modified: httpdate::fmt_http_date(mtime),
+        }
     }
+
+    fn current(&self) -> (&str, u64) {
+        (&self.etag, self.mtime_secs)
+    }
+}
+
+#[cfg(unix)]
+fn inode(md: &std::fs::Metadata) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(md)
+}
+
+#[cfg(not(unix))]
+fn inode(_: &std::fs::Metadata) -> u64 {
+    0
+}
+
+impl FileStore {
+    /// Opens a store rooted at `root`, which must exist and be a directory.
+    pub fn new(root: &Path) -> Result<FileStore, String> {
+        let canonical = std::fs::canonicalize(root)
+            .map_err(|e| format!("cannot open file store root `{}`: {e}", root.display()))?;
+        if !canonical.is_dir() {
+            return Err(format!(
+                "file store root `{}` is not a directory",
+                root.display()
+            ));
+        }
+        Ok(FileStore { root: canonical })
+    }
+
+    /// The canonical root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Answers one request. `path` is decoded and normalised: it starts with `/` and has no dot
+    /// segments, backslashes or empty segments.
     pub async fn handle<B>(
         &self,
-        _method: &http::Method,
-        _path: &str,
-        _headers: &http::HeaderMap,
-        _body: B,
-    ) -> http::Response<crate::proxy::ResBody>
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        body: B,
+    ) -> Response<ResBody>
     where
-        B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
-        B::Error: Into<crate::proxy::BoxError>,
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
     {
-        use http_body_util::BodyExt;
-        http::Response::new(http_body_util::Empty::new().map_err(|e| match e {}).boxed())
+        let result = match *method {
+            Method::GET => self.read(false, path, headers).await,
+            Method::HEAD => self.read(true, path, headers).await,
+            Method::PUT => self.write(path, headers, body).await,
+            _ => {
+                let mut resp = problem(StatusCode::METHOD_NOT_ALLOWED);
+                resp.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, PUT"));
+                return resp;
+            }
+        };
+        result.unwrap_or_else(problem)
     }
+
+    /// GET and HEAD.
+    async fn read(
+        &self,
+        head: bool,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Result<Response<ResBody>, StatusCode> {
+        let components = components(path).ok_or(StatusCode::NOT_FOUND)?;
+        let lexical = components.iter().fold(self.root.clone(), |p, c| p.join(c));
+        let real = fs::canonicalize(&lexical).await.map_err(io_status)?;
+        if !self.contains(&real) {
+            return Err(StatusCode::NOT_FOUND);
+        }
+        // Checked before opening so that a FIFO or device never blocks an open.
+        if !fs::metadata(&real).await.map_err(io_status)?.is_file() {
+            return Err(StatusCode::NOT_FOUND);
+        }
+        let mut file = File::open(&real).await.map_err(io_status)?;
+        let md = file.metadata().await.map_err(io_status)?;
+        if !md.is_file() {
+            return Err(StatusCode::NOT_FOUND);
+        }
+        let v = Validators::of(&md);
+
+        match conditional::evaluate(headers, Some(v.current()), true) {
+            Precondition::Proceed => {}
+            Precondition::NotModified => {
+                let mut resp = Response::new(empty());
+                *resp.status_mut() = StatusCode::NOT_MODIFIED;
+                set_validators(resp.headers_mut(), &v);
+                return Ok(resp);
+            }
+            Precondition::Failed => return Err(StatusCode::PRECONDITION_FAILED),
+        }
+
+        // Range applies to GET only (RFC 9110 §14.2), and only while If-Range holds.
+        let range = match headers.get(header::RANGE).and_then(|r| r.to_str().ok()) {
+            Some(r) if !head => {
+                let fresh = headers
+                    .get(header::IF_RANGE)
+                    .is_none_or(|ir| conditional::if_range_holds(ir, &v.etag, v.mtime_secs));
+                if fresh {
+                    conditional::parse_range(r, v.len)
+                } else {
+                    ByteRange::Full
+                }
+            }
+            _ => ByteRange::Full,
+        };
+
+        let (status, start, count) = match range {
+            ByteRange::Full => (StatusCode::OK, 0, v.len),
+            ByteRange::Partial { start, end } => {
+                (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+            }
+            ByteRange::Unsatisfiable => {
+                let mut resp = problem(StatusCode::RANGE_NOT_SATISFIABLE);
+                resp.headers_mut()
+                    .insert(header::CONTENT_RANGE, hv(format!("bytes */{}", v.len)));
+                return Ok(resp);
+            }
+        };
+
+        let body = if head {
+            empty()
+        } else {
+            if start > 0 {
+                file.seek(SeekFrom::Start(start)).await.map_err(io_status)?;
+            }
+            let stream = ReaderStream::with_capacity(file.take(count), CHUNK)
+                .map(|chunk| chunk.map(Frame::data).map_err(BoxError::from));
+            BodyExt::boxed(StreamBody::new(stream))
+        };
+        let mut resp = Response::new(body);
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(content_type(path)),
+        );
+        h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        set_validators(h, &v);
+        if status == StatusCode::PARTIAL_CONTENT {
+            h.insert(
+                header::CONTENT_RANGE,
+                hv(format!("bytes {}-{}/{}", start, start + count - 1, v.len)),
+            );
+        }
+        Ok(resp)
+    }
+
+    /// PUT: stream into a temp file, fsync, rename over the target, fsync the directory.
+    async fn write<B>(
+        &self,
+        path: &str,
+        headers: &HeaderMap,
+        mut body: B,
+    ) -> Result<Response<ResBody>, StatusCode>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let components = components(path).ok_or(StatusCode::NOT_FOUND)?;
+        let (name, dirs) = components.split_last().ok_or(StatusCode::NOT_FOUND)?;
+        let parent = self.make_parents(dirs).await?;
+        let target = parent.join(name);
+        let existing = self.existing(&target).await?;
+
+        if conditional::evaluate(headers, existing.as_ref().map(Validators::current), false)
+            != Precondition::Proceed
+        {
+            return Err(StatusCode::PRECONDITION_FAILED);
+        }
+
+        let tmp_path = parent.join(format!("{TMP_PREFIX}{}", uuid::Uuid::new_v4().simple()));
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp_path)
+            .await
+            .map_err(write_status)?;
+        let tmp = TempFile(Some(tmp_path.clone()));
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                let e: BoxError = e.into();
+                tracing::info!(path, error = %e, "file store upload aborted by the client");
+                StatusCode::BAD_REQUEST
+            })?;
+            if let Ok(data) = frame.into_data() {
+                file.write_all(&data).await.map_err(write_status)?;
+            }
+        }
+        file.flush().await.map_err(write_status)?;
+        file.sync_all().await.map_err(write_status)?;
+        let md = file.metadata().await.map_err(write_status)?;
+        drop(file);
+        fs::rename(&tmp_path, &target).await.map_err(write_status)?;
+        tmp.keep();
+        sync_dir(&parent).await.map_err(write_status)?;
+
+        let v = Validators::of(&md);
+        let mut resp = Response::new(empty());
+        *resp.status_mut() = if existing.is_some() {
+            StatusCode::NO_CONTENT
+        } else {
+            StatusCode::CREATED
+        };
+        set_validators(resp.headers_mut(), &v);
+        Ok(resp)
+    }
+
+    /// Walks `dirs` under the root, creating what is missing, and returns the canonical directory.
+    /// A symlink on the way must stay inside the root; a file on the way is a conflict.
+    async fn make_parents(&self, dirs: &[&str]) -> Result<PathBuf, StatusCode> {
+        let mut dir = self.root.clone();
+        for name in dirs {
+            let next = dir.join(name);
+            match fs::symlink_metadata(&next).await {
+                Ok(md) if md.is_dir() => dir = next,
+                Ok(md) if md.file_type().is_symlink() => {
+                    let real = fs::canonicalize(&next).await.map_err(io_status)?;
+                    if !self.contains(&real) {
+                        return Err(StatusCode::NOT_FOUND);
+                    }
+                    if !fs::metadata(&real).await.map_err(io_status)?.is_dir() {
+                        return Err(StatusCode::CONFLICT);
+                    }
+                    dir = real;
+                }
+                Ok(_) => return Err(StatusCode::CONFLICT),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    match fs::create_dir(&next).await {
+                        Ok(()) => sync_dir(&dir).await.map_err(write_status)?,
+                        // Another writer created it meanwhile: fine if it is a real directory.
+                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                            if !fs::symlink_metadata(&next)
+                                .await
+                                .map_err(io_status)?
+                                .is_dir()
+                            {
+                                return Err(StatusCode::CONFLICT);
+                            }
+                        }
+                        Err(e) => return Err(write_status(e)),
+                    }
+                    dir = next;
+                }
+                Err(e) => return Err(io_status(e)),
+            }
+        }
+        Ok(dir)
+    }
+
+    /// The validators of the file a PUT would replace, if there is one.
+    async fn existing(&self, target: &Path) -> Result<Option<Validators>, StatusCode> {
+        let md = match fs::symlink_metadata(target).await {
+            Ok(md) => md,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_status(e)),
+        };
+        let md = if md.file_type().is_symlink() {
+            // The rename replaces the link itself, but a link out of the root is refused anyway.
+            let real = fs::canonicalize(target).await.map_err(io_status)?;
+            if !self.contains(&real) {
+                return Err(StatusCode::NOT_FOUND);
+            }
+            fs::metadata(&real).await.map_err(io_status)?
+        } else {
+            md
+        };
+        if !md.is_file() {
+            return Err(StatusCode::CONFLICT);
+        }
+        Ok(Some(Validators::of(&md)))
+    }
+
+    /// Whether a canonical path is under the root with no hidden component below it.
+    fn contains(&self, real: &Path) -> bool {
+        real.strip_prefix(&self.root).is_ok_and(|rel| {
+            rel.components().all(
+                |c| matches!(c, Component::Normal(s) if !s.as_encoded_bytes().starts_with(b".")),
+            )
+        })
+    }
+}
+
+/// The components of a request path, or `None` when any is empty, hidden or suspicious.
+fn components(path: &str) -> Option<Vec<&str>> {
+    let rest = path.strip_prefix('/')?;
+    let parts: Vec<&str> = rest.split('/').collect();
+    parts
+        .iter()
+        .all(|c| !c.is_empty() && !c.starts_with('.') && !c.contains(['\\', '\0']))
+        .then_some(parts)
+}
+
+/// Content-Type by extension; everything else is opaque bytes.
+fn content_type(path: &str) -> &'static str {
+    let ext = path.rsplit_once('.').map_or("", |(_, e)| e);
+    if ext.eq_ignore_ascii_case("csv") {
+        "text/csv"
+    } else if ext.eq_ignore_ascii_case("txt") {
+        "text/plain"
+    } else if ext.eq_ignore_ascii_case("json") {
+        "application/json"
+    } else {
+        "application/octet-stream"
+    }
+}
+
+/// Removes the temp file on drop unless kept: covers errors and a cancelled request alike.
+struct TempFile(Option<PathBuf>);
+
+impl TempFile {
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take()
+            && let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove file store temp file");
+        }
+    }
+}
+
+/// Makes a rename or creation in `dir` durable.
+async fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir).await?.sync_all().await
+}
+
+fn set_validators(h: &mut HeaderMap, v: &Validators) {
+    h.insert(header::ETAG, hv(v.etag.clone()));
+    h.insert(header::LAST_MODIFIED, hv(v.last_modified.clone()));
+}
+
+/// A header value from text we built ourselves (always visible ASCII).
+fn hv(s: String) -> HeaderValue {
+    HeaderValue::try_from(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn io_status(e: io::Error) -> StatusCode {
+    match e.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => StatusCode::NOT_FOUND,
+        _ => {
+            tracing::warn!(error = %e, "file store read failed");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+fn write_status(e: io::Error) -> StatusCode {
+    match e.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+            StatusCode::INSUFFICIENT_STORAGE
+        }
+        io::ErrorKind::NotADirectory => StatusCode::CONFLICT,
+        _ => {
+            tracing::warn!(error = %e, "file store write failed");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+fn empty() -> ResBody {
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A minimal RFC 9457 problem; the gateway may replace it with its own.
+fn problem(status: StatusCode) -> Response<ResBody> {
+    let body = format!(
+        r#"{{"type":"about:blank","title":"{}","status":{}}}"#,
+        status.canonical_reason().unwrap_or(""),
+        status.as_u16()
+    );
+    let mut resp = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    resp
 }
