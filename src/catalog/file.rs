@@ -21,6 +21,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use super::lineage;
 use super::path::check_decoded;
 use super::{AnonymityAssessment, Entry, EntryKind, Matcher, Withdrawal};
 use crate::config::{Diagnostic, Diagnostics, parse_yaml};
@@ -108,16 +109,16 @@ pub(super) struct Built {
 }
 
 /// Collects diagnostics for one file.
-struct Errors<'p> {
+pub(super) struct Errors<'p> {
     file: &'p Path,
     list: Vec<Diagnostic>,
 }
 
 impl Errors<'_> {
-    fn at<T>(&mut self, s: &Spanned<T>, msg: impl Into<String>) {
+    pub(super) fn at<T>(&mut self, s: &Spanned<T>, msg: impl Into<String>) {
         self.line(line_of(s), msg);
     }
-    fn line(&mut self, line: usize, msg: impl Into<String>) {
+    pub(super) fn line(&mut self, line: usize, msg: impl Into<String>) {
         let line = (line > 0).then_some(line);
         self.list.push(Diagnostic::new(self.file, line, msg));
     }
@@ -127,7 +128,7 @@ fn line_of<T>(s: &Spanned<T>) -> usize {
     usize::try_from(s.referenced.line()).unwrap_or(0)
 }
 
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     s.escape_default().to_string()
 }
 
@@ -175,6 +176,15 @@ fn is_anchored(p: &str) -> bool {
         .take_while(|&b| b == b'\\')
         .count();
     backslashes % 2 == 0
+}
+
+/// The last line of a regex error, in the house style (`error: unopened group`
+/// becomes `unopened group`).
+fn regex_reason(e: &regex::Error) -> String {
+    let text = e.to_string();
+    let last = text.lines().last().unwrap_or("invalid regex").trim();
+    let last = last.strip_prefix("error: ").unwrap_or(last);
+    last.trim_end_matches('.').to_lowercase()
 }
 
 /// Own tags of one entry, with every field checked.
@@ -347,14 +357,13 @@ pub(super) fn build(path: &Path, text: &str) -> Result<Built, Diagnostics> {
                             regex_entries.push(idx);
                         }
                         Err(why) => {
-                            let why = why.to_string();
-                            let why = why.lines().last().unwrap_or("invalid regex").trim();
+                            let why = regex_reason(&why);
                             errs.at(
                                 r,
                                 format!(
                                     "regex `{}` of entry `{id}` does not compile: {}",
                                     esc(src),
-                                    why.to_lowercase()
+                                    why
                                 ),
                             );
                         }
@@ -397,8 +406,13 @@ pub(super) fn build(path: &Path, text: &str) -> Result<Built, Diagnostics> {
         });
     }
 
-    let sources = resolve_lineage(&mut errs, &parsed, &by_id);
-    fold_lineage(&mut errs, &mut entries, &sources);
+    let named: Vec<(&Spanned<String>, &[Spanned<String>])> = parsed
+        .entries
+        .iter()
+        .map(|e| (&e.id, e.derived_from.as_slice()))
+        .collect();
+    let sources = lineage::resolve(&mut errs, &named, &by_id);
+    lineage::fold(&mut errs, &mut entries, &sources);
 
     let regexes = if regex_sources.is_empty() || !errs.list.is_empty() {
         None
@@ -473,145 +487,5 @@ fn check_categories(errs: &mut Errors, e: &EntryFile, own: &Tags, id: &str, line
             line,
             format!("entry `{id}` has an `anonymity_assessment`, which only models may have"),
         );
-    }
-}
-
-/// The source indices of each entry; unknown ids are reported.
-fn resolve_lineage(
-    errs: &mut Errors,
-    parsed: &CatalogFile,
-    by_id: &HashMap<String, usize>,
-) -> Vec<BTreeSet<usize>> {
-    parsed
-        .entries
-        .iter()
-        .map(|e| {
-            let mut set = BTreeSet::new();
-            for d in &e.derived_from {
-                match by_id.get(&d.value) {
-                    Some(&i) => {
-                        set.insert(i);
-                    }
-                    None => errs.at(
-                        d,
-                        format!(
-                            "entry `{}` is derived from unknown entry `{}`",
-                            esc(&e.id.value),
-                            esc(&d.value)
-                        ),
-                    ),
-                }
-            }
-            set
-        })
-        .collect()
-}
-
-/// Computes every entry's effective tags in lineage order; reports cycles and the
-/// checks that need effective tags.
-fn fold_lineage(errs: &mut Errors, entries: &mut [Entry], sources: &[BTreeSet<usize>]) {
-    let n = entries.len();
-    let mut pending: Vec<usize> = sources.iter().map(BTreeSet::len).collect();
-    let mut derived: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for (i, srcs) in sources.iter().enumerate() {
-        for &s in srcs {
-            derived[s].push(i);
-        }
-    }
-    let mut ready: Vec<usize> = (0..n).filter(|&i| pending[i] == 0).collect();
-    let mut done = vec![false; n];
-    while let Some(i) = ready.pop() {
-        let mut tags = entries[i].own_tags.clone();
-        let assessed = entries[i].anonymity_assessment.is_some();
-        for &s in &sources[i] {
-            let src = &entries[s].tags;
-            if assessed {
-                // An assessed model's categories and purposes are its own; where its
-                // training data came from is still recorded.
-                tags.origins.extend(src.origins.iter().copied());
-                tags.lineage.extend(src.lineage.iter().cloned());
-            } else {
-                tags.absorb(src);
-            }
-            tags.lineage.insert(entries[s].id.clone());
-        }
-        entries[i].tags = tags;
-        done[i] = true;
-        for &d in &derived[i] {
-            pending[d] -= 1;
-            if pending[d] == 0 {
-                ready.push(d);
-            }
-        }
-    }
-    report_cycles(errs, entries, sources, &done);
-    for e in entries
-        .iter()
-        .zip(&done)
-        .filter(|(_, d)| **d)
-        .map(|(e, _)| e)
-    {
-        if e.tags.is_personal() && e.tags.purposes.is_none() {
-            errs.line(
-                e.line,
-                format!(
-                    "entry `{}` holds personal data but lists no `purposes` (its own or its sources')",
-                    e.id
-                ),
-            );
-        }
-        if e.kind != EntryKind::Store && e.tags.origins.is_empty() {
-            errs.line(
-                e.line,
-                format!("{} `{}` has no `origins`", kind_name(e.kind), e.id),
-            );
-        }
-    }
-}
-
-fn kind_name(k: EntryKind) -> &'static str {
-    match k {
-        EntryKind::Dataset => "dataset",
-        EntryKind::Model => "model",
-        EntryKind::Store => "store",
-    }
-}
-
-/// Reports each lineage cycle once. Every entry left undone has an undone source, so
-/// following sources from it always reaches a cycle.
-fn report_cycles(errs: &mut Errors, entries: &[Entry], sources: &[BTreeSet<usize>], done: &[bool]) {
-    let mut seen = vec![false; entries.len()];
-    for start in 0..entries.len() {
-        if done[start] || seen[start] {
-            continue;
-        }
-        let mut walk: Vec<usize> = Vec::new();
-        let mut pos: HashMap<usize, usize> = HashMap::new();
-        let mut cur = start;
-        loop {
-            if seen[cur] {
-                break;
-            }
-            if let Some(&p) = pos.get(&cur) {
-                let cycle = &walk[p..];
-                let mut names: Vec<&str> = cycle.iter().map(|&i| entries[i].id.as_str()).collect();
-                names.push(entries[cur].id.as_str());
-                let first = cycle.iter().copied().min().unwrap_or(cur);
-                errs.line(
-                    entries[first].line,
-                    format!("lineage cycle: `{}`", names.join("` ← `")),
-                );
-                break;
-            }
-            pos.insert(cur, walk.len());
-            walk.push(cur);
-            match sources[cur].iter().find(|&&s| !done[s]) {
-                Some(&next) => cur = next,
-                None => break,
-            }
-        }
-        for i in walk {
-            seen[i] = true;
-        }
     }
 }

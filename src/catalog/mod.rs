@@ -7,6 +7,7 @@
 //! pass, with no allocation unless several entries overlap.
 
 mod file;
+mod lineage;
 pub mod path;
 
 use std::borrow::Cow;
@@ -225,5 +226,7 @@ impl Catalog {
     }
 }
 
+#[cfg(test)]
+mod load_tests;
 #[cfg(test)]
 mod tests;

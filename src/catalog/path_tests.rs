@@ -1,3 +1,5 @@
+//! The normaliser: one test per refusal class, accepted forms, and properties.
+
 use super::*;
 use proptest::prelude::*;
 
