@@ -1,27 +1,60 @@
 //! The dataset catalog: path normalisation and matching, datasets, models and stores
 //! with their residency tags, and lineage.
-//! STUB: replaced by the catalog implementation.
+//!
+//! A catalog is loaded and validated whole ([`Catalog::load`]), with every entry's
+//! effective tags (own tags with the lineage folded in) computed once; resolving a
+//! request path is then a handful of hash lookups and at most one [`regex::RegexSet`]
+//! pass, with no allocation unless several entries overlap.
 
+mod file;
+mod lineage;
 pub mod path;
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::path::Path;
 
-use crate::config::Diagnostics;
+use crate::config::{Diagnostic, Diagnostics};
 use crate::model::Tags;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+/// Largest catalog file accepted.
+const MAX_CATALOG_BYTES: usize = 16 * 1024 * 1024;
+
+/// What a catalog entry describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EntryKind {
+    /// Data to be downloaded.
     Dataset,
+    /// A model artifact; its tags fold in the data it was trained on.
     Model,
+    /// An upload target; with no origins, the upstream's jurisdiction is used.
     Store,
 }
 
-#[derive(Clone, Debug)]
+/// How an entry matches request paths (always against the decoded path).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Matcher {
+    /// Segment-bounded prefix: `/eu` matches `/eu` and `/eu/x`, never `/eu-mirror`.
+    Prefix(String),
+    /// A regular expression anchored with `^` and `$`.
+    Regex(String),
+}
+
+/// An entry taken out of use; requests for it are refused by the proxy.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Withdrawal {
     pub date: time::Date,
     pub reason: String,
+}
+
+/// An anonymity assessment of a model on record (EDPB Opinion 28/2024).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AnonymityAssessment {
+    pub date: time::Date,
+    pub assessor: String,
+    pub reference: String,
 }
 
 #[derive(Clone, Debug)]
@@ -31,6 +64,15 @@ pub struct Entry {
     /// Effective tags: own tags with the lineage folded in.
     pub tags: Tags,
     pub withdrawn: Option<Withdrawal>,
+    /// The tags written on the entry itself, before lineage.
+    pub own_tags: Tags,
+    pub matcher: Matcher,
+    pub description: Option<String>,
+    /// Catalog ids this entry was directly derived from.
+    pub derived_from: Vec<String>,
+    pub anonymity_assessment: Option<AnonymityAssessment>,
+    /// Line of the entry in the catalog file.
+    pub line: usize,
 }
 
 /// The entry a path resolved to, and the tags of every entry that matched it.
@@ -41,27 +83,150 @@ pub struct Resolution<'a> {
 
 #[derive(Debug, Default)]
 pub struct Catalog {
+    /// `sha256:` and the hex digest of the catalog file's bytes.
     pub version: String,
+    entries: Vec<Entry>,
+    by_id: HashMap<String, usize>,
+    /// Prefix without its trailing slash (`""` for `/`) → entry index.
+    prefixes: HashMap<String, usize>,
+    /// All regex entries in one set; `regex_entries[i]` is the entry of pattern `i`.
+    regexes: Option<regex::RegexSet>,
+    regex_entries: Vec<usize>,
 }
 
 impl Catalog {
-    pub fn load(_path: &Path) -> Result<Catalog, Diagnostics> {
-        Ok(Catalog::default())
+    /// Reads, parses and validates a catalog file, reporting every problem with its line.
+    pub fn load(path: &Path) -> Result<Catalog, Diagnostics> {
+        let one = |m: String| Diagnostics(vec![Diagnostic::new(path, None, m)]);
+        let bytes = std::fs::read(path).map_err(|e| one(format!("cannot read file: {e}")))?;
+        if bytes.len() > MAX_CATALOG_BYTES {
+            return Err(one(format!(
+                "file is larger than {MAX_CATALOG_BYTES} bytes"
+            )));
+        }
+        let text =
+            std::str::from_utf8(&bytes).map_err(|_| one("file is not valid utf-8".into()))?;
+        Catalog::parse(path, text)
     }
-    pub fn resolve(&self, _path: &str) -> Option<Resolution<'_>> {
-        None
+
+    /// Parses and validates catalog text that came from `path` (used in messages).
+    pub fn parse(path: &Path, text: &str) -> Result<Catalog, Diagnostics> {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+        let version = format!("sha256:{}", hex::encode(digest.as_ref()));
+        let built = file::build(path, text)?;
+        Ok(Catalog {
+            version,
+            entries: built.entries,
+            by_id: built.by_id,
+            prefixes: built.prefixes,
+            regexes: built.regexes,
+            regex_entries: built.regex_entries,
+        })
     }
-    pub fn get(&self, _id: &str) -> Option<&Entry> {
-        None
+
+    /// Resolves a decoded, normalised path (see [`path::normalize`]). The most specific
+    /// entry wins (longest prefix; regexes only when no prefix matches); when several
+    /// entries match, the tags are the most restrictive union of them all.
+    pub fn resolve(&self, path: &str) -> Option<Resolution<'_>> {
+        if !path.starts_with('/') {
+            return None;
+        }
+        let mut best: Option<usize> = None;
+        let mut count = 0usize;
+        for i in self.prefix_matches(path) {
+            best.get_or_insert(i);
+            count += 1;
+        }
+        let regex_hits = match &self.regexes {
+            Some(set) if set.is_match(path) => Some(set.matches(path)),
+            _ => None,
+        };
+        if let Some(hits) = &regex_hits {
+            for k in hits.iter() {
+                best.get_or_insert(self.regex_entries[k]);
+                count += 1;
+            }
+        }
+        let entry = &self.entries[best?];
+        if count == 1 {
+            return Some(Resolution {
+                entry,
+                tags: Cow::Borrowed(&entry.tags),
+            });
+        }
+        let mut tags = entry.tags.clone();
+        let others = self.prefix_matches(path).chain(
+            regex_hits
+                .iter()
+                .flat_map(|h| h.iter().map(|k| self.regex_entries[k])),
+        );
+        for i in others {
+            if !std::ptr::eq(&self.entries[i], entry) {
+                let other = &self.entries[i].tags;
+                tags.absorb(other);
+                tags.anonymity_assessed &= other.anonymity_assessed;
+            }
+        }
+        Some(Resolution {
+            entry,
+            tags: Cow::Owned(tags),
+        })
     }
-    /// Tags of data derived from the named entries (for uploads declaring lineage).
-    pub fn lineage_tags(&self, _ids: &[&str]) -> Result<Tags, String> {
-        Err("stub".into())
+
+    /// Indices of prefix entries matching `path`, longest prefix first.
+    fn prefix_matches<'a>(&'a self, path: &'a str) -> impl Iterator<Item = usize> + 'a {
+        let start = path.trim_end_matches('/');
+        std::iter::successors(Some(start), |cur| {
+            if cur.is_empty() {
+                None
+            } else {
+                Some(&cur[..cur.rfind('/').unwrap_or(0)])
+            }
+        })
+        .filter_map(|key| self.prefixes.get(key).copied())
     }
+
+    pub fn get(&self, id: &str) -> Option<&Entry> {
+        self.by_id.get(id).map(|&i| &self.entries[i])
+    }
+
+    /// Tags of data derived from the named entries (for uploads declaring lineage): the
+    /// most restrictive union of their effective tags, with the ids in `lineage`. The
+    /// result carries no anonymity assessment of its own.
+    pub fn lineage_tags(&self, ids: &[&str]) -> Result<Tags, String> {
+        let mut out: Option<Tags> = None;
+        for id in ids {
+            let entry = self.get(id).ok_or_else(|| {
+                format!("unknown catalog id `{}` in lineage", id.escape_default())
+            })?;
+            match &mut out {
+                None => out = Some(entry.tags.clone()),
+                Some(t) => t.absorb(&entry.tags),
+            }
+            if let Some(t) = &mut out {
+                t.lineage.insert(entry.id.clone());
+            }
+        }
+        let mut tags = out.unwrap_or_default();
+        tags.anonymity_assessed = false;
+        Ok(tags)
+    }
+
+    /// Every entry, in file order.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter()
+    }
+
     pub fn len(&self) -> usize {
-        0
+        self.entries.len()
     }
+
     pub fn is_empty(&self) -> bool {
-        true
+        self.entries.is_empty()
     }
 }
+
+#[cfg(test)]
+mod load_tests;
+#[cfg(test)]
+mod tests;
