@@ -13,3 +13,4 @@ pub mod config;
 pub mod model;
 pub mod policy;
 pub mod proxy;
+pub mod tls;
