@@ -64,6 +64,7 @@ impl State {
         let mut errors = Vec::new();
         let src = config.source.clone();
         let auth = Authenticator::from_config(&config.auth)
+            .map(|a| a.with_max_token_bytes(config.limits.max_token_bytes))
             .map_err(|e| errors.push(Diagnostic::new(&src, None, e)))
             .ok();
         let catalog = Catalog::load(&config.catalog)
@@ -334,15 +335,8 @@ impl Gateway {
         a.path = path.decoded.clone();
 
         // Who is asking.
-        let mut auth_values = parts.headers.get_all(header::AUTHORIZATION).iter();
-        let first = auth_values.next();
-        let auth_result = if auth_values.next().is_some() {
-            Err(AuthError::Invalid("more than one Authorization header".into()))
-        } else {
-            state.auth.authenticate(first.map(|v| v.as_bytes()))
-        };
-        let caller = match auth_result {
-            Ok(c) => c,
+        let caller = match state.auth.authenticate_headers(&parts.headers) {
+            Ok(auth) => auth.caller,
             Err(e) => return self.unauthenticated(&a, &version, &e).await,
         };
         a.caller = Some(caller.clone());
@@ -630,11 +624,11 @@ impl Gateway {
         p.decision = Some("deny");
         p.article = None;
         p.policy_version = None;
-        let challenge = match e {
-            AuthError::Missing => "Bearer realm=\"bordergate\"".to_string(),
-            other => format!(
-                "Bearer realm=\"bordergate\", error=\"invalid_token\", error_description=\"{}\"",
-                other.code()
+        let challenge = match e.rfc6750_error() {
+            None => "Bearer realm=\"bordergate\"".to_string(),
+            Some(err) => format!(
+                "Bearer realm=\"bordergate\", error=\"{err}\", error_description=\"{}\"",
+                e.code()
             ),
         };
         let mut resp = self.refuse(a, version, p).await;
