@@ -224,6 +224,7 @@ pub fn parse_line(line: &[u8]) -> Result<ParsedLine, LineError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
 

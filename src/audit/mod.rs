@@ -72,15 +72,6 @@ pub struct AuditLog {
     shared: Arc<Shared>,
 }
 
-impl std::fmt::Debug for Msg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Msg::Record(_) => f.write_str("Record"),
-            Msg::Shutdown(_) => f.write_str("Shutdown"),
-        }
-    }
-}
-
 impl AuditLog {
     /// Opens (or creates) the log at `path`, checks its tail, repairs a torn last line and
     /// starts the writer. At most `batch_max` records share one fdatasync.

@@ -1,5 +1,7 @@
+//! Tests of the verifier: each classic tamper is named and pinpointed.
+#![allow(clippy::unwrap_used)] // Tests may unwrap.
 use super::*;
-use crate::audit::line::encode_line;
+use crate::audit::line::{GENESIS, encode_line};
 use proptest::prelude::*;
 
 fn json(seq: u64) -> String {
