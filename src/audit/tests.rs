@@ -425,3 +425,49 @@ async fn a_failed_fsync_poisons_for_good() {
     let r = assert_verifies(&path);
     assert_eq!(r.records, 3); // start, a, b (written, never acknowledged)
 }
+
+#[tokio::test]
+async fn a_decision_record_reads_back() {
+    use crate::model::{Caller, Category, Country, Direction, Effect, Tags};
+    let de = Country::parse("DE").unwrap();
+    let us = Country::parse("US").unwrap();
+    let mut tags = Tags::default();
+    tags.origins.insert(de);
+    tags.categories.insert(Category::Health);
+    let rec = Record::Decision(Box::new(DecisionRecord {
+        time: record::now_rfc3339(),
+        request_id: "req-1".into(),
+        caller: Some(Caller {
+            sub: "alice".into(),
+            org: "acme".into(),
+            jurisdiction: us,
+            purpose: "training".into(),
+        }),
+        method: "GET".into(),
+        path: "/datasets/ehr/\"quoted\"\nnewline".into(),
+        dataset: Some("ehr".into()),
+        tags: Some(tags),
+        origins: vec![de],
+        destination: Some(us),
+        direction: Direction::Download,
+        decision: Effect::Deny,
+        enforced: true,
+        status: 451,
+        rule: "gdpr-ch5".into(),
+        article: "GDPR Art. 44".into(),
+        reason: "no adequacy decision".into(),
+        policy_version: "v1".into(),
+        upstream: None,
+    }));
+    let (_dir, path) = tmp();
+    let log = AuditLog::open(&path, 8).unwrap();
+    let rc = log.append(rec).await.unwrap();
+    log.shutdown().await;
+    assert_verifies(&path);
+    let l = &lines(&path)[(rc.seq - 1) as usize];
+    assert_eq!(l.kind, "decision");
+    assert_eq!(l.hash, rc.hash);
+    assert_eq!(l.value["caller"]["jurisdiction"], "US");
+    assert_eq!(l.value["path"], "/datasets/ehr/\"quoted\"\nnewline");
+    assert_eq!(l.value["status"], 451);
+}

@@ -60,6 +60,16 @@ impl LogFile for File {
     }
 }
 
+/// Marks the log stopped when the writer thread ends, however it ends, so `healthy()`
+/// never reports a log nobody writes.
+struct StopOnExit(Arc<Shared>);
+
+impl Drop for StopOnExit {
+    fn drop(&mut self) {
+        self.0.state.fetch_max(STOPPED, Ordering::SeqCst);
+    }
+}
+
 pub(crate) struct Writer<F> {
     pub file: F,
     /// Whether the file is a regular file (a failed write can then be rolled back).
@@ -106,6 +116,7 @@ impl<F: LogFile> Writer<F> {
 
     /// The writer thread's loop: runs until shut down or every handle is dropped.
     pub fn run(mut self, rx: Receiver<Msg>) {
+        let _guard = StopOnExit(self.shared.clone());
         let mut batch: Vec<Pending> = Vec::with_capacity(self.batch_max);
         while let Ok(first) = rx.recv() {
             let mut stop = None;
