@@ -436,10 +436,7 @@ impl Config {
         let mut errs = Vec::new();
         let mut err = |m: String| errs.push(Diagnostic::new(&self.source, None, m));
         if self.listen.tls.is_none() && !self.listen.plaintext {
-            err(
-                "`listen` has no `tls`; set `plaintext: true` to serve plain HTTP on purpose"
-                    .into(),
-            );
+            err("`listen` has no `tls`; set `plaintext: true` to serve plain HTTP on purpose".into());
         }
         if self.listen.tls.is_some() && self.listen.plaintext {
             err("`listen` has both `tls` and `plaintext: true`; choose one".into());
@@ -485,10 +482,7 @@ impl Config {
                     u.name, u.url
                 ));
             } else if !u.url.starts_with("file://") && u.url.parse::<http::Uri>().is_err() {
-                err(format!(
-                    "upstream `{}` url `{}` is not a valid URL",
-                    u.name, u.url
-                ));
+                err(format!("upstream `{}` url `{}` is not a valid URL", u.name, u.url));
             }
         }
         let mut prefixes = std::collections::HashSet::new();

@@ -252,7 +252,8 @@ impl Tags {
             .intersection(&other.derogations)
             .cloned()
             .collect();
-        self.lawful_basis.extend(other.lawful_basis.iter().cloned());
+        self.lawful_basis
+            .extend(other.lawful_basis.iter().cloned());
         self.lineage.extend(other.lineage.iter().cloned());
     }
 }
@@ -344,12 +345,7 @@ mod tests {
     #[test]
     fn absorbing_a_source_never_relaxes() {
         let mut a = Tags {
-            purposes: Some(
-                ["analytics", "training"]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
-            ),
+            purposes: Some(["analytics", "training"].iter().map(|s| s.to_string()).collect()),
             categories: [Category::Personal].into(),
             derogations: ["explicit-consent".to_string()].into(),
             ..Tags::default()

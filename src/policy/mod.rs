@@ -31,9 +31,7 @@ pub struct PolicySet {
 
 impl PolicySet {
     pub fn load(_dir: &Path, _registry: &Path) -> Result<PolicySet, Diagnostics> {
-        Ok(PolicySet {
-            version: Arc::from("stub"),
-        })
+        Ok(PolicySet { version: Arc::from("stub") })
     }
     pub fn decide(&self, _q: &Query<'_>) -> Decision {
         Decision {
