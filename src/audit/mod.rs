@@ -1,12 +1,42 @@
 //! The audit trail: records, the hash chain, the group-commit file sink, and the
 //! verifier shared by `audit verify` and the start-up tail check.
-//! STUB: replaced by the audit implementation.
+//!
+//! Every record becomes one JSON line chained to the one before by SHA-256 (see [`line`]).
+//! Callers serialise their record on their own task; one writer thread splices in `seq`,
+//! `prev` and `hash` and makes each batch durable with one write and one fdatasync.
+//!
+//! Failure semantics:
+//! - a failed write (disk full, …) fails that batch's appends with
+//!   [`AuditError::Unavailable`] and is rolled back (file length, `seq`, `prev`), so the
+//!   next batch retries with no gap in the sequence; the log stays [`AuditLog::healthy`]
+//!   and [`AuditLog::status`] says [`AuditStatus::WriteFailing`] until a batch succeeds;
+//! - a failed fdatasync poisons the log for good (no retry: the kernel may have dropped
+//!   the pages and would report the retry as a success): every later append fails and
+//!   `healthy()` is false. Restarting runs the tail check, which decides what is on disk.
 
+pub mod line;
 pub mod record;
+mod tail;
+pub mod verify;
+mod writer;
 
+#[cfg(test)]
+mod tests;
+
+use std::fs::{self, File, OpenOptions};
 use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, mpsc};
 
-pub use record::{CompletionRecord, DecisionRecord, Outcome, Record};
+use tokio::sync::oneshot;
+
+pub use line::{LineError, ParsedLine, parse_line};
+pub use record::{CompletionRecord, DecisionRecord, EventRecord, Outcome, Record};
+pub use verify::{Problem, ProblemKind, VerifyReport, verify_file};
+
+use line::is_spliceable;
+use tail::Resume;
+use writer::{LogFile, Msg, POISONED, Pending, RUNNING, STOPPED, Shared, Writer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -23,37 +53,192 @@ pub struct Receipt {
     pub hash: String,
 }
 
+/// What the log can do right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditStatus {
+    Ok,
+    /// The last batch could not be written (disk full …); the next one retries.
+    WriteFailing,
+    /// An fdatasync failed: no record will be accepted until a restart.
+    Poisoned,
+    /// [`AuditLog::shutdown`] ran.
+    Stopped,
+}
+
 /// Handle to the audit log; cheap to clone.
 #[derive(Clone, Debug)]
-pub struct AuditLog {}
+pub struct AuditLog {
+    tx: mpsc::Sender<Msg>,
+    shared: Arc<Shared>,
+}
 
 impl AuditLog {
-    pub fn open(_path: &Path, _batch_max: usize) -> Result<AuditLog, AuditError> {
-        Ok(AuditLog {})
+    /// Opens (or creates) the log at `path`, checks its tail, repairs a torn last line and
+    /// starts the writer. At most `batch_max` records share one fdatasync.
+    pub fn open(path: &Path, batch_max: usize) -> Result<AuditLog, AuditError> {
+        let name = path.display().to_string();
+        let unavailable = |what: &str, e: std::io::Error| {
+            AuditError::Unavailable(format!("cannot {what} `{name}`: {e}"))
+        };
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        if let Some(dir) = dir
+            && !dir.exists()
+        {
+            fs::create_dir_all(dir).map_err(|e| {
+                AuditError::Unavailable(format!("cannot create directory `{}`: {e}", dir.display()))
+            })?;
+        }
+        let existed = path.exists();
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(|e| unavailable("open", e))?;
+        let regular = file
+            .metadata()
+            .map_err(|e| unavailable("open", e))?
+            .is_file();
+        // Devices and pipes are written to but never read.
+        let resume = if regular {
+            tail::recover(&file, &name)?
+        } else {
+            Resume::fresh(0)
+        };
+        if regular && !existed {
+            // Make the new file's directory entry durable too.
+            if let Some(Err(e)) = dir.map(|d| File::open(d).and_then(|d| d.sync_all())) {
+                tracing::warn!(log = %name, error = %e, "cannot sync the audit log directory");
+            }
+        }
+        Self::start(file, regular, resume, batch_max, name)
     }
-    pub async fn append(&self, _rec: Record) -> Result<Receipt, AuditError> {
-        Err(AuditError::Unavailable("stub".into()))
+
+    fn start<F: LogFile>(
+        file: F,
+        regular: bool,
+        resume: Resume,
+        batch_max: usize,
+        name: String,
+    ) -> Result<AuditLog, AuditError> {
+        let shared = Arc::new(Shared::default());
+        let (tx, rx) = mpsc::channel();
+        let start_detail = if resume.seq == 1 {
+            "new log".to_owned()
+        } else {
+            format!("chain continues at seq {}", resume.seq)
+        };
+        let repaired = resume.repaired;
+        let writer = Writer::new(
+            file,
+            regular,
+            resume.len,
+            resume.seq,
+            resume.prev,
+            batch_max,
+            name,
+            shared.clone(),
+        );
+        std::thread::Builder::new()
+            .name("bordergate-audit".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| AuditError::Unavailable(format!("cannot start the writer: {e}")))?;
+        let log = AuditLog { tx, shared };
+        if let Some((offset, cut)) = repaired {
+            log.append_nowait(Record::Event(EventRecord::new(
+                "repair",
+                format!("cut {cut} bytes of a torn record at byte offset {offset}"),
+            )));
+        }
+        log.append_nowait(Record::Event(EventRecord::new("start", start_detail)));
+        Ok(log)
     }
-    pub fn append_nowait(&self, _rec: Record) {}
-    pub async fn shutdown(&self) {}
+
+    /// Appends `rec` and returns once it is on disk (fdatasync'ed).
+    pub async fn append(&self, rec: Record) -> Result<Receipt, AuditError> {
+        self.refuse_if_down()?;
+        let json = encode(&rec)?;
+        let (done, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Record(Pending {
+                json,
+                done: Some(done),
+            }))
+            .map_err(|_| shut_down())?;
+        rx.await.unwrap_or_else(|_| Err(shut_down()))
+    }
+
+    /// Queues `rec` to be written with the next batch, without waiting for it.
+    /// A record that cannot be written is reported in the service log.
+    pub fn append_nowait(&self, rec: Record) {
+        let sent = encode(&rec).and_then(|json| {
+            self.tx
+                .send(Msg::Record(Pending { json, done: None }))
+                .map_err(|_| shut_down())
+        });
+        if let Err(e) = sent {
+            tracing::error!(error = %e, record = ?rec, "audit record dropped");
+        }
+    }
+
+    /// Writes everything queued (plus a `shutdown` event), syncs it and stops the writer.
+    /// Later appends fail with [`AuditError::Unavailable`].
+    pub async fn shutdown(&self) {
+        if self.shared.state.load(Ordering::SeqCst) == RUNNING {
+            self.append_nowait(Record::Event(EventRecord::new(
+                "shutdown",
+                "clean shutdown".to_owned(),
+            )));
+        }
+        let (ack, rx) = oneshot::channel();
+        if self.tx.send(Msg::Shutdown(ack)).is_ok() {
+            let _ = rx.await;
+        }
+        self.shared.state.fetch_max(STOPPED, Ordering::SeqCst);
+    }
+
+    /// False once the log is poisoned (an fdatasync failed) or shut down. A failing write
+    /// (disk full) does not make it unhealthy: every append reports its own failure and the
+    /// next batch retries; see [`AuditLog::status`].
     pub fn healthy(&self) -> bool {
-        false
+        self.shared.state.load(Ordering::SeqCst) == RUNNING
+    }
+
+    pub fn status(&self) -> AuditStatus {
+        match self.shared.state.load(Ordering::SeqCst) {
+            RUNNING if self.shared.write_failing.load(Ordering::SeqCst) => {
+                AuditStatus::WriteFailing
+            }
+            RUNNING => AuditStatus::Ok,
+            POISONED => AuditStatus::Poisoned,
+            _ => AuditStatus::Stopped,
+        }
+    }
+
+    fn refuse_if_down(&self) -> Result<(), AuditError> {
+        match self.shared.state.load(Ordering::SeqCst) {
+            RUNNING => Ok(()),
+            POISONED => Err(AuditError::Unavailable(
+                "the audit log refuses records after an fdatasync failure; restart the gateway"
+                    .into(),
+            )),
+            _ => Err(shut_down()),
+        }
     }
 }
 
-pub struct VerifyReport {
-    pub records: u64,
+fn shut_down() -> AuditError {
+    AuditError::Unavailable("the audit log is shut down".into())
 }
-impl VerifyReport {
-    pub fn is_ok(&self) -> bool {
-        false
+
+/// Serialises a record on the caller's task, so the writer only hashes and writes.
+fn encode(rec: &Record) -> Result<Vec<u8>, AuditError> {
+    let json = serde_json::to_vec(rec)
+        .map_err(|e| AuditError::Unavailable(format!("cannot encode the record: {e}")))?;
+    if !is_spliceable(&json) {
+        return Err(AuditError::Unavailable(
+            "cannot encode the record: it is not a JSON object starting with `kind`".into(),
+        ));
     }
-}
-impl std::fmt::Display for VerifyReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "stub")
-    }
-}
-pub fn verify_file(_p: &Path) -> VerifyReport {
-    VerifyReport { records: 0 }
+    Ok(json)
 }

@@ -81,6 +81,18 @@ pub struct EventRecord {
     pub policy_version: Option<String>,
 }
 
+impl EventRecord {
+    /// An event stamped now.
+    pub fn new(event: &str, detail: String) -> EventRecord {
+        EventRecord {
+            time: now_rfc3339(),
+            event: event.to_owned(),
+            detail,
+            policy_version: None,
+        }
+    }
+}
+
 /// Now, as RFC 3339 UTC with nanoseconds.
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()

@@ -1,0 +1,252 @@
+//! The group-commit writer: one thread owns the log file and turns queued records into
+//! chained lines, one write and one fdatasync per batch.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::mpsc::Receiver;
+
+use tokio::sync::oneshot;
+
+use super::line::{HASH_LEN, encode_line};
+use super::{AuditError, Receipt};
+
+pub(crate) const RUNNING: u8 = 0;
+pub(crate) const POISONED: u8 = 1;
+pub(crate) const STOPPED: u8 = 2;
+
+/// State shared between the handles and the writer thread.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub state: AtomicU8,
+    /// The last batch failed to write (cleared by the next batch that succeeds).
+    pub write_failing: AtomicBool,
+}
+
+/// A record waiting for the writer.
+pub(crate) struct Pending {
+    /// The record as a JSON object, serialised by the caller.
+    pub json: Vec<u8>,
+    pub done: Option<oneshot::Sender<Result<Receipt, AuditError>>>,
+}
+
+pub(crate) enum Msg {
+    Record(Pending),
+    /// Write everything queued before this, then stop; acknowledged when done.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// What the writer needs from the file; a trait so tests can inject failures.
+pub(crate) trait LogFile: Send + 'static {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
+    fn sync_data(&mut self) -> io::Result<()>;
+    fn set_len(&mut self, len: u64) -> io::Result<()>;
+    fn len(&mut self) -> io::Result<u64>;
+}
+
+impl LogFile for File {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        Write::write_all(self, buf)
+    }
+    fn sync_data(&mut self) -> io::Result<()> {
+        File::sync_data(self)
+    }
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        File::set_len(self, len)
+    }
+    fn len(&mut self) -> io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+}
+
+/// Marks the log stopped when the writer thread ends, however it ends, so `healthy()`
+/// never reports a log nobody writes.
+struct StopOnExit(Arc<Shared>);
+
+impl Drop for StopOnExit {
+    fn drop(&mut self) {
+        self.0.state.fetch_max(STOPPED, Ordering::SeqCst);
+    }
+}
+
+pub(crate) struct Writer<F> {
+    pub file: F,
+    /// Whether the file is a regular file (a failed write can then be rolled back).
+    pub regular: bool,
+    /// Length of the file after the last good batch.
+    pub len: u64,
+    /// Sequence number of the next record.
+    pub seq: u64,
+    /// Hash of the last record.
+    pub prev: [u8; HASH_LEN],
+    pub batch_max: usize,
+    pub name: String,
+    pub shared: Arc<Shared>,
+    buf: Vec<u8>,
+    hashes: Vec<[u8; HASH_LEN]>,
+}
+
+impl<F: LogFile> Writer<F> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        file: F,
+        regular: bool,
+        len: u64,
+        seq: u64,
+        prev: [u8; HASH_LEN],
+        batch_max: usize,
+        name: String,
+        shared: Arc<Shared>,
+    ) -> Writer<F> {
+        let batch_max = batch_max.max(1);
+        Writer {
+            file,
+            regular,
+            len,
+            seq,
+            prev,
+            batch_max,
+            name,
+            shared,
+            buf: Vec::with_capacity(batch_max * 512),
+            hashes: Vec::with_capacity(batch_max),
+        }
+    }
+
+    /// The writer thread's loop: runs until shut down or every handle is dropped.
+    pub fn run(mut self, rx: Receiver<Msg>) {
+        let _guard = StopOnExit(self.shared.clone());
+        let mut batch: Vec<Pending> = Vec::with_capacity(self.batch_max);
+        while let Ok(first) = rx.recv() {
+            let mut stop = None;
+            let mut msg = Some(first);
+            while let Some(m) = msg.take() {
+                match m {
+                    Msg::Record(p) => batch.push(p),
+                    Msg::Shutdown(ack) => {
+                        stop = Some(ack);
+                        break;
+                    }
+                }
+                if batch.len() >= self.batch_max {
+                    break;
+                }
+                msg = rx.try_recv().ok();
+            }
+            if !batch.is_empty() {
+                self.commit(&mut batch);
+            }
+            if let Some(ack) = stop {
+                self.stop(rx, ack);
+                return;
+            }
+        }
+    }
+
+    fn stop(&mut self, rx: Receiver<Msg>, ack: oneshot::Sender<()>) {
+        self.shared.state.fetch_max(STOPPED, Ordering::SeqCst);
+        // Whatever slipped in after the shutdown request is refused, not lost silently.
+        let mut acks = vec![ack];
+        while let Ok(m) = rx.try_recv() {
+            match m {
+                Msg::Record(p) => {
+                    if let Some(done) = p.done {
+                        let _ = done.send(Err(AuditError::Unavailable(
+                            "the audit log is shut down".into(),
+                        )));
+                    } else {
+                        tracing::error!(log = %self.name, "audit record queued after shutdown was not written");
+                    }
+                }
+                Msg::Shutdown(a) => acks.push(a),
+            }
+        }
+        drop(rx);
+        for a in acks {
+            let _ = a.send(());
+        }
+    }
+
+    fn fail(&self, batch: &mut Vec<Pending>, msg: &str) {
+        let mut lost = 0usize;
+        for p in batch.drain(..) {
+            match p.done {
+                Some(done) => {
+                    let _ = done.send(Err(AuditError::Unavailable(msg.to_owned())));
+                }
+                None => lost += 1,
+            }
+        }
+        if lost > 0 {
+            tracing::error!(log = %self.name, lost, error = %msg, "audit records could not be written");
+        }
+    }
+
+    /// Writes one batch: one write, one fdatasync, then every waiter learns its receipt.
+    pub fn commit(&mut self, batch: &mut Vec<Pending>) {
+        if self.shared.state.load(Ordering::SeqCst) == POISONED {
+            self.fail(
+                batch,
+                "the audit log refuses records after an earlier fdatasync failure; restart the gateway",
+            );
+            return;
+        }
+        self.buf.clear();
+        self.hashes.clear();
+        let (seq0, prev0) = (self.seq, self.prev);
+        for p in batch.iter() {
+            let h = encode_line(&mut self.buf, self.seq, &self.prev, &p.json);
+            self.hashes.push(h);
+            self.prev = h;
+            self.seq += 1;
+        }
+        if let Err(e) = self.file.write_all(&self.buf) {
+            // Disk full and the like: forget this batch as if it never happened, so the
+            // next batch retries with the same sequence numbers and the chain has no gap.
+            self.seq = seq0;
+            self.prev = prev0;
+            self.shared.write_failing.store(true, Ordering::SeqCst);
+            let mut msg = format!("cannot write `{}`: {e}", self.name);
+            if self.regular {
+                let _ = self.file.set_len(self.len);
+                if !matches!(self.file.len(), Ok(l) if l == self.len) {
+                    // A partial line stays in the file: appending after it would break the chain.
+                    self.poison();
+                    msg.push_str("; the partial write could not be rolled back");
+                }
+            }
+            tracing::error!(log = %self.name, error = %msg, "audit batch failed");
+            self.fail(batch, &msg);
+            return;
+        }
+        if let Err(e) = self.file.sync_data() {
+            // fsyncgate: after a failed fdatasync the kernel may have dropped the dirty pages
+            // and a retry can report success. Never trust the file again.
+            self.poison();
+            let msg = format!(
+                "fdatasync of `{}` failed: {e}; the audit log refuses further records",
+                self.name
+            );
+            tracing::error!(log = %self.name, error = %msg, "audit log poisoned");
+            self.fail(batch, &msg);
+            return;
+        }
+        self.len += self.buf.len() as u64;
+        self.shared.write_failing.store(false, Ordering::SeqCst);
+        for ((i, p), h) in batch.drain(..).enumerate().zip(&self.hashes) {
+            if let Some(done) = p.done {
+                let _ = done.send(Ok(Receipt {
+                    seq: seq0 + i as u64,
+                    hash: hex::encode(h),
+                }));
+            }
+        }
+    }
+
+    fn poison(&self) {
+        self.shared.state.fetch_max(POISONED, Ordering::SeqCst);
+        // STOPPED outranks POISONED in fetch_max; a poisoned log is reported as poisoned
+        // while it runs.
+    }
+}
