@@ -314,6 +314,35 @@ fn every_origin_must_allow() {
 }
 
 #[test]
+fn india_and_brazil_minimal_packs() {
+    let p = pack();
+    assert_eq!(
+        ask(&p, &personal(&["IN"]), Some("acme-us"), "US", TODAY).rule,
+        "in.s16.not-restricted"
+    );
+    assert_eq!(
+        ask(&p, &personal(&["BR"]), None, "DE", TODAY).rule,
+        "br.adequacy.eu"
+    );
+    let d = ask(&p, &personal(&["BR"]), Some("acme-us"), "US", TODAY);
+    assert_eq!(d.rule, "br.art33.no-basis");
+    assert!(
+        d.reason.contains("ANPD standard contractual clauses"),
+        "{}",
+        d.reason
+    );
+    // EU data to Brazil: adequate from 26 Jan 2026 only.
+    assert_eq!(
+        ask(&p, &personal(&["DE"]), None, "BR", TODAY).rule,
+        "eu.adequacy.br"
+    );
+    assert_eq!(
+        ask(&p, &personal(&["DE"]), None, "BR", date!(2026 - 01 - 25)).rule,
+        "eu.chapter-v.no-basis"
+    );
+}
+
+#[test]
 fn public_data_goes_anywhere() {
     let p = pack();
     let t = tags(
