@@ -1,12 +1,23 @@
 //! The jurisdiction model: loading and checking the policy pack and the
-//! transfer-mechanism registry, and evaluating a request into a `Decision`.
-//! STUB: replaced by the policy implementation.
+//! transfer-mechanism registry, and evaluating a request into a `Decision` with its trace.
 
-use std::path::Path;
+mod eval;
+mod load;
+mod schema;
+mod template;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::Diagnostics;
-use crate::model::{Country, Decision, Direction, Effect, Tags};
+use crate::model::{Category, Country, Direction, Effect, Tags};
+
+pub use eval::{Outcome, TraceStep};
+pub use template::{Template, Var};
 
 /// What a decision is asked about.
 #[derive(Clone, Debug)]
@@ -24,26 +35,224 @@ pub struct Query<'a> {
     pub date: time::Date,
 }
 
+/// Transfer-mechanism kinds the registry and rules may name, with a label for reasons.
+pub const MECHANISM_KINDS: &[(&str, &str)] = &[
+    ("dpf", "EU-US Data Privacy Framework certification"),
+    ("uk-dpf-extension", "UK Extension to the EU-US DPF"),
+    (
+        "swiss-us-dpf",
+        "Swiss-US Data Privacy Framework certification",
+    ),
+    ("privacy-shield", "EU-US Privacy Shield certification"),
+    ("scc", "EU standard contractual clauses"),
+    ("bcr", "binding corporate rules"),
+    ("uk-bcr", "UK binding corporate rules"),
+    ("idta", "UK International Data Transfer Agreement"),
+    ("uk-addendum", "UK Addendum to the EU SCCs"),
+    ("fadp-scc", "standard clauses recognised by the FDPIC"),
+    ("pipl-standard-contract", "filed PIPL standard contract"),
+    (
+        "pipl-certification",
+        "PIPL personal information protection certification",
+    ),
+    ("pipl-security-assessment", "passed CAC security assessment"),
+    ("anpd-scc", "ANPD standard contractual clauses"),
+    ("code-of-conduct", "approved code of conduct"),
+    ("certification", "approved certification"),
+];
+
+/// The label of a mechanism kind, for reasons.
+pub fn mechanism_label(kind: &str) -> &str {
+    MECHANISM_KINDS
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map(|(_, l)| *l)
+        .unwrap_or(kind)
+}
+
+/// Rule ids the engine itself decides with (no policy file defines them).
+pub mod builtin {
+    /// The data carries no origin country: refused, fail closed.
+    pub const NO_ORIGIN: &str = "bordergate.no-origin";
+    /// No loaded regime governs an origin country: refused, fail closed.
+    pub const NO_REGIME: &str = "bordergate.no-regime";
+    /// Purpose refusal when the origin's regime names no purpose rule.
+    pub const PURPOSE: &str = "bordergate.purpose";
+    pub(crate) const ARTICLE: &str =
+        "bordergate fail-closed default (no legal basis can be established)";
+    pub(crate) const PURPOSE_ARTICLE: &str = "catalog purpose restriction";
+}
+
+/// A set of countries (a bit per possible alpha-2 code).
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct CountrySet([u64; 11]);
+
+impl CountrySet {
+    fn index(c: Country) -> usize {
+        let b = c.as_str().as_bytes();
+        let a = |x: u8| usize::from(x.saturating_sub(b'A')).min(25);
+        a(b[0]) * 26 + a(b.get(1).copied().unwrap_or(b'A'))
+    }
+    pub fn insert(&mut self, c: Country) {
+        let i = Self::index(c);
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+    pub fn contains(&self, c: Country) -> bool {
+        let i = Self::index(c);
+        self.0[i / 64] & (1 << (i % 64)) != 0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|w| *w == 0)
+    }
+}
+
+impl std::fmt::Debug for CountrySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "CountrySet({} countries)",
+            self.0.iter().map(|w| w.count_ones()).sum::<u32>()
+        )
+    }
+}
+
+/// Categories as bits (see [`Category::ALL`]).
+pub(crate) type CatMask = u16;
+
+pub(crate) fn cat_bit(c: Category) -> CatMask {
+    let i = Category::ALL.iter().position(|x| *x == c).unwrap_or(0);
+    1 << i
+}
+
+/// Bits of every GDPR Art. 9 special category.
+pub(crate) fn special_mask() -> CatMask {
+    Category::ALL
+        .iter()
+        .filter(|c| c.is_special())
+        .fold(0, |m, c| m | cat_bit(*c))
+}
+
+/// What a category named in a rule or a mechanism covers: `special` covers every
+/// special subtype, `personal` covers pseudonymous data too.
+pub(crate) fn cover_mask(c: Category) -> CatMask {
+    match c {
+        Category::Special => special_mask(),
+        Category::Personal => cat_bit(Category::Personal) | cat_bit(Category::Pseudonymous),
+        c => cat_bit(c),
+    }
+}
+
+pub(crate) fn mask_categories(m: CatMask) -> impl Iterator<Item = Category> {
+    Category::ALL
+        .iter()
+        .copied()
+        .filter(move |c| m & cat_bit(*c) != 0)
+}
+
+/// A rule with a fixed role: out of scope, purpose, intra-bloc, default refusal.
+#[derive(Clone, Debug)]
+pub struct FixedRule {
+    pub id: Box<str>,
+    pub article: Box<str>,
+    pub reason: Template,
+}
+
+/// A rule of a regime's `rules` list, checked.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    pub id: Box<str>,
+    pub effect: Effect,
+    pub article: Box<str>,
+    pub instrument: Option<Box<str>>,
+    pub reason: Template,
+    pub effective_from: Option<time::Date>,
+    pub effective_until: Option<time::Date>,
+    pub destinations: Option<CountrySet>,
+    pub(crate) categories_any: Option<CatMask>,
+    pub(crate) categories_only: Option<CatMask>,
+    pub purposes: Option<Vec<Box<str>>>,
+    pub requires_mechanism: Option<&'static str>,
+    pub requires_derogation: Option<&'static str>,
+}
+
+impl Rule {
+    /// The instrument if there is one, else the article.
+    pub fn label(&self) -> &str {
+        self.instrument.as_deref().unwrap_or(&self.article)
+    }
+}
+
+/// One jurisdiction or regime, checked.
+#[derive(Clone, Debug)]
+pub struct Regime {
+    pub id: Box<str>,
+    pub name: Box<str>,
+    pub law: Box<str>,
+    pub members: CountrySet,
+    pub sources: Vec<String>,
+    pub unconfirmed: Vec<String>,
+    pub file: PathBuf,
+    pub special_categories_article: Option<Box<str>>,
+    pub(crate) scope: CatMask,
+    pub out_of_scope: FixedRule,
+    pub purpose: Option<FixedRule>,
+    pub intra_bloc: FixedRule,
+    pub default_deny: FixedRule,
+    pub rules: Vec<Rule>,
+}
+
+/// A transfer mechanism an organisation holds.
+#[derive(Clone, Debug)]
+pub struct Mechanism {
+    pub kind: &'static str,
+    pub reference: Box<str>,
+    pub module: Option<u8>,
+    pub destinations: CountrySet,
+    pub(crate) categories: CatMask,
+    pub valid_from: time::Date,
+    pub valid_until: Option<time::Date>,
+}
+
+/// An organisation of the registry.
+#[derive(Clone, Debug)]
+pub struct Organisation {
+    pub id: Box<str>,
+    pub name: Box<str>,
+    pub country: Country,
+    pub mechanisms: Vec<Mechanism>,
+}
+
+/// The loaded policy pack and registry.
 #[derive(Debug)]
 pub struct PolicySet {
+    /// "sha256:" + hex SHA-256 over the loaded files.
     pub version: Arc<str>,
+    regimes: Vec<Regime>,
+    /// Origin country index → regime index (`u16::MAX`: none).
+    by_origin: Box<[u16]>,
+    registry: HashMap<Box<str>, Organisation>,
 }
 
 impl PolicySet {
-    pub fn load(_dir: &Path, _registry: &Path) -> Result<PolicySet, Diagnostics> {
-        Ok(PolicySet {
-            version: Arc::from("stub"),
-        })
+    /// Loads every `*.yaml` policy file of `dir` (files named `registry*` excepted) and the
+    /// registry, checking both; every problem found is reported with its file and line.
+    pub fn load(dir: &Path, registry: &Path) -> Result<PolicySet, Diagnostics> {
+        load::load(dir, registry)
     }
-    pub fn decide(&self, _q: &Query<'_>) -> Decision {
-        Decision {
-            effect: Effect::Deny,
-            ground: Some(crate::model::DenyGround::Transfer),
-            rule: "stub".into(),
-            article: "stub".into(),
-            reason: "stub".into(),
-            policy_version: self.version.clone(),
-            bases: vec![],
-        }
+
+    /// The regimes, in file-name order.
+    pub fn regimes(&self) -> &[Regime] {
+        &self.regimes
+    }
+
+    /// The regime governing data originating in `c`.
+    pub fn regime_for(&self, c: Country) -> Option<&Regime> {
+        let i = *self.by_origin.get(CountrySet::index(c))?;
+        self.regimes.get(usize::from(i))
+    }
+
+    /// An organisation of the registry.
+    pub fn organisation(&self, id: &str) -> Option<&Organisation> {
+        self.registry.get(id)
     }
 }

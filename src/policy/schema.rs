@@ -1,0 +1,119 @@
+//! The file formats of policy files and the mechanism registry, as written (before checking).
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::model::Effect;
+
+pub type S = Spanned<String>;
+
+/// One policy file: one jurisdiction or regime.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegimeFile {
+    /// Short id, e.g. `eu`; rule ids start with it.
+    pub id: S,
+    pub name: String,
+    pub law: String,
+    /// Countries whose data this regime governs as origin.
+    pub members: Vec<S>,
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// Facts not confirmed against a primary source.
+    #[serde(default)]
+    pub unconfirmed: Vec<String>,
+    /// Cited when a mechanism does not cover special-category data, e.g. `GDPR Art. 9`.
+    #[serde(default)]
+    pub special_categories_article: Option<String>,
+    /// Data categories this regime restricts; data with none of them is out of scope.
+    pub scope_categories: Vec<S>,
+    /// Allows data with no category in scope.
+    pub out_of_scope: FixedRule,
+    /// Refuses a purpose the data does not permit.
+    #[serde(default)]
+    pub purpose: Option<FixedRule>,
+    /// Allows transfers to a member country.
+    pub intra_bloc: FixedRule,
+    /// Refuses when no rule allows.
+    pub default_deny: FixedRule,
+    #[serde(default)]
+    pub rules: Vec<RuleSpec>,
+}
+
+/// A rule with a fixed role in the evaluation order.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixedRule {
+    pub id: S,
+    #[serde(default)]
+    pub article: Option<S>,
+    #[serde(default)]
+    pub reason: Option<S>,
+}
+
+/// A rule of the `rules` list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    pub id: S,
+    pub effect: Effect,
+    #[serde(default)]
+    pub article: Option<S>,
+    #[serde(default)]
+    pub instrument: Option<String>,
+    #[serde(default)]
+    pub reason: Option<S>,
+    /// First day the rule applies (inclusive).
+    #[serde(default)]
+    pub effective_from: Option<S>,
+    /// Last day the rule applies (inclusive).
+    #[serde(default)]
+    pub effective_until: Option<S>,
+    #[serde(default)]
+    pub destinations: Option<Vec<S>>,
+    #[serde(default)]
+    pub categories_any: Option<Vec<S>>,
+    #[serde(default)]
+    pub categories_only: Option<Vec<S>>,
+    #[serde(default)]
+    pub purposes: Option<Vec<S>>,
+    #[serde(default)]
+    pub requires_mechanism: Option<S>,
+    #[serde(default)]
+    pub requires_derogation: Option<S>,
+}
+
+/// The transfer-mechanism registry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryFile {
+    #[serde(default)]
+    pub organisations: Vec<OrgSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrgSpec {
+    pub id: S,
+    pub name: String,
+    pub country: S,
+    #[serde(default)]
+    pub mechanisms: Vec<MechanismSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MechanismSpec {
+    pub kind: S,
+    pub reference: String,
+    /// SCC module (1 C2C, 2 C2P, 3 P2P, 4 P2C).
+    #[serde(default)]
+    pub module: Option<Spanned<u8>>,
+    /// Countries the mechanism covers; default: the organisation's country.
+    #[serde(default)]
+    pub destinations: Option<Vec<S>>,
+    pub categories: Vec<S>,
+    pub valid_from: S,
+    #[serde(default)]
+    pub valid_until: Option<S>,
+}
