@@ -1,5 +1,7 @@
 //! The command line as an operator uses it: check, token, certs, and the shipped files.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::process::Command;
@@ -13,11 +15,23 @@ fn check_accepts_the_quickstart_and_the_test_config() {
         .arg(repo().join("examples/quickstart/gateway.yaml"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok:"));
     let (_dir, cfg, _, _) = common::prepare(&Options::default());
-    let out = Command::new(BIN).args(["check", "--config"]).arg(&cfg).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -27,19 +41,34 @@ fn check_reports_every_error_with_file_and_line() {
         ..Options::default()
     };
     let (dir, cfg, _, _) = common::prepare(&opts);
-    let out = Command::new(BIN).args(["check", "--config"]).arg(&cfg).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     let catalog = dir.path().join("catalog.yaml");
     let text = std::fs::read_to_string(&catalog).unwrap();
     let line = text.lines().position(|l| l.contains("XZ")).unwrap() + 1;
     assert!(err.contains("`XZ`"), "{err}");
-    assert!(err.contains(&format!("{}:{line}", catalog.display())), "{err}");
+    assert!(
+        err.contains(&format!("{}:{line}", catalog.display())),
+        "{err}"
+    );
 
     // Unknown fields and duplicate keys in the config itself.
     let bad = dir.path().join("bad.yaml");
-    std::fs::write(&bad, "listen:\n  address: 127.0.0.1:1\n  plaintext: true\n  plaintext: false\n").unwrap();
-    let out = Command::new(BIN).args(["check", "--config"]).arg(&bad).output().unwrap();
+    std::fs::write(
+        &bad,
+        "listen:\n  address: 127.0.0.1:1\n  plaintext: true\n  plaintext: false\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("{}:4", bad.display())), "{err}");
@@ -49,14 +78,48 @@ fn check_reports_every_error_with_file_and_line() {
 fn token_refuses_what_the_gateway_would_refuse() {
     let (_dir, cfg, _, _) = common::prepare(&Options::default());
     let ok = Command::new(BIN)
-        .args(["token", "--sub", "a", "--org", "acme-de", "--jurisdiction", "DE", "--purpose", "analytics", "--ttl", "5m", "--config"])
+        .args([
+            "token",
+            "--sub",
+            "a",
+            "--org",
+            "acme-de",
+            "--jurisdiction",
+            "DE",
+            "--purpose",
+            "analytics",
+            "--ttl",
+            "5m",
+            "--config",
+        ])
         .arg(&cfg)
         .output()
         .unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
-    assert_eq!(String::from_utf8_lossy(&ok.stdout).trim().split('.').count(), 3);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout)
+            .trim()
+            .split('.')
+            .count(),
+        3
+    );
     let bad = Command::new(BIN)
-        .args(["token", "--sub", "a", "--org", "acme-de", "--jurisdiction", "Germany", "--purpose", "analytics", "--config"])
+        .args([
+            "token",
+            "--sub",
+            "a",
+            "--org",
+            "acme-de",
+            "--jurisdiction",
+            "Germany",
+            "--purpose",
+            "analytics",
+            "--config",
+        ])
         .arg(&cfg)
         .output()
         .unwrap();
@@ -89,12 +152,27 @@ fn docker_compose_mounts_only_files_that_exist() {
     }
     assert!(checked >= 4);
     // The config it mounts names files that are mounted too.
-    let cmd: Vec<&str> = svc["command"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    let cmd: Vec<&str> = svc["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
     let cfg = cmd[cmd.iter().position(|c| *c == "--config").unwrap() + 1];
     assert!(repo().join(cfg).is_file());
     let dockerfile_text = std::fs::read_to_string(repo().join(dockerfile)).unwrap();
-    for line in dockerfile_text.lines().filter(|l| l.starts_with("COPY ") && !l.contains("--from")) {
-        for src in line.split_whitespace().skip(1).collect::<Vec<_>>().split_last().unwrap().1 {
+    for line in dockerfile_text
+        .lines()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+    {
+        for src in line
+            .split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .split_last()
+            .unwrap()
+            .1
+        {
             assert!(repo().join(src).exists(), "Dockerfile copies missing {src}");
         }
     }

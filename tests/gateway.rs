@@ -1,6 +1,8 @@
 //! End to end: the real binary, real files, a real HTTP upstream, real clients; each test
 //! checks what a user sees — status, body, headers and the audit records.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;
@@ -28,7 +30,8 @@ fn rid(r: &reqwest::Response) -> String {
 
 async fn problem(r: reqwest::Response) -> Value {
     assert_eq!(
-        r.headers()["content-type"], "application/problem+json",
+        r.headers()["content-type"],
+        "application/problem+json",
         "refusals are problem+json"
     );
     r.json().await.unwrap()
@@ -41,7 +44,12 @@ async fn same_country_download_is_allowed_streamed_and_audited() {
     let r = get(&gw, &t, CUSTOMERS).await;
     assert_eq!(r.status(), 200);
     let id = rid(&r);
-    assert!(r.headers()["bordergate-decision"].to_str().unwrap().starts_with("allow"));
+    assert!(
+        r.headers()["bordergate-decision"]
+            .to_str()
+            .unwrap()
+            .starts_with("allow")
+    );
     assert!(r.headers().contains_key("audit-receipt"));
     let body = r.bytes().await.unwrap();
     let on_disk = std::fs::read(gw.store.join("datasets/eu-customers/customers.csv")).unwrap();
@@ -89,7 +97,12 @@ async fn eu_personal_data_to_us_org_without_mechanism_is_451_citing_chapter_v() 
     let r = get(&gw, &t, CUSTOMERS).await;
     assert_eq!(r.status(), 451);
     let id = rid(&r);
-    assert!(r.headers()["bordergate-decision"].to_str().unwrap().starts_with("deny"));
+    assert!(
+        r.headers()["bordergate-decision"]
+            .to_str()
+            .unwrap()
+            .starts_with("deny")
+    );
     let p = problem(r).await;
     assert_eq!(p["type"], "urn:bordergate:problem:transfer-refused");
     assert_eq!(p["status"], 451);
@@ -97,14 +110,19 @@ async fn eu_personal_data_to_us_org_without_mechanism_is_451_citing_chapter_v() 
     assert!(!p["rule"].as_str().unwrap().is_empty());
     assert!(!p["detail"].as_str().unwrap().is_empty());
     assert_eq!(p["request_id"], id.as_str());
-    assert!(!p.to_string().contains("bob"), "no personal data in the problem");
+    assert!(
+        !p.to_string().contains("bob"),
+        "no personal data in the problem"
+    );
     let d = gw.decision(&id);
     assert_eq!(d["decision"], "deny");
     assert_eq!(d["status"], 451);
     assert_eq!(d["rule"], p["rule"]);
     assert_eq!(d["article"], p["article"]);
     assert!(
-        gw.records().iter().all(|r| r["kind"] != "completion" || r["request_id"] != id.as_str()),
+        gw.records()
+            .iter()
+            .all(|r| r["kind"] != "completion" || r["request_id"] != id.as_str()),
         "nothing was forwarded"
     );
 }
@@ -180,7 +198,14 @@ async fn a_model_inherits_the_tags_of_the_data_it_was_derived_from() {
     let d = gw.decision(&rid(&r));
     assert_eq!(d["dataset"], "support-bot");
     assert_eq!(d["origins"], serde_json::json!(["DE"]));
-    assert!(d["tags"]["lineage"].as_array().unwrap().iter().any(|l| l == "eu-customers"), "{d}");
+    assert!(
+        d["tags"]["lineage"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l == "eu-customers"),
+        "{d}"
+    );
 
     let de = gw.token("alice", "acme-de", "DE", "training");
     let r = get(&gw, &de, MODEL).await;
@@ -250,7 +275,11 @@ async fn upload_of_an_eu_derived_model_to_a_us_registry_is_refused_and_nothing_w
 async fn a_path_outside_the_catalog_is_refused() {
     let gw = Gateway::start(Options::default());
     let t = gw.token("alice", "acme-de", "DE", "analytics");
-    for path in ["/datasets/unknown/x.csv", "/elsewhere/x", "/datasets/eu-customers-mirror/customers.csv"] {
+    for path in [
+        "/datasets/unknown/x.csv",
+        "/elsewhere/x",
+        "/datasets/eu-customers-mirror/customers.csv",
+    ] {
         let r = get(&gw, &t, path).await;
         assert_eq!(r.status(), 403, "{path}");
         let id = rid(&r);
@@ -272,9 +301,17 @@ async fn bad_tokens_are_401_with_a_bearer_challenge() {
     };
     let good_header = r#"{"alg":"HS256","typ":"JWT","kid":"dev"}"#;
     let good = common::hs256_jwt(&secret, good_header, &claims(now + 600, "bordergate"));
-    assert_eq!(get(&gw, &good, CUSTOMERS).await.status(), 200, "hand-made token is valid");
+    assert_eq!(
+        get(&gw, &good, CUSTOMERS).await.status(),
+        200,
+        "hand-made token is valid"
+    );
 
-    let bad_sig = common::hs256_jwt(b"another secret", good_header, &claims(now + 600, "bordergate"));
+    let bad_sig = common::hs256_jwt(
+        b"another secret",
+        good_header,
+        &claims(now + 600, "bordergate"),
+    );
     let expired = common::hs256_jwt(&secret, good_header, &claims(now - 3600, "bordergate"));
     let wrong_aud = common::hs256_jwt(&secret, good_header, &claims(now + 600, "someone-else"));
     let none = {
@@ -286,10 +323,19 @@ async fn bad_tokens_are_401_with_a_bearer_challenge() {
             b64.encode(claims(now + 600, "bordergate"))
         )
     };
-    for (name, tok) in [("bad signature", bad_sig), ("expired", expired), ("wrong audience", wrong_aud), ("alg none", none), ("garbage", "not.a.jwt".into())] {
+    for (name, tok) in [
+        ("bad signature", bad_sig),
+        ("expired", expired),
+        ("wrong audience", wrong_aud),
+        ("alg none", none),
+        ("garbage", "not.a.jwt".into()),
+    ] {
         let r = get(&gw, &tok, CUSTOMERS).await;
         assert_eq!(r.status(), 401, "{name}");
-        let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_string();
+        let challenge = r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_string();
         assert!(challenge.starts_with("Bearer "), "{name}: {challenge}");
         assert!(challenge.contains("invalid_token"), "{name}: {challenge}");
         let id = rid(&r);
@@ -302,7 +348,10 @@ async fn bad_tokens_are_401_with_a_bearer_challenge() {
     }
     let r = gw.client().get(gw.url(CUSTOMERS)).send().await.unwrap();
     assert_eq!(r.status(), 401);
-    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"bordergate\"");
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        "Bearer realm=\"bordergate\""
+    );
 }
 
 #[tokio::test]
@@ -324,10 +373,17 @@ async fn ambiguous_paths_are_400_and_never_reach_the_store() {
         );
         let (status, text) = common::raw_request(&gw, req.as_bytes()).await;
         assert_eq!(status, 400, "{target}: {text}");
-        assert!(text.contains("urn:bordergate:problem:bad-path"), "{target}: {text}");
+        assert!(
+            text.contains("urn:bordergate:problem:bad-path"),
+            "{target}: {text}"
+        );
     }
     let log = gw.records();
-    assert!(log.iter().filter(|r| r["kind"] == "decision").all(|r| r["status"] == 400));
+    assert!(
+        log.iter()
+            .filter(|r| r["kind"] == "decision")
+            .all(|r| r["status"] == 400)
+    );
     assert!(log.iter().all(|r| r["kind"] != "completion"));
 }
 
@@ -348,14 +404,22 @@ async fn range_requests_on_a_large_file_stream_exact_bytes() {
         .client()
         .get(gw.url("/datasets/eu-customers/big.bin"))
         .bearer_auth(&t)
-        .header("range", format!("bytes={}-{}", (1u64 << 30) - 100, (1u64 << 30) - 87))
+        .header(
+            "range",
+            format!("bytes={}-{}", (1u64 << 30) - 100, (1u64 << 30) - 87),
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 206);
     assert_eq!(
         r.headers()["content-range"],
-        format!("bytes {}-{}/{}", (1u64 << 30) - 100, (1u64 << 30) - 87, 1u64 << 30)
+        format!(
+            "bytes {}-{}/{}",
+            (1u64 << 30) - 100,
+            (1u64 << 30) - 87,
+            1u64 << 30
+        )
     );
     let id = rid(&r);
     assert_eq!(r.bytes().await.unwrap().as_ref(), b"the-end-marker");
@@ -390,7 +454,11 @@ async fn range_requests_on_a_large_file_stream_exact_bytes() {
         }
     }
     assert_eq!(total, 1 << 30);
-    assert!(peak - before < 64 * 1024, "RSS grew by {} KiB", peak - before);
+    assert!(
+        peak - before < 64 * 1024,
+        "RSS grew by {} KiB",
+        peak - before
+    );
 }
 
 fn mirror_options(upstream_url: &str) -> Options {
@@ -417,7 +485,8 @@ fn ok_responder() -> common::Responder {
         if s.uri.contains("health") {
             b = b.header("x-data-categories", "health");
         }
-        b.body(Bytes::from_static(b"id,name\n1,Test Person\n")).unwrap()
+        b.body(Bytes::from_static(b"id,name\n1,Test Person\n"))
+            .unwrap()
     })
 }
 
@@ -433,7 +502,10 @@ async fn http_upstream_gets_clean_headers_and_never_the_token() {
         .header("x-data-origin", "DE")
         .header("x-forwarded-for", "6.6.6.6")
         .header("x-request-id", "pipeline-run-42")
-        .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
         .header("connection", "x-hop")
         .header("x-hop", "1")
         .send()
@@ -442,7 +514,10 @@ async fn http_upstream_gets_clean_headers_and_never_the_token() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-request-id"], "pipeline-run-42");
     assert_eq!(r.headers()["etag"], "\"v1\"");
-    assert!(r.headers().get("x-internal").is_none(), "Connection-named response header stripped");
+    assert!(
+        r.headers().get("x-internal").is_none(),
+        "Connection-named response header stripped"
+    );
     let seen = up.requests();
     assert_eq!(seen.len(), 1);
     let s = &seen[0];
@@ -453,7 +528,10 @@ async fn http_upstream_gets_clean_headers_and_never_the_token() {
     assert_eq!(s.headers["x-forwarded-for"], "127.0.0.1");
     assert_eq!(s.headers["x-forwarded-proto"], "https");
     assert_eq!(s.headers["x-request-id"], "pipeline-run-42");
-    assert_eq!(s.headers["traceparent"], "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    assert_eq!(
+        s.headers["traceparent"],
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    );
     let d = gw.decision("pipeline-run-42");
     assert_eq!(d["upstream"], "mirror");
 }
@@ -477,8 +555,7 @@ async fn upstream_metadata_adds_tags_and_can_turn_an_allow_into_a_refusal() {
     let refusal = gw
         .records()
         .into_iter()
-        .filter(|r| r["kind"] == "decision" && r["request_id"] == id.as_str())
-        .last()
+        .rfind(|r| r["kind"] == "decision" && r["request_id"] == id.as_str())
         .unwrap();
     assert_eq!(refusal["decision"], "deny");
 }
@@ -546,7 +623,11 @@ async fn a_tampered_log_is_caught_by_audit_verify() {
     let mut gw = gw;
     assert!(gw.stop().success());
     let out = common::verify(&gw.audit);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // A compliance-relevant edit: turn the refusal into an allow.
     let text = std::fs::read_to_string(&gw.audit).unwrap();
@@ -568,7 +649,8 @@ async fn a_tampered_log_is_caught_by_audit_verify() {
     std::fs::write(&gw.audit, tampered.join("\n") + "\n").unwrap();
     let out = common::verify(&gw.audit);
     assert!(!out.status.success());
-    let msg = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    let msg =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert!(msg.contains(&format!("line {}", line_no + 1)), "{msg}");
     assert!(msg.to_lowercase().contains("modified"), "{msg}");
 }
@@ -582,7 +664,10 @@ async fn shadow_mode_audits_and_reports_but_does_not_enforce() {
     let t = gw.token("bob", "acme-us", "US", "analytics");
     let r = get(&gw, &t, CUSTOMERS).await;
     assert_eq!(r.status(), 200);
-    let h = r.headers()["bordergate-decision"].to_str().unwrap().to_string();
+    let h = r.headers()["bordergate-decision"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(h.starts_with("deny") && h.contains("shadow"), "{h}");
     let d = gw.decision(&rid(&r));
     assert_eq!(d["decision"], "deny");
@@ -599,7 +684,10 @@ async fn sigterm_drains_and_leaves_a_verifiable_log() {
     let _ = r.bytes().await;
     assert!(gw.stop().success());
     let recs = gw.records();
-    assert!(recs.iter().any(|r| r["kind"] == "completion" && r["request_id"] == id.as_str()));
+    assert!(
+        recs.iter()
+            .any(|r| r["kind"] == "completion" && r["request_id"] == id.as_str())
+    );
     assert!(common::verify(&gw.audit).status.success());
     // A restart continues the chain.
     let audit = gw.audit.clone();
@@ -611,5 +699,9 @@ async fn sigterm_drains_and_leaves_a_verifiable_log() {
     assert_eq!(get(&gw2, &t2, CUSTOMERS).await.status(), 200);
     drop(gw2);
     let out = common::verify(&audit);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -17,7 +17,11 @@ use crate::config::{Config, SecretRef};
 pub const DEFAULT_CONFIG: &str = "examples/quickstart/gateway.yaml";
 
 #[derive(Parser, Debug)]
-#[command(name = "bordergate", version, about = "GDPR-aware cross-border data governance gateway")]
+#[command(
+    name = "bordergate",
+    version,
+    about = "GDPR-aware cross-border data governance gateway"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -56,7 +60,11 @@ pub fn main() -> ExitCode {
 fn load_config(path: &Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|d| {
         eprintln!("{d}");
-        eprintln!("error: `{}` is not valid ({} problem(s))", path.display(), d.0.len());
+        eprintln!(
+            "error: `{}` is not valid ({} problem(s))",
+            path.display(),
+            d.0.len()
+        );
         ExitCode::from(2)
     })
 }

@@ -25,9 +25,12 @@ pub struct Args {
 
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("BORDERGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_env("BORDERGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("BORDERGATE_LOG_FORMAT").is_ok_and(|v| v == "json");
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         let _ = b.json().try_init();
     } else {
@@ -53,7 +56,10 @@ pub fn run(a: Args) -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -117,7 +123,15 @@ async fn serve(path: PathBuf, cfg: Config, overrides: (Option<SocketAddr>, PathB
 
     let reload_gw = gateway.clone();
     tokio::spawn(reload_on_sighup(reload_gw, path, overrides));
-    crate::proxy::server::serve(gateway, listener, tls, header_timeout, grace, shutdown_signal()).await;
+    crate::proxy::server::serve(
+        gateway,
+        listener,
+        tls,
+        header_timeout,
+        grace,
+        shutdown_signal(),
+    )
+    .await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }
@@ -149,7 +163,11 @@ async fn shutdown_signal() {
 }
 
 /// Rebuilds the whole state on SIGHUP; an invalid set is refused and the old one keeps serving.
-async fn reload_on_sighup(gw: Arc<Gateway>, path: PathBuf, overrides: (Option<SocketAddr>, PathBuf)) {
+async fn reload_on_sighup(
+    gw: Arc<Gateway>,
+    path: PathBuf,
+    overrides: (Option<SocketAddr>, PathBuf),
+) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         return;
@@ -173,12 +191,17 @@ pub fn reload(gw: &Gateway, path: &Path, overrides: &(Option<SocketAddr>, PathBu
             let v = s.policies.version.to_string();
             gw.swap_state(s);
             tracing::info!(policy_version = %v, "reloaded");
-            gw.audit().append_nowait(event("reload", "new configuration and policies in force", &v));
+            gw.audit().append_nowait(event(
+                "reload",
+                "new configuration and policies in force",
+                &v,
+            ));
         }
         Err(d) => {
             let old = gw.state().policies.version.to_string();
             tracing::error!(errors = %d, "reload refused; the previous set keeps serving");
-            gw.audit().append_nowait(event("reload-refused", &d.to_string(), &old));
+            gw.audit()
+                .append_nowait(event("reload-refused", &d.to_string(), &old));
         }
     }
 }

@@ -50,7 +50,10 @@ pub fn run(a: Args) -> ExitCode {
         .iter()
         .find(|k| k.alg.eq_ignore_ascii_case("HS256"))
     else {
-        eprintln!("error: `{}` has no HS256 key to sign development tokens", path.display());
+        eprintln!(
+            "error: `{}` has no HS256 key to sign development tokens",
+            path.display()
+        );
         return ExitCode::from(2);
     };
     let secret = match key.secret.as_ref().map(SecretRef::read) {

@@ -127,8 +127,7 @@ where
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
-                this.completion
-                    .finish(this.bytes, Outcome::Complete, None);
+                this.completion.finish(this.bytes, Outcome::Complete, None);
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,

@@ -25,9 +25,7 @@ use crate::audit::{AuditError, AuditLog, DecisionRecord, Outcome, Receipt, Recor
 use crate::auth::{AuthError, Authenticator};
 use crate::catalog::Catalog;
 use crate::config::{Config, Diagnostic, Diagnostics, Mode, segment_prefix_match};
-use crate::model::{
-    Caller, Category, Country, Decision, DenyGround, Direction, Effect, Tags,
-};
+use crate::model::{Caller, Category, Country, Decision, DenyGround, Direction, Effect, Tags};
 use crate::policy::{PolicySet, Query};
 use body::{Completion, Counted, Metered};
 use problem::{Kind, Problem};
@@ -136,7 +134,15 @@ struct Attempt {
 }
 
 impl Attempt {
-    fn record(&self, decision: Effect, status: u16, rule: &str, article: &str, reason: &str, version: &str) -> Record {
+    fn record(
+        &self,
+        decision: Effect,
+        status: u16,
+        rule: &str,
+        article: &str,
+        reason: &str,
+        version: &str,
+    ) -> Record {
         Record::Decision(Box::new(DecisionRecord {
             time: crate::audit::record::now_rfc3339(),
             request_id: self.request_id.clone(),
@@ -197,7 +203,9 @@ fn receipt_header(r: &Receipt) -> Option<HeaderValue> {
 fn upstream_tags(resp: &http::HeaderMap, origin_h: &str, cat_h: &str) -> Result<Tags, String> {
     let mut t = Tags::default();
     for v in resp.get_all(origin_h) {
-        let s = v.to_str().map_err(|_| format!("`{origin_h}` is not ASCII"))?;
+        let s = v
+            .to_str()
+            .map_err(|_| format!("`{origin_h}` is not ASCII"))?;
         for c in s.split(',').map(str::trim).filter(|c| !c.is_empty()) {
             t.origins.insert(Country::parse(c)?);
         }
@@ -241,7 +249,10 @@ impl Gateway {
     async fn refuse(&self, a: &Attempt, version: &str, problem: Problem) -> Response<ResBody> {
         let head = a.method == Method::HEAD;
         let rule = problem.rule.clone().unwrap_or_else(|| {
-            format!("gateway.{}", problem.kind.map(|k| k.slug()).unwrap_or("refused"))
+            format!(
+                "gateway.{}",
+                problem.kind.map(|k| k.slug()).unwrap_or("refused")
+            )
         });
         let article = problem.article.clone().unwrap_or_default();
         let rec = a.record(
@@ -306,23 +317,43 @@ impl Gateway {
 
         // The request target: origin-form only on HTTP/1, bounded, unambiguous.
         if parts.version <= Version::HTTP_11 && parts.uri.authority().is_some() {
-            let p = Problem::new(Kind::BadRequest, "absolute-form request targets are not accepted", &a.request_id);
+            let p = Problem::new(
+                Kind::BadRequest,
+                "absolute-form request targets are not accepted",
+                &a.request_id,
+            );
             return self.refuse(&a, &version, p).await;
         }
-        let target_len = parts.uri.path_and_query().map(|p| p.as_str().len()).unwrap_or(0);
+        let target_len = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().len())
+            .unwrap_or(0);
         if target_len > state.config.limits.max_uri_bytes {
-            let p = Problem::new(Kind::BadRequest, "request target is too long", &a.request_id);
+            let p = Problem::new(
+                Kind::BadRequest,
+                "request target is too long",
+                &a.request_id,
+            );
             return self.refuse(&a, &version, p).await;
         }
-        if !matches!(parts.method, Method::GET | Method::HEAD | Method::PUT | Method::POST) {
+        if !matches!(
+            parts.method,
+            Method::GET | Method::HEAD | Method::PUT | Method::POST
+        ) {
             let p = Problem::new(
                 Kind::MethodNotAllowed,
-                format!("method `{}` is not supported", a.method.as_str().escape_default()),
+                format!(
+                    "method `{}` is not supported",
+                    a.method.as_str().escape_default()
+                ),
                 &a.request_id,
             );
             let mut resp = self.refuse(&a, &version, p).await;
-            resp.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, PUT, POST"));
+            resp.headers_mut().insert(
+                header::ALLOW,
+                HeaderValue::from_static("GET, HEAD, PUT, POST"),
+            );
             return resp;
         }
         let path = match crate::catalog::path::normalize(raw_path) {
@@ -343,13 +374,21 @@ impl Gateway {
 
         // What the data is.
         let Some(route) = state.route(&path.decoded) else {
-            let p = Problem::new(Kind::NotInCatalog, "the path matches no route or catalog entry", &a.request_id);
+            let p = Problem::new(
+                Kind::NotInCatalog,
+                "the path matches no route or catalog entry",
+                &a.request_id,
+            );
             return self.refuse(&a, &version, p).await;
         };
         let up = &state.upstreams[route.upstream];
         a.upstream = Some(up.name.clone());
         if a.direction == Direction::Upload && !route.uploads {
-            let p = Problem::new(Kind::MethodNotAllowed, "this route does not accept uploads", &a.request_id);
+            let p = Problem::new(
+                Kind::MethodNotAllowed,
+                "this route does not accept uploads",
+                &a.request_id,
+            );
             let mut resp = self.refuse(&a, &version, p).await;
             resp.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
@@ -376,7 +415,11 @@ impl Gateway {
                 ..Tags::default()
             },
             (None, false) => {
-                let p = Problem::new(Kind::NotInCatalog, "the path matches no catalog entry", &a.request_id);
+                let p = Problem::new(
+                    Kind::NotInCatalog,
+                    "the path matches no catalog entry",
+                    &a.request_id,
+                );
                 return self.refuse(&a, &version, p).await;
             }
         };
@@ -438,7 +481,11 @@ impl Gateway {
                         }
                         Err(e) => {
                             a.tags = Some(tags);
-                            let p = Problem::new(Kind::BadRequest, format!("declared lineage: {e}"), &a.request_id);
+                            let p = Problem::new(
+                                Kind::BadRequest,
+                                format!("declared lineage: {e}"),
+                                &a.request_id,
+                            );
                             return self.refuse(&a, &version, p).await;
                         }
                     }
@@ -476,7 +523,14 @@ impl Gateway {
         }
 
         // Durable before any byte moves.
-        let rec = a.record(decision.effect, 0, &decision.rule, &decision.article, &decision.reason, &version);
+        let rec = a.record(
+            decision.effect,
+            0,
+            &decision.rule,
+            &decision.article,
+            &decision.reason,
+            &version,
+        );
         let receipt = match self.audit.append(rec).await {
             Ok(r) => r,
             Err(e) => return self.audit_failed(&a, &e),
@@ -492,7 +546,11 @@ impl Gateway {
         );
         let req_body = Counted::new(body, bytes_in);
         let mut resp = match &up.target {
-            Target::File(store) => store.handle(&parts.method, &path.decoded, &parts.headers, req_body).await,
+            Target::File(store) => {
+                store
+                    .handle(&parts.method, &path.decoded, &parts.headers, req_body)
+                    .await
+            }
             Target::Http { .. } => {
                 let mut up_req = Request::new(req_body.boxed());
                 *up_req.method_mut() = parts.method.clone();
@@ -540,10 +598,17 @@ impl Gateway {
         // Redirects are never followed, and never passed on to another host.
         if resp.status().is_redirection()
             && let Some(loc) = resp.headers().get(header::LOCATION)
-            && loc.to_str().map(|l| l.contains("://") || l.starts_with("//")).unwrap_or(true)
+            && loc
+                .to_str()
+                .map(|l| l.contains("://") || l.starts_with("//"))
+                .unwrap_or(true)
         {
             completion.set_status(StatusCode::BAD_GATEWAY.as_u16());
-            completion.finish(0, Outcome::UpstreamError, Some("upstream redirected to another host".into()));
+            completion.finish(
+                0,
+                Outcome::UpstreamError,
+                Some("upstream redirected to another host".into()),
+            );
             return Problem::new(
                 Kind::BadGateway,
                 "the upstream redirected to another host; bordergate does not follow or pass on such redirects",
@@ -576,10 +641,17 @@ impl Gateway {
                         });
                         a.tags = Some(merged);
                         if !second.is_allow() && enforce {
-                            completion.set_status(StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS.as_u16());
-                            completion.finish(0, Outcome::Aborted, Some("refused after upstream metadata added tags".into()));
+                            completion
+                                .set_status(StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS.as_u16());
+                            completion.finish(
+                                0,
+                                Outcome::Aborted,
+                                Some("refused after upstream metadata added tags".into()),
+                            );
                             let kind = match second.ground {
-                                Some(DenyGround::Purpose) | Some(DenyGround::Authorization) => Kind::Forbidden,
+                                Some(DenyGround::Purpose) | Some(DenyGround::Authorization) => {
+                                    Kind::Forbidden
+                                }
                                 _ => Kind::TransferRefused,
                             };
                             let p = Problem::new(kind, second.reason.clone(), &a.request_id)
@@ -592,7 +664,11 @@ impl Gateway {
                 Ok(_) => {}
                 Err(e) => {
                     completion.set_status(StatusCode::BAD_GATEWAY.as_u16());
-                    completion.finish(0, Outcome::UpstreamError, Some(format!("upstream tag metadata: {e}")));
+                    completion.finish(
+                        0,
+                        Outcome::UpstreamError,
+                        Some(format!("upstream tag metadata: {e}")),
+                    );
                     let p = Problem::new(
                         Kind::BadGateway,
                         format!("the upstream sent tag metadata that cannot be read: {e}"),
@@ -617,9 +693,17 @@ impl Gateway {
         resp.map(|b| Metered::new(b, completion).boxed())
     }
 
-    async fn unauthenticated(&self, a: &Attempt, version: &str, e: &AuthError) -> Response<ResBody> {
-        let p = Problem::new(Kind::Unauthenticated, e.to_string(), &a.request_id)
-            .with_rule(&format!("auth.{}", e.code()), "", version);
+    async fn unauthenticated(
+        &self,
+        a: &Attempt,
+        version: &str,
+        e: &AuthError,
+    ) -> Response<ResBody> {
+        let p = Problem::new(Kind::Unauthenticated, e.to_string(), &a.request_id).with_rule(
+            &format!("auth.{}", e.code()),
+            "",
+            version,
+        );
         let mut p = p;
         p.decision = Some("deny");
         p.article = None;

@@ -150,7 +150,11 @@ impl Problem {
         let status = self.status();
         let body = serde_json::to_vec(&self).unwrap_or_default();
         let len = body.len();
-        let payload = if head { Bytes::new() } else { Bytes::from(body) };
+        let payload = if head {
+            Bytes::new()
+        } else {
+            Bytes::from(body)
+        };
         let mut resp = Response::new(Full::new(payload).map_err(|e| match e {}).boxed());
         *resp.status_mut() = status;
         let h = resp.headers_mut();

@@ -63,7 +63,8 @@ pub async fn serve(
             match tls {
                 Some(acceptor) => {
                     let handshake =
-                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await;
+                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                            .await;
                     let tls_stream = match handshake {
                         Ok(Ok(s)) => s,
                         Ok(Err(e)) => {
@@ -75,15 +76,29 @@ pub async fn serve(
                             return;
                         }
                     };
-                    serve_one(gw, &builder, watcher, TokioIo::new(tls_stream), peer, "https").await;
+                    serve_one(
+                        gw,
+                        &builder,
+                        watcher,
+                        TokioIo::new(tls_stream),
+                        peer,
+                        "https",
+                    )
+                    .await;
                 }
                 None => serve_one(gw, &builder, watcher, TokioIo::new(stream), peer, "http").await,
             }
         });
     }
     drop(listener);
-    tracing::info!(grace_secs = grace.as_secs(), "shutting down: waiting for in-flight requests");
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    tracing::info!(
+        grace_secs = grace.as_secs(),
+        "shutting down: waiting for in-flight requests"
+    );
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("grace period ended with requests still in flight");
     }
     gateway.audit().shutdown().await;

@@ -22,7 +22,7 @@ type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, UpBody>;
 /// Where a route's requests go.
 pub enum Target {
     Http {
-        client: HttpsClient,
+        client: Box<HttpsClient>,
         /// `scheme://authority` of the upstream.
         origin: String,
         /// Path prefix of the upstream URL, without a trailing slash.
@@ -59,12 +59,14 @@ impl Upstream {
             let authority = uri
                 .authority()
                 .ok_or_else(|| format!("upstream `{}`: url has no host", cfg.name))?;
-            let tls = crate::tls::upstream_client_config(
+            let mut tls = crate::tls::upstream_client_config(
                 cfg.ca.as_deref(),
                 cfg.client_cert.as_deref(),
                 cfg.client_key.as_deref(),
             )
             .map_err(|e| format!("upstream `{}`: {e}", cfg.name))?;
+            // hyper-rustls sets ALPN itself from the enabled protocols.
+            tls.alpn_protocols.clear();
             let mut http = HttpConnector::new();
             http.enforce_http(false);
             http.set_nodelay(true);
@@ -79,7 +81,7 @@ impl Upstream {
                 .pool_idle_timeout(Duration::from_secs(30))
                 .build(connector);
             Target::Http {
-                client,
+                client: Box::new(client),
                 origin: format!("{scheme}://{authority}"),
                 base_path: uri.path().trim_end_matches('/').to_string(),
             }

@@ -1,4 +1,5 @@
 //! Test harness: starts the real `bordergate` binary on an ephemeral port with a config in
+#![allow(clippy::unwrap_used)]
 //! a temporary directory, a copy of the quickstart store, and (optionally) a real HTTP
 //! upstream that records what reaches it.
 #![allow(dead_code)]
@@ -86,7 +87,10 @@ pub fn prepare(opts: &Options) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf)
     }
     catalog.push_str(&opts.extra_catalog);
     std::fs::write(d.join("catalog.yaml"), catalog).unwrap();
-    let audit = opts.audit_path.clone().unwrap_or_else(|| d.join("audit.log"));
+    let audit = opts
+        .audit_path
+        .clone()
+        .unwrap_or_else(|| d.join("audit.log"));
     let config = format!(
         r#"listen:
   address: 127.0.0.1:0
@@ -196,7 +200,15 @@ impl Gateway {
     /// Mints a token with `bordergate token`.
     pub fn token(&self, sub: &str, org: &str, jurisdiction: &str, purpose: &str) -> String {
         let out = Command::new(BIN)
-            .args(["token", "--sub", sub, "--org", org, "--jurisdiction", jurisdiction])
+            .args([
+                "token",
+                "--sub",
+                sub,
+                "--org",
+                org,
+                "--jurisdiction",
+                jurisdiction,
+            ])
             .args(["--purpose", purpose, "--config"])
             .arg(&self.config)
             .output()
@@ -326,7 +338,11 @@ impl Upstream {
                         let respond = respond.clone();
                         async move {
                             let (parts, body) = req.into_parts();
-                            let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|c| c.to_bytes())
+                                .unwrap_or_default();
                             let s = Seen {
                                 method: parts.method.to_string(),
                                 uri: parts.uri.to_string(),
