@@ -103,7 +103,7 @@ impl S3 {
                     "`{method}` of a key prefix is not supported; GET lists it"
                 ));
             }
-            let mut q = format!("/{bucket}?list-type=2&prefix={key}");
+            let mut q = format!("/{bucket}?list-type=2&prefix={}", key.replace('/', "%2F"));
             for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
                 let name = pair.split_once('=').map_or(pair, |(n, _)| n);
                 if !LIST_PARAMS.contains(&name) {
@@ -226,7 +226,7 @@ mod tests {
         );
         assert_eq!(
             s.map(&Method::GET, "/eu/", Some("max-keys=2")).unwrap(),
-            "/ml-artifacts?list-type=2&prefix=eu/&max-keys=2"
+            "/ml-artifacts?list-type=2&prefix=eu%2F&max-keys=2"
         );
         let root = s3(None);
         assert_eq!(
