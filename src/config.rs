@@ -250,6 +250,27 @@ pub struct UpstreamConfig {
     /// Seconds to wait for the upstream's response head.
     #[serde(default = "default_upstream_timeout")]
     pub timeout_secs: u64,
+    /// Origins (`https://host[:port]`) a redirect from this upstream may lead to. The
+    /// gateway follows such redirects itself (GET and HEAD, same data, no new decision)
+    /// and streams the result; a redirect to any other host is refused.
+    #[serde(default)]
+    pub follow_redirects_to: Vec<String>,
+    /// An S3-compatible object store: the gateway signs requests with these credentials.
+    #[serde(default)]
+    pub s3: Option<S3Config>,
+}
+
+/// Credentials and addressing of an S3-compatible upstream; only the gateway holds them.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    pub region: String,
+    pub access_key: SecretRef,
+    pub secret_key: SecretRef,
+    /// The bucket every route to this upstream maps into; without it the first path
+    /// segment below the route prefix names the bucket.
+    #[serde(default)]
+    pub bucket: Option<String>,
 }
 
 fn default_upstream_timeout() -> u64 {
@@ -409,6 +430,13 @@ impl Config {
                     u.url = format!("file://{}", base.join(p).display());
                 }
             }
+            if let Some(s3) = &mut u.s3 {
+                for r in [&mut s3.access_key, &mut s3.secret_key] {
+                    if let SecretRef::File(p) = r {
+                        fix(p);
+                    }
+                }
+            }
             for p in [&mut u.ca, &mut u.client_cert, &mut u.client_key]
                 .into_iter()
                 .flatten()
@@ -490,6 +518,14 @@ impl Config {
                     u.name, u.url
                 ));
             }
+            for o in &u.follow_redirects_to {
+                if let Err(e) = redirect_origin(o) {
+                    err(format!("upstream `{}` follow_redirects_to: {e}", u.name));
+                }
+            }
+            if u.s3.is_some() && u.url.starts_with("file://") {
+                err(format!("upstream `{}` has `s3` but a file:// url", u.name));
+            }
         }
         let mut prefixes = std::collections::HashSet::new();
         for r in &self.routes {
@@ -510,6 +546,26 @@ impl Config {
             err("`audit.batch_max` must be at least 1".into());
         }
         errs
+    }
+}
+
+/// Checks a `follow_redirects_to` entry and returns it as `scheme://authority`, lower-cased.
+pub fn redirect_origin(o: &str) -> Result<String, String> {
+    let uri: http::Uri = o
+        .parse()
+        .map_err(|_| format!("`{}` is not a URL", o.escape_default()))?;
+    let scheme = uri.scheme_str().unwrap_or("");
+    let path_ok = matches!(uri.path(), "" | "/") && uri.query().is_none();
+    match uri.authority() {
+        Some(a)
+            if (scheme == "https" || scheme == "http") && path_ok && !a.as_str().contains('@') =>
+        {
+            Ok(format!("{scheme}://{}", a.as_str().to_ascii_lowercase()))
+        }
+        _ => Err(format!(
+            "`{}` is not an origin like `https://cdn.example.com`",
+            o.escape_default()
+        )),
     }
 }
 
@@ -536,6 +592,22 @@ mod tests {
         assert!(segment_prefix_match("/eu/", "/eu/a"));
         assert!(!segment_prefix_match("/eu", "/eu-mirror/a"));
         assert!(segment_prefix_match("/", "/anything"));
+    }
+
+    #[test]
+    fn redirect_origins_are_scheme_and_host_only() {
+        assert_eq!(
+            redirect_origin("https://CDN.example.com").unwrap(),
+            "https://cdn.example.com"
+        );
+        assert_eq!(
+            redirect_origin("http://127.0.0.1:9000/").unwrap(),
+            "http://127.0.0.1:9000"
+        );
+        assert!(redirect_origin("cdn.example.com").is_err());
+        assert!(redirect_origin("https://cdn.example.com/files").is_err());
+        assert!(redirect_origin("ftp://cdn.example.com").is_err());
+        assert!(redirect_origin("https://user@cdn.example.com").is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod filestore;
 pub mod headers;
 pub mod problem;
 pub mod server;
+pub mod sigv4;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -394,6 +395,19 @@ impl Gateway {
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return resp;
         }
+        // What the upstream is asked (an object store only answers a few calls).
+        let upstream_pq = match up.path_and_query(
+            &route.prefix,
+            &parts.method,
+            &path.encoded,
+            parts.uri.query(),
+        ) {
+            Ok(pq) => pq,
+            Err(e) => {
+                let p = Problem::new(Kind::BadRequest, e, &a.request_id);
+                return self.refuse(&a, &version, p).await;
+            }
+        };
         let resolution = state.catalog.resolve(&path.decoded);
         let mut tags: Tags = match (&resolution, route.public) {
             (Some(r), _) => {
@@ -561,11 +575,11 @@ impl Gateway {
                     &a.request_id,
                     &state.config.tags.lineage,
                 );
-                let pq = match parts.uri.query() {
-                    Some(q) => format!("{}?{q}", path.encoded),
-                    None => path.encoded.clone(),
+                let sent = match up.send_http(up_req, &upstream_pq).await {
+                    Ok(r) => up.follow_redirects(r, &parts.method, &parts.headers).await,
+                    Err(f) => Err(f),
                 };
-                match up.send_http(up_req, &pq).await {
+                match sent {
                     Ok(r) => r.map(upstream::boxed_incoming),
                     Err(f) => {
                         let (kind, detail, outcome_detail) = match f {

@@ -167,6 +167,11 @@ impl Problem {
         if let Ok(v) = HeaderValue::from_str(&self.request_id) {
             h.insert("x-request-id", v);
         }
+        // The explanation, for clients that show a header but not a body (the Hugging Face
+        // hub client prints `X-Error-Message`; HEAD responses carry no body).
+        if let Ok(v) = HeaderValue::from_str(&error_message(&self)) {
+            h.insert("x-error-message", v);
+        }
         if status == StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS {
             // RFC 7725 §3: identify who implements the block.
             h.insert(
@@ -176,6 +181,28 @@ impl Problem {
         }
         resp
     }
+}
+
+/// `detail` plus the deciding rule and article, as printable ASCII (others become `?`).
+fn error_message(p: &Problem) -> String {
+    let mut m = format!("bordergate: {}", p.detail);
+    if let Some(rule) = &p.rule {
+        m.push_str(&format!(" (rule {rule}"));
+        if let Some(a) = p.article.as_deref().filter(|a| !a.is_empty()) {
+            m.push_str(&format!(", {a}"));
+        }
+        m.push(')');
+    }
+    m.chars()
+        .take(1024)
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -196,5 +223,9 @@ mod tests {
             "application/problem+json"
         );
         assert!(r.headers().contains_key(header::LINK));
+        assert_eq!(
+            r.headers()["x-error-message"],
+            "bordergate: no basis (rule eu.chapter-v.no-basis, GDPR Chapter V, Art. 44)"
+        );
     }
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, Uri};
+use http::{HeaderMap, Method, Request, Response, Uri, header};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -38,7 +38,30 @@ pub struct Upstream {
     pub operator: Option<String>,
     pub timeout: Duration,
     pub target: Target,
+    /// Set for an S3-compatible upstream: requests are mapped and signed.
+    pub s3: Option<super::sigv4::S3>,
+    /// Origins (`scheme://authority`, lower-case) whose redirects the gateway follows.
+    pub redirect_origins: Vec<String>,
 }
+
+/// Most redirects followed for one request.
+const MAX_REDIRECTS: usize = 5;
+
+/// Client request headers passed on when following a redirect: conditions and ranges.
+const REDIRECT_HEADERS: &[header::HeaderName] = &[
+    header::RANGE,
+    header::IF_RANGE,
+    header::IF_MATCH,
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::ACCEPT,
+    header::ACCEPT_ENCODING,
+    header::USER_AGENT,
+];
+
+/// Headers of a redirect that describe the file it leads to (the Hugging Face hub sends
+/// the commit, the LFS ETag and size on the redirect itself); carried onto the response.
+const CARRIED_HEADERS: &[&str] = &["x-repo-commit", "x-linked-etag", "x-linked-size"];
 
 /// Why an upstream request failed.
 pub enum UpstreamFailure {
@@ -86,13 +109,139 @@ impl Upstream {
                 base_path: uri.path().trim_end_matches('/').to_string(),
             }
         };
+        let s3 = match &cfg.s3 {
+            Some(c) => Some(
+                super::sigv4::S3::from_config(c)
+                    .map_err(|e| format!("upstream `{}`: {e}", cfg.name))?,
+            ),
+            None => None,
+        };
+        let redirect_origins = cfg
+            .follow_redirects_to
+            .iter()
+            .map(|o| crate::config::redirect_origin(o))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("upstream `{}`: {e}", cfg.name))?;
         Ok(Upstream {
             name: cfg.name.clone(),
             jurisdiction: cfg.jurisdiction,
             operator: cfg.operator.clone(),
             timeout: Duration::from_secs(cfg.timeout_secs.max(1)),
             target,
+            s3,
+            redirect_origins,
         })
+    }
+
+    /// The upstream path and query for a request: the gateway path and query as they are,
+    /// or for an S3 upstream the object-store call they map to (else why not).
+    pub fn path_and_query(
+        &self,
+        route_prefix: &str,
+        method: &Method,
+        encoded_path: &str,
+        query: Option<&str>,
+    ) -> Result<String, String> {
+        match &self.s3 {
+            Some(s3) => {
+                let rest = encoded_path
+                    .strip_prefix(route_prefix)
+                    .unwrap_or(encoded_path);
+                s3.map(method, rest, query)
+            }
+            None => Ok(match query {
+                Some(q) => format!("{encoded_path}?{q}"),
+                None => encoded_path.to_string(),
+            }),
+        }
+    }
+
+    /// The absolute URL of a redirect `location` if it leads to an origin this upstream
+    /// may be followed to.
+    fn followable(&self, location: &str) -> Option<Uri> {
+        let uri: Uri = location.parse().ok()?;
+        let origin = format!(
+            "{}://{}",
+            uri.scheme_str()?,
+            uri.authority()?.as_str().to_ascii_lowercase()
+        );
+        self.redirect_origins.contains(&origin).then_some(uri)
+    }
+
+    /// Follows redirects to vetted origins for GET and HEAD, returning the final response
+    /// (with the hub's file headers of the first redirect carried onto it). A redirect that
+    /// may not be followed is returned as it is, for the caller to refuse or pass on.
+    pub async fn follow_redirects(
+        &self,
+        mut resp: Response<Incoming>,
+        method: &Method,
+        inbound: &HeaderMap,
+    ) -> Result<Response<Incoming>, UpstreamFailure> {
+        if self.redirect_origins.is_empty() || !matches!(*method, Method::GET | Method::HEAD) {
+            return Ok(resp);
+        }
+        let Target::Http { client, .. } = &self.target else {
+            return Ok(resp);
+        };
+        let mut carried = HeaderMap::new();
+        let mut current: Option<Uri> = None;
+        for _ in 0..MAX_REDIRECTS {
+            if !resp.status().is_redirection() {
+                break;
+            }
+            let Some(loc) = resp
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+            else {
+                break;
+            };
+            // Relative to a host the gateway already follows: stay on that host.
+            let next = match (&current, loc.starts_with('/') && !loc.starts_with("//")) {
+                (Some(cur), true) => {
+                    let (Some(s), Some(a)) = (cur.scheme_str(), cur.authority()) else {
+                        break;
+                    };
+                    format!("{s}://{a}{loc}").parse::<Uri>().ok()
+                }
+                _ => self.followable(loc),
+            };
+            let Some(next) = next else {
+                break;
+            };
+            for name in CARRIED_HEADERS {
+                if let Some(v) = resp.headers().get(*name)
+                    && !carried.contains_key(*name)
+                {
+                    carried.insert(*name, v.clone());
+                }
+            }
+            let mut req = Request::new(UpBody::default());
+            *req.method_mut() = method.clone();
+            *req.uri_mut() = next.clone();
+            for name in REDIRECT_HEADERS {
+                for v in inbound.get_all(name) {
+                    req.headers_mut().append(name.clone(), v.clone());
+                }
+            }
+            resp = match tokio::time::timeout(self.timeout, client.request(req)).await {
+                Err(_) => return Err(UpstreamFailure::Timeout),
+                Ok(Err(e)) => return Err(UpstreamFailure::Unreachable(describe(&e))),
+                Ok(Ok(r)) => r,
+            };
+            current = Some(next);
+        }
+        if current.is_some() && resp.status().is_redirection() {
+            return Err(UpstreamFailure::Unreachable(
+                "a followed redirect led to one that may not be followed".into(),
+            ));
+        }
+        for (name, v) in &carried {
+            if !resp.headers().contains_key(name) {
+                resp.headers_mut().insert(name.clone(), v.clone());
+            }
+        }
+        Ok(resp)
     }
 
     /// Sends a request to an http(s) upstream; `path_and_query` is the canonical
@@ -114,6 +263,11 @@ impl Upstream {
             .parse()
             .map_err(|e| UpstreamFailure::Unreachable(format!("bad upstream uri: {e}")))?;
         *req.uri_mut() = uri;
+        if let Some(s3) = &self.s3 {
+            super::sigv4::S3::strip_client_headers(req.headers_mut());
+            s3.sign(&mut req, std::time::SystemTime::now())
+                .map_err(UpstreamFailure::Unreachable)?;
+        }
         match tokio::time::timeout(self.timeout, client.request(req)).await {
             Err(_) => Err(UpstreamFailure::Timeout),
             Ok(Err(e)) => Err(UpstreamFailure::Unreachable(describe(&e))),
