@@ -20,7 +20,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Empty, Full, StreamBody};
-use tokio::fs::{self, File, OpenOptions};
+use tokio::fs::{self, File};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
@@ -238,13 +238,15 @@ impl FileStore {
         }
 
         let tmp_path = parent.join(format!("{TMP_PREFIX}{}", uuid::Uuid::new_v4().simple()));
-        let mut file = OpenOptions::new()
+        // Opened synchronously (one quick syscall) so the guard exists the moment the file
+        // does: a request dropped mid-open can never leave a temp file behind.
+        let std_file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&tmp_path)
-            .await
             .map_err(write_status)?;
         let tmp = TempFile(Some(tmp_path.clone()));
+        let mut file = fs::File::from_std(std_file);
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| {
                 let e: BoxError = e.into();
