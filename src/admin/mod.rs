@@ -59,6 +59,11 @@ const FILTER_KEYS: &[&str] = &[
     "kind",
 ];
 
+/// Query parameters, decoded, in order.
+type Params = Vec<(String, String)>;
+/// An error answer: status and detail.
+type Failure = (StatusCode, String);
+
 /// The body type of every admin response.
 pub type AdminBody = Full<Bytes>;
 
@@ -286,9 +291,7 @@ fn internal(msg: String) -> (StatusCode, String) {
 }
 
 /// Splits query parameters into the filter and the rest.
-fn filter_from(
-    params: Vec<(String, String)>,
-) -> Result<(Filter, Vec<(String, String)>), (StatusCode, String)> {
+fn filter_from(params: Vec<(String, String)>) -> Result<(Filter, Params), Failure> {
     let mut map = serde_json::Map::new();
     let mut rest = Vec::new();
     for (k, v) in params {
