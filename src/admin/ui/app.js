@@ -118,12 +118,14 @@ function drawTimeline(tl) {
   if (!b.length) { host.append(noData()); return; }
   const W = 720, H = 240, L = 40, R = 10, T = 12, B = 34;
   const max = Math.max(1, ...b.map((x) => x.allow + x.deny));
-  const nice = niceMax(max);
+  const step = niceStep(max / 4);
+  const ticks = Math.max(1, Math.ceil(max / step));
+  const nice = step * ticks;
   const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "Transfers over time" });
-  for (let i = 0; i <= 4; i++) {
-    const y = T + ((H - T - B) * i) / 4;
+  for (let i = 0; i <= ticks; i++) {
+    const y = T + ((H - T - B) * i) / ticks;
     s.append(svg("line", { x1: L, x2: W - R, y1: y, y2: y, class: "grid-line" }));
-    s.append(svg("text", { x: L - 8, y: y + 4, "text-anchor": "end" }, fmt.format(Math.round(nice * (1 - i / 4)))));
+    s.append(svg("text", { x: L - 8, y: y + 4, "text-anchor": "end" }, fmt.format(nice - step * i)));
   }
   const slot = (W - L - R) / b.length;
   const bw = Math.max(3, Math.min(46, slot * 0.64));
@@ -143,10 +145,12 @@ function drawTimeline(tl) {
 function label(t, unit) {
   return unit === "hour" ? t.slice(5, 10) + " " + t.slice(11, 13) + "h" : t.slice(5, 10);
 }
-function niceMax(m) {
-  const p = Math.pow(10, Math.floor(Math.log10(m)));
-  for (const f of [1, 2, 2.5, 5, 10]) if (f * p >= m) return f * p;
-  return m;
+// The smallest of 1, 2, 5 × 10^k (at least 1) not below `v`: a round tick step.
+function niceStep(v) {
+  if (v <= 1) return 1;
+  const p = Math.pow(10, Math.floor(Math.log10(v)));
+  for (const f of [1, 2, 5, 10]) if (f * p >= v) return f * p;
+  return 10 * p;
 }
 function withTitle(node, text) { node.append(svg("title", {}, text)); return node; }
 function noData() { return el("p", { class: "muted empty" }, "Nothing recorded in this period."); }
