@@ -145,6 +145,9 @@ pub struct Config {
     pub tags: TagHeaders,
     #[serde(default)]
     pub limits: Limits,
+    /// The admin listener (health, metrics, audit endpoints, the officer's page); off if absent.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
     /// Where this file was read from (set by [`Config::load`]).
     #[serde(skip)]
     pub source: PathBuf,
@@ -314,6 +317,26 @@ pub enum AuditSinkKind {
     File,
 }
 
+/// The admin listener: a port of its own, never the proxy's.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub address: SocketAddr,
+    /// Its own certificate; default: the proxy listener's `tls`.
+    #[serde(default)]
+    pub tls: Option<TlsListen>,
+    /// Must be set to serve plain HTTP when neither listener has `tls`.
+    #[serde(default)]
+    pub plaintext: bool,
+    /// Most records one `/audit/records` answer returns.
+    #[serde(default = "default_admin_max_records")]
+    pub max_records: usize,
+}
+
+fn default_admin_max_records() -> usize {
+    5000
+}
+
 /// Header names through which upstream responses and uploads carry tag information.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -451,6 +474,13 @@ impl Config {
             None => self.registry = Some(self.policies.join("registry.yaml")),
         }
         fix(&mut self.audit.path);
+        if let Some(tls) = self.admin.as_mut().and_then(|a| a.tls.as_mut()) {
+            fix(&mut tls.cert);
+            fix(&mut tls.key);
+            if let Some(ca) = &mut tls.client_ca {
+                fix(ca);
+            }
+        }
     }
 
     /// The registry path (always set after [`Config::load`]).
@@ -544,6 +574,23 @@ impl Config {
         }
         if self.audit.batch_max == 0 {
             err("`audit.batch_max` must be at least 1".into());
+        }
+        if let Some(a) = &self.admin {
+            let tls = a.tls.is_some() || self.listen.tls.is_some();
+            if a.plaintext && a.tls.is_some() {
+                err("`admin` has both `tls` and `plaintext: true`; choose one".into());
+            } else if !tls && !a.plaintext {
+                err("`admin` has no `tls` (and neither has `listen`); set `plaintext: true` to serve plain HTTP on purpose".into());
+            }
+            if a.address == self.listen.address && a.address.port() != 0 {
+                err(format!(
+                    "`admin.address` `{}` is the proxy's address; the admin listener needs a port of its own",
+                    a.address
+                ));
+            }
+            if a.max_records == 0 {
+                err("`admin.max_records` must be at least 1".into());
+            }
         }
         errs
     }

@@ -5,11 +5,13 @@
 //! make the decision durable before any byte crosses the border.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod proxy;

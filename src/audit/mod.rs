@@ -15,6 +15,7 @@
 //!   `healthy()` is false. Restarting runs the tail check, which decides what is on disk.
 
 pub mod line;
+pub mod query;
 pub mod record;
 mod tail;
 pub mod verify;

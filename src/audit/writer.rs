@@ -220,6 +220,7 @@ impl<F: LogFile> Writer<F> {
             self.fail(batch, &msg);
             return;
         }
+        let synced = std::time::Instant::now();
         if let Err(e) = self.file.sync_data() {
             // fsyncgate: after a failed fdatasync the kernel may have dropped the dirty pages
             // and a retry can report success. Never trust the file again.
@@ -232,6 +233,7 @@ impl<F: LogFile> Writer<F> {
             self.fail(batch, &msg);
             return;
         }
+        crate::metrics::global().audit_commit(batch.len(), synced.elapsed());
         self.len += self.buf.len() as u64;
         self.shared.write_failing.store(false, Ordering::SeqCst);
         for ((i, p), h) in batch.drain(..).enumerate().zip(&self.hashes) {

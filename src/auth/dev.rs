@@ -29,6 +29,8 @@ struct MintClaims<'a> {
     iat: u64,
     nbf: u64,
     exp: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'a str>,
 }
 
 /// Mints an HS256 development token that [`super::Authenticator`] accepts when
@@ -44,6 +46,32 @@ pub fn mint_token(
     purpose: &str,
     ttl: Duration,
 ) -> Result<String, MintError> {
+    mint_token_with_role(
+        secret,
+        issuer,
+        audience,
+        sub,
+        org,
+        jurisdiction,
+        purpose,
+        ttl,
+        None,
+    )
+}
+
+/// [`mint_token`] with an optional `role` claim (e.g. `compliance-officer`).
+#[allow(clippy::too_many_arguments)]
+pub fn mint_token_with_role(
+    secret: &[u8],
+    issuer: &str,
+    audience: &str,
+    sub: &str,
+    org: &str,
+    jurisdiction: &str,
+    purpose: &str,
+    ttl: Duration,
+    role: Option<&str>,
+) -> Result<String, MintError> {
     if secret.len() < super::MIN_SECRET_BYTES {
         return Err(MintError::Input(format!(
             "secret is shorter than {} bytes",
@@ -52,7 +80,7 @@ pub fn mint_token(
     }
     Country::parse(jurisdiction).map_err(MintError::Input)?;
     check_purpose(purpose).map_err(MintError::Input)?;
-    for (name, v) in [("sub", sub), ("org", org)] {
+    for (name, v) in [("sub", sub), ("org", org), ("role", role.unwrap_or("-"))] {
         if v.is_empty() || v.chars().any(char::is_control) {
             return Err(MintError::Input(format!(
                 "`{name}` must be non-empty and free of control characters"
@@ -75,6 +103,7 @@ pub fn mint_token(
         iat: now,
         nbf: now,
         exp: now.saturating_add(ttl.as_secs()),
+        role,
     };
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
     jsonwebtoken::encode(

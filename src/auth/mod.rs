@@ -24,7 +24,7 @@ use serde::de::IgnoredAny;
 use crate::config::AuthConfig;
 use crate::model::{Caller, Country, check_purpose};
 
-pub use dev::{MintError, ensure_dev_secret, mint_token, parse_duration};
+pub use dev::{MintError, ensure_dev_secret, mint_token, mint_token_with_role, parse_duration};
 pub use error::AuthError;
 pub use keys::MIN_SECRET_BYTES;
 
@@ -45,6 +45,8 @@ pub struct Authenticated {
     pub cnf_x5t_s256: Option<[u8; 32]>,
     /// The `kid` of the key that verified the token.
     pub kid: Option<String>,
+    /// The `role` claim (e.g. `compliance-officer` for the admin listener's audit endpoints).
+    pub role: Option<String>,
 }
 
 impl Authenticated {
@@ -183,6 +185,7 @@ impl Authenticator {
             Country::parse(&jurisdiction).map_err(|_| AuthError::InvalidClaim("jurisdiction"))?;
         let purpose = c.purpose.ok_or(AuthError::MissingClaim("purpose"))?;
         check_purpose(&purpose).map_err(|_| AuthError::InvalidClaim("purpose"))?;
+        let role = c.role.map(|r| identifier(Some(r), "role")).transpose()?;
         let cnf_x5t_s256 = match c.cnf.and_then(|c| c.x5t_s256) {
             None => None,
             Some(t) => {
@@ -204,6 +207,7 @@ impl Authenticator {
             },
             cnf_x5t_s256,
             kid: key.kid.clone(),
+            role,
         })
     }
 }
@@ -350,6 +354,9 @@ struct Claims {
     iss: Option<String>,
     #[serde(default)]
     cnf: Option<Confirmation>,
+    /// What the caller may do beyond fetching data (admin listener).
+    #[serde(default)]
+    role: Option<String>,
 }
 
 /// RFC 7800 confirmation; only the RFC 8705 certificate thumbprint is understood,

@@ -21,6 +21,9 @@ pub struct Args {
     /// Write the audit log here instead of the config's path.
     #[arg(long)]
     audit_log: Option<PathBuf>,
+    /// Serve the admin listener on this address instead of the config's `admin.address`.
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
 }
 
 fn init_logging() {
@@ -50,6 +53,9 @@ pub fn run(a: Args) -> ExitCode {
     }
     if let Some(p) = a.audit_log {
         cfg.audit.path = p;
+    }
+    if let (Some(l), Some(admin)) = (a.admin_listen, cfg.admin.as_mut()) {
+        admin.address = l;
     }
     let overrides = (a.listen, cfg.audit.path.clone());
     if let Err(e) = super::ensure_dev_material(&cfg) {
@@ -91,6 +97,8 @@ async fn serve(path: PathBuf, cfg: Config, overrides: (Option<SocketAddr>, PathB
     let header_timeout = Duration::from_secs(cfg.limits.header_timeout_secs.max(1));
     let grace = Duration::from_secs(cfg.listen.grace_secs);
     let mode = cfg.mode;
+    let admin_cfg = cfg.admin.clone().map(|a| (a, cfg.listen.tls.clone()));
+    let audit_path = cfg.audit.path.clone();
     let state = match State::build(cfg) {
         Ok(s) => s,
         Err(d) => {
@@ -120,6 +128,23 @@ async fn serve(path: PathBuf, cfg: Config, overrides: (Option<SocketAddr>, PathB
     // The line tests and scripts wait for.
     println!("bordergate listening on {scheme}://{local}");
     tracing::info!(%local, policy_version = %version, "bordergate listening");
+    if let Some((admin, proxy_tls)) = admin_cfg {
+        match crate::admin::spawn(
+            &admin,
+            proxy_tls.as_ref(),
+            gateway.clone(),
+            vec![audit_path],
+        )
+        .await
+        {
+            Ok(url) => println!("bordergate admin listening on {url}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                gateway.audit().shutdown().await;
+                return ExitCode::from(2);
+            }
+        }
+    }
 
     let reload_gw = gateway.clone();
     tokio::spawn(reload_on_sighup(reload_gw, path, overrides));
@@ -190,6 +215,7 @@ pub fn reload(gw: &Gateway, path: &Path, overrides: &(Option<SocketAddr>, PathBu
         Ok(s) => {
             let v = s.policies.version.to_string();
             gw.swap_state(s);
+            crate::metrics::global().reload(true);
             tracing::info!(policy_version = %v, "reloaded");
             gw.audit().append_nowait(event(
                 "reload",
@@ -198,6 +224,7 @@ pub fn reload(gw: &Gateway, path: &Path, overrides: &(Option<SocketAddr>, PathBu
             ));
         }
         Err(d) => {
+            crate::metrics::global().reload(false);
             let old = gw.state().policies.version.to_string();
             tracing::error!(errors = %d, "reload refused; the previous set keeps serving");
             gw.audit()

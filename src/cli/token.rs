@@ -22,6 +22,9 @@ pub struct Args {
     /// Lifetime, e.g. 30m, 1h, 2d.
     #[arg(long, default_value = "1h")]
     ttl: String,
+    /// Role claim, e.g. `compliance-officer` for the admin listener's audit endpoints.
+    #[arg(long)]
+    role: Option<String>,
     /// Gateway config file (its first HS* key signs the token).
     #[arg(long, short)]
     config: Option<PathBuf>,
@@ -67,7 +70,7 @@ pub fn run(a: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match crate::auth::mint_token(
+    match crate::auth::mint_token_with_role(
         &secret,
         &cfg.auth.issuer,
         &cfg.auth.audience,
@@ -76,6 +79,7 @@ pub fn run(a: Args) -> ExitCode {
         &a.jurisdiction,
         &a.purpose,
         ttl,
+        a.role.as_deref(),
     ) {
         Ok(t) => {
             println!("{t}");

@@ -255,4 +255,9 @@ impl PolicySet {
     pub fn organisation(&self, id: &str) -> Option<&Organisation> {
         self.registry.get(id)
     }
+
+    /// Every organisation of the registry (no particular order).
+    pub fn organisations(&self) -> impl Iterator<Item = &Organisation> {
+        self.registry.values()
+    }
 }

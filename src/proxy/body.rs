@@ -53,12 +53,14 @@ impl Completion {
             return;
         }
         self.done = true;
+        let bytes_in = self.bytes_in.load(Ordering::Relaxed);
+        crate::metrics::global().transfer(bytes_in, bytes_out);
         let rec = CompletionRecord {
             time: now_rfc3339(),
             request_id: std::mem::take(&mut self.request_id),
             decision_seq: self.decision_seq,
             status: self.status,
-            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_in,
             bytes_out,
             duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             outcome,

@@ -13,7 +13,7 @@ pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -120,7 +120,9 @@ pub struct Gateway {
 }
 
 /// What is known about a request so far, for its decision record.
-struct Attempt {
+struct Attempt<'d> {
+    /// The decision recorded, for the request metrics ([`crate::metrics::Decided`] as u8).
+    decided: &'d AtomicU8,
     started: Instant,
     request_id: String,
     method: Method,
@@ -134,7 +136,7 @@ struct Attempt {
     mode: Mode,
 }
 
-impl Attempt {
+impl Attempt<'_> {
     fn record(
         &self,
         decision: Effect,
@@ -144,6 +146,11 @@ impl Attempt {
         reason: &str,
         version: &str,
     ) -> Record {
+        self.decided.store(
+            crate::metrics::Decided::of(decision) as u8,
+            Ordering::Relaxed,
+        );
+        crate::metrics::global().decision(rule, self.destination);
         Record::Decision(Box::new(DecisionRecord {
             time: crate::audit::record::now_rfc3339(),
             request_id: self.request_id.clone(),
@@ -247,7 +254,7 @@ impl Gateway {
 
     /// Writes the refusal's decision record, then answers with the problem (or 503 when
     /// the record cannot be made durable).
-    async fn refuse(&self, a: &Attempt, version: &str, problem: Problem) -> Response<ResBody> {
+    async fn refuse(&self, a: &Attempt<'_>, version: &str, problem: Problem) -> Response<ResBody> {
         let head = a.method == Method::HEAD;
         let rule = problem.rule.clone().unwrap_or_else(|| {
             format!(
@@ -293,10 +300,29 @@ impl Gateway {
         peer: SocketAddr,
         proto: &'static str,
     ) -> Response<ResBody> {
+        let started = Instant::now();
+        let decided = AtomicU8::new(crate::metrics::Decided::None as u8);
+        let resp = self.handle_inner(req, peer, proto, &decided).await;
+        crate::metrics::global().request(
+            crate::metrics::Decided::from_u8(decided.load(Ordering::Relaxed)),
+            resp.status().as_u16(),
+            started.elapsed(),
+        );
+        resp
+    }
+
+    async fn handle_inner(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        proto: &'static str,
+        decided: &AtomicU8,
+    ) -> Response<ResBody> {
         let state = self.state.load_full();
         let version = state.policies.version.clone();
         let (parts, body) = req.into_parts();
         let mut a = Attempt {
+            decided,
             started: Instant::now(),
             request_id: headers::request_id(&parts.headers),
             method: parts.method.clone(),
@@ -709,7 +735,7 @@ impl Gateway {
 
     async fn unauthenticated(
         &self,
-        a: &Attempt,
+        a: &Attempt<'_>,
         version: &str,
         e: &AuthError,
     ) -> Response<ResBody> {

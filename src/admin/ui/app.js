@@ -1,0 +1,325 @@
+// The compliance officer's page: reads /audit/report, /audit/verify and /audit/records with
+// the officer's bearer token (kept in sessionStorage) and draws everything with plain DOM
+// and SVG. Data is only ever inserted as text, never as HTML.
+"use strict";
+
+const KEY = "bordergate.officer.token";
+const SVG = "http://www.w3.org/2000/svg";
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v; else e.setAttribute(k, v);
+  }
+  for (const k of kids) if (k !== null && k !== undefined) e.append(k instanceof Node ? k : String(k));
+  return e;
+}
+function svg(tag, attrs, text) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+const fmt = new Intl.NumberFormat("en");
+function bytes(n) {
+  if (!n) return "0 B";
+  const u = ["B", "kB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1000 && i < u.length - 1) { n /= 1000; i++; }
+  return (i ? n.toFixed(1) : n) + " " + u[i];
+}
+
+class HttpError extends Error {
+  constructor(status, detail) { super(detail); this.status = status; }
+}
+
+async function api(path) {
+  const token = sessionStorage.getItem(KEY);
+  const r = await fetch(path, { headers: { Authorization: "Bearer " + token }, cache: "no-store" });
+  let body = null;
+  try { body = await r.json(); } catch (_) { body = null; }
+  if (!r.ok) throw new HttpError(r.status, (body && body.detail) || r.statusText);
+  return body;
+}
+
+function showLogin(msg) {
+  $("dash").hidden = true;
+  $("top-status").hidden = true;
+  $("login").hidden = false;
+  $("login-error").textContent = msg || "";
+  $("token-input").focus();
+}
+
+async function signIn() {
+  const t = $("token-input").value.trim().replace(/^bearer\s+/i, "");
+  if (!t) { $("login-error").textContent = "Paste a token first."; return; }
+  sessionStorage.setItem(KEY, t);
+  await load();
+}
+
+function signOut() {
+  sessionStorage.removeItem(KEY);
+  $("token-input").value = "";
+  showLogin("");
+}
+
+async function load() {
+  if (!sessionStorage.getItem(KEY)) { showLogin(""); return; }
+  try {
+    const [report, verify] = await Promise.all([api("/audit/report"), api("/audit/verify")]);
+    $("login").hidden = true;
+    $("dash").hidden = false;
+    $("top-status").hidden = false;
+    drawReport(report);
+    drawVerify(verify);
+    readiness();
+    await loadRecords();
+  } catch (e) {
+    if (e.status === 401) { sessionStorage.removeItem(KEY); showLogin("This token is not valid here: " + e.message); }
+    else if (e.status === 403) { sessionStorage.removeItem(KEY); showLogin("This token lacks the compliance-officer role."); }
+    else showLogin("Cannot load the audit data: " + e.message);
+  }
+}
+
+async function readiness() {
+  const pill = $("ready-pill");
+  try {
+    const r = await fetch("/readyz", { cache: "no-store" });
+    const b = await r.json();
+    pill.className = "pill " + (b.ready ? "ok" : "bad");
+    pill.textContent = b.ready ? "gateway ready" : "audit " + b.audit;
+  } catch (_) {
+    pill.className = "pill bad";
+    pill.textContent = "gateway unreachable";
+  }
+}
+
+function drawReport(r) {
+  const t = r.totals;
+  $("k-decisions").textContent = fmt.format(t.decisions);
+  $("k-range").textContent = r.first ? r.first.slice(0, 10) + " → " + r.last.slice(0, 10) : "no decisions yet";
+  $("k-allowed").textContent = fmt.format(t.allowed);
+  $("k-bytes").textContent = bytes(t.bytes_out) + " out · " + bytes(t.bytes_in) + " in";
+  $("k-refused").textContent = fmt.format(t.refused);
+  $("k-refused-rate").textContent = t.decisions ? Math.round((100 * t.refused) / t.decisions) + "% of decisions" : "";
+  const dests = r.destinations.filter((d) => d.country !== "none");
+  $("k-dests").textContent = fmt.format(dests.length);
+  $("k-dests-list").textContent = dests.slice(0, 6).map((d) => d.country).join(" · ");
+  drawTimeline(r.timeline);
+  drawDestinations(r.destinations);
+  drawRefusals(r.refusals);
+}
+
+function drawTimeline(tl) {
+  const host = $("chart-time");
+  host.replaceChildren();
+  const b = tl.buckets;
+  if (!b.length) { host.append(noData()); return; }
+  const W = 720, H = 240, L = 40, R = 10, T = 12, B = 34;
+  const max = Math.max(1, ...b.map((x) => x.allow + x.deny));
+  const step = niceStep(max / 4);
+  const ticks = Math.max(1, Math.ceil(max / step));
+  const nice = step * ticks;
+  const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "Transfers over time" });
+  for (let i = 0; i <= ticks; i++) {
+    const y = T + ((H - T - B) * i) / ticks;
+    s.append(svg("line", { x1: L, x2: W - R, y1: y, y2: y, class: "grid-line" }));
+    s.append(svg("text", { x: L - 8, y: y + 4, "text-anchor": "end" }, fmt.format(nice - step * i)));
+  }
+  const slot = (W - L - R) / b.length;
+  const bw = Math.max(3, Math.min(46, slot * 0.64));
+  const scale = (v) => ((H - T - B) * v) / nice;
+  const every = Math.ceil(b.length / 10);
+  b.forEach((x, i) => {
+    const cx = L + slot * i + slot / 2;
+    const ha = scale(x.allow), hd = scale(x.deny);
+    const base = H - B;
+    if (x.allow) s.append(withTitle(svg("rect", { x: cx - bw / 2, y: base - ha, width: bw, height: ha, rx: 3, class: "bar-allow" }), `${label(x.t, tl.unit)}: ${x.allow} allowed`));
+    if (x.deny) s.append(withTitle(svg("rect", { x: cx - bw / 2, y: base - ha - hd, width: bw, height: hd, rx: 3, class: "bar-deny" }), `${label(x.t, tl.unit)}: ${x.deny} refused`));
+    if (i % every === 0) s.append(svg("text", { x: cx, y: H - B + 18, "text-anchor": "middle" }, label(x.t, tl.unit)));
+  });
+  host.append(s);
+}
+
+function label(t, unit) {
+  return unit === "hour" ? t.slice(5, 10) + " " + t.slice(11, 13) + "h" : t.slice(5, 10);
+}
+// The smallest of 1, 2, 5 × 10^k (at least 1) not below `v`: a round tick step.
+function niceStep(v) {
+  if (v <= 1) return 1;
+  const p = Math.pow(10, Math.floor(Math.log10(v)));
+  for (const f of [1, 2, 5, 10]) if (f * p >= v) return f * p;
+  return 10 * p;
+}
+function withTitle(node, text) { node.append(svg("title", {}, text)); return node; }
+function noData() { return el("p", { class: "muted empty" }, "Nothing recorded in this period."); }
+
+function drawDestinations(dests) {
+  const host = $("chart-dest");
+  host.replaceChildren();
+  const rows = dests.slice(0, 8);
+  if (!rows.length) { host.append(noData()); return; }
+  const W = 520, rowH = 30, L = 64, R = 92, T = 6;
+  const H = T + rows.length * rowH + 6;
+  const max = Math.max(1, ...rows.map((d) => d.allow + d.deny));
+  const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "Decisions by destination country" });
+  rows.forEach((d, i) => {
+    const y = T + i * rowH;
+    const full = W - L - R;
+    const wa = (full * d.allow) / max, wd = (full * d.deny) / max;
+    s.append(svg("text", { x: 0, y: y + 18, class: "label-strong" }, d.country === "none" ? "—" : d.country));
+    s.append(svg("rect", { x: L, y: y + 6, width: full, height: 16, rx: 5, class: "track" }));
+    if (d.allow) s.append(withTitle(svg("rect", { x: L, y: y + 6, width: Math.max(wa, 2), height: 16, rx: 5, class: "bar-allow" }), `${d.country}: ${d.allow} allowed, ${bytes(d.bytes_out)} out`));
+    if (d.deny) s.append(withTitle(svg("rect", { x: L + wa, y: y + 6, width: Math.max(wd, 2), height: 16, rx: 5, class: "bar-deny" }), `${d.country}: ${d.deny} refused`));
+    s.append(svg("text", { x: W - R + 10, y: y + 18 }, `${d.allow} ✓  ${d.deny} ✕`));
+  });
+  host.append(s);
+}
+
+function drawRefusals(list) {
+  const ul = $("refusals");
+  ul.replaceChildren();
+  if (!list.length) { ul.append(el("li", { class: "muted" }, "No refusals in this period.")); return; }
+  for (const r of list.slice(0, 6)) {
+    const dests = el("div", { class: "dests" }, ...r.destinations.map((d) => el("span", { class: "pill deny plain" }, "→ " + d)));
+    ul.append(el("li", {},
+      el("div", { class: "count" }, fmt.format(r.count)),
+      el("div", {},
+        el("div", {}, el("span", { class: "rule" }, r.rule), r.article ? el("span", { class: "article" }, r.article) : null),
+        el("div", { class: "reason" }, r.reason),
+        dests)));
+  }
+}
+
+function drawVerify(v) {
+  const ok = v.ok;
+  const card = $("k-chain-card");
+  card.classList.toggle("ok", ok);
+  card.classList.toggle("bad", !ok);
+  $("k-chain").textContent = ok ? "Intact" : "Broken";
+  const f = v.files[0] || {};
+  $("k-chain-hint").textContent = ok ? `${fmt.format(v.records)} records verified` : (f.problem ? `${f.problem.kind} at line ${f.problem.line}` : "");
+  const pill = $("chain-pill");
+  pill.className = "pill " + (ok ? "ok" : "bad");
+  pill.textContent = ok ? "chain verified" : "chain broken";
+  const dl = $("chain");
+  dl.replaceChildren();
+  const add = (k, val, cls) => { dl.append(el("dt", {}, k), el("dd", cls ? { class: cls } : {}, val)); };
+  add("Result", el("span", { class: "pill " + (ok ? "ok" : "bad") }, ok ? "every record chains correctly" : "damage found"));
+  add("Records", fmt.format(v.records));
+  for (const file of v.files) {
+    add("Log file", file.file || "");
+    if (file.last_seq !== null) add("Last sequence", fmt.format(file.last_seq));
+    if (file.last_hash) add("Head hash", file.last_hash, "mono");
+    if (file.problem) add("First problem", `${file.problem.kind} at line ${file.problem.line}: ${file.problem.message}`);
+  }
+  const cp = v.checkpoints || { count: 0 };
+  add("Signed checkpoints", cp.count ? `${fmt.format(cp.count)} (last at seq ${cp.last.seq}, ${cp.last.time || ""})` : "none in this log");
+  add("Verified at", v.verified_at.replace("T", " ").slice(0, 19) + " UTC");
+}
+
+function filterQuery() {
+  const p = new URLSearchParams();
+  for (const e of $("filters").elements) {
+    if (!e.name) continue;
+    const v = e.value.trim();
+    if (v) p.set(e.name, e.name === "origin" || e.name === "destination" ? v.toUpperCase() : v);
+  }
+  p.set("order", "desc");
+  p.set("limit", "200");
+  return p.toString();
+}
+
+async function loadRecords() {
+  let res;
+  try {
+    res = await api("/audit/records?" + filterQuery());
+  } catch (e) {
+    $("record-count").textContent = "Cannot load records: " + e.message;
+    return;
+  }
+  const tbody = $("records").tBodies[0];
+  tbody.replaceChildren();
+  for (const r of res.records) tbody.append(row(r));
+  $("records-empty").hidden = res.records.length > 0;
+  $("record-count").textContent = `${fmt.format(res.count)} record${res.count === 1 ? "" : "s"}${res.truncated ? " (newest shown)" : ""}`;
+}
+
+function row(r) {
+  const time = (r.time || "").replace("T", " ").slice(0, 19);
+  let decision, who, dataset, route, rule, status;
+  if (r.kind === "decision") {
+    decision = el("span", { class: "pill " + r.decision }, r.decision + (r.enforced === false ? " (shadow)" : ""));
+    who = r.caller ? el("div", {}, el("div", { class: "who" }, r.caller.sub), el("div", { class: "org" }, r.caller.org + " · " + r.caller.purpose)) : el("span", { class: "muted" }, "unauthenticated");
+    dataset = r.dataset || el("span", { class: "muted" }, "—");
+    const origins = (r.origins || []).join(", ") || "?";
+    route = el("span", { class: "route" }, origins, el("span", { class: "arrow" }, "→"), r.destination || "?");
+    rule = r.rule;
+    status = r.status || "forwarded";
+  } else if (r.kind === "completion") {
+    decision = el("span", { class: "pill plain" }, r.outcome);
+    who = el("span", { class: "muted" }, "request " + (r.request_id || "").slice(0, 13));
+    dataset = "";
+    route = bytes(r.bytes_out) + " out";
+    rule = "";
+    status = r.status;
+  } else {
+    decision = el("span", { class: "pill plain" }, r.kind);
+    who = r.event || "";
+    dataset = r.detail || "";
+    route = ""; rule = ""; status = "";
+  }
+  const tr = el("tr", {}, el("td", { class: "time" }, time), el("td", {}, decision), el("td", {}, who), el("td", {}, dataset), el("td", {}, route), el("td", { class: "mono" }, rule), el("td", {}, String(status)));
+  tr.addEventListener("click", () => {
+    for (const s of tr.parentNode.querySelectorAll("tr.selected")) s.classList.remove("selected");
+    tr.classList.add("selected");
+    openDrawer(r);
+  });
+  return tr;
+}
+
+function openDrawer(r) {
+  $("drawer-title").textContent = r.kind === "decision" ? `Decision · ${r.decision}` : `Record · ${r.kind}`;
+  const dl = $("drawer-facts");
+  dl.replaceChildren();
+  const add = (k, v, cls) => { if (v !== undefined && v !== null && v !== "") dl.append(el("dt", {}, k), el("dd", cls ? { class: cls } : {}, v)); };
+  add("Sequence", r.seq);
+  add("Time", r.time);
+  add("Request id", r.request_id, "mono");
+  add("Rule", r.rule, "mono");
+  add("Legal basis", r.article);
+  add("Reason", r.reason);
+  add("Record hash", r.hash, "mono");
+  const pre = $("drawer-json");
+  pre.replaceChildren(...highlight(JSON.stringify(r, null, 2)));
+  $("drawer").hidden = false;
+}
+
+function highlight(text) {
+  const out = [];
+  const re = /("(?:[^"\\]|\\.)*")(\s*:)?|\b(-?\d+(?:\.\d+)?|true|false|null)\b/g;
+  let last = 0, m;
+  while ((m = re.exec(text))) {
+    if (m.index > last) out.push(document.createTextNode(text.slice(last, m.index)));
+    if (m[1]) {
+      out.push(el("span", { class: m[2] ? "k" : "s" }, m[1]));
+      if (m[2]) out.push(document.createTextNode(m[2]));
+    } else out.push(el("span", { class: "n" }, m[3]));
+    last = re.lastIndex;
+  }
+  out.push(document.createTextNode(text.slice(last)));
+  return out;
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("sign-in").addEventListener("click", signIn);
+  $("token-input").addEventListener("keydown", (e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); signIn(); } });
+  $("sign-out").addEventListener("click", signOut);
+  $("filters").addEventListener("submit", (e) => { e.preventDefault(); loadRecords(); });
+  $("reset").addEventListener("click", () => { $("filters").reset(); loadRecords(); });
+  $("drawer-close").addEventListener("click", () => { $("drawer").hidden = true; });
+  document.addEventListener("keydown", (e) => { if (e.key === "Escape") $("drawer").hidden = true; });
+  $("reverify").addEventListener("click", async () => { try { drawVerify(await api("/audit/verify")); } catch (_) { /* shown on next load */ } });
+  load();
+});

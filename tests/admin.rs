@@ -1,0 +1,213 @@
+//! End-to-end tests of the admin listener: health, metrics, role-checked audit endpoints,
+//! the officer's page, and that the proxy port serves none of it.
+
+mod common;
+#[path = "support/admin.rs"]
+mod support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::Options;
+use serde_json::Value;
+use support::start;
+
+#[tokio::test]
+async fn livez_readyz_and_metrics_without_personal_data() {
+    let a = start(Options::default());
+    let r = a.get("/livez", None).await;
+    assert_eq!(r.status(), 200);
+    let r = a.get("/readyz", None).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["ready"], true);
+    assert_eq!(v["audit"], "ok");
+    assert!(v["policy_version"].as_str().unwrap().starts_with("sha256:"));
+
+    a.traffic().await;
+    // The completion record (and its byte count) is written when the body ends.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = a.get("/metrics", None).await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let m = r.text().await.unwrap();
+    for want in [
+        r#"bordergate_requests_total{decision="allow",status="200"} 1"#,
+        r#"bordergate_requests_total{decision="deny",status="451"} 1"#,
+        r#"bordergate_requests_total{decision="deny",status="401"} 1"#,
+        r#"destination="US"} 1"#,
+        "bordergate_request_duration_seconds_count 3",
+        "bordergate_audit_fsync_duration_seconds_bucket",
+        "bordergate_audit_batch_records_count",
+        "bordergate_policy_reloads_total",
+        "bordergate_transfer_bases_expiring",
+        "bordergate_audit_healthy 1",
+    ] {
+        assert!(m.contains(want), "missing `{want}` in\n{m}");
+    }
+    let out = m
+        .lines()
+        .find(|l| l.starts_with(r#"bordergate_transfer_bytes_total{direction="out"}"#))
+        .unwrap();
+    assert_ne!(out.rsplit(' ').next(), Some("0"), "{out}");
+    for secret in [
+        "alice",
+        "bob",
+        "acme",
+        "/datasets",
+        "customers.csv",
+        "eu-customers",
+    ] {
+        assert!(!m.contains(secret), "`{secret}` must not be a label:\n{m}");
+    }
+}
+
+#[tokio::test]
+async fn audit_endpoints_need_the_officer_role() {
+    let a = start(Options::default());
+    a.traffic().await;
+    let plain = a.gw.token("alice", "acme-de", "DE", "analytics");
+    for path in ["/audit/records", "/audit/verify", "/audit/report"] {
+        let r = a.get(path, None).await;
+        assert_eq!(r.status(), 401, "{path}");
+        assert!(r.headers().contains_key("www-authenticate"));
+        let r = a.get(path, Some("not-a-token")).await;
+        assert_eq!(r.status(), 401, "{path}");
+        let r = a.get(path, Some(&plain)).await;
+        assert_eq!(r.status(), 403, "{path}");
+        let p: Value = r.json().await.unwrap();
+        assert!(p["detail"].as_str().unwrap().contains("compliance-officer"));
+    }
+    let officer = a.officer();
+    let r = a.get("/audit/records?kind=decision", Some(&officer)).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["count"], 3, "{v}");
+
+    let r = a
+        .get(
+            "/audit/records?decision=deny&destination=US",
+            Some(&officer),
+        )
+        .await;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["count"], 1, "{v}");
+    assert_eq!(v["records"][0]["status"], 451);
+
+    let r = a
+        .get(
+            "/audit/records?kind=decision&order=desc&limit=1",
+            Some(&officer),
+        )
+        .await;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["count"], 1);
+    assert_eq!(v["truncated"], true);
+    assert_eq!(v["records"][0]["status"], 401, "newest first: {v}");
+
+    let r = a.get("/audit/records?colour=red", Some(&officer)).await;
+    assert_eq!(r.status(), 400);
+
+    let r = a.get("/audit/verify", Some(&officer)).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(v["records"].as_u64().unwrap() >= 4);
+
+    let r = a.get("/audit/report", Some(&officer)).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["totals"]["decisions"], 3, "{v}");
+    assert_eq!(v["totals"]["refused"], 2);
+    assert_eq!(v["verification"]["ok"], true);
+    assert!(
+        !v.to_string().contains("alice"),
+        "no caller identity in the report"
+    );
+}
+
+#[tokio::test]
+async fn the_proxy_port_never_serves_admin_paths() {
+    let a = start(Options::default());
+    let officer = a.officer();
+    let c = a.gw.client();
+    for path in [
+        "/audit/records",
+        "/audit/verify",
+        "/audit/report",
+        "/metrics",
+        "/readyz",
+        "/",
+    ] {
+        let r = c
+            .get(a.gw.url(path))
+            .bearer_auth(&officer)
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(r.status(), 200, "{path} on the proxy port");
+        let body = r.text().await.unwrap();
+        assert!(!body.contains("\"records\""), "{path}: {body}");
+        assert!(!body.contains("bordergate_requests"), "{path}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn the_page_is_served_with_its_assets_and_a_strict_policy() {
+    let a = start(Options::default());
+    let r = a.get("/", None).await;
+    assert_eq!(r.status(), 200);
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    let html = r.text().await.unwrap();
+    assert!(html.contains("/ui/app.js") && html.contains("/ui/app.css"));
+    assert!(
+        !html.contains("http://") || html.contains("http://www.w3.org"),
+        "no remote assets"
+    );
+    for asset in ["/ui/app.js", "/ui/app.css"] {
+        let r = a.get(asset, None).await;
+        assert_eq!(r.status(), 200, "{asset}");
+        let body = r.text().await.unwrap();
+        assert!(!body.contains("https://"), "{asset} loads nothing remote");
+    }
+    assert_eq!(a.get("/ui/nope.js", None).await.status(), 404);
+    let r =
+        a.gw.client()
+            .post(a.url("/audit/records"))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 405);
+}
+
+#[tokio::test]
+async fn readyz_fails_when_the_audit_log_cannot_be_written() {
+    let a = start(Options {
+        audit_path: Some(PathBuf::from("/dev/full")),
+        ..Options::default()
+    });
+    let mut last = Value::Null;
+    for _ in 0..50 {
+        let r = a.get("/readyz", None).await;
+        let code = r.status();
+        last = r.json().await.unwrap();
+        if code == 503 {
+            assert_eq!(last["ready"], false);
+            assert_eq!(last["audit"], "write-failing");
+            let m = a.get("/metrics", None).await.text().await.unwrap();
+            assert!(m.contains("bordergate_audit_healthy 0"), "{m}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("readyz stayed ready on /dev/full: {last}");
+}
