@@ -15,7 +15,9 @@
 //!   `healthy()` is false. Restarting runs the tail check, which decides what is on disk.
 
 pub mod line;
+pub mod query;
 pub mod record;
+pub mod segments;
 mod tail;
 pub mod verify;
 mod writer;
