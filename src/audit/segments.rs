@@ -86,3 +86,40 @@ mod tests {
         assert_eq!(segment_number(a, "other-000001.log"), None);
     }
 }
+
+/// First seq, last seq and last hash of a segment file, read from its first line and its
+/// last MiB (not the whole file).
+pub fn ends(path: &Path) -> Result<(u64, u64, String), String> {
+    use std::os::unix::fs::FileExt;
+    let err = |e: std::io::Error| format!("cannot read `{}`: {e}", path.display());
+    let file = std::fs::File::open(path).map_err(err)?;
+    let len = file.metadata().map_err(err)?.len();
+    let head_len = len.min(super::line::MAX_LINE as u64) as usize;
+    let mut head = vec![0u8; head_len];
+    file.read_exact_at(&mut head, 0).map_err(err)?;
+    let first_line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let first = super::line::read_head(first_line)
+        .map_err(|e| format!("`{}`: first line: {e}", path.display()))?;
+    let start = len.saturating_sub(super::line::MAX_LINE as u64);
+    let mut tail = vec![0u8; (len - start) as usize];
+    file.read_exact_at(&mut tail, start).map_err(err)?;
+    let last_line = tail
+        .strip_suffix(b"\n")
+        .unwrap_or(&tail)
+        .rsplit(|&b| b == b'\n')
+        .next()
+        .unwrap_or_default();
+    let last = super::line::read_head(last_line)
+        .map_err(|e| format!("`{}`: last line: {e}", path.display()))?;
+    Ok((first.seq, last.seq, hex::encode(last.hash)))
+}
+
+/// Makes a directory's entries (a rename, a new or removed file) durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    std::fs::File::open(dir)?.sync_all()
+}
