@@ -16,8 +16,10 @@
 
 pub mod checkpoint;
 pub mod line;
+pub mod pseudo;
 pub mod query;
 pub mod record;
+pub mod report;
 pub mod segments;
 mod tail;
 pub mod upkeep;

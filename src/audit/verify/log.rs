@@ -106,7 +106,10 @@ impl fmt::Display for LogReport {
             writeln!(f, "  {name}: {n} records")?;
         }
         for r in &self.removed {
-            writeln!(f, "  {r}: removed by the retention policy (recorded in the chain)")?;
+            writeln!(
+                f,
+                "  {r}: removed by the retention policy (recorded in the chain)"
+            )?;
         }
         if self.receipts_checked > 0 {
             writeln!(f, "  receipts checked: {}", self.receipts_checked)?;
@@ -168,7 +171,8 @@ pub fn verify_log(paths: &[PathBuf], opts: &VerifyOptions) -> LogReport {
     let files = match crate::audit::query::expand(paths) {
         Ok(f) => f,
         Err(e) => {
-            rep.damage.push(damage(ProblemKind::Unreadable, "", 0, None, e));
+            rep.damage
+                .push(damage(ProblemKind::Unreadable, "", 0, None, e));
             return rep;
         }
     };
@@ -207,7 +211,15 @@ pub fn verify_log(paths: &[PathBuf], opts: &VerifyOptions) -> LogReport {
         };
         let reader = Cursor::new(first).chain(rest);
         let mut on = |line: &[u8], seq: u64| {
-            on_record(line, seq, &name, opts, &mut rep, &mut removals, &mut cp_problems)
+            on_record(
+                line,
+                seq,
+                &name,
+                opts,
+                &mut rep,
+                &mut removals,
+                &mut cp_problems,
+            )
         };
         let out = check_from(BufReader::new(reader), chain, &mut on);
         rep.files.push((name.clone(), out.records));
@@ -249,11 +261,18 @@ pub fn verify_log(paths: &[PathBuf], opts: &VerifyOptions) -> LogReport {
     rep.damage.extend(cp_problems);
     if let Some(key) = &opts.pubkey
         && rep.checkpoints == 0
-        && !rep.damage.iter().any(|d| d.kind == "bad-checkpoint-signature")
+        && !rep
+            .damage
+            .iter()
+            .any(|d| d.kind == "bad-checkpoint-signature")
     {
         rep.damage.push(damage(
             ProblemKind::BadCheckpointSignature,
-            files.last().map(|p| display_name(p)).as_deref().unwrap_or(""),
+            files
+                .last()
+                .map(|p| display_name(p))
+                .as_deref()
+                .unwrap_or(""),
             0,
             None,
             format!("no checkpoint signed by key `{}` in the log", key.id),
@@ -333,7 +352,9 @@ fn on_record(
     if contains(head, br#""kind":"checkpoint""#) {
         let Some(key) = &opts.pubkey else { return };
         let bad = |m: String| damage(ProblemKind::BadCheckpointSignature, file, 0, Some(seq), m);
-        let prev = read_head(line).map(|h| hex::encode(h.prev)).unwrap_or_default();
+        let prev = read_head(line)
+            .map(|h| hex::encode(h.prev))
+            .unwrap_or_default();
         match serde_json::from_slice::<Checkpoint>(line) {
             Err(e) => cp_problems.push(bad(format!("checkpoint seq {seq} is unreadable: {e}"))),
             Ok(c) if c.covers_seq + 1 != seq || c.covers_hash != prev => {
