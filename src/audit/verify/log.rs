@@ -228,7 +228,7 @@ pub fn verify_log(paths: &[PathBuf], opts: &VerifyOptions) -> LogReport {
             rep.damage.push(from_problem(&name, f.problem));
             state = None;
         } else {
-            state = out.last.or(state);
+            state = out.last.map(|(s, h)| (s + 1, h)).or(state);
         }
         if let Some((s, h)) = out.last {
             rep.last_seq = Some(s);
