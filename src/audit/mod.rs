@@ -323,17 +323,16 @@ impl Options {
         let secs = std::time::Duration::from_secs;
         Ok(Options {
             batch_max: c.batch_max,
-            upkeep: {
-                let mut u = upkeep::Upkeep::default();
-                u.signer = signer;
-                u.checkpoint_every = c.checkpoint_every;
-                u.checkpoint_interval = Some(secs(c.checkpoint_interval_secs));
-                u.checkpoint_export = c.checkpoint_export.clone();
-                u.rotate_bytes = c.rotate_bytes;
-                u.rotate_after = c.rotate_secs.map(secs);
-                u.retain_segments = c.retain_segments;
-                u.retain_age = c.retain_days.map(|d| secs(d * 86_400));
-                u
+            upkeep: upkeep::Upkeep {
+                signer,
+                checkpoint_every: c.checkpoint_every,
+                checkpoint_interval: Some(secs(c.checkpoint_interval_secs)),
+                checkpoint_export: c.checkpoint_export.clone(),
+                rotate_bytes: c.rotate_bytes,
+                rotate_after: c.rotate_secs.map(secs),
+                retain_segments: c.retain_segments,
+                retain_age: c.retain_days.map(|d| secs(d * 86_400)),
+                ..upkeep::Upkeep::default()
             },
         })
     }

@@ -369,7 +369,7 @@ mod tests {
             sub: Some("alice".into()),
             ..Filter::default()
         };
-        let got = query(&[p.clone()], &f, 2).unwrap();
+        let got = query(std::slice::from_ref(&p), &f, 2).unwrap();
         let seqs: Vec<_> = got.iter().map(|v| v["seq"].as_u64().unwrap()).collect();
         assert_eq!(seqs, [6, 8]);
         assert_eq!(query(&[p], &Filter::default(), 100).unwrap().len(), 10);

@@ -67,26 +67,6 @@ pub fn rotated(active: &Path) -> Result<Vec<(u64, PathBuf)>, String> {
     Ok(out)
 }
 
-#[cfg(test)]
-#[allow(clippy::unwrap_used)] // Tests may unwrap.
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_round_trip() {
-        let a = Path::new("/var/log/bg/audit.log");
-        assert_eq!(
-            segment_name(a, 7),
-            Path::new("/var/log/bg/audit-000007.log")
-        );
-        assert_eq!(segment_number(a, "audit-000007.log"), Some(7));
-        assert_eq!(segment_number(a, "audit-1234567.log"), Some(1234567));
-        assert_eq!(segment_number(a, "audit.log"), None);
-        assert_eq!(segment_number(a, "audit-0001.log"), None);
-        assert_eq!(segment_number(a, "other-000001.log"), None);
-    }
-}
-
 /// First seq, last seq and last hash of a segment file, read from its first line and its
 /// last MiB (not the whole file).
 pub fn ends(path: &Path) -> Result<(u64, u64, String), String> {
@@ -122,4 +102,24 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
         dir
     };
     std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        let a = Path::new("/var/log/bg/audit.log");
+        assert_eq!(
+            segment_name(a, 7),
+            Path::new("/var/log/bg/audit-000007.log")
+        );
+        assert_eq!(segment_number(a, "audit-000007.log"), Some(7));
+        assert_eq!(segment_number(a, "audit-1234567.log"), Some(1234567));
+        assert_eq!(segment_number(a, "audit.log"), None);
+        assert_eq!(segment_number(a, "audit-0001.log"), None);
+        assert_eq!(segment_number(a, "other-000001.log"), None);
+    }
 }

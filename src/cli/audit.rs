@@ -37,9 +37,9 @@ pub enum Command {
         out: PathBuf,
     },
     /// Print the records matching the filters.
-    Query(QueryArgs),
+    Query(Box<QueryArgs>),
     /// The GDPR Art. 30(1)(e) record of transfers to third countries for a period.
-    Report(ReportArgs),
+    Report(Box<ReportArgs>),
 }
 
 #[derive(clap::Args, Debug)]
@@ -140,8 +140,8 @@ pub fn run(c: Command) -> ExitCode {
             json,
         } => verify(&files, pubkey.as_deref(), receipts.as_deref(), json),
         Command::Keygen { out } => keygen(&out),
-        Command::Query(a) => query(a),
-        Command::Report(a) => report(a),
+        Command::Query(a) => query(*a),
+        Command::Report(a) => report(*a),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e}");
