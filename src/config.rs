@@ -304,6 +304,38 @@ pub struct AuditConfig {
     /// Most records written per fdatasync.
     #[serde(default = "default_batch")]
     pub batch_max: usize,
+    /// PKCS#8 Ed25519 key that signs checkpoints (`bordergate audit keygen`); none: no checkpoints.
+    #[serde(default)]
+    pub checkpoint_key: Option<PathBuf>,
+    /// A checkpoint after this many records …
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+    /// … or this many seconds after the last one, whichever comes first (and at shutdown).
+    #[serde(default = "default_checkpoint_secs")]
+    pub checkpoint_interval_secs: u64,
+    /// Also append every checkpoint to this file, for copying off the host.
+    #[serde(default)]
+    pub checkpoint_export: Option<PathBuf>,
+    /// Rotate the log once it reaches this many bytes.
+    #[serde(default)]
+    pub rotate_bytes: Option<u64>,
+    /// Rotate the log once its segment is this many seconds old.
+    #[serde(default)]
+    pub rotate_secs: Option<u64>,
+    /// Keep at most this many rotated segments (older ones are removed, and recorded as removed).
+    #[serde(default)]
+    pub retain_segments: Option<usize>,
+    /// Remove rotated segments older than this many days.
+    #[serde(default)]
+    pub retain_days: Option<u64>,
+}
+
+fn default_checkpoint_every() -> u64 {
+    1000
+}
+
+fn default_checkpoint_secs() -> u64 {
+    60
 }
 
 fn default_batch() -> usize {
@@ -481,6 +513,15 @@ impl Config {
                 fix(ca);
             }
         }
+        for p in [
+            &mut self.audit.checkpoint_key,
+            &mut self.audit.checkpoint_export,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            fix(p);
+        }
     }
 
     /// The registry path (always set after [`Config::load`]).
@@ -591,6 +632,15 @@ impl Config {
             if a.max_records == 0 {
                 err("`admin.max_records` must be at least 1".into());
             }
+        }
+        if self.audit.checkpoint_every == 0 || self.audit.checkpoint_interval_secs == 0 {
+            err(
+                "`audit.checkpoint_every` and `audit.checkpoint_interval_secs` must be at least 1"
+                    .into(),
+            );
+        }
+        if self.audit.rotate_bytes == Some(0) || self.audit.rotate_secs == Some(0) {
+            err("`audit.rotate_bytes` and `audit.rotate_secs` must be at least 1".into());
         }
         errs
     }

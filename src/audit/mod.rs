@@ -14,10 +14,15 @@
 //!   the pages and would report the retry as a success): every later append fails and
 //!   `healthy()` is false. Restarting runs the tail check, which decides what is on disk.
 
+pub mod checkpoint;
 pub mod line;
+pub mod pseudo;
 pub mod query;
 pub mod record;
+pub mod report;
+pub mod segments;
 mod tail;
+pub mod upkeep;
 pub mod verify;
 mod writer;
 
@@ -77,6 +82,23 @@ impl AuditLog {
     /// Opens (or creates) the log at `path`, checks its tail, repairs a torn last line and
     /// starts the writer. At most `batch_max` records share one fdatasync.
     pub fn open(path: &Path, batch_max: usize) -> Result<AuditLog, AuditError> {
+        Self::open_with(
+            path,
+            Options {
+                batch_max,
+                ..Options::default()
+            },
+        )
+    }
+
+    /// Opens the log as the `audit:` section of the config says (checkpoints, rotation, retention).
+    pub fn open_config(c: &crate::config::AuditConfig) -> Result<AuditLog, AuditError> {
+        Self::open_with(&c.path, Options::from_config(c)?)
+    }
+
+    /// Opens the log with checkpoints, rotation and retention as `opts` says.
+    pub fn open_with(path: &Path, opts: Options) -> Result<AuditLog, AuditError> {
+        let batch_max = opts.batch_max;
         let name = path.display().to_string();
         let unavailable = |what: &str, e: std::io::Error| {
             AuditError::Unavailable(format!("cannot {what} `{name}`: {e}"))
@@ -112,7 +134,16 @@ impl AuditLog {
                 tracing::warn!(log = %name, error = %e, "cannot sync the audit log directory");
             }
         }
-        Self::start(file, regular, resume, batch_max, name)
+        let crashed = if regular {
+            tail::unfinished(&file, resume.len)
+        } else {
+            Vec::new()
+        };
+        let mut upkeep = opts.upkeep;
+        if regular {
+            upkeep.path = Some(path.to_path_buf());
+        }
+        Self::start(file, regular, resume, batch_max, name, upkeep, crashed)
     }
 
     fn start<F: LogFile>(
@@ -121,6 +152,8 @@ impl AuditLog {
         resume: Resume,
         batch_max: usize,
         name: String,
+        upkeep: upkeep::Upkeep,
+        crashed: Vec<(u64, String)>,
     ) -> Result<AuditLog, AuditError> {
         let shared = Arc::new(Shared::default());
         let (tx, rx) = mpsc::channel();
@@ -140,6 +173,8 @@ impl AuditLog {
             name,
             shared.clone(),
         );
+        let mut writer = writer;
+        writer.upkeep = upkeep;
         std::thread::Builder::new()
             .name("bordergate-audit".into())
             .spawn(move || writer.run(rx))
@@ -151,6 +186,22 @@ impl AuditLog {
                 format!("cut {cut} bytes of a torn record at byte offset {offset}"),
             )));
         }
+        for (decision_seq, request_id) in crashed {
+            log.append_nowait(Record::Completion(CompletionRecord {
+                time: record::now_rfc3339(),
+                request_id,
+                decision_seq,
+                status: 0,
+                bytes_in: 0,
+                bytes_out: 0,
+                duration_ms: 0,
+                outcome: Outcome::UnknownCrashed,
+                detail: Some(
+                    "the gateway stopped before this transfer ended; how much was sent is unknown"
+                        .into(),
+                ),
+            }));
+        }
         log.append_nowait(Record::Event(EventRecord::new("start", start_detail)));
         Ok(log)
     }
@@ -158,6 +209,7 @@ impl AuditLog {
     /// Appends `rec` and returns once it is on disk (fdatasync'ed).
     pub async fn append(&self, rec: Record) -> Result<Receipt, AuditError> {
         self.refuse_if_down()?;
+        self.note_policy(&rec);
         let json = encode(&rec)?;
         let (done, rx) = oneshot::channel();
         self.tx
@@ -172,6 +224,7 @@ impl AuditLog {
     /// Queues `rec` to be written with the next batch, without waiting for it.
     /// A record that cannot be written is reported in the service log.
     pub fn append_nowait(&self, rec: Record) {
+        self.note_policy(&rec);
         let sent = encode(&rec).and_then(|json| {
             self.tx
                 .send(Msg::Record(Pending { json, done: None }))
@@ -216,6 +269,19 @@ impl AuditLog {
         }
     }
 
+    /// Remembers the policy version an event reports, for the next checkpoint.
+    fn note_policy(&self, rec: &Record) {
+        if let Record::Event(EventRecord {
+            policy_version: Some(v),
+            ..
+        }) = rec
+            && let Ok(mut p) = self.shared.policy_version.lock()
+            && *p != *v
+        {
+            p.clone_from(v);
+        }
+    }
+
     fn refuse_if_down(&self) -> Result<(), AuditError> {
         match self.shared.state.load(Ordering::SeqCst) {
             RUNNING => Ok(()),
@@ -225,6 +291,50 @@ impl AuditLog {
             )),
             _ => Err(shut_down()),
         }
+    }
+}
+
+/// How [`AuditLog::open_with`] runs the log.
+#[derive(Debug)]
+pub struct Options {
+    /// Most records per fdatasync.
+    pub batch_max: usize,
+    pub upkeep: upkeep::Upkeep,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            batch_max: 512,
+            upkeep: upkeep::Upkeep::default(),
+        }
+    }
+}
+
+impl Options {
+    /// The options the `audit:` config section asks for; loads the checkpoint key.
+    pub fn from_config(c: &crate::config::AuditConfig) -> Result<Options, AuditError> {
+        let signer = c
+            .checkpoint_key
+            .as_deref()
+            .map(checkpoint::Signer::load)
+            .transpose()
+            .map_err(AuditError::Unavailable)?;
+        let secs = std::time::Duration::from_secs;
+        Ok(Options {
+            batch_max: c.batch_max,
+            upkeep: upkeep::Upkeep {
+                signer,
+                checkpoint_every: c.checkpoint_every,
+                checkpoint_interval: Some(secs(c.checkpoint_interval_secs)),
+                checkpoint_export: c.checkpoint_export.clone(),
+                rotate_bytes: c.rotate_bytes,
+                rotate_after: c.rotate_secs.map(secs),
+                retain_segments: c.retain_segments,
+                retain_age: c.retain_days.map(|d| secs(d * 86_400)),
+                ..upkeep::Upkeep::default()
+            },
+        })
     }
 }
 

@@ -1,23 +1,29 @@
-//! Reading the audit log back: record filters and a streaming query over log files.
-//!
-//! (Minimal version written for the admin listener; the full one replaces it.)
+//! Reading the log: record filters and a streaming search over one or more logs or segment directories.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+use time::{Date, OffsetDateTime, Time};
 
-/// Which records a query returns; every field set must match.
+/// What to look for; every field set must match (fields are ANDed). Values compare
+/// case-insensitively; `article` matches a substring (`46` finds `GDPR Art. 46(2)(c)`).
 #[derive(Clone, Debug, Default, serde::Deserialize)]
 pub struct Filter {
-    /// Records at or after this RFC 3339 time (or date).
+    /// Earliest record time: RFC 3339 or a date (`2025-01-31`, from its start).
     pub from: Option<String>,
-    /// Records before this RFC 3339 time (or date).
+    /// Latest record time: RFC 3339 (inclusive) or a date (to its end).
     pub to: Option<String>,
+    /// `allow` or `deny`.
     pub decision: Option<String>,
     pub org: Option<String>,
+    /// The caller (token `sub`).
     pub sub: Option<String>,
     pub dataset: Option<String>,
+    /// One of the data's origin countries.
     pub origin: Option<String>,
     pub destination: Option<String>,
     pub rule: Option<String>,
@@ -28,106 +34,344 @@ pub struct Filter {
     pub kind: Option<String>,
 }
 
-fn field<'a>(rec: &'a Value, path: &[&str]) -> Option<&'a str> {
-    let mut v = rec;
-    for p in path {
-        v = v.get(p)?;
-    }
-    v.as_str()
-}
-
-fn eq(want: &Option<String>, got: Option<&str>) -> bool {
-    match want.as_deref().filter(|w| !w.is_empty()) {
-        None => true,
-        Some(w) => got == Some(w),
-    }
-}
-
 impl Filter {
-    /// True if `rec` (one parsed log line) passes every condition set.
+    /// True if `rec` (one log line as JSON) passes every filter set. A filter whose time
+    /// bound cannot be read matches nothing (use [`Filter::compile`] to learn why).
     pub fn matches(&self, rec: &Value) -> bool {
-        let time = field(rec, &["time"]).unwrap_or("");
-        if let Some(from) = self.from.as_deref().filter(|s| !s.is_empty())
-            && time < from
+        match self.compile() {
+            Ok(c) => c.matches(rec),
+            Err(_) => false,
+        }
+    }
+
+    /// Checks the filter once (time bounds parsed) for use on many records.
+    pub fn compile(&self) -> Result<Compiled<'_>, String> {
+        let from = self
+            .from
+            .as_deref()
+            .map(|s| parse_bound(s, false))
+            .transpose()?;
+        let to = self
+            .to
+            .as_deref()
+            .map(|s| parse_bound(s, true))
+            .transpose()?;
+        // Literal values every matching line must contain, to skip JSON parsing of most lines.
+        let mut needles = Vec::new();
+        for v in [
+            &self.org,
+            &self.sub,
+            &self.dataset,
+            &self.rule,
+            &self.request_id,
+            &self.purpose,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let escaped = serde_json::to_string(v).map_err(|e| e.to_string())?;
+            let pattern = format!("(?i){}", regex::escape(&escaped));
+            needles.push(
+                regex::bytes::Regex::new(&pattern)
+                    .map_err(|e| format!("cannot search for `{v}`: {e}"))?,
+            );
+        }
+        Ok(Compiled {
+            f: self,
+            from,
+            to,
+            needles,
+        })
+    }
+
+    /// True if no field is set.
+    pub fn is_empty(&self) -> bool {
+        [
+            &self.from,
+            &self.to,
+            &self.decision,
+            &self.org,
+            &self.sub,
+            &self.dataset,
+            &self.origin,
+            &self.destination,
+            &self.rule,
+            &self.article,
+            &self.purpose,
+            &self.request_id,
+            &self.kind,
+        ]
+        .iter()
+        .all(|f| f.is_none())
+    }
+}
+
+/// A filter ready to be applied to many records.
+#[derive(Debug)]
+pub struct Compiled<'a> {
+    f: &'a Filter,
+    from: Option<OffsetDateTime>,
+    /// Exclusive upper bound.
+    to: Option<OffsetDateTime>,
+    needles: Vec<regex::bytes::Regex>,
+}
+
+impl Compiled<'_> {
+    /// A quick test on the raw line: false means the line cannot match.
+    pub fn may_match(&self, line: &[u8]) -> bool {
+        self.needles.iter().all(|r| r.is_match(line))
+    }
+
+    pub fn matches(&self, rec: &Value) -> bool {
+        let f = self.f;
+        let str_at = |ptr: &str| rec.pointer(ptr).and_then(Value::as_str);
+        let eq = |want: &Option<String>, ptr: &str| match want {
+            None => true,
+            Some(w) => str_at(ptr).is_some_and(|v| v.eq_ignore_ascii_case(w)),
+        };
+        if !(eq(&f.kind, "/kind")
+            && eq(&f.decision, "/decision")
+            && eq(&f.org, "/caller/org")
+            && eq(&f.sub, "/caller/sub")
+            && eq(&f.dataset, "/dataset")
+            && eq(&f.destination, "/destination")
+            && eq(&f.rule, "/rule")
+            && eq(&f.purpose, "/caller/purpose")
+            && eq(&f.request_id, "/request_id"))
         {
             return false;
         }
-        if let Some(to) = self.to.as_deref().filter(|s| !s.is_empty())
-            && time >= to
-        {
-            return false;
-        }
-        if let Some(o) = self.origin.as_deref().filter(|s| !s.is_empty()) {
-            let has = rec
-                .get("origins")
-                .and_then(Value::as_array)
-                .is_some_and(|a| a.iter().any(|c| c.as_str() == Some(o)));
-            if !has {
+        if let Some(a) = &f.article {
+            let a = a.to_ascii_lowercase();
+            if !str_at("/article").is_some_and(|v| v.to_ascii_lowercase().contains(&a)) {
                 return false;
             }
         }
-        eq(&self.kind, field(rec, &["kind"]))
-            && eq(&self.decision, field(rec, &["decision"]))
-            && eq(&self.org, field(rec, &["caller", "org"]))
-            && eq(&self.sub, field(rec, &["caller", "sub"]))
-            && eq(&self.purpose, field(rec, &["caller", "purpose"]))
-            && eq(&self.dataset, field(rec, &["dataset"]))
-            && eq(&self.destination, field(rec, &["destination"]))
-            && eq(&self.rule, field(rec, &["rule"]))
-            && eq(&self.article, field(rec, &["article"]))
-            && eq(&self.request_id, field(rec, &["request_id"]))
+        if let Some(o) = &f.origin {
+            let found = rec
+                .get("origins")
+                .and_then(Value::as_array)
+                .is_some_and(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .any(|c| c.eq_ignore_ascii_case(o))
+                });
+            if !found {
+                return false;
+            }
+        }
+        if self.from.is_some() || self.to.is_some() {
+            let Some(t) = str_at("/time").and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+            else {
+                return false;
+            };
+            if self.from.is_some_and(|from| t < from) || self.to.is_some_and(|to| t >= to) {
+                return false;
+            }
+        }
+        true
     }
 }
 
-/// Streams the logs at `paths` in order and returns up to `limit` matching records.
-pub fn query(paths: &[PathBuf], filter: &Filter, limit: usize) -> Result<Vec<Value>, String> {
+/// Parses a time bound: RFC 3339, or a date (its start; for an upper bound, the next day's
+/// start). Returns the inclusive lower or the exclusive upper bound.
+pub fn parse_bound(s: &str, upper: bool) -> Result<OffsetDateTime, String> {
+    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
+        return Ok(if upper {
+            t + time::Duration::nanoseconds(1)
+        } else {
+            t
+        });
+    }
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    let d = Date::parse(s, &fmt).map_err(|_| {
+        format!(
+            "`{}` is not a date (2025-01-31) or an RFC 3339 time (2025-01-31T12:00:00Z)",
+            s.escape_default()
+        )
+    })?;
+    let d = if upper {
+        d.next_day()
+            .ok_or_else(|| format!("`{s}` is out of range"))?
+    } else {
+        d
+    };
+    Ok(d.with_time(Time::MIDNIGHT).assume_utc())
+}
+
+/// The files to read for `paths`: a file as given, a directory as its log segments in
+/// chain order (see [`crate::audit::segments`]).
+pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     let mut out = Vec::new();
     for p in paths {
-        let f =
-            std::fs::File::open(p).map_err(|e| format!("cannot open `{}`: {e}", p.display()))?;
-        for line in BufReader::new(f).lines() {
-            let line = line.map_err(|e| format!("cannot read `{}`: {e}", p.display()))?;
-            if line.is_empty() {
-                continue;
-            }
-            let Ok(rec) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if filter.matches(&rec) {
-                out.push(rec);
-                if out.len() >= limit {
-                    return Ok(out);
-                }
-            }
+        if p.is_dir() {
+            out.extend(super::segments::list_dir(p)?);
+        } else {
+            out.push(p.clone());
         }
     }
     Ok(out)
 }
 
+/// Calls `each` with every record of `paths` (in order) that matches `filter`, streaming;
+/// `each` returns false to stop. Lines that are not JSON are skipped (`verify` names them).
+pub fn for_each(
+    paths: &[PathBuf],
+    filter: &Filter,
+    mut each: impl FnMut(Value) -> bool,
+) -> Result<(), String> {
+    let c = filter.compile()?;
+    for path in expand(paths)? {
+        let file =
+            File::open(&path).map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
+        if !scan(file, &path, &c, &mut each)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn scan(
+    file: impl Read,
+    path: &Path,
+    c: &Compiled<'_>,
+    each: &mut impl FnMut(Value) -> bool,
+) -> Result<bool, String> {
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut line = Vec::with_capacity(1024);
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        if n == 0 {
+            return Ok(true);
+        }
+        if !c.may_match(&line) {
+            continue;
+        }
+        let Ok(v) = serde_json::from_slice::<Value>(&line) else {
+            continue;
+        };
+        if c.matches(&v) && !each(v) {
+            return Ok(false);
+        }
+    }
+}
+
+/// The last `limit` records of `paths` matching `filter`, oldest first.
+pub fn query(paths: &[PathBuf], filter: &Filter, limit: usize) -> Result<Vec<Value>, String> {
+    let mut ring = VecDeque::with_capacity(limit.min(4096));
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    for_each(paths, filter, |v| {
+        if ring.len() == limit {
+            ring.pop_front();
+        }
+        ring.push_back(v);
+        true
+    })?;
+    Ok(ring.into())
+}
+
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn rec(t: &str, sub: &str, dest: &str) -> Value {
+        json!({"seq":1,"kind":"decision","time":t,"request_id":"r1",
+            "caller":{"sub":sub,"org":"acme","jurisdiction":dest,"purpose":"training"},
+            "dataset":"eu/patients","origins":["DE","FR"],"destination":dest,"decision":"allow",
+            "rule":"gdpr-scc","article":"GDPR Art. 46(2)(c)"})
+    }
 
     #[test]
-    fn filters_by_fields_and_time() {
-        let rec = serde_json::json!({"kind":"decision","time":"2025-03-01T10:00:00Z","decision":"deny",
-            "caller":{"org":"acme","sub":"p1","purpose":"training"},"origins":["DE"],"destination":"US"});
-        let f = Filter {
-            decision: Some("deny".into()),
-            origin: Some("DE".into()),
-            from: Some("2025-03-01".into()),
+    fn fields_and_time_bounds_filter() {
+        let r = rec("2025-03-01T10:00:00.5Z", "alice", "US");
+        let f = |f: Filter| f.matches(&r);
+        assert!(f(Filter::default()));
+        assert!(f(Filter {
+            sub: Some("ALICE".into()),
             ..Filter::default()
-        };
-        assert!(f.matches(&rec));
-        let f = Filter {
+        }));
+        assert!(!f(Filter {
+            sub: Some("bob".into()),
+            ..Filter::default()
+        }));
+        assert!(f(Filter {
+            origin: Some("fr".into()),
+            ..Filter::default()
+        }));
+        assert!(!f(Filter {
+            origin: Some("IT".into()),
+            ..Filter::default()
+        }));
+        assert!(f(Filter {
+            article: Some("46(2)".into()),
+            ..Filter::default()
+        }));
+        assert!(f(Filter {
+            from: Some("2025-03-01".into()),
             to: Some("2025-03-01".into()),
             ..Filter::default()
-        };
-        assert!(!f.matches(&rec));
+        }));
+        assert!(!f(Filter {
+            from: Some("2025-03-02".into()),
+            ..Filter::default()
+        }));
+        assert!(!f(Filter {
+            to: Some("2025-03-01T10:00:00Z".into()),
+            ..Filter::default()
+        }));
+        assert!(f(Filter {
+            to: Some("2025-03-01T10:00:00.5Z".into()),
+            ..Filter::default()
+        }));
+        assert!(!f(Filter {
+            from: Some("yesterday".into()),
+            ..Filter::default()
+        }));
+        assert!(
+            Filter {
+                from: Some("yesterday".into()),
+                ..Filter::default()
+            }
+            .compile()
+            .is_err()
+        );
+        assert!(!f(Filter {
+            kind: Some("completion".into()),
+            ..Filter::default()
+        }));
+    }
+
+    #[test]
+    fn query_keeps_the_last_matches_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.log");
+        let mut text = String::new();
+        for i in 0..10 {
+            let mut r = rec(
+                "2025-03-01T10:00:00Z",
+                if i % 2 == 0 { "alice" } else { "bob" },
+                "US",
+            );
+            r["seq"] = json!(i);
+            text.push_str(&r.to_string());
+            text.push('\n');
+        }
+        text.push_str("not json\n");
+        std::fs::write(&p, text).unwrap();
         let f = Filter {
-            org: Some("other".into()),
+            sub: Some("alice".into()),
             ..Filter::default()
         };
-        assert!(!f.matches(&rec));
+        let got = query(std::slice::from_ref(&p), &f, 2).unwrap();
+        let seqs: Vec<_> = got.iter().map(|v| v["seq"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, [6, 8]);
+        assert_eq!(query(&[p], &Filter::default(), 100).unwrap().len(), 10);
     }
 }

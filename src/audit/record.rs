@@ -99,3 +99,34 @@ pub fn now_rfc3339() -> String {
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
+
+/// The first record of a new segment: where the chain came from.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SegmentStart {
+    /// Always `event`.
+    pub kind: String,
+    pub time: String,
+    /// Always `segment-start`.
+    pub event: String,
+    pub detail: String,
+    /// File name of the segment before this one.
+    pub previous: String,
+    /// Hash of that segment's last record (this record's `prev`).
+    pub previous_hash: String,
+}
+
+/// A rotated segment the retention policy removed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SegmentRemoved {
+    /// Always `event`.
+    pub kind: String,
+    pub time: String,
+    /// Always `segment-removed`.
+    pub event: String,
+    pub detail: String,
+    /// File name of the removed segment.
+    pub segment: String,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub last_hash: String,
+}

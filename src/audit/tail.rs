@@ -115,3 +115,43 @@ fn no_record(name: &str) -> AuditError {
          run `bordergate audit verify` on it for details"
     ))
 }
+
+/// Decisions in the last [`WINDOW`] bytes (up to `len`) that were forwarded (`status` 0) and
+/// have no completion record: the gateway stopped during their transfer. Returns their
+/// `(seq, request_id)`, oldest first.
+pub(crate) fn unfinished(file: &File, len: u64) -> Vec<(u64, String)> {
+    let start = len.saturating_sub(WINDOW);
+    let mut window = vec![0u8; (len - start) as usize];
+    if file.read_exact_at(&mut window, start).is_err() {
+        return Vec::new();
+    }
+    let mut open: Vec<(u64, String)> = Vec::new();
+    let mut done = std::collections::HashSet::new();
+    for line in window.split(|&b| b == b'\n').skip(usize::from(start > 0)) {
+        // Only decisions and completions matter; the kind sits right after `prev`.
+        let head = &line[..line.len().min(140)];
+        let has = |pat: &[u8]| head.windows(pat.len()).any(|w| w == pat);
+        let is_decision = has(br#","kind":"decision","#);
+        let is_completion = has(br#","kind":"completion","#);
+        if !is_decision && !is_completion {
+            continue;
+        }
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else {
+            continue;
+        };
+        if is_completion {
+            if let Some(s) = v.get("decision_seq").and_then(|s| s.as_u64()) {
+                done.insert(s);
+            }
+        } else if v.get("status").and_then(|s| s.as_u64()) == Some(0)
+            && let (Some(seq), Some(id)) = (
+                v.get("seq").and_then(|s| s.as_u64()),
+                v.get("request_id").and_then(|s| s.as_str()),
+            )
+        {
+            open.push((seq, id.to_owned()));
+        }
+    }
+    open.retain(|(s, _)| !done.contains(s));
+    open
+}

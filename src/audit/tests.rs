@@ -361,7 +361,16 @@ fn faulty(path: &Path) -> (AuditLog, Faults) {
         file,
         faults: faults.clone(),
     };
-    let log = AuditLog::start(f, true, Resume::fresh(0), 8, "test log".into()).unwrap();
+    let log = AuditLog::start(
+        f,
+        true,
+        Resume::fresh(0),
+        8,
+        "test log".into(),
+        Default::default(),
+        Vec::new(),
+    )
+    .unwrap();
     (log, faults)
 }
 

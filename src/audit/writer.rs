@@ -5,11 +5,12 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 
 use tokio::sync::oneshot;
 
 use super::line::{HASH_LEN, encode_line};
+use super::upkeep::Upkeep;
 use super::{AuditError, Receipt};
 
 pub(crate) const RUNNING: u8 = 0;
@@ -22,6 +23,8 @@ pub(crate) struct Shared {
     pub state: AtomicU8,
     /// The last batch failed to write (cleared by the next batch that succeeds).
     pub write_failing: AtomicBool,
+    /// The policy version in force, as last reported by an event record (for checkpoints).
+    pub policy_version: std::sync::Mutex<String>,
 }
 
 /// A record waiting for the writer.
@@ -43,6 +46,10 @@ pub(crate) trait LogFile: Send + 'static {
     fn sync_data(&mut self) -> io::Result<()>;
     fn set_len(&mut self, len: u64) -> io::Result<()>;
     fn len(&mut self) -> io::Result<u64>;
+    /// Replaces the file by the one at `path` (created if missing), for rotation.
+    fn reopen(&mut self, _path: &std::path::Path) -> io::Result<()> {
+        Err(io::Error::other("this log cannot be rotated"))
+    }
 }
 
 impl LogFile for File {
@@ -57,6 +64,14 @@ impl LogFile for File {
     }
     fn len(&mut self) -> io::Result<u64> {
         Ok(self.metadata()?.len())
+    }
+    fn reopen(&mut self, path: &std::path::Path) -> io::Result<()> {
+        *self = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)?;
+        Ok(())
     }
 }
 
@@ -83,8 +98,11 @@ pub(crate) struct Writer<F> {
     pub batch_max: usize,
     pub name: String,
     pub shared: Arc<Shared>,
-    buf: Vec<u8>,
+    /// The last batch's lines.
+    pub buf: Vec<u8>,
     hashes: Vec<[u8; HASH_LEN]>,
+    /// Checkpoints, rotation and retention.
+    pub upkeep: Upkeep,
 }
 
 impl<F: LogFile> Writer<F> {
@@ -111,6 +129,7 @@ impl<F: LogFile> Writer<F> {
             shared,
             buf: Vec::with_capacity(batch_max * 512),
             hashes: Vec::with_capacity(batch_max),
+            upkeep: Upkeep::default(),
         }
     }
 
@@ -118,7 +137,21 @@ impl<F: LogFile> Writer<F> {
     pub fn run(mut self, rx: Receiver<Msg>) {
         let _guard = StopOnExit(self.shared.clone());
         let mut batch: Vec<Pending> = Vec::with_capacity(self.batch_max);
-        while let Ok(first) = rx.recv() {
+        loop {
+            let first = match self.upkeep.next_due() {
+                None => match rx.recv() {
+                    Ok(m) => m,
+                    Err(_) => break,
+                },
+                Some(wait) => match rx.recv_timeout(wait) {
+                    Ok(m) => m,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.tick();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+            };
             let mut stop = None;
             let mut msg = Some(first);
             while let Some(m) = msg.take() {
@@ -135,9 +168,12 @@ impl<F: LogFile> Writer<F> {
                 msg = rx.try_recv().ok();
             }
             if !batch.is_empty() {
+                let before = self.seq;
                 self.commit(&mut batch);
+                self.after_commit(self.seq - before);
             }
             if let Some(ack) = stop {
+                self.final_checkpoint();
                 self.stop(rx, ack);
                 return;
             }

@@ -1,28 +1,443 @@
-//! `bordergate audit …`: verify audit logs.
+//! `bordergate audit …`: keygen, verify, query and report on audit logs.
 
-use std::path::PathBuf;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use serde_json::Value;
+
+use crate::audit::checkpoint::{self, PublicKey};
+use crate::audit::pseudo::Pseudonymiser;
+use crate::audit::query::{Filter, for_each};
+use crate::audit::report::{push_csv, report_with};
+use crate::audit::verify::{VerifyOptions, parse_receipt, verify_log};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
-    /// Check the whole hash chain; exit 0 if intact, 1 naming the first bad record.
+    /// Check the hash chain of a log (files, or a directory of segments, in order), the links
+    /// between segments, retention removals and, with `--pubkey`, every checkpoint signature.
+    /// Exit 0 if intact, 1 naming every kind of damage and where it starts.
     Verify {
-        /// The audit log (JSON Lines).
-        file: PathBuf,
+        /// Log files or directories, oldest first.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Ed25519 public key (base64, or a file holding it) that signs the checkpoints.
+        #[arg(long)]
+        pubkey: Option<String>,
+        /// A file of `Audit-Receipt` header values, one per line: each record must still be there.
+        #[arg(long)]
+        receipts: Option<PathBuf>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
     },
+    /// Create a checkpoint signing key (PKCS#8) and print its public key (also written to FILE.pub).
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the records matching the filters.
+    Query(Box<QueryArgs>),
+    /// The GDPR Art. 30(1)(e) record of transfers to third countries for a period.
+    Report(Box<ReportArgs>),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct QueryArgs {
+    /// Log files or directories, oldest first.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// From (RFC 3339 or date).
+    #[arg(long)]
+    from: Option<String>,
+    /// To (RFC 3339, or a date: up to its end).
+    #[arg(long)]
+    to: Option<String>,
+    /// allow or deny.
+    #[arg(long)]
+    decision: Option<String>,
+    #[arg(long)]
+    org: Option<String>,
+    /// The caller (token `sub`).
+    #[arg(long)]
+    sub: Option<String>,
+    #[arg(long)]
+    dataset: Option<String>,
+    #[arg(long)]
+    origin: Option<String>,
+    #[arg(long)]
+    destination: Option<String>,
+    #[arg(long)]
+    rule: Option<String>,
+    /// A part of the legal article (`46(2)(c)`).
+    #[arg(long)]
+    article: Option<String>,
+    #[arg(long)]
+    purpose: Option<String>,
+    #[arg(long)]
+    request_id: Option<String>,
+    /// decision, completion, event or checkpoint.
+    #[arg(long)]
+    kind: Option<String>,
+    /// Output format; default: a table on a terminal, JSON Lines otherwise.
+    #[arg(long, value_parser = ["table", "jsonl", "csv"])]
+    format: Option<String>,
+    /// Only the last N matches.
+    #[arg(long)]
+    limit: Option<usize>,
+    #[command(flatten)]
+    pseudo: PseudoArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PseudoArgs {
+    /// Replace callers (token `sub`) by a keyed hash.
+    #[arg(long, requires = "key_file")]
+    pseudonymise: bool,
+    /// Also replace organisations.
+    #[arg(long, requires = "pseudonymise")]
+    pseudonymise_org: bool,
+    /// The pseudonymisation key (a file of at least 16 bytes; keep it secret).
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+}
+
+impl PseudoArgs {
+    fn load(&self) -> Result<Option<Pseudonymiser>, String> {
+        match (&self.key_file, self.pseudonymise) {
+            (Some(k), true) => Pseudonymiser::load(k, self.pseudonymise_org).map(Some),
+            _ => Ok(None),
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ReportArgs {
+    /// Log files or directories, oldest first.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// First day (or RFC 3339 time).
+    #[arg(long)]
+    from: String,
+    /// Last day, inclusive (or RFC 3339 time).
+    #[arg(long)]
+    to: String,
+    #[arg(long, default_value = "md", value_parser = ["md", "html", "csv", "json"])]
+    format: String,
+    /// Check checkpoint signatures with this public key for the verification header.
+    #[arg(long)]
+    pubkey: Option<String>,
+    #[command(flatten)]
+    pseudo: PseudoArgs,
 }
 
 pub fn run(c: Command) -> ExitCode {
-    match c {
-        Command::Verify { file } => {
-            let report = crate::audit::verify_file(&file);
-            if report.is_ok() {
-                println!("{report}");
-                ExitCode::SUCCESS
+    let result = match c {
+        Command::Verify {
+            files,
+            pubkey,
+            receipts,
+            json,
+        } => verify(&files, pubkey.as_deref(), receipts.as_deref(), json),
+        Command::Keygen { out } => keygen(&out),
+        Command::Query(a) => query(*a),
+        Command::Report(a) => report(*a),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn verify(
+    files: &[PathBuf],
+    pubkey: Option<&str>,
+    receipts: Option<&Path>,
+    json: bool,
+) -> Result<ExitCode, String> {
+    let mut opts = VerifyOptions {
+        pubkey: pubkey.map(PublicKey::parse_or_load).transpose()?,
+        receipts: Vec::new(),
+    };
+    if let Some(r) = receipts {
+        let text = std::fs::read_to_string(r)
+            .map_err(|e| format!("cannot read `{}`: {e}", r.display()))?;
+        for (i, l) in text.lines().enumerate() {
+            let l = l.trim();
+            let l = l.strip_prefix("Audit-Receipt:").unwrap_or(l).trim();
+            if l.is_empty() || l.starts_with('#') {
+                continue;
+            }
+            opts.receipts
+                .push(parse_receipt(l).map_err(|e| format!("{}:{}: {e}", r.display(), i + 1))?);
+        }
+    }
+    let rep = verify_log(files, &opts);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rep).map_err(|e| e.to_string())?
+        );
+    } else if rep.is_ok() {
+        print!("{rep}");
+    } else {
+        eprint!("{rep}");
+    }
+    Ok(if rep.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn keygen(out: &Path) -> Result<ExitCode, String> {
+    if out.exists() {
+        return Err(format!("`{}` exists; not overwriting a key", out.display()));
+    }
+    let (der, public) = checkpoint::generate()?;
+    write_private(out, &der).map_err(|e| format!("cannot write `{}`: {e}", out.display()))?;
+    let mut pub_path = out.as_os_str().to_owned();
+    pub_path.push(".pub");
+    let pub_path = PathBuf::from(pub_path);
+    std::fs::write(&pub_path, format!("{}\n", public.to_base64()))
+        .map_err(|e| format!("cannot write `{}`: {e}", pub_path.display()))?;
+    eprintln!(
+        "wrote the signing key `{}` and the public key `{}` (key id {})",
+        out.display(),
+        pub_path.display(),
+        public.id
+    );
+    println!("{}", public.to_base64());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+const COLUMNS: &[(&str, &str)] = &[
+    ("seq", "/seq"),
+    ("time", "/time"),
+    ("kind", "/kind"),
+    ("decision", "/decision"),
+    ("status", "/status"),
+    ("sub", "/caller/sub"),
+    ("org", "/caller/org"),
+    ("purpose", "/caller/purpose"),
+    ("dataset", "/dataset"),
+    ("origins", "/origins"),
+    ("dest", "/destination"),
+    ("rule", "/rule"),
+    ("article", "/article"),
+    ("request_id", "/request_id"),
+    ("event", "/event"),
+    ("outcome", "/outcome"),
+    ("bytes_out", "/bytes_out"),
+];
+
+fn cell(v: &Value, ptr: &str) -> String {
+    match v.pointer(ptr) {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|x| {
+                x.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| x.to_string())
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        Some(x) => x.to_string(),
+    }
+}
+
+fn query(a: QueryArgs) -> Result<ExitCode, String> {
+    let filter = Filter {
+        from: a.from,
+        to: a.to,
+        decision: a.decision,
+        org: a.org,
+        sub: a.sub,
+        dataset: a.dataset,
+        origin: a.origin,
+        destination: a.destination,
+        rule: a.rule,
+        article: a.article,
+        purpose: a.purpose,
+        request_id: a.request_id,
+        kind: a.kind,
+    };
+    filter.compile()?;
+    let pseudo = a.pseudo.load()?;
+    let stdout = std::io::stdout();
+    let format = a.format.unwrap_or_else(|| {
+        if stdout.is_terminal() {
+            "table"
+        } else {
+            "jsonl"
+        }
+        .to_owned()
+    });
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut sink = Sink::new(&format);
+    let mut io_err = None;
+    let mut emit = |mut v: Value| {
+        if let Some(p) = &pseudo {
+            p.apply(&mut v);
+        }
+        if let Err(e) = sink.push(&mut out, v) {
+            io_err = Some(e);
+            return false;
+        }
+        true
+    };
+    match a.limit {
+        Some(n) => {
+            for v in crate::audit::query::query(&a.files, &filter, n)? {
+                if !emit(v) {
+                    break;
+                }
+            }
+        }
+        None => for_each(&a.files, &filter, &mut emit)?,
+    }
+    if let Some(e) = io_err {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return Ok(ExitCode::SUCCESS);
+        }
+        return Err(format!("cannot write the output: {e}"));
+    }
+    sink.finish(&mut out)
+        .and_then(|_| out.flush())
+        .or_else(|e| {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                Ok(())
             } else {
-                eprintln!("{report}");
-                ExitCode::from(1)
+                Err(format!("cannot write the output: {e}"))
+            }
+        })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes records as JSON Lines, CSV, or an aligned table (aligned per block of rows, so
+/// it streams).
+struct Sink {
+    format: String,
+    header: bool,
+    block: Vec<Vec<String>>,
+}
+
+const BLOCK: usize = 200;
+
+impl Sink {
+    fn new(format: &str) -> Sink {
+        Sink {
+            format: format.to_owned(),
+            header: false,
+            block: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, out: &mut impl Write, v: Value) -> std::io::Result<()> {
+        match self.format.as_str() {
+            "jsonl" => {
+                serde_json::to_writer(&mut *out, &v)?;
+                out.write_all(b"\n")
+            }
+            "csv" => {
+                let mut s = String::new();
+                if !self.header {
+                    self.header = true;
+                    let names: Vec<String> = COLUMNS.iter().map(|c| c.0.to_owned()).collect();
+                    push_csv(&mut s, &names);
+                }
+                let cells: Vec<String> = COLUMNS.iter().map(|c| cell(&v, c.1)).collect();
+                push_csv(&mut s, &cells);
+                out.write_all(s.as_bytes())
+            }
+            _ => {
+                self.block
+                    .push(COLUMNS.iter().map(|c| cell(&v, c.1)).collect());
+                if self.block.len() >= BLOCK {
+                    self.flush_table(out)?;
+                }
+                Ok(())
             }
         }
     }
+
+    fn finish(&mut self, out: &mut impl Write) -> std::io::Result<()> {
+        if self.format == "table" {
+            self.flush_table(out)?;
+        }
+        Ok(())
+    }
+
+    fn flush_table(&mut self, out: &mut impl Write) -> std::io::Result<()> {
+        if self.block.is_empty() {
+            return Ok(());
+        }
+        // Columns empty in the whole block are left out.
+        let used: Vec<usize> = (0..COLUMNS.len())
+            .filter(|&i| self.block.iter().any(|r| !r[i].is_empty()))
+            .collect();
+        let width = |i: usize| {
+            self.block
+                .iter()
+                .map(|r| r[i].chars().count())
+                .chain([COLUMNS[i].0.len()])
+                .max()
+                .unwrap_or(0)
+                .min(48)
+        };
+        let widths: Vec<usize> = used.iter().map(|&i| width(i)).collect();
+        let line = |cells: Vec<&str>| {
+            let mut s = String::new();
+            for (c, w) in cells.iter().zip(&widths) {
+                let c: String = c.chars().take(*w).collect();
+                s.push_str(&format!("{c:<w$}  ", w = *w));
+            }
+            s.trim_end().to_owned() + "\n"
+        };
+        let head = line(used.iter().map(|&i| COLUMNS[i].0).collect());
+        out.write_all(head.as_bytes())?;
+        for r in self.block.drain(..) {
+            let l = line(used.iter().map(|&i| r[i].as_str()).collect());
+            out.write_all(l.as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+fn report(a: ReportArgs) -> Result<ExitCode, String> {
+    let pseudo = a.pseudo.load()?;
+    let opts = VerifyOptions {
+        pubkey: a
+            .pubkey
+            .as_deref()
+            .map(PublicKey::parse_or_load)
+            .transpose()?,
+        receipts: Vec::new(),
+    };
+    let r = report_with(&a.files, &a.from, &a.to, pseudo.as_ref(), &opts)?;
+    let text = match a.format.as_str() {
+        "html" => r.to_html(),
+        "csv" => r.to_csv(),
+        "json" => serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?,
+        _ => r.to_markdown(),
+    };
+    print!("{text}");
+    Ok(if r.verification.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

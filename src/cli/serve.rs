@@ -86,7 +86,7 @@ async fn serve(path: PathBuf, cfg: Config, overrides: (Option<SocketAddr>, PathB
         },
         None => None,
     };
-    let audit = match AuditLog::open(&cfg.audit.path, cfg.audit.batch_max) {
+    let audit = match AuditLog::open_config(&cfg.audit) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: `{}`: {e}", cfg.audit.path.display());

@@ -6,7 +6,7 @@ use super::{Finding, LOOKAHEAD, Lines, Problem, ProblemKind, RING, RawLine};
 use crate::audit::line::{GENESIS, HASH_LEN, Head, MAX_LINE, check_json, read_head};
 
 /// The state of the chain after the last good record.
-pub(super) struct Chain {
+pub(crate) struct Chain {
     anchored: bool,
     /// The sequence number the next record must have.
     expected: u64,
@@ -36,7 +36,7 @@ fn finding(kind: ProblemKind, line: u64, offset: u64, seq: Option<u64>, msg: Str
 }
 
 impl Chain {
-    pub(super) fn new(anchored: bool, base: u64) -> Chain {
+    pub(crate) fn new(anchored: bool, base: u64) -> Chain {
         Chain {
             anchored,
             expected: 1,
@@ -49,6 +49,15 @@ impl Chain {
             good_end: base,
             recent: vec![(0, 0, GENESIS); RING],
         }
+    }
+
+    /// A chain that continues from a record of an earlier file: `prev` is its hash and
+    /// `expected` the sequence number after it.
+    pub(crate) fn continuing(expected: u64, prev: [u8; HASH_LEN]) -> Chain {
+        let mut c = Chain::new(true, 0);
+        c.expected = expected;
+        c.prev = prev;
+        c
     }
 
     fn accept(&mut self, l: &RawLine, h: &Head) {

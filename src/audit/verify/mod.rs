@@ -14,10 +14,12 @@ use std::path::Path;
 use super::line::{HASH_LEN, Head, MAX_LINE, read_head};
 
 mod chain;
+mod log;
 #[cfg(test)]
 mod tests;
 
-use chain::Chain;
+pub(crate) use chain::Chain;
+pub use log::{Damage, LogReport, VerifyOptions, parse_receipt, verify_log};
 
 /// How many lines the classifier may look past a broken line.
 const LOOKAHEAD: usize = 1024;
@@ -43,6 +45,12 @@ pub enum ProblemKind {
     Malformed,
     /// The file could not be read.
     Unreadable,
+    /// A whole segment is gone and no retention record says it was removed by policy.
+    MissingSegment,
+    /// A checkpoint's signature does not verify, or it does not sign the record before it.
+    BadCheckpointSignature,
+    /// A receipted record is not in the log with the receipted hash.
+    MissingReceipt,
 }
 
 impl ProblemKind {
@@ -56,6 +64,9 @@ impl ProblemKind {
             ProblemKind::Truncated => "truncated",
             ProblemKind::Malformed => "malformed",
             ProblemKind::Unreadable => "unreadable",
+            ProblemKind::MissingSegment => "missing-segment",
+            ProblemKind::BadCheckpointSignature => "bad-checkpoint-signature",
+            ProblemKind::MissingReceipt => "missing-receipt",
         }
     }
 }
@@ -185,13 +196,23 @@ pub(crate) struct Outcome {
 /// `anchored`: the first line must be seq 1 linking to the genesis hash; otherwise the first
 /// line is taken on trust (apart from its own hash) and the chain is checked from there.
 pub(crate) fn check<R: BufRead>(reader: R, base: u64, anchored: bool) -> Outcome {
+    check_from(reader, Chain::new(anchored, base), &mut |_, _| {})
+}
+
+/// Like [`check`], from a given chain state; `each` sees every record that chains
+/// correctly (the line without its newline, and its sequence number).
+pub(crate) fn check_from<R: BufRead>(
+    reader: R,
+    mut chain: Chain,
+    each: &mut dyn FnMut(&[u8], u64),
+) -> Outcome {
+    let base = chain.good_end;
     let mut lines = Lines {
         reader,
         ahead: VecDeque::new(),
         next_no: 1,
         offset: base,
     };
-    let mut chain = Chain::new(anchored, base);
     let mut cur = RawLine::default();
     let finding = loop {
         match lines.next(&mut cur) {
@@ -211,6 +232,9 @@ pub(crate) fn check<R: BufRead>(reader: R, base: u64, anchored: bool) -> Outcome
         }
         if let Err(f) = chain.step(&cur, &mut lines) {
             break Some(f);
+        }
+        if let Some((seq, _)) = chain.last {
+            each(&cur.bytes, seq);
         }
     };
     Outcome {
