@@ -5,6 +5,7 @@
 
 pub mod body;
 pub mod filestore;
+pub mod guard;
 pub mod headers;
 pub mod problem;
 pub mod server;
@@ -292,6 +293,18 @@ impl Gateway {
         peer: SocketAddr,
         proto: &'static str,
     ) -> Response<ResBody> {
+        self.handle_with_cert(req, peer, proto, None).await
+    }
+
+    /// Handles one request whose connection presented `client_cert` (DER, the TLS
+    /// client certificate), against which certificate-bound tokens (RFC 8705) are checked.
+    pub async fn handle_with_cert(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        proto: &'static str,
+        client_cert: Option<&[u8]>,
+    ) -> Response<ResBody> {
         let state = self.state.load_full();
         let version = state.policies.version.clone();
         let (parts, body) = req.into_parts();
@@ -331,8 +344,11 @@ impl Gateway {
             .unwrap_or(0);
         if target_len > state.config.limits.max_uri_bytes {
             let p = Problem::new(
-                Kind::BadRequest,
-                "request target is too long",
+                Kind::UriTooLong,
+                format!(
+                    "request target is longer than the {} bytes allowed",
+                    state.config.limits.max_uri_bytes
+                ),
                 &a.request_id,
             );
             return self.refuse(&a, &version, p).await;
@@ -356,6 +372,10 @@ impl Gateway {
             );
             return resp;
         }
+        if let Err(r) = guard::check_head(&parts, &state.config.limits) {
+            let p = Problem::new(r.kind, r.detail, &a.request_id);
+            return self.refuse(&a, &version, p).await;
+        }
         let path = match crate::catalog::path::normalize(raw_path) {
             Ok(p) => p,
             Err(e) => {
@@ -366,7 +386,11 @@ impl Gateway {
         a.path = path.decoded.clone();
 
         // Who is asking.
-        let caller = match state.auth.authenticate_headers(&parts.headers) {
+        let caller = match state
+            .auth
+            .authenticate_headers(&parts.headers)
+            .and_then(|auth| auth.check_certificate(client_cert).map(|()| auth))
+        {
             Ok(auth) => auth.caller,
             Err(e) => return self.unauthenticated(&a, &version, &e).await,
         };
@@ -544,7 +568,7 @@ impl Gateway {
             a.started,
             bytes_in.clone(),
         );
-        let req_body = Counted::new(body, bytes_in);
+        let req_body = Counted::new(guard::Limited::new(body, &state.config.limits), bytes_in);
         let mut resp = match &up.target {
             Target::File(store) => {
                 store
@@ -578,6 +602,11 @@ impl Gateway {
                                 Kind::BadGateway,
                                 format!("upstream `{}` could not be reached", up.name),
                                 e,
+                            ),
+                            UpstreamFailure::Client(kind, e) => (
+                                kind,
+                                e.clone(),
+                                format!("request body: {e}"),
                             ),
                         };
                         tracing::warn!(request_id = %a.request_id, upstream = %up.name, error = %outcome_detail, "upstream failed");

@@ -44,6 +44,8 @@ pub struct Upstream {
 pub enum UpstreamFailure {
     Unreachable(String),
     Timeout,
+    /// The client's request body broke a limit (slow, too large) while it was forwarded.
+    Client(super::problem::Kind, String),
 }
 
 impl Upstream {
@@ -116,7 +118,10 @@ impl Upstream {
         *req.uri_mut() = uri;
         match tokio::time::timeout(self.timeout, client.request(req)).await {
             Err(_) => Err(UpstreamFailure::Timeout),
-            Ok(Err(e)) => Err(UpstreamFailure::Unreachable(describe(&e))),
+            Ok(Err(e)) => match super::guard::BodyLimit::find(&e) {
+                Some(b) => Err(UpstreamFailure::Client(b.kind(), b.to_string())),
+                None => Err(UpstreamFailure::Unreachable(describe(&e))),
+            },
             Ok(Ok(resp)) => Ok(resp),
         }
     }
