@@ -46,13 +46,24 @@ pub fn check_head(parts: &Parts, limits: &Limits) -> Result<(), Refusal> {
             if let (Some(h), Some(a)) = (host, parts.uri.authority())
                 && !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes())
             {
-                return Err(refuse(
-                    Kind::BadRequest,
-                    "`host` differs from `:authority`",
-                ));
+                return Err(refuse(Kind::BadRequest, "`host` differs from `:authority`"));
             }
         }
         _ => {}
+    }
+    // A body on GET/HEAD is what CL.0 desync rides on: a backend that ignores it reads
+    // the body as the next request. Refused, never forwarded.
+    if matches!(parts.method, http::Method::GET | http::Method::HEAD)
+        && (parts.headers.contains_key(header::TRANSFER_ENCODING)
+            || parts
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() != b"0"))
+    {
+        return Err(refuse(
+            Kind::BadRequest,
+            format!("a {} request may not carry a body", parts.method),
+        ));
     }
     let mut lengths = parts.headers.get_all(header::CONTENT_LENGTH).iter();
     if let Some(cl) = lengths.next() {
@@ -216,14 +227,20 @@ mod tests {
     #[test]
     fn duplicate_or_missing_host_and_authority_mismatch_are_refused() {
         let l = Limits::default();
-        let ok = http::Request::get("/a").header("host", "x").body(()).unwrap();
+        let ok = http::Request::get("/a")
+            .header("host", "x")
+            .body(())
+            .unwrap();
         assert!(check_head(&parts(ok), &l).is_ok());
         let two = http::Request::get("/a")
             .header("host", "x")
             .header("host", "y")
             .body(())
             .unwrap();
-        assert_eq!(check_head(&parts(two), &l).unwrap_err().kind, Kind::BadRequest);
+        assert_eq!(
+            check_head(&parts(two), &l).unwrap_err().kind,
+            Kind::BadRequest
+        );
         let none = http::Request::get("/a").body(()).unwrap();
         assert!(check_head(&parts(none), &l).is_err());
         let h2 = http::Request::get("https://gw.example/a")
@@ -238,6 +255,29 @@ mod tests {
             .body(())
             .unwrap();
         assert!(check_head(&parts(h2ok), &l).is_ok());
+    }
+
+    #[test]
+    fn get_with_a_body_is_refused() {
+        let l = Limits::default();
+        let g = http::Request::get("/a")
+            .header("host", "x")
+            .header("content-length", "5")
+            .body(())
+            .unwrap();
+        assert!(check_head(&parts(g), &l).is_err());
+        let h = http::Request::head("/a")
+            .header("host", "x")
+            .header("transfer-encoding", "chunked")
+            .body(())
+            .unwrap();
+        assert!(check_head(&parts(h), &l).is_err());
+        let z = http::Request::get("/a")
+            .header("host", "x")
+            .header("content-length", "0")
+            .body(())
+            .unwrap();
+        assert!(check_head(&parts(z), &l).is_ok());
     }
 
     #[test]
@@ -281,8 +321,10 @@ mod tests {
         ));
         let mut t = http::HeaderMap::new();
         t.insert("authorization", http::HeaderValue::from_static("Bearer x"));
-        let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> =
-            vec![Ok(Frame::data(Bytes::from_static(b"ab"))), Ok(Frame::trailers(t))];
+        let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"ab"))),
+            Ok(Frame::trailers(t)),
+        ];
         let s = StreamBody::new(futures_util::stream::iter(frames));
         let got = Limited::new(s, &Limits::default()).collect().await.unwrap();
         assert!(got.trailers().is_none());

@@ -603,11 +603,9 @@ impl Gateway {
                                 format!("upstream `{}` could not be reached", up.name),
                                 e,
                             ),
-                            UpstreamFailure::Client(kind, e) => (
-                                kind,
-                                e.clone(),
-                                format!("request body: {e}"),
-                            ),
+                            UpstreamFailure::Client(kind, e) => {
+                                (kind, e.clone(), format!("request body: {e}"))
+                            }
                         };
                         tracing::warn!(request_id = %a.request_id, upstream = %up.name, error = %outcome_detail, "upstream failed");
                         completion.set_status(kind.status().as_u16());

@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use hyper::service::service_fn;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -255,7 +255,10 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for SharedIo<I> {
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.0.lock().map(|st| st.io.is_write_vectored()).unwrap_or(false)
+        self.0
+            .lock()
+            .map(|st| st.io.is_write_vectored())
+            .unwrap_or(false)
     }
 }
 

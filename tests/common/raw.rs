@@ -28,7 +28,11 @@ impl RawResponse {
         let t = self.text();
         let mut out = Vec::new();
         for (i, _) in t.match_indices("HTTP/1.") {
-            if let Some(code) = t[i..].split_whitespace().nth(1).and_then(|s| s.parse().ok()) {
+            if let Some(code) = t[i..]
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+            {
                 out.push(code);
             }
         }
