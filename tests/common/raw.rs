@@ -221,6 +221,16 @@ fn request_len(buf: &[u8]) -> Option<usize> {
 
 impl RawUpstream {
     pub async fn start(response: &'static [u8]) -> RawUpstream {
+        Self::start_with(response, false).await
+    }
+
+    /// Like [`RawUpstream::start`], but closes (resets) the connection right after each
+    /// response: with a short body this is an upstream dying mid-body.
+    pub async fn start_closing(response: &'static [u8]) -> RawUpstream {
+        Self::start_with(response, true).await
+    }
+
+    async fn start_with(response: &'static [u8], close: bool) -> RawUpstream {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let log = Arc::new(Mutex::new(RawLog::default()));
@@ -251,7 +261,8 @@ impl RawUpstream {
                         while let Some(len) = request_len(&pending) {
                             pending.drain(..len);
                             requests.fetch_add(1, Ordering::SeqCst);
-                            if s.write_all(response).await.is_err() {
+                            if s.write_all(response).await.is_err() || close {
+                                let _ = s.set_linger(Some(Duration::ZERO));
                                 return;
                             }
                         }
