@@ -60,15 +60,6 @@ fn decision_of(gw: &Gateway, r: &RawResponse) -> Option<Value> {
         .find(|x| x["kind"] == "decision" && x["request_id"] == id.as_str())
 }
 
-fn allows_to(gw: &Gateway, upstream: &str) -> usize {
-    gw.records()
-        .iter()
-        .filter(|r| {
-            r["kind"] == "decision" && r["decision"] == "allow" && r["upstream"] == upstream
-        })
-        .count()
-}
-
 /// Invariant 5's oracle: every request the upstream saw was audited as allowed, and every
 /// allowed request that completed cleanly was seen. (An allowed request whose body broke
 /// mid-stream is aborted upstream and never completes there: its completion says so.)
@@ -1053,7 +1044,7 @@ fn yaml_alias_bombs_are_refused_by_the_loader() {
     let (_dir, cfg, _, _) = common::prepare(&opts);
     let catalog = cfg.parent().unwrap().join("catalog.yaml");
     let mut text = std::fs::read_to_string(&catalog).unwrap();
-    text.push_str("\n");
+    text.push('\n');
     std::fs::write(&catalog, format!("{lol}{text}")).unwrap();
     let started = std::time::Instant::now();
     let out = std::process::Command::new(common::BIN)

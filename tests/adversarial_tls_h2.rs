@@ -296,10 +296,10 @@ async fn h2_authority_confusion_and_connection_specific_headers() {
             break;
         };
         client = c;
-        if let Ok((resp, _)) = client.send_request(req, true) {
-            if let Ok(r) = resp.await {
-                assert_ne!(r.status(), 200, "{n}");
-            }
+        if let Ok((resp, _)) = client.send_request(req, true)
+            && let Ok(r) = resp.await
+        {
+            assert_ne!(r.status(), 200, "{n}");
         }
     }
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -37,12 +37,36 @@ async fn mixed_load_is_explained_audited_and_flat() {
         .unwrap();
     // (token, path, the status policy gives)
     let cases = Arc::new(vec![
-        (gw.token("alice", "acme-de", "DE", "analytics"), "/datasets/eu-customers/customers.csv", 200u16),
-        (gw.token("bob", "acme-us", "US", "analytics"), "/datasets/eu-customers/customers.csv", 451),
-        (gw.token("alice", "acme-de", "DE", "marketing"), "/datasets/eu-customers/customers.csv", 403),
-        (gw.token("alice", "acme-de", "DE", "analytics"), "/datasets/nowhere/x", 403),
-        ("not-a-token".to_string(), "/datasets/eu-customers/customers.csv", 401),
-        (gw.token("alice", "acme-de", "DE", "analytics"), "/datasets/eu-customers/a%2Fb", 400),
+        (
+            gw.token("alice", "acme-de", "DE", "analytics"),
+            "/datasets/eu-customers/customers.csv",
+            200u16,
+        ),
+        (
+            gw.token("bob", "acme-us", "US", "analytics"),
+            "/datasets/eu-customers/customers.csv",
+            451,
+        ),
+        (
+            gw.token("alice", "acme-de", "DE", "marketing"),
+            "/datasets/eu-customers/customers.csv",
+            403,
+        ),
+        (
+            gw.token("alice", "acme-de", "DE", "analytics"),
+            "/datasets/nowhere/x",
+            403,
+        ),
+        (
+            "not-a-token".to_string(),
+            "/datasets/eu-customers/customers.csv",
+            401,
+        ),
+        (
+            gw.token("alice", "acme-de", "DE", "analytics"),
+            "/datasets/eu-customers/a%2Fb",
+            400,
+        ),
     ]);
     let next = Arc::new(AtomicUsize::new(0));
     let rss_start = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -50,7 +74,8 @@ async fn mixed_load_is_explained_audited_and_flat() {
     let started = std::time::Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (client, cases, next, base) = (client.clone(), cases.clone(), next.clone(), gw.base.clone());
+        let (client, cases, next, base) =
+            (client.clone(), cases.clone(), next.clone(), gw.base.clone());
         let rss_start = rss_start.clone();
         tasks.push(tokio::spawn(async move {
             let mut unexplained = Vec::new();
@@ -63,7 +88,11 @@ async fn mixed_load_is_explained_audited_and_flat() {
                     rss_start.store(rss_kib(pid), Ordering::Relaxed);
                 }
                 let (tok, path, want) = &cases[i % cases.len()];
-                let r = client.get(format!("{base}{path}")).bearer_auth(tok).send().await;
+                let r = client
+                    .get(format!("{base}{path}"))
+                    .bearer_auth(tok)
+                    .send()
+                    .await;
                 match r {
                     Ok(r) => {
                         let s = r.status().as_u16();
@@ -84,19 +113,33 @@ async fn mixed_load_is_explained_audited_and_flat() {
     }
     let elapsed = started.elapsed();
     let rss_end = rss_kib(pid);
-    eprintln!("{total} requests in {elapsed:?}; VmRSS at 1/4: {} KiB, at end: {rss_end} KiB", rss_start.load(Ordering::Relaxed));
-    assert!(unexplained.is_empty(), "{} unexplained: {:?}", unexplained.len(), &unexplained[..unexplained.len().min(10)]);
+    eprintln!(
+        "{total} requests in {elapsed:?}; VmRSS at 1/4: {} KiB, at end: {rss_end} KiB",
+        rss_start.load(Ordering::Relaxed)
+    );
+    assert!(
+        unexplained.is_empty(),
+        "{} unexplained: {:?}",
+        unexplained.len(),
+        &unexplained[..unexplained.len().min(10)]
+    );
     // Let completions land, then count.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let recs = gw.records();
     let decisions = recs.iter().filter(|r| r["kind"] == "decision").count();
     assert_eq!(decisions, total, "audit decision records != requests");
-    let allows = recs.iter().filter(|r| r["kind"] == "decision" && r["decision"] == "allow").count();
+    let allows = recs
+        .iter()
+        .filter(|r| r["kind"] == "decision" && r["decision"] == "allow")
+        .count();
     let completions = recs.iter().filter(|r| r["kind"] == "completion").count();
     assert_eq!(allows, total.div_ceil(cases.len()));
     assert_eq!(completions, allows);
     assert!(common::verify(&gw.audit).status.success());
     // Flat memory: growth over the last three quarters is bounded, not proportional.
     let start = rss_start.load(Ordering::Relaxed);
-    assert!(rss_end < start + 64 * 1024, "VmRSS grew from {start} KiB to {rss_end} KiB");
+    assert!(
+        rss_end < start + 64 * 1024,
+        "VmRSS grew from {start} KiB to {rss_end} KiB"
+    );
 }

@@ -262,7 +262,6 @@ impl RawUpstream {
                             pending.drain(..len);
                             requests.fetch_add(1, Ordering::SeqCst);
                             if s.write_all(response).await.is_err() || close {
-                                let _ = s.set_linger(Some(Duration::ZERO));
                                 return;
                             }
                         }
