@@ -1093,3 +1093,27 @@ async fn policy_and_catalog_errors_fail_closed() {
     assert!(!out.status.success());
     assert_oracle(&fx).await;
 }
+
+#[tokio::test]
+async fn plaintext_listener_same_rules_over_tcp() {
+    let fx = fixture_with(|o| Options {
+        plaintext: true,
+        ..o
+    })
+    .await;
+    assert!(fx.gw.base.starts_with("http://"));
+    let de = &fx.de;
+    // GET with a body (CL.0 desync carrier): refused, never forwarded.
+    let r = raw::tcp(
+        fx.gw.addr,
+        format!("GET /mirror/eu-customers/a HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {de}\r\ncontent-length: 5\r\nconnection: close\r\n\r\nGET /").as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status(), 400, "{}", r.text());
+    assert_eq!(decision_of(&fx.gw, &r).unwrap()["status"], 400);
+    // An allowed request is forwarded once and recorded with proto http.
+    let r = raw::tcp(fx.gw.addr, &get("/mirror/eu-customers/a", de, "")).await;
+    assert_eq!(r.status(), 200, "{}", r.text());
+    assert!(fx.up.received().contains("x-forwarded-proto: http\r\n"));
+    assert_oracle(&fx).await;
+}
