@@ -417,6 +417,21 @@ pub struct Limits {
     /// Largest token accepted, in bytes.
     #[serde(default = "default_max_token")]
     pub max_token_bytes: usize,
+    /// Seconds a client may pause between two pieces of a request body (408 after).
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_secs: u64,
+    /// Largest request body, in bytes (413 above).
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: u64,
+    /// Largest request head (HTTP/1 head, HTTP/2 header list), in bytes (431 above).
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// Most header fields in an HTTP/1 request head (431 above).
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+    /// Most ranges in a `Range` header (400 above).
+    #[serde(default = "default_max_ranges")]
+    pub max_ranges: usize,
 }
 
 fn default_header_timeout() -> u64 {
@@ -428,6 +443,21 @@ fn default_max_uri() -> usize {
 fn default_max_token() -> usize {
     8192
 }
+fn default_body_timeout() -> u64 {
+    30
+}
+fn default_max_body() -> u64 {
+    64 << 30
+}
+fn default_max_header_bytes() -> usize {
+    64 * 1024
+}
+fn default_max_headers() -> usize {
+    100
+}
+fn default_max_ranges() -> usize {
+    16
+}
 
 impl Default for Limits {
     fn default() -> Self {
@@ -435,6 +465,11 @@ impl Default for Limits {
             header_timeout_secs: default_header_timeout(),
             max_uri_bytes: default_max_uri(),
             max_token_bytes: default_max_token(),
+            body_timeout_secs: default_body_timeout(),
+            max_body_bytes: default_max_body(),
+            max_header_bytes: default_max_header_bytes(),
+            max_headers: default_max_headers(),
+            max_ranges: default_max_ranges(),
         }
     }
 }

@@ -251,7 +251,9 @@ impl FileStore {
             let frame = frame.map_err(|e| {
                 let e: BoxError = e.into();
                 tracing::info!(path, error = %e, "file store upload aborted by the client");
-                StatusCode::BAD_REQUEST
+                super::guard::BodyLimit::find(e.as_ref())
+                    .map(|b| b.kind().status())
+                    .unwrap_or(StatusCode::BAD_REQUEST)
             })?;
             if let Ok(data) = frame.into_data() {
                 file.write_all(&data).await.map_err(write_status)?;

@@ -88,7 +88,15 @@ pub fn upstream_request_headers(
     let named = connection_named(inbound);
     let mut out = HeaderMap::with_capacity(inbound.len() + 4);
     for (name, value) in inbound {
-        let n = name.as_str();
+        // `_` and `-` are the same to CGI-style servers (`HTTP_X_FORWARDED_FOR`): match
+        // every list on the dashed form so underscore variants are stripped too.
+        let dashed;
+        let n = if name.as_str().contains('_') {
+            dashed = name.as_str().replace('_', "-");
+            dashed.as_str()
+        } else {
+            name.as_str()
+        };
         if HOP_BY_HOP.contains(&n)
             || UNTRUSTED_REQUEST.contains(&n)
             || is_reserved(n)
@@ -190,6 +198,22 @@ mod tests {
         assert!(out.get("x-data-origin").is_none());
         assert!(out.get("bordergate-lineage").is_none());
         assert!(out.get("transfer-encoding").is_none());
+        let mut u = HeaderMap::new();
+        u.insert("x_forwarded_for", HeaderValue::from_static("10.0.0.1"));
+        u.insert("x_original_url", HeaderValue::from_static("/admin"));
+        u.insert("bordergate_lineage", HeaderValue::from_static("a"));
+        u.insert("x_data_origin", HeaderValue::from_static("US"));
+        u.insert("transfer_encoding", HeaderValue::from_static("chunked"));
+        u.insert("x_custom", HeaderValue::from_static("kept"));
+        let out2 = upstream_request_headers(
+            &u,
+            "127.0.0.1".parse().unwrap(),
+            "https",
+            "rid",
+            "bordergate-lineage",
+        );
+        assert_eq!(out2.len(), 4, "{out2:?}");
+        assert_eq!(out2["x_custom"], "kept");
         assert_eq!(out["x-forwarded-for"], "127.0.0.1");
         assert_eq!(out["range"], "bytes=0-1");
         assert_eq!(out["x-request-id"], "rid");

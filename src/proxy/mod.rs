@@ -5,6 +5,7 @@
 
 pub mod body;
 pub mod filestore;
+pub mod guard;
 pub mod headers;
 pub mod problem;
 pub mod server;
@@ -300,9 +301,23 @@ impl Gateway {
         peer: SocketAddr,
         proto: &'static str,
     ) -> Response<ResBody> {
+        self.handle_with_cert(req, peer, proto, None).await
+    }
+
+    /// Handles one request whose connection presented `client_cert` (DER, the TLS
+    /// client certificate), against which certificate-bound tokens (RFC 8705) are checked.
+    pub async fn handle_with_cert(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        proto: &'static str,
+        client_cert: Option<&[u8]>,
+    ) -> Response<ResBody> {
         let started = Instant::now();
         let decided = AtomicU8::new(crate::metrics::Decided::None as u8);
-        let resp = self.handle_inner(req, peer, proto, &decided).await;
+        let resp = self
+            .handle_inner(req, peer, proto, client_cert, &decided)
+            .await;
         crate::metrics::global().request(
             crate::metrics::Decided::from_u8(decided.load(Ordering::Relaxed)),
             resp.status().as_u16(),
@@ -316,6 +331,7 @@ impl Gateway {
         req: Request<Incoming>,
         peer: SocketAddr,
         proto: &'static str,
+        client_cert: Option<&[u8]>,
         decided: &AtomicU8,
     ) -> Response<ResBody> {
         let state = self.state.load_full();
@@ -358,8 +374,11 @@ impl Gateway {
             .unwrap_or(0);
         if target_len > state.config.limits.max_uri_bytes {
             let p = Problem::new(
-                Kind::BadRequest,
-                "request target is too long",
+                Kind::UriTooLong,
+                format!(
+                    "request target is longer than the {} bytes allowed",
+                    state.config.limits.max_uri_bytes
+                ),
                 &a.request_id,
             );
             return self.refuse(&a, &version, p).await;
@@ -383,6 +402,10 @@ impl Gateway {
             );
             return resp;
         }
+        if let Err(r) = guard::check_head(&parts, &state.config.limits) {
+            let p = Problem::new(r.kind, r.detail, &a.request_id);
+            return self.refuse(&a, &version, p).await;
+        }
         let path = match crate::catalog::path::normalize(raw_path) {
             Ok(p) => p,
             Err(e) => {
@@ -393,7 +416,11 @@ impl Gateway {
         a.path = path.decoded.clone();
 
         // Who is asking.
-        let caller = match state.auth.authenticate_headers(&parts.headers) {
+        let caller = match state
+            .auth
+            .authenticate_headers(&parts.headers)
+            .and_then(|auth| auth.check_certificate(client_cert).map(|()| auth))
+        {
             Ok(auth) => auth.caller,
             Err(e) => return self.unauthenticated(&a, &version, &e).await,
         };
@@ -584,7 +611,7 @@ impl Gateway {
             a.started,
             bytes_in.clone(),
         );
-        let req_body = Counted::new(body, bytes_in);
+        let req_body = Counted::new(guard::Limited::new(body, &state.config.limits), bytes_in);
         let mut resp = match &up.target {
             Target::File(store) => {
                 store
@@ -619,6 +646,9 @@ impl Gateway {
                                 format!("upstream `{}` could not be reached", up.name),
                                 e,
                             ),
+                            UpstreamFailure::Client(kind, e) => {
+                                (kind, e.clone(), format!("request body: {e}"))
+                            }
                         };
                         tracing::warn!(request_id = %a.request_id, upstream = %up.name, error = %outcome_detail, "upstream failed");
                         completion.set_status(kind.status().as_u16());

@@ -37,6 +37,12 @@ pub enum Kind {
     Unavailable,
     /// The upstream did not answer in time (504).
     GatewayTimeout,
+    /// The client was too slow sending its request (408).
+    RequestTimeout,
+    /// The request body is larger than allowed (413).
+    PayloadTooLarge,
+    /// The request target is longer than allowed (414).
+    UriTooLong,
 }
 
 impl Kind {
@@ -51,6 +57,9 @@ impl Kind {
             Kind::BadGateway => StatusCode::BAD_GATEWAY,
             Kind::AuditUnavailable | Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Kind::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Kind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Kind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Kind::UriTooLong => StatusCode::URI_TOO_LONG,
         }
     }
 
@@ -70,6 +79,9 @@ impl Kind {
             Kind::AuditUnavailable => "audit-unavailable",
             Kind::Unavailable => "unavailable",
             Kind::GatewayTimeout => "upstream-timeout",
+            Kind::RequestTimeout => "request-timeout",
+            Kind::PayloadTooLarge => "payload-too-large",
+            Kind::UriTooLong => "uri-too-long",
         }
     }
 
@@ -88,6 +100,9 @@ impl Kind {
             Kind::AuditUnavailable => "Audit log unavailable",
             Kind::Unavailable => "Gateway unavailable",
             Kind::GatewayTimeout => "Upstream timed out",
+            Kind::RequestTimeout => "Request timed out",
+            Kind::PayloadTooLarge => "Request body too large",
+            Kind::UriTooLong => "Request target too long",
         }
     }
 }

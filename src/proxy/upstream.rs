@@ -67,6 +67,8 @@ const CARRIED_HEADERS: &[&str] = &["x-repo-commit", "x-linked-etag", "x-linked-s
 pub enum UpstreamFailure {
     Unreachable(String),
     Timeout,
+    /// The client's request body broke a limit (slow, too large) while it was forwarded.
+    Client(super::problem::Kind, String),
 }
 
 impl Upstream {
@@ -270,7 +272,10 @@ impl Upstream {
         }
         match tokio::time::timeout(self.timeout, client.request(req)).await {
             Err(_) => Err(UpstreamFailure::Timeout),
-            Ok(Err(e)) => Err(UpstreamFailure::Unreachable(describe(&e))),
+            Ok(Err(e)) => match super::guard::BodyLimit::find(&e) {
+                Some(b) => Err(UpstreamFailure::Client(b.kind(), b.to_string())),
+                None => Err(UpstreamFailure::Unreachable(describe(&e))),
+            },
             Ok(Ok(resp)) => Ok(resp),
         }
     }

@@ -4,6 +4,8 @@
 //! upstream that records what reaches it.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -49,6 +51,14 @@ pub struct Options {
     pub extra_catalog: String,
     /// Audit log path (default: `audit.log` in the work dir).
     pub audit_path: Option<PathBuf>,
+    /// Serve plain HTTP (`plaintext: true`) instead of TLS.
+    pub plaintext: bool,
+    /// Extra YAML lines under `listen.tls:` (each starting with four spaces).
+    pub extra_tls: String,
+    /// YAML lines under `limits:` (each starting with two spaces).
+    pub limits: String,
+    /// Extra YAML items appended to `auth.keys:` (each starting with `    - kid:`).
+    pub extra_keys: String,
 }
 
 impl Default for Options {
@@ -59,6 +69,10 @@ impl Default for Options {
             extra_routes: String::new(),
             extra_catalog: String::new(),
             audit_path: None,
+            plaintext: false,
+            extra_tls: String::new(),
+            limits: String::new(),
+            extra_keys: String::new(),
         }
     }
 }
@@ -91,14 +105,23 @@ pub fn prepare(opts: &Options) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf)
         .audit_path
         .clone()
         .unwrap_or_else(|| d.join("audit.log"));
+    let listen = if opts.plaintext {
+        "  plaintext: true\n".to_string()
+    } else {
+        format!(
+            "  tls:\n    cert: cert.pem\n    key: key.pem\n    generate_dev_cert: true\n{}",
+            opts.extra_tls
+        )
+    };
+    let limits = if opts.limits.is_empty() {
+        String::new()
+    } else {
+        format!("limits:\n{}", opts.limits)
+    };
     let config = format!(
         r#"listen:
   address: 127.0.0.1:0
-  tls:
-    cert: cert.pem
-    key: key.pem
-    generate_dev_cert: true
-  grace_secs: 5
+{listen}  grace_secs: 5
 auth:
   issuer: bordergate-dev
   audience: bordergate
@@ -109,7 +132,7 @@ auth:
       secret:
         file: hs256.secret
       generate_dev_secret: true
-upstreams:
+{extra_keys}upstreams:
   - name: eu-store
     url: file://{store}
     jurisdiction: DE
@@ -133,13 +156,14 @@ registry: {repo}/examples/quickstart/registry.yaml
 audit:
   path: {audit}
 mode: {mode}
-"#,
+{limits}"#,
         store = store.display(),
         repo = repo().display(),
         audit = audit.display(),
         mode = opts.mode,
         extra_up = opts.extra_upstreams,
         extra_routes = opts.extra_routes,
+        extra_keys = opts.extra_keys,
     );
     let cfg = d.join("gateway.yaml");
     std::fs::write(&cfg, config).unwrap();
@@ -181,7 +205,11 @@ impl Gateway {
             .strip_prefix("bordergate listening on ")
             .unwrap_or_else(|| panic!("unexpected first line: {line}"))
             .to_string();
-        let addr: SocketAddr = url.trim_start_matches("https://").parse().unwrap();
+        let addr: SocketAddr = url
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .parse()
+            .unwrap();
         Gateway {
             child,
             dir,

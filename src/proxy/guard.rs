@@ -1,0 +1,349 @@
+//! Request-head guards and request-body limits: ambiguity and resource checks that run
+//! before a request is decided, and the body wrapper that enforces `limits:` while it streams.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Version, header, request::Parts};
+use http_body::{Body, Frame, SizeHint};
+
+use super::BoxError;
+use super::problem::Kind;
+use crate::config::Limits;
+
+/// Why a request head was refused before its decision.
+#[derive(Debug)]
+pub struct Refusal {
+    pub kind: Kind,
+    pub detail: String,
+}
+
+fn refuse(kind: Kind, detail: impl Into<String>) -> Refusal {
+    Refusal {
+        kind,
+        detail: detail.into(),
+    }
+}
+
+/// Longest `Range` header value accepted, in bytes.
+const MAX_RANGE_BYTES: usize = 1024;
+
+/// Checks the request head for ambiguity (`Host` / `:authority`) and for the configured
+/// resource limits (`Content-Length`, `Range`).
+pub fn check_head(parts: &Parts, limits: &Limits) -> Result<(), Refusal> {
+    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(refuse(Kind::BadRequest, "more than one `host` header"));
+    }
+    match parts.version {
+        Version::HTTP_11 if host.is_none() => {
+            return Err(refuse(Kind::BadRequest, "HTTP/1.1 request without `host`"));
+        }
+        Version::HTTP_2 | Version::HTTP_3 => {
+            if let (Some(h), Some(a)) = (host, parts.uri.authority())
+                && !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes())
+            {
+                return Err(refuse(Kind::BadRequest, "`host` differs from `:authority`"));
+            }
+        }
+        _ => {}
+    }
+    // A body on GET/HEAD is what CL.0 desync rides on: a backend that ignores it reads
+    // the body as the next request. Refused, never forwarded.
+    if matches!(parts.method, http::Method::GET | http::Method::HEAD)
+        && (parts.headers.contains_key(header::TRANSFER_ENCODING)
+            || parts
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() != b"0"))
+    {
+        return Err(refuse(
+            Kind::BadRequest,
+            format!("a {} request may not carry a body", parts.method),
+        ));
+    }
+    let mut lengths = parts.headers.get_all(header::CONTENT_LENGTH).iter();
+    if let Some(cl) = lengths.next() {
+        let n = std::str::from_utf8(cl.as_bytes())
+            .ok()
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or_else(|| refuse(Kind::BadRequest, "malformed `content-length`"))?;
+        if lengths.next().is_some() {
+            return Err(refuse(Kind::BadRequest, "more than one `content-length`"));
+        }
+        if n > limits.max_body_bytes {
+            return Err(refuse(
+                Kind::PayloadTooLarge,
+                format!(
+                    "request body of {n} bytes is larger than the {} allowed",
+                    limits.max_body_bytes
+                ),
+            ));
+        }
+    }
+    let mut ranges = parts.headers.get_all(header::RANGE).iter();
+    if let Some(r) = ranges.next() {
+        if ranges.next().is_some() {
+            return Err(refuse(Kind::BadRequest, "more than one `range` header"));
+        }
+        let b = r.as_bytes();
+        let count = b.iter().filter(|c| **c == b',').count() + 1;
+        if b.len() > MAX_RANGE_BYTES || count > limits.max_ranges {
+            return Err(refuse(
+                Kind::BadRequest,
+                format!(
+                    "`range` asks for {count} ranges; at most {} are served",
+                    limits.max_ranges
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A request body broke a limit while streaming.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyLimit {
+    #[error("request body stalled: nothing received for {0} s")]
+    Timeout(u64),
+    #[error("request body is larger than the {0} bytes allowed")]
+    TooLarge(u64),
+}
+
+impl BodyLimit {
+    pub fn kind(&self) -> Kind {
+        match self {
+            BodyLimit::Timeout(_) => Kind::RequestTimeout,
+            BodyLimit::TooLarge(_) => Kind::PayloadTooLarge,
+        }
+    }
+
+    /// Finds a body limit in an error's source chain.
+    pub fn find<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyLimit> {
+        let mut cur = Some(e);
+        while let Some(err) = cur {
+            if let Some(b) = err.downcast_ref::<BodyLimit>() {
+                return Some(b);
+            }
+            cur = err.source();
+        }
+        None
+    }
+}
+
+/// A request body with an idle timeout between frames and a size cap. Trailers are
+/// dropped: a client can't smuggle credentials, tags or framing after the body.
+pub struct Limited<B> {
+    inner: B,
+    idle: Duration,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    max: u64,
+    seen: u64,
+}
+
+impl<B> Limited<B> {
+    pub fn new(inner: B, limits: &Limits) -> Self {
+        Limited {
+            inner,
+            idle: Duration::from_secs(limits.body_timeout_secs.max(1)),
+            sleep: None,
+            max: limits.max_body_bytes,
+            seen: 0,
+        }
+    }
+}
+
+impl<B> Body for Limited<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    this.sleep = None;
+                    match frame.into_data() {
+                        Ok(d) => {
+                            this.seen = this.seen.saturating_add(d.len() as u64);
+                            if this.seen > this.max {
+                                return Poll::Ready(Some(Err(Box::new(BodyLimit::TooLarge(
+                                    this.max,
+                                )))));
+                            }
+                            return Poll::Ready(Some(Ok(Frame::data(d))));
+                        }
+                        // Trailers (and any other frame) are dropped.
+                        Err(_) => continue,
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => {
+                    let idle = this.idle;
+                    let sleep = this
+                        .sleep
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Some(Err(Box::new(BodyLimit::Timeout(
+                            idle.as_secs(),
+                        )))));
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Full, StreamBody};
+
+    fn parts(req: http::Request<()>) -> Parts {
+        req.into_parts().0
+    }
+
+    #[test]
+    fn duplicate_or_missing_host_and_authority_mismatch_are_refused() {
+        let l = Limits::default();
+        let ok = http::Request::get("/a")
+            .header("host", "x")
+            .body(())
+            .unwrap();
+        assert!(check_head(&parts(ok), &l).is_ok());
+        let two = http::Request::get("/a")
+            .header("host", "x")
+            .header("host", "y")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            check_head(&parts(two), &l).unwrap_err().kind,
+            Kind::BadRequest
+        );
+        let none = http::Request::get("/a").body(()).unwrap();
+        assert!(check_head(&parts(none), &l).is_err());
+        let h2 = http::Request::get("https://gw.example/a")
+            .version(Version::HTTP_2)
+            .header("host", "169.254.169.254")
+            .body(())
+            .unwrap();
+        assert!(check_head(&parts(h2), &l).is_err());
+        let h2ok = http::Request::get("https://gw.example/a")
+            .version(Version::HTTP_2)
+            .header("host", "GW.example")
+            .body(())
+            .unwrap();
+        assert!(check_head(&parts(h2ok), &l).is_ok());
+    }
+
+    #[test]
+    fn get_with_a_body_is_refused() {
+        let l = Limits::default();
+        let g = http::Request::get("/a")
+            .header("host", "x")
+            .header("content-length", "5")
+            .body(())
+            .unwrap();
+        assert!(check_head(&parts(g), &l).is_err());
+        let h = http::Request::head("/a")
+            .header("host", "x")
+            .header("transfer-encoding", "chunked")
+            .body(())
+            .unwrap();
+        assert!(check_head(&parts(h), &l).is_err());
+        let z = http::Request::get("/a")
+            .header("host", "x")
+            .header("content-length", "0")
+            .body(())
+            .unwrap();
+        assert!(check_head(&parts(z), &l).is_ok());
+    }
+
+    #[test]
+    fn body_and_range_limits() {
+        let l = Limits {
+            max_body_bytes: 10,
+            max_ranges: 2,
+            ..Limits::default()
+        };
+        let big = http::Request::put("/a")
+            .header("host", "x")
+            .header("content-length", "11")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            check_head(&parts(big), &l).unwrap_err().kind,
+            Kind::PayloadTooLarge
+        );
+        let ranges = http::Request::get("/a")
+            .header("host", "x")
+            .header("range", "bytes=0-1,2-3,4-5")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            check_head(&parts(ranges), &l).unwrap_err().kind,
+            Kind::BadRequest
+        );
+    }
+
+    #[tokio::test]
+    async fn streamed_body_over_the_cap_fails_and_trailers_are_dropped() {
+        let l = Limits {
+            max_body_bytes: 4,
+            ..Limits::default()
+        };
+        let b = Limited::new(Full::new(Bytes::from_static(b"12345")), &l);
+        let e = b.collect().await.unwrap_err();
+        assert!(matches!(
+            BodyLimit::find(e.as_ref()),
+            Some(BodyLimit::TooLarge(4))
+        ));
+        let mut t = http::HeaderMap::new();
+        t.insert("authorization", http::HeaderValue::from_static("Bearer x"));
+        let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"ab"))),
+            Ok(Frame::trailers(t)),
+        ];
+        let s = StreamBody::new(futures_util::stream::iter(frames));
+        let got = Limited::new(s, &Limits::default()).collect().await.unwrap();
+        assert!(got.trailers().is_none());
+        assert_eq!(got.to_bytes().as_ref(), b"ab");
+    }
+
+    #[tokio::test]
+    async fn stalled_body_times_out() {
+        let l = Limits {
+            body_timeout_secs: 1,
+            ..Limits::default()
+        };
+        let s = StreamBody::new(futures_util::stream::pending::<
+            Result<Frame<Bytes>, std::convert::Infallible>,
+        >());
+        let e = Limited::new(s, &l).collect().await.unwrap_err();
+        assert!(matches!(
+            BodyLimit::find(e.as_ref()),
+            Some(BodyLimit::Timeout(1))
+        ));
+    }
+}
