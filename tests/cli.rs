@@ -185,5 +185,8 @@ fn readme_first_screen_has_the_two_commands_ci_runs() {
     assert!(first.contains("cargo run --release -- serve"));
     assert!(first.contains("cargo test"));
     let ci = std::fs::read_to_string(repo().join(".ci/run")).unwrap();
-    assert!(ci.lines().any(|l| l.trim() == "cargo test"));
+    assert!(
+        ci.lines()
+            .any(|l| l.trim() == "cargo test" || l.trim().starts_with("cargo test 2>&1"))
+    );
 }
