@@ -148,6 +148,9 @@ pub struct Config {
     /// The admin listener (health, metrics, audit endpoints, the officer's page); off if absent.
     #[serde(default)]
     pub admin: Option<AdminConfig>,
+    /// Webhook alerts for the compliance officer; off if absent.
+    #[serde(default)]
+    pub alerts: Option<AlertsConfig>,
     /// Where this file was read from (set by [`Config::load`]).
     #[serde(skip)]
     pub source: PathBuf,
@@ -350,6 +353,36 @@ pub enum AuditSinkKind {
 }
 
 /// The admin listener: a port of its own, never the proxy's.
+/// Webhook alerts (Slack-compatible JSON `{"text": …}`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Where to POST messages (`https://…` verified, or `http://…`).
+    pub webhook_url: String,
+    /// CA bundle to verify an https webhook (default: the Mozilla roots).
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// Alert when more refusals than this happen within one window (0: never).
+    #[serde(default = "default_refusals_per_window")]
+    pub refusals_per_window: u64,
+    /// Length of the refusal-counting window, in seconds.
+    #[serde(default = "default_alert_window")]
+    pub window_secs: u64,
+    /// Report registry mechanisms that expired or end within this many days.
+    #[serde(default = "default_expiring_days")]
+    pub expiring_within_days: u32,
+}
+
+fn default_refusals_per_window() -> u64 {
+    100
+}
+fn default_alert_window() -> u64 {
+    60
+}
+fn default_expiring_days() -> u32 {
+    30
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
@@ -541,6 +574,9 @@ impl Config {
             None => self.registry = Some(self.policies.join("registry.yaml")),
         }
         fix(&mut self.audit.path);
+        if let Some(ca) = self.alerts.as_mut().and_then(|a| a.ca.as_mut()) {
+            fix(ca);
+        }
         if let Some(tls) = self.admin.as_mut().and_then(|a| a.tls.as_mut()) {
             fix(&mut tls.cert);
             fix(&mut tls.key);
@@ -647,6 +683,16 @@ impl Config {
                     r.prefix, r.upstream
                 ));
             }
+        }
+        if let Some(a) = &self.alerts
+            && a.webhook_url.parse::<http::Uri>().map_or(true, |u| {
+                !matches!(u.scheme_str(), Some("http" | "https")) || u.authority().is_none()
+            })
+        {
+            err(format!(
+                "`alerts.webhook_url` `{}` is not an http(s) URL",
+                a.webhook_url
+            ));
         }
         if self.audit.batch_max == 0 {
             err("`audit.batch_max` must be at least 1".into());

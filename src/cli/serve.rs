@@ -86,10 +86,18 @@ async fn serve(path: PathBuf, cfg: Config, overrides: (Option<SocketAddr>, PathB
         },
         None => None,
     };
+    let alerts_cfg = cfg.alerts.clone();
     let audit = match AuditLog::open_config(&cfg.audit) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: `{}`: {e}", cfg.audit.path.display());
+            if let Some(al) = &alerts_cfg {
+                let text = format!(
+                    "bordergate did not start: audit log `{}`: {e}",
+                    cfg.audit.path.display()
+                );
+                crate::alerts::notify(al, &text).await;
+            }
             return ExitCode::from(2);
         }
     };
@@ -144,6 +152,14 @@ async fn serve(path: PathBuf, cfg: Config, overrides: (Option<SocketAddr>, PathB
                 return ExitCode::from(2);
             }
         }
+    }
+
+    if let Some(al) = alerts_cfg
+        && let Err(e) = crate::alerts::spawn(al, gateway.clone())
+    {
+        eprintln!("error: {e}");
+        gateway.audit().shutdown().await;
+        return ExitCode::from(2);
     }
 
     let reload_gw = gateway.clone();

@@ -59,6 +59,8 @@ pub struct Options {
     pub limits: String,
     /// Extra YAML items appended to `auth.keys:` (each starting with `    - kid:`).
     pub extra_keys: String,
+    /// Extra top-level YAML appended to the config (e.g. an `alerts:` section).
+    pub extra_config: String,
 }
 
 impl Default for Options {
@@ -73,6 +75,7 @@ impl Default for Options {
             extra_tls: String::new(),
             limits: String::new(),
             extra_keys: String::new(),
+            extra_config: String::new(),
         }
     }
 }
@@ -156,11 +159,13 @@ registry: {repo}/examples/quickstart/registry.yaml
 audit:
   path: {audit}
 mode: {mode}
-{limits}"#,
+{limits}
+{extra_config}"#,
         store = store.display(),
         repo = repo().display(),
         audit = audit.display(),
         mode = opts.mode,
+        extra_config = opts.extra_config,
         extra_up = opts.extra_upstreams,
         extra_routes = opts.extra_routes,
         extra_keys = opts.extra_keys,
