@@ -119,6 +119,19 @@ pub fn report_with(
                     r.count += 1;
                     return true;
                 }
+                // Art. 30(1)(e) lists transfers of personal data: data whose categories are
+                // all non-personal (public, anonymous) is not part of the record.
+                let personal = v
+                    .pointer("/tags/categories")
+                    .and_then(Value::as_array)
+                    .is_none_or(|cats| {
+                        cats.iter()
+                            .filter_map(Value::as_str)
+                            .any(|c| c != "public" && c != "anonymous")
+                    });
+                if !personal {
+                    return true;
+                }
                 let row = rows.entry(key.clone()).or_insert_with(|| Row {
                     destination: key.0.clone(),
                     article: key.1.clone(),
