@@ -3,8 +3,10 @@
 
 use serde::Serialize;
 
-use super::{CatMask, Mechanism, Organisation, PolicySet, Query, Regime, Rule, builtin, cat_bit};
-use crate::model::{Basis, Country, Decision, DenyGround, Effect};
+use super::{
+    CatMask, Mechanism, Organisation, OverlayRule, PolicySet, Query, Regime, Rule, builtin, cat_bit,
+};
+use crate::model::{Basis, Category, Country, Decision, DenyGround, Effect};
 
 /// What a rule did in an evaluation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -120,12 +122,27 @@ impl PolicySet {
 
     fn evaluate(&self, q: &Query<'_>, mut trace: Trace<'_>) -> Decision {
         let tags = q.tags;
-        let data = tags.categories.iter().fold(0, |m, c| m | cat_bit(*c));
-        let ctx = Ctx {
-            q,
-            data,
-            org: q.importer.and_then(|id| self.registry.get(id)),
-        };
+        let org = q.importer.and_then(|id| self.registry.get(id));
+        let mut data = tags.categories.iter().fold(0, |m, c| m | cat_bit(*c));
+        if let Some(o) = org.filter(|o| o.cannot_reidentify)
+            && data & cat_bit(Category::Pseudonymous) != 0
+        {
+            data &= !cat_bit(Category::Pseudonymous);
+            step(
+                &mut trace,
+                None,
+                None,
+                builtin::CANNOT_REIDENTIFY,
+                Outcome::NotApplicable,
+                || {
+                    format!(
+                        "`{}` is recorded as unable to re-identify pseudonymised data (CJEU C-413/23 P): pseudonymous data is not personal data for it",
+                        o.id
+                    )
+                },
+            );
+        }
+        let ctx = Ctx { q, data, org };
 
         // Purpose limitation first, across all origins.
         let purpose_ok = match &tags.purposes {
@@ -206,7 +223,7 @@ impl PolicySet {
             .iter()
             .map(|o| self.origin_verdict(*o, &ctx, &mut trace))
             .collect();
-        let bases = verdicts
+        let bases: Vec<Basis> = verdicts
             .iter()
             .map(|v| {
                 let (rule, article) = v.rule_and_article();
@@ -231,6 +248,9 @@ impl PolicySet {
                 bases,
             };
         }
+        if let Some(d) = self.overlay_verdict(&ctx, &mut trace, &bases) {
+            return d;
+        }
         let (rule, article) = verdicts[0].rule_and_article();
         let mut reason = String::new();
         for v in &verdicts {
@@ -248,6 +268,119 @@ impl PolicySet {
             policy_version: self.version.clone(),
             bases,
         }
+    }
+
+    /// The organisation overlay, asked once the law allows: the first overlay rule that
+    /// matches refuses (company policy, 403).
+    fn overlay_verdict(
+        &self,
+        ctx: &Ctx<'_, '_>,
+        trace: &mut Trace<'_>,
+        bases: &[Basis],
+    ) -> Option<Decision> {
+        let q = ctx.q;
+        let transfer = q.tags.origins.iter().any(|o| *o != q.destination);
+        for r in &self.overlay {
+            let miss = if !transfer {
+                Some("the data does not leave its origin country".to_string())
+            } else {
+                self.overlay_miss(r, ctx)
+            };
+            let (outcome, note) = match miss {
+                Some(n) => (Outcome::NotApplicable, n),
+                None => (
+                    Outcome::Deny,
+                    "company policy refuses this transfer".to_string(),
+                ),
+            };
+            if let Some(t) = trace.as_deref_mut() {
+                t.push(TraceStep {
+                    origin: None,
+                    regime: Some(r.layer.to_string()),
+                    rule: r.id.to_string(),
+                    outcome,
+                    note,
+                });
+            }
+            if outcome == Outcome::Deny {
+                let origin = q.tags.origins.iter().next().copied();
+                let reason = r.reason.render(|var, out| {
+                    self.write_var(
+                        var,
+                        out,
+                        origin.and_then(|o| self.regime_for(o)),
+                        origin,
+                        ctx,
+                        ctx.data,
+                    )
+                });
+                return Some(Decision {
+                    effect: Effect::Deny,
+                    ground: Some(if r.purposes.is_some() {
+                        DenyGround::Purpose
+                    } else {
+                        DenyGround::Authorization
+                    }),
+                    rule: r.id.to_string(),
+                    article: r.article.to_string(),
+                    reason,
+                    policy_version: self.version.clone(),
+                    bases: bases.to_vec(),
+                });
+            }
+        }
+        None
+    }
+
+    fn overlay_miss(&self, r: &OverlayRule, ctx: &Ctx<'_, '_>) -> Option<String> {
+        let q = ctx.q;
+        if let Some(f) = r.effective_from
+            && q.date < f
+        {
+            return Some(format!("applies only from {f}"));
+        }
+        if let Some(u) = r.effective_until
+            && q.date > u
+        {
+            return Some(format!("ceased to apply after {u}"));
+        }
+        if let Some(rs) = &r.origins_in {
+            let hit = q.tags.origins.iter().any(|o| {
+                self.regime_for(*o)
+                    .is_some_and(|g| rs.iter().any(|x| **x == *g.id))
+            });
+            if !hit {
+                return Some("no origin of the data is governed by its regimes".into());
+            }
+        }
+        if let Some(d) = &r.destinations
+            && !d.contains(q.destination)
+        {
+            return Some(format!("does not cover {}", q.destination));
+        }
+        if let Some(rs) = &r.destinations_outside {
+            let inside = self
+                .regimes
+                .iter()
+                .any(|g| rs.iter().any(|x| **x == *g.id) && g.members.contains(q.destination));
+            if inside {
+                return Some(format!(
+                    "{} is inside the regimes it protects",
+                    q.destination
+                ));
+            }
+        }
+        if let Some(any) = r.categories_any
+            && ctx.data & any == 0
+        {
+            return Some("the data has none of the rule's categories".into());
+        }
+        if let Some(ps) = &r.purposes
+            && !ps.iter().any(|p| &**p == q.purpose)
+        {
+            return Some(format!("does not cover the purpose `{}`", q.purpose));
+        }
+        None
     }
 
     fn origin_verdict<'p>(
