@@ -337,9 +337,10 @@ pub fn run(dir: &Path) -> Result<Report, Diagnostics> {
         }
         record_coverage(&mut seen, &trace, d.effect);
     }
-    for (rule, file, effect, needs_counter) in rules_of(first) {
+    for (rule, file, effect, needs_counter, needs_hit) in rules_of(first) {
         report.rules_total += 1;
         let (hit, na_allow, na_deny) = seen.get(&rule).copied().unwrap_or_default();
+        let hit = hit || !needs_hit;
         let counter = match effect {
             Effect::Allow => na_deny,
             Effect::Deny => na_allow,
@@ -368,33 +369,38 @@ fn record_coverage(seen: &mut Seen, trace: &[TraceStep], effect: Effect) {
     }
 }
 
-/// Every rule of the set with its file and whether it needs a counter case
-/// (it has conditions, so both an allow and a deny outcome are possible).
-pub fn rules_of(set: &PolicySet) -> Vec<(String, String, Effect, bool)> {
+/// Every rule of the set: id, file, effect, whether it needs a counter case (it has
+/// conditions, so both an allow and a deny outcome are possible) and whether it can decide
+/// at all (a default refusal after an unconditional allow rule cannot).
+pub fn rules_of(set: &PolicySet) -> Vec<(String, String, Effect, bool, bool)> {
     use Effect::{Allow, Deny};
     let mut out = Vec::new();
     for r in set.regimes() {
         let f = r.file.display().to_string();
-        out.push((r.out_of_scope.id.to_string(), f.clone(), Allow, true));
+        let unconditional_allow = r.rules.iter().any(|x| x.effect == Allow && !conditional(x));
+        out.push((r.out_of_scope.id.to_string(), f.clone(), Allow, true, true));
         if let Some(p) = &r.purpose {
-            out.push((p.id.to_string(), f.clone(), Deny, true));
+            out.push((p.id.to_string(), f.clone(), Deny, true, true));
         }
-        out.push((r.intra_bloc.id.to_string(), f.clone(), Allow, true));
-        out.push((r.default_deny.id.to_string(), f.clone(), Deny, false));
+        out.push((r.intra_bloc.id.to_string(), f.clone(), Allow, true, true));
+        out.push((r.default_deny.id.to_string(), f.clone(), Deny, false, !unconditional_allow));
         for rule in &r.rules {
-            let conditional = rule.destinations.is_some()
-                || rule.effective_from.is_some()
-                || rule.effective_until.is_some()
-                || rule.purposes.is_some()
-                || rule.categories_any.is_some()
-                || rule.categories_only.is_some()
-                || rule.requires_mechanism.is_some()
-                || rule.requires_derogation.is_some();
-            out.push((rule.id.to_string(), f.clone(), rule.effect, conditional));
+            out.push((rule.id.to_string(), f.clone(), rule.effect, conditional(rule), true));
         }
     }
     for o in set.overlay() {
-        out.push((o.id.to_string(), o.file.display().to_string(), Deny, true));
+        out.push((o.id.to_string(), o.file.display().to_string(), Deny, true, true));
     }
     out
+}
+
+fn conditional(rule: &super::Rule) -> bool {
+    rule.destinations.is_some()
+        || rule.effective_from.is_some()
+        || rule.effective_until.is_some()
+        || rule.purposes.is_some()
+        || rule.categories_any.is_some()
+        || rule.categories_only.is_some()
+        || rule.requires_mechanism.is_some()
+        || rule.requires_derogation.is_some()
 }
