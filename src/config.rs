@@ -145,6 +145,10 @@ pub struct Config {
     pub tags: TagHeaders,
     #[serde(default)]
     pub limits: Limits,
+    /// `bordergate check` reports legal bases and registry mechanisms ending within this
+    /// many days.
+    #[serde(default = "default_policy_horizon")]
+    pub policy_horizon_days: u32,
     /// Where this file was read from (set by [`Config::load`]).
     #[serde(skip)]
     pub source: PathBuf,
@@ -170,6 +174,10 @@ pub struct Listen {
     /// Seconds in-flight transfers may take to finish on shutdown.
     #[serde(default = "default_grace")]
     pub grace_secs: u64,
+}
+
+fn default_policy_horizon() -> u32 {
+    90
 }
 
 fn default_grace() -> u64 {

@@ -13,4 +13,5 @@ pub mod config;
 pub mod model;
 pub mod policy;
 pub mod proxy;
+pub mod reload;
 pub mod tls;
