@@ -34,7 +34,12 @@ fn event(name: &str, detail: &str, version: &str) -> Record {
 
 /// Loads and validates a new state from `path` and swaps it in; on any error the old
 /// state keeps serving. Returns the policy version in force afterwards.
-pub fn reload(gw: &Gateway, path: &Path, o: &Overrides, cause: &str) -> Result<Arc<str>, Diagnostics> {
+pub fn reload(
+    gw: &Gateway,
+    path: &Path,
+    o: &Overrides,
+    cause: &str,
+) -> Result<Arc<str>, Diagnostics> {
     let result = Config::load(path).and_then(|mut c| {
         if let Some(l) = o.listen {
             c.listen.address = l;
@@ -57,7 +62,8 @@ pub fn reload(gw: &Gateway, path: &Path, o: &Overrides, cause: &str) -> Result<A
         Err(d) => {
             let old = gw.state().policies.version.to_string();
             tracing::error!(errors = %d, cause, "reload refused; the previous set keeps serving");
-            gw.audit().append_nowait(event("reload-refused", &d.to_string(), &old));
+            gw.audit()
+                .append_nowait(event("reload-refused", &d.to_string(), &old));
             Err(d)
         }
     }
@@ -80,7 +86,11 @@ fn watched(cfg: &Config) -> Vec<(PathBuf, bool)> {
     for f in [cfg.source.clone(), cfg.catalog.clone(), cfg.registry_path()] {
         // Watch the directory: editors replace files by renaming.
         if let Some(d) = f.parent() {
-            let d = if d.as_os_str().is_empty() { Path::new(".") } else { d };
+            let d = if d.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                d
+            };
             v.push((d.to_path_buf(), false));
         }
     }
@@ -91,11 +101,15 @@ fn watched(cfg: &Config) -> Vec<(PathBuf, bool)> {
 
 /// True if a changed path is one the state is built from.
 fn relevant(p: &Path, cfg: &Config) -> bool {
-    let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     if name.starts_with('.') || name.ends_with('~') || name.ends_with(".swp") {
         return false;
     }
-    let same = |a: &Path, b: &Path| a == b || a.file_name() == b.file_name() && a.parent() == b.parent();
+    let same =
+        |a: &Path, b: &Path| a == b || a.file_name() == b.file_name() && a.parent() == b.parent();
     p.starts_with(&cfg.policies)
         || same(p, &cfg.catalog)
         || same(p, &cfg.registry_path())
@@ -104,7 +118,11 @@ fn relevant(p: &Path, cfg: &Config) -> bool {
 
 /// Watches the config, catalog, registry and policy directory; reloads (debounced) on
 /// changes. The returned watcher must be kept alive.
-pub fn watch(gw: Arc<Gateway>, path: PathBuf, o: Overrides) -> notify::Result<notify::RecommendedWatcher> {
+pub fn watch(
+    gw: Arc<Gateway>,
+    path: PathBuf,
+    o: Overrides,
+) -> notify::Result<notify::RecommendedWatcher> {
     let cfg = gw.state().config.clone();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let filter_cfg = cfg.clone();
@@ -117,7 +135,11 @@ pub fn watch(gw: Arc<Gateway>, path: PathBuf, o: Overrides) -> notify::Result<no
         }
     })?;
     for (p, recursive) in watched(&cfg) {
-        let mode = if recursive { RecursiveMode::Recursive } else { RecursiveMode::NonRecursive };
+        let mode = if recursive {
+            RecursiveMode::Recursive
+        } else {
+            RecursiveMode::NonRecursive
+        };
         if let Err(e) = w.watch(&p, mode) {
             tracing::warn!(path = %p.display(), error = %e, "cannot watch for changes");
         }
@@ -135,7 +157,8 @@ pub fn watch(gw: Arc<Gateway>, path: PathBuf, o: Overrides) -> notify::Result<no
             let gw = gw.clone();
             let path = path.clone();
             let o = o.clone();
-            let _ = tokio::task::spawn_blocking(move || reload(&gw, &path, &o, "file change")).await;
+            let _ =
+                tokio::task::spawn_blocking(move || reload(&gw, &path, &o, "file change")).await;
         }
     });
     Ok(w)
@@ -154,7 +177,10 @@ mod tests {
         };
         let w = watched(&cfg);
         assert!(w.iter().any(|(p, r)| *r && *p == cfg.policies));
-        assert!(w.iter().any(|(p, r)| !*r && Some(p.as_path()) == cfg.catalog.parent()));
+        assert!(
+            w.iter()
+                .any(|(p, r)| !*r && Some(p.as_path()) == cfg.catalog.parent())
+        );
         assert!(relevant(&cfg.policies.join("eu.yaml"), &cfg));
         assert!(relevant(&cfg.policies.join("org/x.yaml"), &cfg));
         assert!(relevant(&cfg.catalog, &cfg));

@@ -33,7 +33,11 @@ pub fn run(a: Args) -> ExitCode {
             for e in s.policies.expiring(today, horizon) {
                 println!(
                     "warning: {} `{}` ends {} (in {} day(s))",
-                    if e.kind == "rule" { "basis" } else { "mechanism" },
+                    if e.kind == "rule" {
+                        "basis"
+                    } else {
+                        "mechanism"
+                    },
                     e.id,
                     e.ends,
                     e.days_left

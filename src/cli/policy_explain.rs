@@ -69,6 +69,9 @@ pub struct DiffArgs {
     /// Compare as of this day (default today).
     #[arg(long)]
     date: Option<String>,
+    /// Only these destinations (comma-separated codes; default: every country).
+    #[arg(long, value_delimiter = ',')]
+    destinations: Option<Vec<String>>,
     #[arg(long)]
     json: bool,
 }
@@ -250,7 +253,19 @@ fn diff_inner(a: DiffArgs) -> Result<ExitCode, ExitCode> {
         .unwrap_or_else(|| PathBuf::from("examples/quickstart/registry.yaml"));
     let mut old = load_set(&a.old, &registry)?;
     let mut new = load_set(&a.new, &registry)?;
-    let r = pdiff::diff(&mut old, &mut new, date);
+    let dests = match &a.destinations {
+        Some(l) => Some(
+            l.iter()
+                .map(|c| Country::parse(c.trim()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                })?,
+        ),
+        None => None,
+    };
+    let r = pdiff::diff(&mut old, &mut new, date, dests.as_deref());
     if a.json {
         return Ok(print_json(&r));
     }

@@ -63,14 +63,23 @@ fn origins(old: &PolicySet, new: &PolicySet) -> Vec<Country> {
 
 /// Compares `old` and `new` on the grid, as of `date`. Both sets get a synthetic importer
 /// per destination (removed again).
-pub fn diff(old: &mut PolicySet, new: &mut PolicySet, date: time::Date) -> Report {
+pub fn diff(
+    old: &mut PolicySet,
+    new: &mut PolicySet,
+    date: time::Date,
+    destinations: Option<&[Country]>,
+) -> Report {
     let origins = origins(old, new);
     let mut report = Report::default();
     let purposes: BTreeSet<String> = PURPOSES.iter().map(|s| s.to_string()).collect();
     let mechs: Vec<&'static str> = std::iter::once("none")
         .chain(MECHANISM_KINDS.iter().map(|(k, _)| *k))
         .collect();
-    for dest in all_countries() {
+    let dests: Vec<Country> = match destinations {
+        Some(d) => d.to_vec(),
+        None => all_countries().collect(),
+    };
+    for dest in dests {
         for &mech in &mechs {
             for set in [&mut *old, &mut *new] {
                 match mech {

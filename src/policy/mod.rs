@@ -6,6 +6,7 @@ mod eval;
 pub mod explain;
 mod load;
 mod schema;
+pub mod synthetic;
 mod template;
 pub mod testing;
 pub mod whatif;
@@ -378,7 +379,7 @@ impl PolicySet {
                 if let Some(u) = m.valid_until.filter(|u| within(*u)) {
                     out.push(Expiry {
                         kind: "mechanism",
-                        id: format!("{}: {} `{}`", o.id, m.kind, m.reference),
+                        id: format!("{}/{}/{}", o.id, m.kind, m.reference),
                         ends: u,
                         days_left: left(u),
                     });

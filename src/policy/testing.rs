@@ -383,13 +383,31 @@ pub fn rules_of(set: &PolicySet) -> Vec<(String, String, Effect, bool, bool)> {
             out.push((p.id.to_string(), f.clone(), Deny, true, true));
         }
         out.push((r.intra_bloc.id.to_string(), f.clone(), Allow, true, true));
-        out.push((r.default_deny.id.to_string(), f.clone(), Deny, false, !unconditional_allow));
+        out.push((
+            r.default_deny.id.to_string(),
+            f.clone(),
+            Deny,
+            false,
+            !unconditional_allow,
+        ));
         for rule in &r.rules {
-            out.push((rule.id.to_string(), f.clone(), rule.effect, conditional(rule), true));
+            out.push((
+                rule.id.to_string(),
+                f.clone(),
+                rule.effect,
+                conditional(rule),
+                true,
+            ));
         }
     }
     for o in set.overlay() {
-        out.push((o.id.to_string(), o.file.display().to_string(), Deny, true, true));
+        out.push((
+            o.id.to_string(),
+            o.file.display().to_string(),
+            Deny,
+            true,
+            true,
+        ));
     }
     out
 }

@@ -22,7 +22,7 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
@@ -49,6 +49,8 @@ pub struct Options {
     pub extra_catalog: String,
     /// Audit log path (default: `audit.log` in the work dir).
     pub audit_path: Option<PathBuf>,
+    /// Policy directory (default: the repository's `policies/`).
+    pub policies: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -59,6 +61,7 @@ impl Default for Options {
             extra_routes: String::new(),
             extra_catalog: String::new(),
             audit_path: None,
+            policies: None,
         }
     }
 }
@@ -128,7 +131,7 @@ routes:
     uploads: true
 {extra_routes}
 catalog: catalog.yaml
-policies: {repo}/policies
+policies: {policies}
 registry: {repo}/examples/quickstart/registry.yaml
 audit:
   path: {audit}
@@ -136,6 +139,11 @@ mode: {mode}
 "#,
         store = store.display(),
         repo = repo().display(),
+        policies = opts
+            .policies
+            .clone()
+            .unwrap_or_else(|| repo().join("policies"))
+            .display(),
         audit = audit.display(),
         mode = opts.mode,
         extra_up = opts.extra_upstreams,
