@@ -13,6 +13,8 @@ pub mod whatif;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tools_tests;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
