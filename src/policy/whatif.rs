@@ -177,7 +177,9 @@ impl Worker<'_> {
             return;
         }
         self.report.lines += 1;
-        if memchr_str(line, br#""kind":"decision""#).is_none() {
+        // The writer puts `kind` right after `seq` and `prev`: look only there.
+        let head = line.get(..160).unwrap_or(line);
+        if memchr_str(head, br#""kind":"decision""#).is_none() {
             return;
         }
         let Ok(rec) = serde_json::from_slice::<DecisionRec<'_>>(line) else {
