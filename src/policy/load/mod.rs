@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_saphyr::Spanned;
 
-use super::schema::{FixedRule as FixedSpec, OverlayFile, RegimeFile, RegistryFile, RuleSpec, S};
+use super::schema::{FixedRule as FixedSpec, RegimeFile, RegistryFile, RuleSpec, S};
 use super::template::Template;
 use super::{CatMask, CountrySet, FixedRule, MECHANISM_KINDS, PolicySet, Regime, Rule, cover_mask};
 use crate::config::{Diagnostic, Diagnostics, parse_yaml};
@@ -233,51 +233,7 @@ pub(super) fn load(dir: &Path, registry_path: &Path) -> Result<PolicySet, Diagno
     };
 
     // The organisation overlay: `org/*.yaml` beside the law's files.
-    let mut overlay = Vec::new();
-    let org_dir = dir.join("org");
-    if org_dir.is_dir() {
-        let law: Vec<&Regime> = regimes.iter().map(|c| &c.regime).collect();
-        let mut ids = Vec::new();
-        match policy_files(&org_dir) {
-            Ok(files) => {
-                for path in &files {
-                    let text = match read(path) {
-                        Ok(t) => t,
-                        Err(d) => {
-                            errs.push(d);
-                            continue;
-                        }
-                    };
-                    let name = path
-                        .file_name()
-                        .map(|n| format!("org/{}", n.to_string_lossy()))
-                        .unwrap_or_default();
-                    hashed.push((name, text.as_bytes().to_vec()));
-                    match parse_yaml::<OverlayFile>(path, &text) {
-                        Ok(spec) => overlay.extend(overlay::compile_overlay(
-                            path, &spec, &law, &mut ids, &mut errs,
-                        )),
-                        Err(d) => errs.push(d),
-                    }
-                }
-            }
-            Err(d) => errs.push(d),
-        }
-        for (id, line) in ids {
-            let clash = regimes.iter().any(|c| c.ids.iter().any(|(i, _)| *i == id));
-            if clash || overlay.iter().filter(|o| *o.id == *id).count() > 1 {
-                let file = overlay
-                    .iter()
-                    .find(|o| *o.id == *id)
-                    .map(|o| o.file.clone())
-                    .unwrap_or_else(|| org_dir.clone());
-                let d = Diagnostic::new(file, opt_line(line), format!("duplicate rule id `{id}`"));
-                if !errs.contains(&d) {
-                    errs.push(d);
-                }
-            }
-        }
-    }
+    let overlay = overlay::load_dir(dir, &regimes, &mut hashed, &mut errs);
 
     check_across(&regimes, &mut errs);
     let regimes: Vec<Regime> = regimes.into_iter().map(|c| c.regime).collect();
@@ -430,7 +386,7 @@ fn compile_regime(path: &Path, spec: &RegimeFile, errs: &mut Vec<Diagnostic>) ->
         .iter()
         .map(|r| {
             let rule = compile_rule(&mut sink, r, &mut ids);
-            never_matches(&mut sink, r, &rule, &member_set, scope);
+            overlay::never_matches(&mut sink, r, &rule, &member_set, scope);
             rule
         })
         .collect();
@@ -537,42 +493,6 @@ fn compile_rule(sink: &mut Sink<'_>, r: &RuleSpec, ids: &mut Vec<(String, usize)
         purposes,
         requires_mechanism,
         requires_derogation,
-    }
-}
-
-/// Reports a rule that no request can ever reach or satisfy.
-fn never_matches(
-    sink: &mut Sink<'_>,
-    spec: &RuleSpec,
-    rule: &Rule,
-    members: &CountrySet,
-    scope: CatMask,
-) {
-    let id = &rule.id;
-    let mut never = |why: String| sink.at(&spec.id, format!("rule `{id}` can never match: {why}"));
-    if let Some(d) = &rule.destinations {
-        if d.is_empty() {
-            if spec.destinations.as_ref().is_some_and(|l| l.is_empty()) {
-                never("its `destinations` list is empty".into());
-            }
-        } else if d.is_subset(members) {
-            never("every one of its `destinations` is a member of the regime, and transfers between members are decided by the intra-bloc rule first".into());
-        }
-    }
-    if let Some(any) = rule.categories_any
-        && any != 0
-        && any & scope == 0
-    {
-        never("none of its `categories_any` is in the regime's `scope_categories`".into());
-    }
-    if let Some(only) = rule.categories_only
-        && only != 0
-        && only & scope == 0
-    {
-        never("none of its `categories_only` is in the regime's `scope_categories`".into());
-    }
-    if spec.purposes.as_ref().is_some_and(|p| p.is_empty()) {
-        never("its `purposes` list is empty".into());
     }
 }
 

@@ -1,12 +1,13 @@
-//! Checking the organisation overlay (`policies/org/`): company rules that may only deny.
+//! Checking the organisation overlay (`policies/org/`): company rules that may only deny;
+//! and the check for law rules that can never match.
 
 use std::path::Path;
 
-use super::Sink;
+use super::{Compiled, Sink, opt_line, parse_yaml, policy_files, read};
 use crate::config::Diagnostic;
 use crate::model::{Effect, check_purpose};
-use crate::policy::schema::{OverlayFile, OverlayRuleSpec};
-use crate::policy::{OverlayRule, Regime};
+use crate::policy::schema::{OverlayFile, OverlayRuleSpec, RuleSpec};
+use crate::policy::{CatMask, CountrySet, OverlayRule, Regime, Rule};
 
 /// Compiles one overlay file; `regimes` are the law's regimes, for `origins_in` and
 /// `destinations_outside`.
@@ -134,4 +135,96 @@ fn compile_rule(
         effective_from: from.map(|(_, d)| d),
         effective_until: until.map(|(_, d)| d),
     }
+}
+
+/// Reports a rule that no request can ever reach or satisfy.
+pub(super) fn never_matches(
+    sink: &mut Sink<'_>,
+    spec: &RuleSpec,
+    rule: &Rule,
+    members: &CountrySet,
+    scope: CatMask,
+) {
+    let id = &rule.id;
+    let mut never = |why: String| sink.at(&spec.id, format!("rule `{id}` can never match: {why}"));
+    if let Some(d) = &rule.destinations {
+        if d.is_empty() {
+            if spec.destinations.as_ref().is_some_and(|l| l.is_empty()) {
+                never("its `destinations` list is empty".into());
+            }
+        } else if d.is_subset(members) {
+            never("every one of its `destinations` is a member of the regime, and transfers between members are decided by the intra-bloc rule first".into());
+        }
+    }
+    if let Some(any) = rule.categories_any
+        && any != 0
+        && any & scope == 0
+    {
+        never("none of its `categories_any` is in the regime's `scope_categories`".into());
+    }
+    if let Some(only) = rule.categories_only
+        && only != 0
+        && only & scope == 0
+    {
+        never("none of its `categories_only` is in the regime's `scope_categories`".into());
+    }
+    if spec.purposes.as_ref().is_some_and(|p| p.is_empty()) {
+        never("its `purposes` list is empty".into());
+    }
+}
+
+/// Loads and checks `dir/org/*.yaml`, if the directory exists.
+pub(super) fn load_dir(
+    dir: &Path,
+    regimes: &[Compiled],
+    hashed: &mut Vec<(String, Vec<u8>)>,
+    errs: &mut Vec<Diagnostic>,
+) -> Vec<OverlayRule> {
+    let mut overlay = Vec::new();
+    let org_dir = dir.join("org");
+    if org_dir.is_dir() {
+        let law: Vec<&Regime> = regimes.iter().map(|c| &c.regime).collect();
+        let mut ids = Vec::new();
+        match policy_files(&org_dir) {
+            Ok(files) => {
+                for path in &files {
+                    let text = match read(path) {
+                        Ok(t) => t,
+                        Err(d) => {
+                            errs.push(d);
+                            continue;
+                        }
+                    };
+                    let name = path
+                        .file_name()
+                        .map(|n| format!("org/{}", n.to_string_lossy()))
+                        .unwrap_or_default();
+                    hashed.push((name, text.as_bytes().to_vec()));
+                    match parse_yaml::<OverlayFile>(path, &text) {
+                        Ok(spec) => {
+                            overlay.extend(compile_overlay(path, &spec, &law, &mut ids, errs))
+                        }
+                        Err(d) => errs.push(d),
+                    }
+                }
+            }
+            Err(d) => errs.push(d),
+        }
+        for (id, line) in ids {
+            let clash = regimes.iter().any(|c| c.ids.iter().any(|(i, _)| *i == id));
+            if clash || overlay.iter().filter(|o| *o.id == *id).count() > 1 {
+                let file = overlay
+                    .iter()
+                    .find(|o| *o.id == *id)
+                    .map(|o| o.file.clone())
+                    .unwrap_or_else(|| org_dir.clone());
+                let d = Diagnostic::new(file, opt_line(line), format!("duplicate rule id `{id}`"));
+                if !errs.contains(&d) {
+                    errs.push(d);
+                }
+            }
+        }
+    }
+
+    overlay
 }
