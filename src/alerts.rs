@@ -81,9 +81,7 @@ pub fn expiring_bases(gw: &Gateway, days: u32) -> Vec<String> {
     let today = time::OffsetDateTime::now_utc().date();
     let soon = today + time::Duration::days(i64::from(days));
     let mut out = Vec::new();
-    let mut orgs: Vec<_> = state.policies.organisations().collect();
-    orgs.sort_by(|a, b| a.id.cmp(&b.id));
-    for o in orgs {
+    for o in state.policies.organisations() {
         for m in &o.mechanisms {
             match m.valid_until {
                 Some(d) if d < today => out.push(format!(

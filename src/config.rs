@@ -151,6 +151,10 @@ pub struct Config {
     /// Webhook alerts for the compliance officer; off if absent.
     #[serde(default)]
     pub alerts: Option<AlertsConfig>,
+    /// `bordergate check` reports legal bases and registry mechanisms ending within this
+    /// many days.
+    #[serde(default = "default_policy_horizon")]
+    pub policy_horizon_days: u32,
     /// Where this file was read from (set by [`Config::load`]).
     #[serde(skip)]
     pub source: PathBuf,
@@ -176,6 +180,10 @@ pub struct Listen {
     /// Seconds in-flight transfers may take to finish on shutdown.
     #[serde(default = "default_grace")]
     pub grace_secs: u64,
+}
+
+fn default_policy_horizon() -> u32 {
+    90
 }
 
 fn default_grace() -> u64 {

@@ -172,7 +172,12 @@ impl Admin {
             audit_healthy: self.gateway.audit().status() == AuditStatus::Ok,
             ..Default::default()
         };
-        for m in state.policies.organisations().flat_map(|o| &o.mechanisms) {
+        for m in state
+            .policies
+            .organisations()
+            .into_iter()
+            .flat_map(|o| &o.mechanisms)
+        {
             match m.valid_until {
                 Some(d) if d < today => scrape.bases_expired += 1,
                 Some(d) if d <= soon => scrape.bases_expiring_30d += 1,

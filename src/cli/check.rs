@@ -10,6 +10,10 @@ pub struct Args {
     /// Gateway config file.
     #[arg(long, short)]
     config: Option<PathBuf>,
+    /// Report bases ending within this many days (default: the config's
+    /// `policy_horizon_days`, 90).
+    #[arg(long)]
+    horizon_days: Option<u32>,
 }
 
 pub fn run(a: Args) -> ExitCode {
@@ -22,8 +26,23 @@ pub fn run(a: Args) -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
+    let horizon = a.horizon_days.unwrap_or(cfg.policy_horizon_days);
     match State::build(cfg) {
         Ok(s) => {
+            let today = time::OffsetDateTime::now_utc().date();
+            for e in s.policies.expiring(today, horizon) {
+                println!(
+                    "warning: {} `{}` ends {} (in {} day(s))",
+                    if e.kind == "rule" {
+                        "basis"
+                    } else {
+                        "mechanism"
+                    },
+                    e.id,
+                    e.ends,
+                    e.days_left
+                );
+            }
             println!(
                 "ok: `{}` is valid: {} catalog entries, {} routes, policy version {}",
                 path.display(),

@@ -3,6 +3,8 @@
 mod audit;
 mod certs;
 mod check;
+mod policy;
+mod policy_explain;
 mod serve;
 mod token;
 
@@ -41,6 +43,9 @@ enum Command {
     /// Work with audit logs.
     #[command(subcommand)]
     Audit(audit::Command),
+    /// Policy tools: test, explain, what-if, diff.
+    #[command(subcommand)]
+    Policy(policy::Command),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -53,6 +58,7 @@ pub fn main() -> ExitCode {
         Command::Token(a) => token::run(a),
         Command::Certs(c) => certs::run(c),
         Command::Audit(c) => audit::run(c),
+        Command::Policy(c) => policy::run(c),
     }
 }
 

@@ -1,7 +1,8 @@
-//! `bordergate serve`: run the gateway until SIGTERM or SIGINT; reload on SIGHUP.
+//! `bordergate serve`: run the gateway until SIGTERM or SIGINT; reload on SIGHUP and on
+//! file changes (see [`crate::reload`]).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -162,8 +163,23 @@ async fn serve(path: PathBuf, cfg: Config, overrides: (Option<SocketAddr>, PathB
         return ExitCode::from(2);
     }
 
-    let reload_gw = gateway.clone();
-    tokio::spawn(reload_on_sighup(reload_gw, path, overrides));
+    let overrides = crate::reload::Overrides {
+        listen: overrides.0,
+        audit_path: overrides.1,
+    };
+    tokio::spawn(crate::reload::on_sighup(
+        gateway.clone(),
+        path.clone(),
+        overrides.clone(),
+    ));
+    // Kept alive until the server stops.
+    let _watcher = match crate::reload::watch(gateway.clone(), path, overrides) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch files; reload with SIGHUP");
+            None
+        }
+    };
     crate::proxy::server::serve(
         gateway,
         listener,
@@ -199,52 +215,6 @@ async fn shutdown_signal() {
         }
         _ => {
             let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
-
-/// Rebuilds the whole state on SIGHUP; an invalid set is refused and the old one keeps serving.
-async fn reload_on_sighup(
-    gw: Arc<Gateway>,
-    path: PathBuf,
-    overrides: (Option<SocketAddr>, PathBuf),
-) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        return;
-    };
-    while hup.recv().await.is_some() {
-        reload(&gw, &path, &overrides);
-    }
-}
-
-/// Loads and validates a new state and swaps it in, or keeps the old one.
-pub fn reload(gw: &Gateway, path: &Path, overrides: &(Option<SocketAddr>, PathBuf)) {
-    let result = Config::load(path).and_then(|mut c| {
-        if let Some(l) = overrides.0 {
-            c.listen.address = l;
-        }
-        c.audit.path = overrides.1.clone();
-        State::build(c)
-    });
-    match result {
-        Ok(s) => {
-            let v = s.policies.version.to_string();
-            gw.swap_state(s);
-            crate::metrics::global().reload(true);
-            tracing::info!(policy_version = %v, "reloaded");
-            gw.audit().append_nowait(event(
-                "reload",
-                "new configuration and policies in force",
-                &v,
-            ));
-        }
-        Err(d) => {
-            crate::metrics::global().reload(false);
-            let old = gw.state().policies.version.to_string();
-            tracing::error!(errors = %d, "reload refused; the previous set keeps serving");
-            gw.audit()
-                .append_nowait(event("reload-refused", &d.to_string(), &old));
         }
     }
 }

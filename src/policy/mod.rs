@@ -1,13 +1,20 @@
 //! The jurisdiction model: loading and checking the policy pack and the
 //! transfer-mechanism registry, and evaluating a request into a `Decision` with its trace.
 
+pub mod diff;
 mod eval;
+pub mod explain;
 mod load;
 mod schema;
+pub mod synthetic;
 mod template;
+pub mod testing;
+pub mod whatif;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tools_tests;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -58,6 +65,18 @@ pub const MECHANISM_KINDS: &[(&str, &str)] = &[
     ("pipl-security-assessment", "passed CAC security assessment"),
     ("anpd-scc", "ANPD standard contractual clauses"),
     ("code-of-conduct", "approved code of conduct"),
+    (
+        "appi-system",
+        "APPI Art. 28(1) system of equivalent measures (contract, group rules or APEC CBPR)",
+    ),
+    (
+        "pipc-certification",
+        "PIPC certification of the recipient (PIPA Art. 28-8(1)(4))",
+    ),
+    (
+        "pdpa-obligations",
+        "PDPA legally enforceable obligations or specified certification (PDP Regulations 2021 reg. 10-11)",
+    ),
     ("certification", "approved certification"),
 ];
 
@@ -78,6 +97,8 @@ pub mod builtin {
     pub const NO_REGIME: &str = "bordergate.no-regime";
     /// Purpose refusal when the origin's regime names no purpose rule.
     pub const PURPOSE: &str = "bordergate.purpose";
+    /// Trace step: the recipient cannot re-identify pseudonymised data.
+    pub const CANNOT_REIDENTIFY: &str = "bordergate.cannot-reidentify";
     pub(crate) const ARTICLE: &str =
         "bordergate fail-closed default (no legal basis can be established)";
     pub(crate) const PURPOSE_ARTICLE: &str = "catalog purpose restriction";
@@ -104,6 +125,26 @@ impl CountrySet {
     pub fn is_empty(&self) -> bool {
         self.0.iter().all(|w| *w == 0)
     }
+    /// The countries in the set, in code order.
+    pub fn iter(&self) -> impl Iterator<Item = Country> + '_ {
+        all_countries().filter(|c| self.contains(*c))
+    }
+    /// True if every country of `self` is in `other`.
+    pub fn is_subset(&self, other: &CountrySet) -> bool {
+        self.0.iter().zip(other.0.iter()).all(|(a, b)| a & !b == 0)
+    }
+}
+
+/// Every assigned ISO 3166-1 alpha-2 country, in code order.
+pub fn all_countries() -> impl Iterator<Item = Country> {
+    (b'A'..=b'Z').flat_map(|a| {
+        (b'A'..=b'Z').filter_map(move |b| {
+            let s = [a, b];
+            std::str::from_utf8(&s)
+                .ok()
+                .and_then(|s| Country::parse(s).ok())
+        })
+    })
 }
 
 impl std::fmt::Debug for CountrySet {
@@ -220,6 +261,44 @@ pub struct Organisation {
     pub name: Box<str>,
     pub country: Country,
     pub mechanisms: Vec<Mechanism>,
+    /// The organisation has no reasonably likely means to re-identify pseudonymised data
+    /// (CJEU C-413/23 P): pseudonymous-only data is out of scope when it is the recipient.
+    pub cannot_reidentify: bool,
+}
+
+/// A rule of the organisation overlay (`policies/org/`): company policy, stricter than
+/// the law. Overlay rules only ever deny, and only transfers the law allows.
+#[derive(Clone, Debug)]
+pub struct OverlayRule {
+    pub id: Box<str>,
+    pub article: Box<str>,
+    pub reason: Template,
+    pub file: PathBuf,
+    /// The overlay file's `id` and `name`.
+    pub layer: Box<str>,
+    pub layer_name: Box<str>,
+    /// Applies only to data with an origin governed by one of these regimes.
+    pub origins_in: Option<Vec<Box<str>>>,
+    /// Applies only to these destinations.
+    pub destinations: Option<CountrySet>,
+    /// Applies only to destinations outside every one of these regimes.
+    pub destinations_outside: Option<Vec<Box<str>>>,
+    pub(crate) categories_any: Option<CatMask>,
+    pub purposes: Option<Vec<Box<str>>>,
+    pub effective_from: Option<time::Date>,
+    pub effective_until: Option<time::Date>,
+}
+
+/// A legal basis or mechanism that ends within the reporting horizon.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Expiry {
+    /// `rule` or `mechanism`.
+    pub kind: &'static str,
+    /// Rule id, or `org: reference` for a mechanism.
+    pub id: String,
+    /// Last day it applies (inclusive).
+    pub ends: time::Date,
+    pub days_left: i64,
 }
 
 /// The loaded policy pack and registry.
@@ -231,6 +310,7 @@ pub struct PolicySet {
     /// Origin country index → regime index (`u16::MAX`: none).
     by_origin: Box<[u16]>,
     registry: HashMap<Box<str>, Organisation>,
+    overlay: Vec<OverlayRule>,
 }
 
 impl PolicySet {
@@ -256,8 +336,59 @@ impl PolicySet {
         self.registry.get(id)
     }
 
-    /// Every organisation of the registry (no particular order).
-    pub fn organisations(&self) -> impl Iterator<Item = &Organisation> {
-        self.registry.values()
+    /// Every organisation of the registry, sorted by id.
+    pub fn organisations(&self) -> Vec<&Organisation> {
+        let mut v: Vec<&Organisation> = self.registry.values().collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// The organisation overlay's rules, in file order.
+    pub fn overlay(&self) -> &[OverlayRule] {
+        &self.overlay
+    }
+
+    /// Adds (or replaces) an organisation, for what-if analyses (`policy diff`, `explain`).
+    pub fn insert_organisation(&mut self, org: Organisation) {
+        self.registry.insert(org.id.clone(), org);
+    }
+
+    /// Removes an organisation added with [`PolicySet::insert_organisation`].
+    pub fn remove_organisation(&mut self, id: &str) {
+        self.registry.remove(id);
+    }
+
+    /// Rules and registry mechanisms whose last day falls within `horizon_days` of `today`.
+    pub fn expiring(&self, today: time::Date, horizon_days: u32) -> Vec<Expiry> {
+        let end = today.saturating_add(time::Duration::days(i64::from(horizon_days)));
+        let within = |d: time::Date| d >= today && d <= end;
+        let left = |d: time::Date| (d - today).whole_days();
+        let mut out = Vec::new();
+        for r in &self.regimes {
+            for rule in &r.rules {
+                if let Some(u) = rule.effective_until.filter(|u| within(*u)) {
+                    out.push(Expiry {
+                        kind: "rule",
+                        id: rule.id.to_string(),
+                        ends: u,
+                        days_left: left(u),
+                    });
+                }
+            }
+        }
+        for o in self.organisations() {
+            for m in &o.mechanisms {
+                if let Some(u) = m.valid_until.filter(|u| within(*u)) {
+                    out.push(Expiry {
+                        kind: "mechanism",
+                        id: format!("{}/{}/{}", o.id, m.kind, m.reference),
+                        ends: u,
+                        days_left: left(u),
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.ends.cmp(&b.ends).then_with(|| a.id.cmp(&b.id)));
+        out
     }
 }

@@ -99,6 +99,9 @@ pub struct OrgSpec {
     pub country: S,
     #[serde(default)]
     pub mechanisms: Vec<MechanismSpec>,
+    /// No reasonably likely means to re-identify pseudonymised data (CJEU C-413/23 P).
+    #[serde(default)]
+    pub cannot_reidentify: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,4 +119,38 @@ pub struct MechanismSpec {
     pub valid_from: S,
     #[serde(default)]
     pub valid_until: Option<S>,
+}
+
+/// An organisation overlay file (`policies/org/*.yaml`): company policy, stricter than the law.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverlayFile {
+    pub id: S,
+    pub name: String,
+    #[serde(default)]
+    pub rules: Vec<OverlayRuleSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverlayRuleSpec {
+    pub id: S,
+    /// Must be `deny`: an overlay may only be stricter than the law.
+    pub effect: Spanned<Effect>,
+    pub article: S,
+    pub reason: S,
+    #[serde(default)]
+    pub origins_in: Option<Vec<S>>,
+    #[serde(default)]
+    pub destinations: Option<Vec<S>>,
+    #[serde(default)]
+    pub destinations_outside: Option<Vec<S>>,
+    #[serde(default)]
+    pub categories_any: Option<Vec<S>>,
+    #[serde(default)]
+    pub purposes: Option<Vec<S>>,
+    #[serde(default)]
+    pub effective_from: Option<S>,
+    #[serde(default)]
+    pub effective_until: Option<S>,
 }

@@ -269,11 +269,11 @@ fn special_categories_need_a_mechanism_that_covers_them() {
     let d = ask(&p, &t, Some("globex-us"), "FR", TODAY);
     assert!(d.is_allow(), "{d:?}");
     assert_eq!(d.rule, "eu.intra-eea");
-    // Adequacy covers them.
-    assert_eq!(
-        ask(&p, &t, Some("cyberdyne-jp"), "JP", TODAY).rule,
-        "eu.adequacy.jp"
-    );
+    // Adequacy covers them in law; the shipped organisation overlay (policies/org/) keeps
+    // special-category data in the EEA all the same.
+    let d = ask(&p, &t, Some("cyberdyne-jp"), "JP", TODAY);
+    assert_eq!(d.bases[0].rule, "eu.adequacy.jp");
+    assert_eq!(d.rule, "org.special-stays-in-eea");
 }
 
 #[test]

@@ -24,7 +24,7 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
@@ -61,6 +61,8 @@ pub struct Options {
     pub extra_keys: String,
     /// Extra top-level YAML appended to the config (e.g. an `alerts:` section).
     pub extra_config: String,
+    /// Policy directory (default: the repository's `policies/`).
+    pub policies: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -76,6 +78,7 @@ impl Default for Options {
             limits: String::new(),
             extra_keys: String::new(),
             extra_config: String::new(),
+            policies: None,
         }
     }
 }
@@ -154,7 +157,7 @@ routes:
     uploads: true
 {extra_routes}
 catalog: catalog.yaml
-policies: {repo}/policies
+policies: {policies}
 registry: {repo}/examples/quickstart/registry.yaml
 audit:
   path: {audit}
@@ -163,6 +166,11 @@ mode: {mode}
 {extra_config}"#,
         store = store.display(),
         repo = repo().display(),
+        policies = opts
+            .policies
+            .clone()
+            .unwrap_or_else(|| repo().join("policies"))
+            .display(),
         audit = audit.display(),
         mode = opts.mode,
         extra_config = opts.extra_config,

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::{CatMask, Mechanism, Organisation, PolicySet, Query, Regime, Rule, builtin, cat_bit};
-use crate::model::{Basis, Country, Decision, DenyGround, Effect};
+use crate::model::{Basis, Category, Country, Decision, DenyGround, Effect};
 
 /// What a rule did in an evaluation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -120,12 +120,27 @@ impl PolicySet {
 
     fn evaluate(&self, q: &Query<'_>, mut trace: Trace<'_>) -> Decision {
         let tags = q.tags;
-        let data = tags.categories.iter().fold(0, |m, c| m | cat_bit(*c));
-        let ctx = Ctx {
-            q,
-            data,
-            org: q.importer.and_then(|id| self.registry.get(id)),
-        };
+        let org = q.importer.and_then(|id| self.registry.get(id));
+        let mut data = tags.categories.iter().fold(0, |m, c| m | cat_bit(*c));
+        if let Some(o) = org.filter(|o| o.cannot_reidentify)
+            && data & cat_bit(Category::Pseudonymous) != 0
+        {
+            data &= !cat_bit(Category::Pseudonymous);
+            step(
+                &mut trace,
+                None,
+                None,
+                builtin::CANNOT_REIDENTIFY,
+                Outcome::NotApplicable,
+                || {
+                    format!(
+                        "`{}` is recorded as unable to re-identify pseudonymised data (CJEU C-413/23 P): pseudonymous data is not personal data for it",
+                        o.id
+                    )
+                },
+            );
+        }
+        let ctx = Ctx { q, data, org };
 
         // Purpose limitation first, across all origins.
         let purpose_ok = match &tags.purposes {
@@ -206,7 +221,7 @@ impl PolicySet {
             .iter()
             .map(|o| self.origin_verdict(*o, &ctx, &mut trace))
             .collect();
-        let bases = verdicts
+        let bases: Vec<Basis> = verdicts
             .iter()
             .map(|v| {
                 let (rule, article) = v.rule_and_article();
@@ -230,6 +245,9 @@ impl PolicySet {
                 policy_version: self.version.clone(),
                 bases,
             };
+        }
+        if let Some(d) = self.overlay_verdict(&ctx, &mut trace, &bases) {
+            return d;
         }
         let (rule, article) = verdicts[0].rule_and_article();
         let mut reason = String::new();
@@ -442,6 +460,7 @@ fn find_mechanism<'p>(
     Err(first_miss.unwrap_or(Miss::NoMechanism(kind)))
 }
 
+mod overlay;
 mod reason;
 
 use reason::{describe_mechanism, write_cats, write_permitted};

@@ -232,6 +232,9 @@ pub(super) fn load(dir: &Path, registry_path: &Path) -> Result<PolicySet, Diagno
         }
     };
 
+    // The organisation overlay: `org/*.yaml` beside the law's files.
+    let overlay = overlay::load_dir(dir, &regimes, &mut hashed, &mut errs);
+
     check_across(&regimes, &mut errs);
     let regimes: Vec<Regime> = regimes.into_iter().map(|c| c.regime).collect();
     let mut by_origin = vec![u16::MAX; 26 * 26].into_boxed_slice();
@@ -251,6 +254,7 @@ pub(super) fn load(dir: &Path, registry_path: &Path) -> Result<PolicySet, Diagno
         regimes,
         by_origin,
         registry,
+        overlay,
     })
 }
 
@@ -380,7 +384,11 @@ fn compile_regime(path: &Path, spec: &RegimeFile, errs: &mut Vec<Diagnostic>) ->
     let rules = spec
         .rules
         .iter()
-        .map(|r| compile_rule(&mut sink, r, &mut ids))
+        .map(|r| {
+            let rule = compile_rule(&mut sink, r, &mut ids);
+            overlay::never_matches(&mut sink, r, &rule, &member_set, scope);
+            rule
+        })
         .collect();
     Compiled {
         regime: Regime {
@@ -530,6 +538,7 @@ fn fixed(
     }
 }
 
+mod overlay;
 mod registry;
 
 use registry::compile_registry;

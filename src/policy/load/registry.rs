@@ -54,6 +54,7 @@ fn compile_org(sink: &mut Sink<'_>, o: &OrgSpec) -> Option<Organisation> {
         name: o.name.as_str().into(),
         country: country?,
         mechanisms: mechanisms.into_iter().collect::<Option<Vec<_>>>()?,
+        cannot_reidentify: o.cannot_reidentify,
     })
 }
 

@@ -1,0 +1,424 @@
+//! `bordergate policy test`: YAML test cases shipped beside the policies, run against
+//! the one evaluator, with rule coverage (like `opa test`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::{Outcome, PolicySet, Query, TraceStep};
+use crate::config::{Diagnostic, Diagnostics, parse_yaml};
+use crate::model::{
+    Category, Country, DEROGATIONS, Direction, Effect, PURPOSES, Tags, check_purpose,
+};
+
+/// One test file (`<policies>/tests/*.yaml`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestFile {
+    /// Registry the cases run against, relative to the test file (default: `registry.yaml`
+    /// beside it).
+    #[serde(default)]
+    registry: Option<String>,
+    #[serde(default)]
+    defaults: CaseSpec,
+    cases: Vec<Spanned<CaseSpec>>,
+}
+
+/// A case as written; every field may come from `defaults`.
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct CaseSpec {
+    #[serde(default)]
+    name: Option<String>,
+    /// The importing organisation (registry id).
+    #[serde(default)]
+    org: Option<String>,
+    #[serde(default)]
+    purpose: Option<String>,
+    /// Destination country.
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    direction: Option<Direction>,
+    #[serde(default)]
+    date: Option<String>,
+    #[serde(default)]
+    data: Option<DataSpec>,
+    #[serde(default)]
+    expect: Option<Effect>,
+    /// Expected deciding rule id.
+    #[serde(default)]
+    rule: Option<String>,
+    /// Substring the deciding rule's article must contain.
+    #[serde(default)]
+    article: Option<String>,
+    /// Substring the reason must contain.
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct DataSpec {
+    #[serde(default)]
+    origins: Option<Vec<String>>,
+    #[serde(default)]
+    categories: Option<Vec<String>>,
+    /// Purposes the data permits; default: every purpose.
+    #[serde(default)]
+    purposes: Option<Vec<String>>,
+    #[serde(default)]
+    derogations: Option<Vec<String>>,
+}
+
+fn pick<T: Clone>(a: &Option<T>, b: &Option<T>) -> Option<T> {
+    a.clone().or_else(|| b.clone())
+}
+
+/// A checked, runnable case.
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub file: PathBuf,
+    pub line: usize,
+    pub name: String,
+    pub org: Option<String>,
+    pub purpose: String,
+    pub destination: Country,
+    pub direction: Direction,
+    pub date: time::Date,
+    pub tags: Tags,
+    pub expect: Effect,
+    pub rule: Option<String>,
+    pub article: Option<String>,
+    pub reason: Option<String>,
+    /// Registry file the case runs against.
+    pub registry: PathBuf,
+}
+
+/// The result of a run.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub passed: usize,
+    /// `file:line name: what went wrong`.
+    pub failures: Vec<String>,
+    /// Rules without a case deciding them (`rule`, `file`).
+    pub uncovered: Vec<(String, String)>,
+    /// Conditional rules without a case where they do not apply and the opposite effect wins.
+    pub no_counter_case: Vec<(String, String)>,
+    pub rules_total: usize,
+}
+
+impl Report {
+    /// True when every case passed and every rule is covered.
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty() && self.uncovered.is_empty() && self.no_counter_case.is_empty()
+    }
+
+    /// Human-readable summary.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        for f in &self.failures {
+            let _ = writeln!(s, "FAIL {f}");
+        }
+        for (r, f) in &self.uncovered {
+            let _ = writeln!(s, "UNCOVERED rule `{r}` ({f}): no case is decided by it");
+        }
+        for (r, f) in &self.no_counter_case {
+            let _ = writeln!(
+                s,
+                "UNCOVERED rule `{r}` ({f}): no case where it does not apply and the opposite effect wins"
+            );
+        }
+        let _ = writeln!(
+            s,
+            "{} passed, {} failed; {} rules, {} without a deciding case, {} without a counter case",
+            self.passed,
+            self.failures.len(),
+            self.rules_total,
+            self.uncovered.len(),
+            self.no_counter_case.len()
+        );
+        s
+    }
+}
+
+/// Loads every test file of `dir/tests/` (`*.yaml`, files named `registry*` excepted).
+pub fn load_cases(dir: &Path) -> Result<Vec<Case>, Diagnostics> {
+    let tdir = dir.join("tests");
+    let rd = std::fs::read_dir(&tdir).map_err(|e| {
+        Diagnostics(vec![Diagnostic::new(
+            &tdir,
+            None,
+            format!("cannot read test directory: {e}"),
+        )])
+    })?;
+    let mut files: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let n = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (n.ends_with(".yaml") || n.ends_with(".yml"))
+                && !n.starts_with("registry")
+                && !n.starts_with('.')
+        })
+        .collect();
+    files.sort();
+    let mut errs = Vec::new();
+    let mut cases = Vec::new();
+    if files.is_empty() {
+        errs.push(Diagnostic::new(
+            &tdir,
+            None,
+            "no test files (`*.yaml`) in the test directory",
+        ));
+    }
+    for f in &files {
+        let text = match std::fs::read_to_string(f) {
+            Ok(t) => t,
+            Err(e) => {
+                errs.push(Diagnostic::new(f, None, format!("cannot read file: {e}")));
+                continue;
+            }
+        };
+        match parse_yaml::<TestFile>(f, &text) {
+            Ok(tf) => {
+                let registry = tdir.join(tf.registry.as_deref().unwrap_or("registry.yaml"));
+                for c in &tf.cases {
+                    match check_case(f, &registry, &tf.defaults, c) {
+                        Ok(c) => cases.push(c),
+                        Err(d) => errs.push(d),
+                    }
+                }
+            }
+            Err(d) => errs.push(d),
+        }
+    }
+    if errs.is_empty() {
+        Ok(cases)
+    } else {
+        Err(Diagnostics(errs))
+    }
+}
+
+fn check_case(
+    file: &Path,
+    registry: &Path,
+    d: &CaseSpec,
+    c: &Spanned<CaseSpec>,
+) -> Result<Case, Diagnostic> {
+    let line = usize::try_from(c.referenced.line()).unwrap_or(0);
+    let c = &c.value;
+    let err = |m: String| Diagnostic::new(file, (line > 0).then_some(line), m);
+    let name = c
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("case at line {line}"));
+    let to = pick(&c.to, &d.to).ok_or_else(|| err(format!("case `{name}` has no `to`")))?;
+    let destination = Country::parse(&to).map_err(&err)?;
+    let purpose = pick(&c.purpose, &d.purpose).unwrap_or_else(|| "analytics".into());
+    check_purpose(&purpose).map_err(&err)?;
+    let date = pick(&c.date, &d.date).ok_or_else(|| err(format!("case `{name}` has no `date`")))?;
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    let date = time::Date::parse(&date, fmt)
+        .map_err(|_| err(format!("invalid date `{date}` (expected YYYY-MM-DD)")))?;
+    let expect = pick(&c.expect, &d.expect)
+        .ok_or_else(|| err(format!("case `{name}` has no `expect` (allow or deny)")))?;
+    let dd = d.data.clone().unwrap_or_default();
+    let cd = c.data.clone().unwrap_or_default();
+    let mut tags = Tags::default();
+    for o in pick(&cd.origins, &dd.origins).unwrap_or_default() {
+        tags.origins.insert(Country::parse(&o).map_err(&err)?);
+    }
+    for cat in pick(&cd.categories, &dd.categories).unwrap_or_else(|| vec!["personal".into()]) {
+        let c = Category::ALL
+            .iter()
+            .find(|c| c.as_str() == cat)
+            .ok_or_else(|| err(format!("unknown category `{cat}`")))?;
+        tags.categories.insert(*c);
+    }
+    let purposes = pick(&cd.purposes, &dd.purposes)
+        .unwrap_or_else(|| PURPOSES.iter().map(|s| s.to_string()).collect());
+    for p in &purposes {
+        check_purpose(p).map_err(&err)?;
+    }
+    tags.purposes = Some(purposes.into_iter().collect());
+    for g in pick(&cd.derogations, &dd.derogations).unwrap_or_default() {
+        if !DEROGATIONS.contains(&g.as_str()) {
+            return Err(err(format!("unknown derogation `{g}`")));
+        }
+        tags.derogations.insert(g);
+    }
+    Ok(Case {
+        file: file.to_path_buf(),
+        line,
+        name,
+        org: pick(&c.org, &d.org),
+        purpose,
+        destination,
+        direction: pick(&c.direction, &d.direction).unwrap_or(Direction::Download),
+        date,
+        tags,
+        expect,
+        rule: c.rule.clone(),
+        article: c.article.clone(),
+        reason: c.reason.clone(),
+        registry: registry.to_path_buf(),
+    })
+}
+
+/// Runs the cases of `dir/tests/` against the policies of `dir`, with coverage.
+pub fn run(dir: &Path) -> Result<Report, Diagnostics> {
+    let cases = load_cases(dir)?;
+    let mut sets: BTreeMap<PathBuf, PolicySet> = BTreeMap::new();
+    for c in &cases {
+        if !sets.contains_key(&c.registry) {
+            let set = PolicySet::load(dir, &c.registry)?;
+            sets.insert(c.registry.clone(), set);
+        }
+    }
+    let Some(first) = sets.values().next() else {
+        return Ok(Report::default());
+    };
+    let mut report = Report::default();
+    // rule id → (hit, counter)
+    let mut seen = Seen::new();
+    for c in &cases {
+        let Some(set) = sets.get(&c.registry) else {
+            continue;
+        };
+        let q = Query {
+            tags: &c.tags,
+            purpose: &c.purpose,
+            importer: c.org.as_deref(),
+            destination: c.destination,
+            direction: c.direction,
+            date: c.date,
+        };
+        let (d, trace) = set.decide_with_trace(&q);
+        let mut problems = Vec::new();
+        if d.effect != c.expect {
+            problems.push(format!("expected {:?}, got {:?}", c.expect, d.effect));
+        }
+        if let Some(r) = &c.rule
+            && *r != d.rule
+        {
+            problems.push(format!("expected rule `{r}`, got `{}`", d.rule));
+        }
+        if let Some(a) = &c.article
+            && !d.article.contains(a.as_str())
+        {
+            problems.push(format!(
+                "expected article containing `{a}`, got `{}`",
+                d.article
+            ));
+        }
+        if let Some(r) = &c.reason
+            && !d.reason.contains(r.as_str())
+        {
+            problems.push(format!("expected reason containing `{r}`"));
+        }
+        if problems.is_empty() {
+            report.passed += 1;
+        } else {
+            report.failures.push(format!(
+                "{}:{} `{}`: {} (decided by `{}`: {})",
+                c.file.display(),
+                c.line,
+                c.name,
+                problems.join("; "),
+                d.rule,
+                d.reason
+            ));
+        }
+        record_coverage(&mut seen, &trace, d.effect);
+    }
+    for (rule, file, effect, needs_counter, needs_hit) in rules_of(first) {
+        report.rules_total += 1;
+        let (hit, na_allow, na_deny) = seen.get(&rule).copied().unwrap_or_default();
+        let hit = hit || !needs_hit;
+        let counter = match effect {
+            Effect::Allow => na_deny,
+            Effect::Deny => na_allow,
+        };
+        if !hit {
+            report.uncovered.push((rule.clone(), file.clone()));
+        }
+        if needs_counter && !counter {
+            report.no_counter_case.push((rule, file));
+        }
+    }
+    Ok(report)
+}
+
+/// Per rule: decided some case; did not apply in a case that ended allow; … ended deny.
+type Seen = BTreeMap<String, (bool, bool, bool)>;
+
+fn record_coverage(seen: &mut Seen, trace: &[TraceStep], effect: Effect) {
+    for t in trace {
+        let e = seen.entry(t.rule.clone()).or_default();
+        match (t.outcome, effect) {
+            (Outcome::Allow | Outcome::Deny, _) => e.0 = true,
+            (Outcome::NotApplicable, Effect::Allow) => e.1 = true,
+            (Outcome::NotApplicable, Effect::Deny) => e.2 = true,
+        }
+    }
+}
+
+/// Every rule of the set: id, file, effect, whether it needs a counter case (it has
+/// conditions, so both an allow and a deny outcome are possible) and whether it can decide
+/// at all (a default refusal after an unconditional allow rule cannot).
+pub fn rules_of(set: &PolicySet) -> Vec<(String, String, Effect, bool, bool)> {
+    use Effect::{Allow, Deny};
+    let mut out = Vec::new();
+    for r in set.regimes() {
+        let f = r.file.display().to_string();
+        let unconditional_allow = r.rules.iter().any(|x| x.effect == Allow && !conditional(x));
+        out.push((r.out_of_scope.id.to_string(), f.clone(), Allow, true, true));
+        if let Some(p) = &r.purpose {
+            out.push((p.id.to_string(), f.clone(), Deny, true, true));
+        }
+        out.push((r.intra_bloc.id.to_string(), f.clone(), Allow, true, true));
+        out.push((
+            r.default_deny.id.to_string(),
+            f.clone(),
+            Deny,
+            false,
+            !unconditional_allow,
+        ));
+        for rule in &r.rules {
+            out.push((
+                rule.id.to_string(),
+                f.clone(),
+                rule.effect,
+                conditional(rule),
+                true,
+            ));
+        }
+    }
+    for o in set.overlay() {
+        out.push((
+            o.id.to_string(),
+            o.file.display().to_string(),
+            Deny,
+            true,
+            true,
+        ));
+    }
+    out
+}
+
+fn conditional(rule: &super::Rule) -> bool {
+    rule.destinations.is_some()
+        || rule.effective_from.is_some()
+        || rule.effective_until.is_some()
+        || rule.purposes.is_some()
+        || rule.categories_any.is_some()
+        || rule.categories_only.is_some()
+        || rule.requires_mechanism.is_some()
+        || rule.requires_derogation.is_some()
+}

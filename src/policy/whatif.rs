@@ -1,0 +1,408 @@
+//! `policy what-if`: replay the decision records of an audit log against another policy
+//! set and report the transfers whose outcome would change.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Read;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::{PolicySet, Query};
+use crate::model::{Category, Country, Direction, Effect, Tags};
+
+/// Options of a replay.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Decide every record as of this day instead of the day it was recorded.
+    pub as_of: Option<time::Date>,
+    /// Upstream name → operating organisation (the importer of uploads).
+    pub operators: HashMap<String, String>,
+    /// Keep at most this many changes in detail (counts cover all).
+    pub keep: usize,
+    /// Worker threads (at least 1).
+    pub threads: usize,
+}
+
+/// One transfer whose outcome would change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Change {
+    pub seq: u64,
+    pub request_id: String,
+    pub time: String,
+    pub org: String,
+    pub dataset: Option<String>,
+    pub destination: Country,
+    pub direction: Direction,
+    pub old_effect: Effect,
+    pub old_rule: String,
+    pub new_effect: Effect,
+    pub new_rule: String,
+    pub new_reason: String,
+}
+
+/// The result of a replay.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    /// Lines read.
+    pub lines: u64,
+    /// Decision records replayed.
+    pub replayed: u64,
+    /// Decision records not decided by the policies (authentication, routing, …) or
+    /// lacking a caller, tags or destination.
+    pub skipped: u64,
+    /// Lines that are not valid records.
+    pub malformed: u64,
+    pub changed: u64,
+    pub allow_to_deny: u64,
+    pub deny_to_allow: u64,
+    pub by_org: BTreeMap<String, u64>,
+    pub by_dataset: BTreeMap<String, u64>,
+    pub by_destination: BTreeMap<String, u64>,
+    /// The first `keep` changes, by sequence number.
+    pub changes: Vec<Change>,
+}
+
+impl Report {
+    fn merge(&mut self, o: Report, keep: usize) {
+        self.lines += o.lines;
+        self.replayed += o.replayed;
+        self.skipped += o.skipped;
+        self.malformed += o.malformed;
+        self.changed += o.changed;
+        self.allow_to_deny += o.allow_to_deny;
+        self.deny_to_allow += o.deny_to_allow;
+        for (a, b) in [
+            (&mut self.by_org, o.by_org),
+            (&mut self.by_dataset, o.by_dataset),
+            (&mut self.by_destination, o.by_destination),
+        ] {
+            for (k, v) in b {
+                *a.entry(k).or_default() += v;
+            }
+        }
+        self.changes.extend(o.changes);
+        self.changes.sort_by_key(|c| c.seq);
+        self.changes.truncate(keep);
+    }
+}
+
+#[derive(Deserialize)]
+struct CallerRec<'a> {
+    #[serde(borrow)]
+    org: Cow<'a, str>,
+    #[serde(borrow)]
+    purpose: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct TagsRec {
+    #[serde(default)]
+    origins: BTreeSet<Country>,
+    #[serde(default)]
+    categories: BTreeSet<Category>,
+    #[serde(default)]
+    purposes: Option<BTreeSet<String>>,
+    #[serde(default)]
+    derogations: BTreeSet<String>,
+    #[serde(default)]
+    anonymity_assessed: bool,
+}
+
+/// The fields of a decision record a replay needs (typed: no `serde_json::Value`).
+#[derive(Deserialize)]
+struct DecisionRec<'a> {
+    seq: u64,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    time: Cow<'a, str>,
+    #[serde(borrow)]
+    request_id: Cow<'a, str>,
+    #[serde(borrow, default)]
+    caller: Option<CallerRec<'a>>,
+    #[serde(borrow, default)]
+    dataset: Option<Cow<'a, str>>,
+    #[serde(default)]
+    tags: Option<TagsRec>,
+    #[serde(default)]
+    destination: Option<Country>,
+    direction: Direction,
+    decision: Effect,
+    #[serde(borrow)]
+    rule: Cow<'a, str>,
+    #[serde(borrow, default)]
+    upstream: Option<Cow<'a, str>>,
+}
+
+/// What a replayed decision depends on; equal keys decide alike.
+#[derive(Hash, PartialEq, Eq)]
+struct Key {
+    origins: Vec<Country>,
+    categories: Vec<Category>,
+    purposes: Option<Vec<String>>,
+    derogations: Vec<String>,
+    purpose: String,
+    importer: Option<String>,
+    destination: Country,
+    /// `true` for uploads.
+    upload: bool,
+    date: time::Date,
+}
+
+/// Whether a recorded rule id was decided by the policies (a regime's rule or the
+/// engine's fail-closed defaults), as opposed to authentication or routing.
+fn policy_rule(set: &PolicySet, rule: &str) -> bool {
+    let prefix = rule.split('.').next().unwrap_or("");
+    prefix == "bordergate"
+        || set.regimes().iter().any(|r| *r.id == *prefix)
+        || set.overlay().iter().any(|o| *o.id == *rule)
+}
+
+fn date_of(time: &str) -> Option<time::Date> {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(time.get(..10)?, fmt).ok()
+}
+
+struct Worker<'s> {
+    set: &'s PolicySet,
+    opts: &'s Options,
+    cache: HashMap<Key, (Effect, String, String)>,
+    report: Report,
+}
+
+impl Worker<'_> {
+    fn line(&mut self, line: &[u8]) {
+        if line.is_empty() {
+            return;
+        }
+        self.report.lines += 1;
+        // The writer puts `kind` right after `seq` and `prev`: look only there.
+        let head = line.get(..160).unwrap_or(line);
+        if memchr_str(head, br#""kind":"decision""#).is_none() {
+            return;
+        }
+        let Ok(rec) = serde_json::from_slice::<DecisionRec<'_>>(line) else {
+            self.report.malformed += 1;
+            return;
+        };
+        if rec.kind != "decision" {
+            return;
+        }
+        let (Some(caller), Some(tags), Some(dest)) = (&rec.caller, &rec.tags, rec.destination)
+        else {
+            self.report.skipped += 1;
+            return;
+        };
+        if !policy_rule(self.set, &rec.rule) {
+            self.report.skipped += 1;
+            return;
+        }
+        let Some(date) = self.opts.as_of.or_else(|| date_of(&rec.time)) else {
+            self.report.malformed += 1;
+            return;
+        };
+        let importer = match rec.direction {
+            Direction::Download => Some(caller.org.to_string()),
+            Direction::Upload => rec
+                .upstream
+                .as_deref()
+                .and_then(|u| self.opts.operators.get(u).cloned()),
+        };
+        let key = Key {
+            origins: tags.origins.iter().copied().collect(),
+            categories: tags.categories.iter().copied().collect(),
+            purposes: tags.purposes.as_ref().map(|p| p.iter().cloned().collect()),
+            derogations: tags.derogations.iter().cloned().collect(),
+            purpose: caller.purpose.to_string(),
+            importer,
+            destination: dest,
+            upload: rec.direction == Direction::Upload,
+            date,
+        };
+        self.report.replayed += 1;
+        let set = self.set;
+        let (effect, rule, reason) = self.cache.entry(key).or_insert_with_key(|k| {
+            let t = Tags {
+                origins: tags.origins.clone(),
+                categories: tags.categories.clone(),
+                purposes: tags.purposes.clone(),
+                derogations: tags.derogations.clone(),
+                anonymity_assessed: tags.anonymity_assessed,
+                ..Tags::default()
+            };
+            let d = set.decide(&Query {
+                tags: &t,
+                purpose: &k.purpose,
+                importer: k.importer.as_deref(),
+                destination: k.destination,
+                direction: if k.upload {
+                    Direction::Upload
+                } else {
+                    Direction::Download
+                },
+                date: k.date,
+            });
+            (d.effect, d.rule, d.reason)
+        });
+        if *effect == rec.decision {
+            return;
+        }
+        let r = &mut self.report;
+        r.changed += 1;
+        if *effect == Effect::Deny {
+            r.allow_to_deny += 1;
+        } else {
+            r.deny_to_allow += 1;
+        }
+        *r.by_org.entry(caller.org.to_string()).or_default() += 1;
+        *r.by_dataset
+            .entry(rec.dataset.as_deref().unwrap_or("-").to_string())
+            .or_default() += 1;
+        *r.by_destination.entry(dest.to_string()).or_default() += 1;
+        if r.changes.len() < self.opts.keep {
+            r.changes.push(Change {
+                seq: rec.seq,
+                request_id: rec.request_id.to_string(),
+                time: rec.time.to_string(),
+                org: caller.org.to_string(),
+                dataset: rec.dataset.as_deref().map(str::to_string),
+                destination: dest,
+                direction: rec.direction,
+                old_effect: rec.decision,
+                old_rule: rec.rule.to_string(),
+                new_effect: *effect,
+                new_rule: rule.clone(),
+                new_reason: reason.clone(),
+            });
+        }
+    }
+}
+
+fn memchr_str(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Replays every decision record of `log` against `set`.
+pub fn replay_reader(
+    set: &PolicySet,
+    mut log: impl Read,
+    opts: &Options,
+) -> std::io::Result<Report> {
+    let threads = opts.threads.max(1);
+    const CHUNK: usize = 4 << 20;
+    std::thread::scope(|s| {
+        let mut senders = Vec::new();
+        let mut handles = Vec::new();
+        for _ in 0..threads {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+            senders.push(tx);
+            handles.push(s.spawn(move || {
+                let mut w = Worker {
+                    set,
+                    opts,
+                    cache: HashMap::new(),
+                    report: Report::default(),
+                };
+                for chunk in rx {
+                    for line in chunk.split(|b| *b == b'\n') {
+                        w.line(line);
+                    }
+                }
+                w.report
+            }));
+        }
+        let mut carry: Vec<u8> = Vec::new();
+        let mut buf = vec![0u8; CHUNK];
+        let mut next = 0usize;
+        let mut result = Ok(());
+        loop {
+            let n = match log.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            carry.extend_from_slice(&buf[..n]);
+            if let Some(last) = carry.iter().rposition(|b| *b == b'\n') {
+                let rest = carry.split_off(last + 1);
+                let chunk = std::mem::replace(&mut carry, rest);
+                if senders[next % threads].send(chunk).is_err() {
+                    break;
+                }
+                next += 1;
+            }
+        }
+        if !carry.is_empty() {
+            let _ = senders[next % threads].send(carry);
+        }
+        drop(senders);
+        let mut total = Report::default();
+        for h in handles {
+            if let Ok(r) = h.join() {
+                total.merge(r, opts.keep);
+            }
+        }
+        result.map(|()| total)
+    })
+}
+
+/// Replays the audit log at `path`.
+pub fn replay(set: &PolicySet, path: &Path, opts: &Options) -> std::io::Result<Report> {
+    let f = std::fs::File::open(path)?;
+    replay_reader(set, f, opts)
+}
+
+/// Renders a report for a terminal.
+pub fn render(r: &Report) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{} line(s), {} decision(s) replayed, {} skipped (not policy decisions), {} malformed",
+        r.lines, r.replayed, r.skipped, r.malformed
+    );
+    let _ = writeln!(
+        s,
+        "{} would change: {} allow → deny, {} deny → allow",
+        r.changed, r.allow_to_deny, r.deny_to_allow
+    );
+    for (title, m) in [
+        ("organisation", &r.by_org),
+        ("dataset", &r.by_dataset),
+        ("destination", &r.by_destination),
+    ] {
+        if m.is_empty() {
+            continue;
+        }
+        let _ = writeln!(s, "\nby {title}:");
+        let mut v: Vec<(&String, &u64)> = m.iter().collect();
+        v.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+        for (k, n) in v {
+            let _ = writeln!(s, "  {n:>8}  {k}");
+        }
+    }
+    if !r.changes.is_empty() {
+        let _ = writeln!(s, "\nchanges (first {}):", r.changes.len());
+        for c in &r.changes {
+            let _ = writeln!(
+                s,
+                "  seq {} {} org `{}` dataset `{}` → {} ({:?}): {:?} `{}` → {:?} `{}`",
+                c.seq,
+                c.time,
+                c.org,
+                c.dataset.as_deref().unwrap_or("-"),
+                c.destination,
+                c.direction,
+                c.old_effect,
+                c.old_rule,
+                c.new_effect,
+                c.new_rule
+            );
+        }
+    }
+    s
+}
