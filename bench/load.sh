@@ -1,22 +1,51 @@
 #!/usr/bin/env bash
-# Load benchmark: bordergate (policy + durable audit on) vs. a plain file read, with wrk.
+# End-to-end load benchmark, one run, ratios comparable (shared/reference/anchors.md):
+#   nginx origin  |  nginx reverse proxy  |  bordergate file:// store  |  bordergate → nginx origin
+# bordergate runs with policy evaluation and the fdatasync'ed, group-committed audit log on.
 #   bench/load.sh [SECONDS] [CONNECTIONS]
-# Needs: wrk (apt-get install wrk), a release build (cargo build --release).
-# Starts its own gateway on 127.0.0.1:18443 (TLS) and 127.0.0.1:18080 (plaintext) with a
-# fresh audit log in a temp dir, runs an allowed-download load (1 KiB object) and a mixed
-# allow/deny load, then verifies the audit chain and counts records.
+# Needs wrk and nginx (apt-get install wrk nginx) and a release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
 CONNS=${2:-32}
-BG=./target/release/bordergate
+BG=$PWD/target/release/bordergate
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 2; }
+command -v nginx >/dev/null || { echo "nginx is not installed (apt-get install nginx)"; exit 2; }
 [ -x "$BG" ] || cargo build --release
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
-mkdir -p "$WORK/store/datasets/eu-customers" "$WORK/store/datasets/public-wiki"
-head -c 1024 /dev/urandom | base64 -w0 | head -c 1024 > "$WORK/store/datasets/eu-customers/1k.csv"
+cleanup() {
+  [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+  pkill -f "$WORK/gateway.yaml" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+mkdir -p "$WORK/store/datasets/eu-customers" "$WORK/logs"
+head -c 768 /dev/urandom | base64 -w0 > "$WORK/store/datasets/eu-customers/1k.csv"   # 1 KiB
+cat > "$WORK/nginx.conf" <<NGINX
+worker_processes 2;
+pid $WORK/nginx.pid;
+error_log $WORK/logs/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream origin { server 127.0.0.1:18081; keepalive 64; }
+  server { listen 127.0.0.1:18081; root $WORK/store; }
+  server {
+    listen 127.0.0.1:18082;
+    location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+NGINX
+nginx -c "$WORK/nginx.conf" -p "$WORK"
 cp examples/quickstart/catalog.yaml "$WORK/catalog.yaml"
+cat >> "$WORK/catalog.yaml" <<YAML
+  - id: mirror-customers
+    kind: dataset
+    match: { prefix: /mirror/datasets/eu-customers/ }
+    origins: [DE]
+    categories: [personal]
+    purposes: [analytics, training]
+YAML
 cat > "$WORK/gateway.yaml" <<YAML
 listen:
   address: 127.0.0.1:18080
@@ -32,19 +61,26 @@ upstreams:
   - name: eu-store
     url: file://$WORK/store
     jurisdiction: DE
+  - name: origin
+    url: http://127.0.0.1:18081/
+    jurisdiction: DE
 routes:
   - prefix: /datasets/
     upstream: eu-store
+  - prefix: /mirror/
+    upstream: origin
 catalog: catalog.yaml
 policies: $PWD/policies
 registry: $PWD/examples/quickstart/registry.yaml
 audit:
   path: $WORK/audit.log
 YAML
+# nginx's origin serves /mirror/… from the same files
+mkdir -p "$WORK/store/mirror" && ln -s ../datasets "$WORK/store/mirror/datasets"
 "$BG" serve --config "$WORK/gateway.yaml" > "$WORK/serve.out" 2> "$WORK/serve.err" &
-for _ in $(seq 1 50); do grep -q listening "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
-ALLOW=$("$BG" token --config "$WORK/gateway.yaml" --sub bench --org acme-de --jurisdiction DE --purpose analytics)
-DENY=$("$BG" token --config "$WORK/gateway.yaml" --sub bench --org acme-us --jurisdiction US --purpose analytics)
+for _ in $(seq 1 100); do grep -q listening "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
+ALLOW=$("$BG" token --config "$WORK/gateway.yaml" --sub bench --org acme-de --jurisdiction DE --purpose analytics --ttl 1h)
+DENY=$("$BG" token --config "$WORK/gateway.yaml" --sub bench --org acme-us --jurisdiction US --purpose analytics --ttl 1h)
 cat > "$WORK/mixed.lua" <<LUA
 local n = 0
 request = function()
@@ -53,13 +89,24 @@ request = function()
   return wrk.format("GET", "/datasets/eu-customers/1k.csv", { ["Authorization"] = "Bearer " .. tok })
 end
 LUA
-echo "== allowed 1 KiB downloads, ${CONNS} connections, ${SECS}s (policy + fdatasync'ed audit)"
-wrk -t2 -c"$CONNS" -d"${SECS}s" --latency -H "Authorization: Bearer $ALLOW" \
-  http://127.0.0.1:18080/datasets/eu-customers/1k.csv | grep -E "Requests/sec|50%|99%|Non-2xx|Socket"
-echo "== mixed allow/deny (half 451)"
-wrk -t2 -c"$CONNS" -d"${SECS}s" --latency -s "$WORK/mixed.lua" \
-  http://127.0.0.1:18080/ | grep -E "Requests/sec|50%|99%|Non-2xx|Socket"
-echo "== gateway RSS: $(grep VmRSS /proc/$(pgrep -f "$WORK/gateway.yaml" | head -1)/status)"
-kill -TERM "$(pgrep -f "$WORK/gateway.yaml" | head -1)"; sleep 1
-echo "== audit: $(wc -l < "$WORK/audit.log") records"
+run() {
+  local name=$1; shift
+  local out
+  out=$(wrk -t2 -c"$CONNS" -d"${SECS}s" --latency "$@")
+  printf '%-46s %10s req/s   p50 %8s   p99 %8s   %s\n' "$name" \
+    "$(echo "$out" | awk '/Requests\/sec/ {print $2}')" \
+    "$(echo "$out" | awk '$1=="50%" {print $2}')" \
+    "$(echo "$out" | awk '$1=="99%" {print $2}')" \
+    "$(echo "$out" | grep -E 'Non-2xx|Socket errors' | tr '\n' ' ')"
+}
+echo "1 KiB object, ${CONNS} connections, ${SECS}s each, HTTP/1.1 keep-alive, loopback"
+run "nginx origin (static file)" http://127.0.0.1:18081/datasets/eu-customers/1k.csv
+run "nginx reverse proxy -> nginx origin" http://127.0.0.1:18082/datasets/eu-customers/1k.csv
+run "bordergate file:// store (policy+audit)" -H "Authorization: Bearer $ALLOW" http://127.0.0.1:18080/datasets/eu-customers/1k.csv
+run "bordergate -> nginx origin (policy+audit)" -H "Authorization: Bearer $ALLOW" http://127.0.0.1:18080/mirror/datasets/eu-customers/1k.csv
+run "bordergate mixed allow/451 (policy+audit)" -s "$WORK/mixed.lua" http://127.0.0.1:18080/
+PID=$(pgrep -f "$WORK/gateway.yaml" | head -1)
+echo "bordergate RSS after the runs: $(awk '/VmRSS/ {print $2, $3}' /proc/$PID/status)"
+kill -TERM "$PID"; for _ in $(seq 1 50); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+echo "audit log: $(wc -l < "$WORK/audit.log") records, $(grep -c '"kind":"decision"' "$WORK/audit.log") decisions"
 "$BG" audit verify "$WORK/audit.log"
