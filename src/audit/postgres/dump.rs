@@ -73,12 +73,15 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
+/// Called with `(seq, prev, hash, line)` for each row.
+type RowFn<'a> = dyn FnMut(i64, &str, &str, &str) -> Result<(), String> + Send + 'a;
+
 /// Streams every row of `table` in `seq` order to `each(seq, prev, hash, line)`, then
 /// returns the chain head row.
 async fn stream_rows(
     conn: &str,
     table: &str,
-    each: &mut (dyn FnMut(i64, &str, &str, &str) -> Result<(), String> + Send),
+    each: &mut RowFn<'_>,
 ) -> Result<(i64, String), String> {
     let sql = Sql::new(table)?;
     let client = connect(&pg_config(conn)?).await?;

@@ -280,11 +280,9 @@ impl PgWriter {
             }
             Err(e) => {
                 // The transaction was rolled back (or never committed): no row, no gap.
-                if self.conn.as_ref().is_none_or(|c| c.client.is_closed())
-                    || e.starts_with("no answer")
-                {
-                    self.conn = None;
-                }
+                // The next batch starts on a fresh connection: this one may be dead, in the
+                // middle of a rollback, or hung.
+                self.conn = None;
                 self.shared.write_failing.store(true, Ordering::SeqCst);
                 let msg = format!("cannot write to {}: {e}", self.name);
                 tracing::error!(log = %self.name, error = %msg, "audit batch failed");
