@@ -934,4 +934,48 @@ mod tests {
         assert!(e.message.contains("uplicate"), "{e}");
         assert_eq!(e.line, Some(2), "{e}");
     }
+
+    fn audit(yaml: &str) -> AuditConfig {
+        parse_yaml::<AuditConfig>(Path::new("g.yaml"), yaml).unwrap()
+    }
+
+    #[test]
+    fn the_postgres_sink_needs_a_connection_without_an_inline_password() {
+        let ok = audit("sink: postgres\npostgres:\n  url: {env: PG_URL}\n");
+        assert!(ok.sink_problems().is_empty(), "{:?}", ok.sink_problems());
+        assert_eq!(ok.describe(), "postgres table bordergate_audit");
+        let ok = audit(
+            "sink: postgres\npostgres:\n  dsn: host=127.0.0.1 user=postgres dbname=test\n  table: t1\n",
+        );
+        assert!(ok.sink_problems().is_empty());
+        for (yaml, want) in [
+            ("sink: postgres\n", "needs an `audit.postgres` section"),
+            ("sink: postgres\npostgres: {}\n", "needs `url` or `dsn`"),
+            (
+                "sink: postgres\npostgres: {dsn: 'postgres://u:secret@h/db'}\n",
+                "holds a password",
+            ),
+            (
+                "sink: postgres\npostgres: {dsn: 'host=h password=x'}\n",
+                "holds a password",
+            ),
+            (
+                "sink: postgres\npostgres: {dsn: 'host=h', table: 'A; drop'}\n",
+                "not a lower-case SQL name",
+            ),
+            (
+                "sink: postgres\npostgres: {dsn: 'host=h'}\nrotate_bytes: 10\n",
+                "apply to `sink: file` only",
+            ),
+            ("sink: file\n", "`audit.path` is required"),
+        ] {
+            let p = audit(yaml).sink_problems();
+            assert!(p.iter().any(|e| e.contains(want)), "{yaml}: {p:?}");
+        }
+        assert!(audit("path: a.log\n").sink_problems().is_empty());
+        assert!(!dsn_has_password("postgres://user@host/db"));
+        assert!(!dsn_has_password(
+            "host=127.0.0.1 user=postgres dbname=test"
+        ));
+    }
 }

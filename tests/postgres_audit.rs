@@ -409,3 +409,37 @@ async fn refused_seq(c: &Client, t: &str) -> i64 {
     .unwrap()
     .get(0)
 }
+
+/// `cargo test --test postgres_audit -- --ignored --nocapture`: records per second with
+/// 256 concurrent appenders (batches of up to 512 records per transaction).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore]
+async fn throughput() {
+    let Some(c) = pg().await else { return };
+    let t = table("speed");
+    let (d, tt) = (dsn(), t.clone());
+    let log = blocking(move || AuditLog::open_postgres(&d, &tt, 512))
+        .await
+        .unwrap();
+    let n = 20_000;
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..256 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in (w..n).step_by(256) {
+                log.append(event(i)).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    log.shutdown().await;
+    println!(
+        "{n} records in {secs:.2} s: {:.0} records/s",
+        n as f64 / secs
+    );
+    drop_tables(&c, &t).await;
+}
