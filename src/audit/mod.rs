@@ -16,6 +16,7 @@
 
 pub mod checkpoint;
 pub mod line;
+pub mod postgres;
 pub mod pseudo;
 pub mod query;
 pub mod record;
@@ -93,7 +94,35 @@ impl AuditLog {
 
     /// Opens the log as the `audit:` section of the config says (checkpoints, rotation, retention).
     pub fn open_config(c: &crate::config::AuditConfig) -> Result<AuditLog, AuditError> {
+        if c.sink == crate::config::AuditSinkKind::Postgres {
+            let pg = c.postgres.as_ref().ok_or_else(|| {
+                AuditError::Unavailable("`audit.sink: postgres` needs `audit.postgres`".into())
+            })?;
+            let conn = pg.connection_string().map_err(AuditError::Unavailable)?;
+            return Self::open_postgres(&conn, &pg.table, c.batch_max);
+        }
         Self::open_with(&c.path, Options::from_config(c)?)
+    }
+
+    /// Opens the PostgreSQL store: creates `table` (and `<table>_head`) if missing, checks the
+    /// last rows and continues the chain. Several gateways may share one table.
+    pub fn open_postgres(
+        conn: &str,
+        table: &str,
+        batch_max: usize,
+    ) -> Result<AuditLog, AuditError> {
+        let (tx, shared, head) = postgres::start(conn, table, batch_max)?;
+        let log = AuditLog { tx, shared };
+        let detail = if head.seq == 0 {
+            format!("new log (postgres table `{table}`)")
+        } else {
+            format!(
+                "chain continues at seq {} (postgres table `{table}`)",
+                head.seq + 1
+            )
+        };
+        log.append_nowait(Record::Event(EventRecord::new("start", detail)));
+        Ok(log)
     }
 
     /// Opens the log with checkpoints, rotation and retention as `opts` says.

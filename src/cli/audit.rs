@@ -18,9 +18,15 @@ pub enum Command {
     /// between segments, retention removals and, with `--pubkey`, every checkpoint signature.
     /// Exit 0 if intact, 1 naming every kind of damage and where it starts.
     Verify {
-        /// Log files or directories, oldest first.
-        #[arg(required = true)]
+        /// Log files or directories, oldest first (or one `postgres://…` URL).
+        #[arg(required_unless_present = "postgres")]
         files: Vec<PathBuf>,
+        /// Verify the PostgreSQL store at this connection string (URL or `key=value`) instead.
+        #[arg(long, env = "BORDERGATE_AUDIT_POSTGRES", hide_env_values = true)]
+        postgres: Option<String>,
+        /// The records table of `--postgres`.
+        #[arg(long, default_value = "bordergate_audit")]
+        table: String,
         /// Ed25519 public key (base64, or a file holding it) that signs the checkpoints.
         #[arg(long)]
         pubkey: Option<String>,
@@ -30,6 +36,15 @@ pub enum Command {
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Write every record of the PostgreSQL store, in order, as a JSON Lines log to stdout
+    /// (for `audit query`, `audit report`, `policy what-if` …).
+    Export {
+        /// Connection string (URL or `key=value`).
+        #[arg(long, env = "BORDERGATE_AUDIT_POSTGRES", hide_env_values = true)]
+        postgres: String,
+        #[arg(long, default_value = "bordergate_audit")]
+        table: String,
     },
     /// Create a checkpoint signing key (PKCS#8) and print its public key (also written to FILE.pub).
     Keygen {
@@ -135,10 +150,27 @@ pub fn run(c: Command) -> ExitCode {
     let result = match c {
         Command::Verify {
             files,
+            postgres,
+            table,
             pubkey,
             receipts,
             json,
-        } => verify(&files, pubkey.as_deref(), receipts.as_deref(), json),
+        } => {
+            // Files named on the command line win over `BORDERGATE_AUDIT_POSTGRES`.
+            let url = match files.as_slice() {
+                [] => postgres,
+                [f] => f
+                    .to_str()
+                    .filter(|s| s.starts_with("postgres://") || s.starts_with("postgresql://"))
+                    .map(str::to_owned),
+                _ => None,
+            };
+            match url {
+                Some(u) => verify_postgres(&u, &table, json),
+                None => verify(&files, pubkey.as_deref(), receipts.as_deref(), json),
+            }
+        }
+        Command::Export { postgres, table } => export(&postgres, &table),
         Command::Keygen { out } => keygen(&out),
         Command::Query(a) => query(*a),
         Command::Report(a) => report(*a),
@@ -188,6 +220,49 @@ fn verify(
     } else {
         ExitCode::from(1)
     })
+}
+
+fn verify_postgres(url: &str, table: &str, json: bool) -> Result<ExitCode, String> {
+    let rep = crate::audit::postgres::dump::verify_postgres(url, table)?;
+    if json {
+        let problems: Vec<Value> = rep
+            .chain
+            .problem
+            .iter()
+            .chain(&rep.problems)
+            .map(|p| {
+                serde_json::json!({"kind": p.kind.as_str(), "seq": p.seq, "message": p.message})
+            })
+            .collect();
+        let v = serde_json::json!({
+            "ok": rep.is_ok(),
+            "table": rep.table,
+            "records": rep.chain.records,
+            "last_seq": rep.chain.last_seq,
+            "last_hash": rep.chain.last_hash,
+            "problems": problems,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?
+        );
+    } else if rep.is_ok() {
+        print!("{rep}");
+    } else {
+        eprint!("{rep}");
+    }
+    Ok(if rep.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn export(url: &str, table: &str) -> Result<ExitCode, String> {
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
+    let n = crate::audit::postgres::dump::export_postgres(url, table, &mut out)?;
+    eprintln!("exported {n} records from `{table}`");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn keygen(out: &Path) -> Result<ExitCode, String> {

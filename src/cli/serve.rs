@@ -91,11 +91,11 @@ async fn serve(path: PathBuf, cfg: Config, overrides: (Option<SocketAddr>, PathB
     let audit = match AuditLog::open_config(&cfg.audit) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("error: `{}`: {e}", cfg.audit.path.display());
+            eprintln!("error: `{}`: {e}", cfg.audit.describe());
             if let Some(al) = &alerts_cfg {
                 let text = format!(
                     "bordergate did not start: audit log `{}`: {e}",
-                    cfg.audit.path.display()
+                    cfg.audit.describe()
                 );
                 crate::alerts::notify(al, &text).await;
             }
