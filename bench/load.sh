@@ -3,6 +3,8 @@
 #   nginx origin  |  nginx reverse proxy  |  bordergate file:// store  |  bordergate → nginx origin
 # bordergate runs with policy evaluation and the fdatasync'ed, group-committed audit log on.
 #   bench/load.sh [SECONDS] [CONNECTIONS]
+# BORDERGATE_BENCH_AUDIT_DIR=/dev/shm puts the audit log on tmpfs (not durable) to show
+# what durability costs.
 # Needs wrk and nginx (apt-get install wrk nginx) and a release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +15,8 @@ command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"
 command -v nginx >/dev/null || { echo "nginx is not installed (apt-get install nginx)"; exit 2; }
 [ -x "$BG" ] || cargo build --release
 WORK=$(mktemp -d)
+chmod 755 "$WORK"   # nginx workers run unprivileged
+AUDIT_DIR=${BORDERGATE_BENCH_AUDIT_DIR:-$WORK}
 cleanup() {
   [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
   pkill -f "$WORK/gateway.yaml" 2>/dev/null || true
@@ -73,7 +77,7 @@ catalog: catalog.yaml
 policies: $PWD/policies
 registry: $PWD/examples/quickstart/registry.yaml
 audit:
-  path: $WORK/audit.log
+  path: $AUDIT_DIR/bench-audit.log
 YAML
 # nginx's origin serves /mirror/… from the same files
 mkdir -p "$WORK/store/mirror" && ln -s ../datasets "$WORK/store/mirror/datasets"
@@ -108,5 +112,6 @@ run "bordergate mixed allow/451 (policy+audit)" -s "$WORK/mixed.lua" http://127.
 PID=$(pgrep -f "$WORK/gateway.yaml" | head -1)
 echo "bordergate RSS after the runs: $(awk '/VmRSS/ {print $2, $3}' /proc/$PID/status)"
 kill -TERM "$PID"; for _ in $(seq 1 50); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
-echo "audit log: $(wc -l < "$WORK/audit.log") records, $(grep -c '"kind":"decision"' "$WORK/audit.log") decisions"
-"$BG" audit verify "$WORK/audit.log"
+echo "audit log: $(wc -l < "$AUDIT_DIR/bench-audit.log") records, $(grep -c '"kind":"decision"' "$AUDIT_DIR/bench-audit.log") decisions"
+"$BG" audit verify "$AUDIT_DIR/bench-audit.log"
+[ "$AUDIT_DIR" = "$WORK" ] || rm -f "$AUDIT_DIR/bench-audit.log"

@@ -480,7 +480,10 @@ async fn sparse_gib_file_range_at_end() {
 #[tokio::test]
 async fn full_reads_stream_in_chunks() {
     let (dir, store) = store();
-    let data: Vec<u8> = (0..(3 * CHUNK + 100)).map(|i| (i % 251) as u8).collect();
+    // Larger than SMALL, so it streams rather than being read whole.
+    let data: Vec<u8> = (0..(super::SMALL as usize + 3 * CHUNK + 100))
+        .map(|i| (i % 251) as u8)
+        .collect();
     std::fs::write(dir.path().join("m.bin"), &data).unwrap();
     let mut body = get(&store, "/m.bin", &HeaderMap::new()).await.into_body();
     let mut got = Vec::new();
