@@ -7,7 +7,7 @@ use crate::model::{Country, Effect};
 use crate::policy::template::{Var, write_list};
 use crate::policy::{
     CatMask, FixedRule, Mechanism, PolicySet, Query, Regime, Rule, mask_categories,
-    mechanism_label, special_mask,
+    mechanism_label, special_mask, volume,
 };
 
 impl PolicySet {
@@ -28,6 +28,11 @@ impl PolicySet {
             Miss::CategoriesOnly(unc) => {
                 let mut s = String::from("does not cover ");
                 write_cats_phrase(&mut s, *unc, regime);
+                s
+            }
+            Miss::VolumeBand(b) => {
+                let mut s = format!("does not apply in the `{}` volume band: ", b.as_str());
+                s.push_str(&volume::describe(q.volume, &ctx.volume));
                 s
             }
             _ => {
@@ -108,7 +113,12 @@ impl PolicySet {
             };
             let mut s = String::new();
             match &miss {
-                Miss::Destination | Miss::NotYet(_) | Miss::Purpose | Miss::CategoriesAny => {
+                // The band is stated by the `{volume}` placeholder.
+                Miss::Destination
+                | Miss::NotYet(_)
+                | Miss::Purpose
+                | Miss::CategoriesAny
+                | Miss::VolumeBand(_) => {
                     continue;
                 }
                 Miss::Ended(u) => {
@@ -300,6 +310,7 @@ impl PolicySet {
                 }
             }
             Var::Categories => write_cats(out, if in_scope == 0 { ctx.data } else { in_scope }),
+            Var::Volume => out.push_str(&volume::describe(q.volume, &ctx.volume)),
             Var::Instrument | Var::Article | Var::Mechanism => {}
         }
     }
