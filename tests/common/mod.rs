@@ -63,6 +63,8 @@ pub struct Options {
     pub extra_config: String,
     /// Policy directory (default: the repository's `policies/`).
     pub policies: Option<PathBuf>,
+    /// Transfer-mechanism registry (default: examples/quickstart/registry.yaml).
+    pub registry: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -79,6 +81,7 @@ impl Default for Options {
             extra_keys: String::new(),
             extra_config: String::new(),
             policies: None,
+            registry: None,
         }
     }
 }
@@ -158,20 +161,24 @@ routes:
 {extra_routes}
 catalog: catalog.yaml
 policies: {policies}
-registry: {repo}/examples/quickstart/registry.yaml
+registry: {registry}
 audit:
   path: {audit}
 mode: {mode}
 {limits}
 {extra_config}"#,
         store = store.display(),
-        repo = repo().display(),
         policies = opts
             .policies
             .clone()
             .unwrap_or_else(|| repo().join("policies"))
             .display(),
         audit = audit.display(),
+        registry = opts
+            .registry
+            .clone()
+            .unwrap_or_else(|| repo().join("examples/quickstart/registry.yaml"))
+            .display(),
         mode = opts.mode,
         extra_config = opts.extra_config,
         extra_up = opts.extra_upstreams,
