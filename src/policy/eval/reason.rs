@@ -113,13 +113,25 @@ impl PolicySet {
             };
             let mut s = String::new();
             match &miss {
-                // The band is stated by the `{volume}` placeholder.
-                Miss::Destination
-                | Miss::NotYet(_)
-                | Miss::Purpose
-                | Miss::CategoriesAny
-                | Miss::VolumeBand(_) => {
+                Miss::Destination | Miss::NotYet(_) | Miss::Purpose | Miss::CategoriesAny => {
                     continue;
+                }
+                // The band itself is stated by the `{volume}` placeholder; a mechanism the
+                // importer holds that the band has outgrown is named here.
+                Miss::VolumeBand(b) => {
+                    let Some(k) = rule.requires_mechanism.filter(|k| {
+                        ctx.org
+                            .is_some_and(|o| o.mechanisms.iter().any(|m| m.kind == *k))
+                    }) else {
+                        continue;
+                    };
+                    let _ = write!(
+                        s,
+                        "the {} of `{}` is not enough in the `{}` volume band",
+                        mechanism_label(k),
+                        q.importer.unwrap_or(""),
+                        b.as_str()
+                    );
                 }
                 Miss::Ended(u) => {
                     // A lapsed mechanism-based rule matters only to holders of that mechanism.
