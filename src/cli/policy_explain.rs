@@ -182,7 +182,7 @@ fn explain_inner(a: Args) -> Result<ExitCode, ExitCode> {
             .iter()
             .filter_map(|u| Some((u.name.clone(), u.operator.clone()?)))
             .collect();
-        if cfg.audit.path.exists()
+        if (cfg.audit.path.is_file() || cfg.audit.path.is_dir())
             && let Err(err) = counter.seed(
                 std::slice::from_ref(&cfg.audit.path),
                 &catalog,

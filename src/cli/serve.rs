@@ -201,7 +201,8 @@ async fn serve(path: PathBuf, cfg: Config, overrides: (Option<SocketAddr>, PathB
 
 /// Counts this year's PIPL exports from the audit trail, so the volume bands survive a restart.
 fn seed_pipl_volumes(gateway: &Gateway, audit_path: &std::path::Path) -> Result<(), String> {
-    if !audit_path.exists() {
+    // Only a log file or a segment directory holds records (not, say, a device).
+    if !(audit_path.is_file() || audit_path.is_dir()) {
         return Ok(());
     }
     let state = gateway.state();
