@@ -68,6 +68,7 @@ fn decisions(c: &mut Criterion) {
                 destination: dests[i % dests.len()],
                 direction: Direction::Download,
                 date: day,
+                volume: None,
             });
             black_box(d.effect)
         })

@@ -13,6 +13,9 @@
 //!     derived_from: []                   # catalog ids
 //!     anonymity_assessment: { date: 2025-01-31, assessor: dpo, reference: DPIA-7 }
 //!     withdrawn: { date: 2025-02-01, reason: erasure request }
+//!     subjects: 60000                    # individuals whose personal information it holds (PIPL volumes)
+//!     exporter: acme-cn                  # registry id of the data handler exporting it from China
+//!     important_data: false              # important data (PRC Data Security Law Art. 21)
 //! ```
 
 use std::collections::{BTreeSet, HashMap};
@@ -75,6 +78,15 @@ struct EntryFile {
     anonymity_assessment: Option<AssessmentFile>,
     #[serde(default)]
     withdrawn: Option<WithdrawnFile>,
+    /// Number of individuals whose personal information the entry holds.
+    #[serde(default)]
+    subjects: Option<u64>,
+    /// Registry id of the data handler exporting the data from China (PIPL volumes).
+    #[serde(default)]
+    exporter: Option<Spanned<String>>,
+    /// Important data under the PRC Data Security Law Art. 21.
+    #[serde(default)]
+    important_data: bool,
 }
 
 #[derive(Deserialize)]
@@ -403,6 +415,12 @@ pub(super) fn build(path: &Path, text: &str) -> Result<Built, Diagnostics> {
             derived_from: e.derived_from.iter().map(|d| d.value.clone()).collect(),
             anonymity_assessment,
             line,
+            subjects: e.subjects,
+            exporter: e
+                .exporter
+                .as_ref()
+                .map(|x| non_empty(&mut errs, x, "`exporter`")),
+            important_data: e.important_data,
         });
     }
 
@@ -413,6 +431,22 @@ pub(super) fn build(path: &Path, text: &str) -> Result<Built, Diagnostics> {
         .collect();
     let sources = lineage::resolve(&mut errs, &named, &by_id);
     lineage::fold(&mut errs, &mut entries, &sources);
+    // Important data stays important in everything derived from it.
+    let important: Vec<bool> = entries
+        .iter()
+        .map(|e| {
+            e.important_data
+                || e.tags.lineage.iter().any(|id| {
+                    by_id
+                        .get(id)
+                        .and_then(|j| entries.get(*j))
+                        .is_some_and(|s| s.important_data)
+                })
+        })
+        .collect();
+    for (e, i) in entries.iter_mut().zip(important) {
+        e.important_data = i;
+    }
 
     let regexes = if regex_sources.is_empty() || !errs.list.is_empty() {
         None

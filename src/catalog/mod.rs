@@ -73,6 +73,13 @@ pub struct Entry {
     pub anonymity_assessment: Option<AnonymityAssessment>,
     /// Line of the entry in the catalog file.
     pub line: usize,
+    /// Individuals whose personal information the entry holds (PIPL volumes); `None`: unknown.
+    pub subjects: Option<u64>,
+    /// Registry id of the data handler exporting the data from China; `None`: the
+    /// upstream's operator.
+    pub exporter: Option<String>,
+    /// Important data (PRC Data Security Law Art. 21), on the entry or anything it derives from.
+    pub important_data: bool,
 }
 
 /// The entry a path resolved to, and the tags of every entry that matched it.

@@ -24,6 +24,10 @@ pub struct Args {
     /// Decide as of this day (YYYY-MM-DD; default today).
     #[arg(long)]
     date: Option<String>,
+    /// PIPL exporter (registry id) when the catalog entry names none; the volume
+    /// considered is counted from the config's audit log.
+    #[arg(long)]
+    exporter: Option<String>,
     /// Gateway config whose catalog, policies and registry are used.
     #[arg(long, short)]
     config: Option<PathBuf>,
@@ -159,6 +163,37 @@ fn explain_inner(a: Args) -> Result<ExitCode, ExitCode> {
             entry.id, w.date, w.reason
         );
     }
+    // PIPL volumes: counted from the audit trail as the gateway would at start-up.
+    let year = date.year();
+    let export = crate::pipl::Export::of(
+        &catalog,
+        &entry.tags,
+        dest,
+        Direction::Download,
+        Some(&entry.id),
+        a.exporter.as_deref(),
+        None,
+        year,
+    );
+    let volume = export.as_ref().map(|e| {
+        let counter = crate::pipl::ExportCounter::new();
+        let operators: HashMap<String, String> = cfg
+            .upstreams
+            .iter()
+            .filter_map(|u| Some((u.name.clone(), u.operator.clone()?)))
+            .collect();
+        if (cfg.audit.path.is_file() || cfg.audit.path.is_dir())
+            && let Err(err) = counter.seed(
+                std::slice::from_ref(&cfg.audit.path),
+                &catalog,
+                &operators,
+                year,
+            )
+        {
+            eprintln!("warning: PIPL volumes not counted from the audit log: {err}");
+        }
+        counter.volume(e)
+    });
     let q = Query {
         tags: &entry.tags,
         purpose: &a.purpose,
@@ -166,6 +201,7 @@ fn explain_inner(a: Args) -> Result<ExitCode, ExitCode> {
         destination: dest,
         direction: Direction::Download,
         date,
+        volume: volume.as_ref(),
     };
     let e = pexplain::explain(&mut set, &q);
     if a.json {

@@ -129,6 +129,12 @@ async fn serve(path: PathBuf, cfg: Config, overrides: (Option<SocketAddr>, PathB
     let scheme = if tls.is_some() { "https" } else { "http" };
     let version = state.policies.version.to_string();
     let gateway = Arc::new(Gateway::new(state, audit));
+    if let Err(e) = seed_pipl_volumes(&gateway, &audit_path) {
+        // Counts lower than the truth could exempt an export that needs a mechanism.
+        eprintln!("error: cannot count PIPL export volumes from the audit trail: {e}");
+        gateway.audit().shutdown().await;
+        return ExitCode::from(2);
+    }
     gateway.audit().append_nowait(event(
         "listen",
         &format!("{scheme}://{local} mode={mode:?}"),
@@ -191,6 +197,31 @@ async fn serve(path: PathBuf, cfg: Config, overrides: (Option<SocketAddr>, PathB
     .await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// Counts this year's PIPL exports from the audit trail, so the volume bands survive a restart.
+fn seed_pipl_volumes(gateway: &Gateway, audit_path: &std::path::Path) -> Result<(), String> {
+    // Only a log file or a segment directory holds records (not, say, a device).
+    if !(audit_path.is_file() || audit_path.is_dir()) {
+        return Ok(());
+    }
+    let state = gateway.state();
+    let operators: std::collections::HashMap<String, String> = state
+        .config
+        .upstreams
+        .iter()
+        .filter_map(|u| Some((u.name.clone(), u.operator.clone()?)))
+        .collect();
+    let year = crate::pipl::year_of(time::OffsetDateTime::now_utc());
+    let started = std::time::Instant::now();
+    let n = gateway.exports().seed(
+        &[audit_path.to_path_buf()],
+        &state.catalog,
+        &operators,
+        year,
+    )?;
+    tracing::info!(records = n, year, elapsed = ?started.elapsed(), "PIPL export volumes counted from the audit trail");
+    Ok(())
 }
 
 fn event(name: &str, detail: &str, version: &str) -> Record {

@@ -102,6 +102,7 @@ pub fn diff(
                         destination: dest,
                         direction: Direction::Download,
                         date,
+                        volume: None,
                     };
                     report.combinations += 1;
                     let a = old.decide(&q);

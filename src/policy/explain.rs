@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use super::volume::{self, Band, VolumeInfo};
 use super::{
     CountrySet, MECHANISM_KINDS, Mechanism, Organisation, Outcome, PolicySet, Query, TraceStep,
     mechanism_label,
@@ -37,6 +38,38 @@ pub struct Explanation {
     pub why: String,
     /// For a refusal on transfer grounds: what would have made it lawful.
     pub remedies: Vec<Remedy>,
+    /// The PIPL cumulative export volume considered, when one was supplied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume: Option<VolumeConsidered>,
+}
+
+/// The PIPL volume a decision considered, with its band.
+#[derive(Clone, Debug, Serialize)]
+pub struct VolumeConsidered {
+    #[serde(flatten)]
+    pub info: VolumeInfo,
+    pub band: Band,
+    pub non_sensitive_after: Option<u64>,
+    pub sensitive_after: Option<u64>,
+    /// In words: totals after the transfer, band and the mechanism it requires.
+    pub description: String,
+}
+
+/// The volume `q` carries, assessed against `set`'s registry.
+pub fn volume_considered(set: &PolicySet, q: &Query<'_>) -> Option<VolumeConsidered> {
+    let v = q.volume?;
+    let ciio = v
+        .exporter
+        .as_deref()
+        .map(|e| set.organisation(e).is_some_and(|o| o.ciio));
+    let a = volume::assess(Some(v), q.tags, ciio);
+    Some(VolumeConsidered {
+        info: v.clone(),
+        band: a.band,
+        non_sensitive_after: a.non_sensitive_after,
+        sensitive_after: a.sensitive_after,
+        description: volume::describe(Some(v), &a),
+    })
 }
 
 /// A synthetic organisation in `dest` holding one mechanism of `kind` for every category.
@@ -62,6 +95,7 @@ pub fn synthetic_org(
             valid_until: None,
         }],
         cannot_reidentify: false,
+        ciio: false,
     }
 }
 
@@ -116,6 +150,7 @@ pub fn explain(set: &mut PolicySet, q: &Query<'_>) -> Explanation {
         trace,
         why,
         remedies,
+        volume: volume_considered(set, q),
     }
 }
 
@@ -169,6 +204,9 @@ pub fn render(e: &Explanation) -> String {
     let _ = writeln!(s, "article:  {}", d.article);
     let _ = writeln!(s, "reason:   {}", d.reason);
     let _ = writeln!(s, "policy:   {}", d.policy_version);
+    if let Some(v) = &e.volume {
+        let _ = writeln!(s, "volume:   {}", v.description);
+    }
     for b in &d.bases {
         let _ = writeln!(
             s,

@@ -9,6 +9,7 @@ mod schema;
 pub mod synthetic;
 mod template;
 pub mod testing;
+pub mod volume;
 pub mod whatif;
 
 #[cfg(test)]
@@ -40,6 +41,9 @@ pub struct Query<'a> {
     pub direction: Direction,
     /// The day the decision is taken "as of".
     pub date: time::Date,
+    /// PIPL cumulative export volume of the exporter (CN-origin personal data leaving
+    /// China); `None`: unknown, which `volume_bands` rules treat as the highest band.
+    pub volume: Option<&'a volume::VolumeInfo>,
 }
 
 /// Transfer-mechanism kinds the registry and rules may name, with a label for reasons.
@@ -214,6 +218,9 @@ pub struct Rule {
     pub purposes: Option<Vec<Box<str>>>,
     pub requires_mechanism: Option<&'static str>,
     pub requires_derogation: Option<&'static str>,
+    /// Applies only when the PIPL volume band after the transfer is one of these
+    /// ([`volume::Band::bit`]).
+    pub volume_bands: Option<u8>,
 }
 
 impl Rule {
@@ -264,6 +271,9 @@ pub struct Organisation {
     /// The organisation has no reasonably likely means to re-identify pseudonymised data
     /// (CJEU C-413/23 P): pseudonymous-only data is out of scope when it is the recipient.
     pub cannot_reidentify: bool,
+    /// A critical information infrastructure operator (PIPL Art. 40): its exports of
+    /// Chinese personal information always need a CAC security assessment.
+    pub ciio: bool,
 }
 
 /// A rule of the organisation overlay (`policies/org/`): company policy, stricter than

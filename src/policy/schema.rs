@@ -81,6 +81,9 @@ pub struct RuleSpec {
     pub requires_mechanism: Option<S>,
     #[serde(default)]
     pub requires_derogation: Option<S>,
+    /// PIPL volume bands (`exempt`, `contract`, `assessment`) the rule applies in.
+    #[serde(default)]
+    pub volume_bands: Option<Vec<S>>,
 }
 
 /// The transfer-mechanism registry.
@@ -102,6 +105,9 @@ pub struct OrgSpec {
     /// No reasonably likely means to re-identify pseudonymised data (CJEU C-413/23 P).
     #[serde(default)]
     pub cannot_reidentify: bool,
+    /// A critical information infrastructure operator (PIPL Art. 40).
+    #[serde(default)]
+    pub ciio: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -136,6 +136,7 @@ pub fn audit_log(set: &PolicySet, scenarios: &[Scenario], n: usize, date: time::
                 destination: dest,
                 direction: Direction::Download,
                 date,
+                volume: None,
             });
             Some((s, tags, d, dest))
         })

@@ -29,6 +29,8 @@ pub enum Var {
     Regime,
     /// The data's categories.
     Categories,
+    /// The PIPL cumulative export volume considered, its band and the mechanism it requires.
+    Volume,
 }
 
 const VARS: &[(&str, Var)] = &[
@@ -44,6 +46,7 @@ const VARS: &[(&str, Var)] = &[
     ("permitted", Var::Permitted),
     ("regime", Var::Regime),
     ("categories", Var::Categories),
+    ("volume", Var::Volume),
 ];
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use super::volume::VolumeInfo;
 use super::{Outcome, PolicySet, Query, TraceStep};
 use crate::config::{Diagnostic, Diagnostics, parse_yaml};
 use crate::model::{
@@ -47,6 +48,9 @@ struct CaseSpec {
     date: Option<String>,
     #[serde(default)]
     data: Option<DataSpec>,
+    /// PIPL cumulative export volume of the exporter; omitted: unknown (highest band).
+    #[serde(default)]
+    volume: Option<VolumeSpec>,
     #[serde(default)]
     expect: Option<Effect>,
     /// Expected deciding rule id.
@@ -74,6 +78,29 @@ struct DataSpec {
     derogations: Option<Vec<String>>,
 }
 
+/// The exporter's volume so far this year, as the gateway's counter would report it.
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct VolumeSpec {
+    /// Exporting organisation (registry id); omitted: unidentified.
+    #[serde(default)]
+    exporter: Option<String>,
+    /// Individuals' non-sensitive personal information exported this year before the case.
+    #[serde(default)]
+    non_sensitive: u64,
+    /// Individuals' sensitive personal information exported this year before the case.
+    #[serde(default)]
+    sensitive: u64,
+    /// Individuals the data holds; omitted: unknown.
+    #[serde(default)]
+    subjects: Option<u64>,
+    /// The data was already counted this year.
+    #[serde(default)]
+    counted: bool,
+    #[serde(default)]
+    important_data: bool,
+}
+
 fn pick<T: Clone>(a: &Option<T>, b: &Option<T>) -> Option<T> {
     a.clone().or_else(|| b.clone())
 }
@@ -90,6 +117,7 @@ pub struct Case {
     pub direction: Direction,
     pub date: time::Date,
     pub tags: Tags,
+    pub volume: Option<VolumeInfo>,
     pub expect: Effect,
     pub rule: Option<String>,
     pub article: Option<String>,
@@ -253,6 +281,16 @@ fn check_case(
         }
         tags.derogations.insert(g);
     }
+    let volume = pick(&c.volume, &d.volume).map(|v| VolumeInfo {
+        exporter: v.exporter,
+        year: date.year(),
+        non_sensitive: v.non_sensitive,
+        sensitive: v.sensitive,
+        unbounded: false,
+        subjects: v.subjects,
+        already_counted: v.counted,
+        important_data: v.important_data,
+    });
     Ok(Case {
         file: file.to_path_buf(),
         line,
@@ -263,6 +301,7 @@ fn check_case(
         direction: pick(&c.direction, &d.direction).unwrap_or(Direction::Download),
         date,
         tags,
+        volume,
         expect,
         rule: c.rule.clone(),
         article: c.article.clone(),
@@ -298,6 +337,7 @@ pub fn run(dir: &Path) -> Result<Report, Diagnostics> {
             destination: c.destination,
             direction: c.direction,
             date: c.date,
+            volume: c.volume.as_ref(),
         };
         let (d, trace) = set.decide_with_trace(&q);
         let mut problems = Vec::new();
@@ -421,4 +461,5 @@ fn conditional(rule: &super::Rule) -> bool {
         || rule.categories_only.is_some()
         || rule.requires_mechanism.is_some()
         || rule.requires_derogation.is_some()
+        || rule.volume_bands.is_some()
 }

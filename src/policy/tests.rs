@@ -51,6 +51,7 @@ fn ask(p: &PolicySet, t: &Tags, importer: Option<&str>, dest: &str, day: time::D
         destination: c(dest),
         direction: Direction::Download,
         date: day,
+        volume: None,
     };
     let d = p.decide(&q);
     // The traced evaluation is the same evaluator and must agree.
@@ -447,6 +448,7 @@ fn trace_lists_the_rules_considered() {
         destination: c("US"),
         direction: Direction::Download,
         date: TODAY,
+        volume: None,
     };
     let (_, trace) = p.decide_with_trace(&q);
     let ids: Vec<&str> = trace.iter().map(|s| s.rule.as_str()).collect();

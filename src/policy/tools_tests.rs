@@ -145,6 +145,7 @@ fn ask(
         destination: Country::parse(dest).unwrap(),
         direction: Direction::Download,
         date: date!(2026 - 03 - 01),
+        volume: None,
     })
 }
 

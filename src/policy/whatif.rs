@@ -242,6 +242,7 @@ impl Worker<'_> {
                     Direction::Download
                 },
                 date: k.date,
+                volume: None,
             });
             (d.effect, d.rule, d.reason)
         });

@@ -118,6 +118,8 @@ impl State {
 pub struct Gateway {
     state: ArcSwap<State>,
     audit: AuditLog,
+    /// PIPL cumulative export volumes; outlives state reloads.
+    exports: crate::pipl::ExportCounter,
 }
 
 /// What is known about a request so far, for its decision record.
@@ -237,7 +239,13 @@ impl Gateway {
         Gateway {
             state: ArcSwap::from_pointee(state),
             audit,
+            exports: crate::pipl::ExportCounter::new(),
         }
+    }
+
+    /// The PIPL export counter (seed it from the audit trail before serving).
+    pub fn exports(&self) -> &crate::pipl::ExportCounter {
+        &self.exports
     }
 
     pub fn audit(&self) -> &AuditLog {
@@ -561,7 +569,19 @@ impl Gateway {
         }
 
         // Decide.
-        let today = time::OffsetDateTime::now_utc().date();
+        let now = time::OffsetDateTime::now_utc();
+        let today = now.date();
+        let export = crate::pipl::Export::of(
+            &state.catalog,
+            &tags,
+            destination,
+            a.direction,
+            a.dataset.as_deref(),
+            up.operator.as_deref(),
+            Some(&caller.org),
+            crate::pipl::year_of(now),
+        );
+        let volume = export.as_ref().map(|e| self.exports.volume(e));
         let decision = state.policies.decide(&Query {
             tags: &tags,
             purpose: &caller.purpose,
@@ -569,6 +589,7 @@ impl Gateway {
             destination,
             direction: a.direction,
             date: today,
+            volume: volume.as_ref(),
         });
         a.tags = Some(tags);
         let enforce = state.config.mode == Mode::Enforce;
@@ -602,6 +623,10 @@ impl Gateway {
             Ok(r) => r,
             Err(e) => return self.audit_failed(&a, &e),
         };
+        // The record is durable and the data is about to move: count the export.
+        if let Some(e) = &export {
+            self.exports.record(e);
+        }
 
         let bytes_in = Arc::new(AtomicU64::new(0));
         let mut completion = Completion::new(
@@ -701,6 +726,17 @@ impl Gateway {
                     merged.origins.extend(extra.origins.iter().copied());
                     merged.categories.extend(extra.categories.iter().copied());
                     if merged != before {
+                        let export2 = crate::pipl::Export::of(
+                            &state.catalog,
+                            &merged,
+                            destination,
+                            a.direction,
+                            a.dataset.as_deref(),
+                            up.operator.as_deref(),
+                            Some(&caller.org),
+                            crate::pipl::year_of(now),
+                        );
+                        let volume2 = export2.as_ref().map(|e| self.exports.volume(e));
                         let second = state.policies.decide(&Query {
                             tags: &merged,
                             purpose: &caller.purpose,
@@ -708,7 +744,13 @@ impl Gateway {
                             destination,
                             direction: a.direction,
                             date: today,
+                            volume: volume2.as_ref(),
                         });
+                        if (second.is_allow() || !enforce)
+                            && let Some(e) = &export2
+                        {
+                            self.exports.record(e);
+                        }
                         a.tags = Some(merged);
                         if !second.is_allow() && enforce {
                             completion

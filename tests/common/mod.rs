@@ -65,6 +65,8 @@ pub struct Options {
     pub policies: Option<PathBuf>,
     /// Extra YAML lines under `audit:` (each starting with two spaces), e.g. `  sink: postgres`.
     pub extra_audit: String,
+    /// Transfer-mechanism registry (default: examples/quickstart/registry.yaml).
+    pub registry: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -82,6 +84,7 @@ impl Default for Options {
             extra_config: String::new(),
             policies: None,
             extra_audit: String::new(),
+            registry: None,
         }
     }
 }
@@ -161,20 +164,24 @@ routes:
 {extra_routes}
 catalog: catalog.yaml
 policies: {policies}
-registry: {repo}/examples/quickstart/registry.yaml
+registry: {registry}
 audit:
   path: {audit}
 {extra_audit}mode: {mode}
 {limits}
 {extra_config}"#,
         store = store.display(),
-        repo = repo().display(),
         policies = opts
             .policies
             .clone()
             .unwrap_or_else(|| repo().join("policies"))
             .display(),
         audit = audit.display(),
+        registry = opts
+            .registry
+            .clone()
+            .unwrap_or_else(|| repo().join("examples/quickstart/registry.yaml"))
+            .display(),
         mode = opts.mode,
         extra_config = opts.extra_config,
         extra_audit = opts.extra_audit,

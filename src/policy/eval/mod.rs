@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use super::volume::{self, Assessed, Band};
 use super::{CatMask, Mechanism, Organisation, PolicySet, Query, Regime, Rule, builtin, cat_bit};
 use crate::model::{Basis, Category, Country, Decision, DenyGround, Effect};
 
@@ -44,6 +45,8 @@ enum Miss<'p> {
     MechExpired(&'p Mechanism),
     MechDestination(&'p Mechanism),
     MechCategories(&'p Mechanism, CatMask),
+    /// The PIPL volume band after the transfer is not one the rule applies in.
+    VolumeBand(Band),
 }
 
 /// Which rule decided an origin.
@@ -82,6 +85,8 @@ struct Ctx<'q, 'p> {
     q: &'q Query<'q>,
     data: CatMask,
     org: Option<&'p Organisation>,
+    /// The PIPL volume band after this transfer.
+    volume: Assessed,
 }
 
 type Trace<'t> = Option<&'t mut Vec<TraceStep>>;
@@ -140,7 +145,18 @@ impl PolicySet {
                 },
             );
         }
-        let ctx = Ctx { q, data, org };
+        let ciio = q.volume.map(|v| {
+            v.exporter
+                .as_deref()
+                .map(|e| self.registry.get(e).is_some_and(|o| o.ciio))
+        });
+        let volume = volume::assess(q.volume, tags, ciio.flatten());
+        let ctx = Ctx {
+            q,
+            data,
+            org,
+            volume,
+        };
 
         // Purpose limitation first, across all origins.
         let purpose_ok = match &tags.purposes {
@@ -422,6 +438,11 @@ impl PolicySet {
             && !q.tags.derogations.contains(d)
         {
             return Err(Miss::NoDerogation(d));
+        }
+        if let Some(bands) = rule.volume_bands
+            && bands & ctx.volume.band.bit() == 0
+        {
+            return Err(Miss::VolumeBand(ctx.volume.band));
         }
         match rule.requires_mechanism {
             Some(kind) => find_mechanism(kind, ctx, in_scope).map(Some),

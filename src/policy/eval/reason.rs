@@ -7,7 +7,7 @@ use crate::model::{Country, Effect};
 use crate::policy::template::{Var, write_list};
 use crate::policy::{
     CatMask, FixedRule, Mechanism, PolicySet, Query, Regime, Rule, mask_categories,
-    mechanism_label, special_mask,
+    mechanism_label, special_mask, volume,
 };
 
 impl PolicySet {
@@ -28,6 +28,11 @@ impl PolicySet {
             Miss::CategoriesOnly(unc) => {
                 let mut s = String::from("does not cover ");
                 write_cats_phrase(&mut s, *unc, regime);
+                s
+            }
+            Miss::VolumeBand(b) => {
+                let mut s = format!("does not apply in the `{}` volume band: ", b.as_str());
+                s.push_str(&volume::describe(q.volume, &ctx.volume));
                 s
             }
             _ => {
@@ -110,6 +115,23 @@ impl PolicySet {
             match &miss {
                 Miss::Destination | Miss::NotYet(_) | Miss::Purpose | Miss::CategoriesAny => {
                     continue;
+                }
+                // The band itself is stated by the `{volume}` placeholder; a mechanism the
+                // importer holds that the band has outgrown is named here.
+                Miss::VolumeBand(b) => {
+                    let Some(k) = rule.requires_mechanism.filter(|k| {
+                        ctx.org
+                            .is_some_and(|o| o.mechanisms.iter().any(|m| m.kind == *k))
+                    }) else {
+                        continue;
+                    };
+                    let _ = write!(
+                        s,
+                        "the {} of `{}` is not enough in the `{}` volume band",
+                        mechanism_label(k),
+                        q.importer.unwrap_or(""),
+                        b.as_str()
+                    );
                 }
                 Miss::Ended(u) => {
                     // A lapsed mechanism-based rule matters only to holders of that mechanism.
@@ -300,6 +322,7 @@ impl PolicySet {
                 }
             }
             Var::Categories => write_cats(out, if in_scope == 0 { ctx.data } else { in_scope }),
+            Var::Volume => out.push_str(&volume::describe(q.volume, &ctx.volume)),
             Var::Instrument | Var::Article | Var::Mechanism => {}
         }
     }

@@ -471,6 +471,22 @@ fn compile_rule(sink: &mut Sink<'_>, r: &RuleSpec, ids: &mut Vec<(String, usize)
         }
         d
     });
+    let volume_bands = r.volume_bands.as_ref().map(|l| {
+        l.iter()
+            .fold(0u8, |m, b| match super::volume::Band::parse(&b.value) {
+                Some(band) => m | band.bit(),
+                None => {
+                    sink.at(
+                        b,
+                        format!(
+                            "unknown volume band `{}` (known: exempt, contract, assessment)",
+                            b.value.escape_default()
+                        ),
+                    );
+                    m
+                }
+            })
+    });
     if r.effect == Effect::Deny
         && (r.requires_mechanism.is_some() || r.requires_derogation.is_some())
     {
@@ -493,6 +509,7 @@ fn compile_rule(sink: &mut Sink<'_>, r: &RuleSpec, ids: &mut Vec<(String, usize)
         purposes,
         requires_mechanism,
         requires_derogation,
+        volume_bands,
     }
 }
 

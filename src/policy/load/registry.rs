@@ -55,6 +55,7 @@ fn compile_org(sink: &mut Sink<'_>, o: &OrgSpec) -> Option<Organisation> {
         country: country?,
         mechanisms: mechanisms.into_iter().collect::<Option<Vec<_>>>()?,
         cannot_reidentify: o.cannot_reidentify,
+        ciio: o.ciio,
     })
 }
 
