@@ -107,7 +107,7 @@ async fn serve(path: PathBuf, cfg: Config, overrides: (Option<SocketAddr>, PathB
     let grace = Duration::from_secs(cfg.listen.grace_secs);
     let mode = cfg.mode;
     let admin_cfg = cfg.admin.clone().map(|a| (a, cfg.listen.tls.clone()));
-    let audit_path = cfg.audit.path.clone();
+    let audit_source = crate::admin::AuditSource::from_config(&cfg.audit);
     let state = match State::build(cfg) {
         Ok(s) => s,
         Err(d) => {
@@ -138,14 +138,13 @@ async fn serve(path: PathBuf, cfg: Config, overrides: (Option<SocketAddr>, PathB
     println!("bordergate listening on {scheme}://{local}");
     tracing::info!(%local, policy_version = %version, "bordergate listening");
     if let Some((admin, proxy_tls)) = admin_cfg {
-        match crate::admin::spawn(
-            &admin,
-            proxy_tls.as_ref(),
-            gateway.clone(),
-            vec![audit_path],
-        )
-        .await
-        {
+        let spawned = match audit_source {
+            Ok(source) => {
+                crate::admin::spawn(&admin, proxy_tls.as_ref(), gateway.clone(), source).await
+            }
+            Err(e) => Err(format!("admin listener: {e}")),
+        };
+        match spawned {
             Ok(url) => println!("bordergate admin listening on {url}"),
             Err(e) => {
                 eprintln!("error: {e}");
