@@ -63,6 +63,8 @@ pub struct Options {
     pub extra_config: String,
     /// Policy directory (default: the repository's `policies/`).
     pub policies: Option<PathBuf>,
+    /// Extra YAML lines under `audit:` (each starting with two spaces), e.g. `checkpoint_key`.
+    pub extra_audit: String,
 }
 
 impl Default for Options {
@@ -79,6 +81,7 @@ impl Default for Options {
             extra_keys: String::new(),
             extra_config: String::new(),
             policies: None,
+            extra_audit: String::new(),
         }
     }
 }
@@ -161,7 +164,7 @@ policies: {policies}
 registry: {repo}/examples/quickstart/registry.yaml
 audit:
   path: {audit}
-mode: {mode}
+{extra_audit}mode: {mode}
 {limits}
 {extra_config}"#,
         store = store.display(),
@@ -177,6 +180,7 @@ mode: {mode}
         extra_up = opts.extra_upstreams,
         extra_routes = opts.extra_routes,
         extra_keys = opts.extra_keys,
+        extra_audit = opts.extra_audit,
     );
     let cfg = d.join("gateway.yaml");
     std::fs::write(&cfg, config).unwrap();
