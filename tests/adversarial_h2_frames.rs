@@ -101,7 +101,7 @@ async fn h2_continuation_flood_closes_the_connection_with_bounded_memory() {
             break;
         }
         sent += 1;
-        if sent % 64 == 0 {
+        if sent.is_multiple_of(64) {
             c.read_for(Duration::from_millis(1)).await;
             if c.closed {
                 break;
@@ -161,7 +161,7 @@ async fn h2_made_you_reset_is_bounded_and_ends_in_goaway() {
                 break;
             }
             opened += 1;
-            if i % 16 == 0 {
+            if i.is_multiple_of(16) {
                 c.read_for(Duration::from_millis(2)).await;
                 if c.closed {
                     break;
