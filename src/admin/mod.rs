@@ -9,14 +9,16 @@
 //! | `/readyz`          | anyone                           | 200 or 503 JSON: config loaded, audit log writable |
 //! | `/metrics`         | anyone                           | OpenMetrics text ([`crate::metrics`]) |
 //! | `/audit/records`   | token with role `compliance-officer` | JSON records; query parameters are the [`Filter`] fields plus `limit` and `order=asc\|desc` |
-//! | `/audit/verify`    | token with role `compliance-officer` | JSON result of verifying the chain, with checkpoint status |
-//! | `/audit/report`    | token with role `compliance-officer` | JSON transfer report for `from`/`to` ([`report`]) |
+//! | `/audit/verify`    | token with role `compliance-officer` | JSON [`LogReport`] of [`verify_log`] over every segment, checkpoint signatures checked with the key of `audit.checkpoint_key` |
+//! | `/audit/report`    | token with role `compliance-officer` | the Art. 30 record of [`report_with`] for `from`/`to`, `format=json\|html\|md\|csv` (JSON adds the page's [`overview`]) |
 //! | `/`, `/ui/app.js`, `/ui/app.css` | anyone (the page asks for a token) | the officer's page, assets built in |
 //!
+//! The audit endpoints read every segment of the log: the rotated ones
+//! ([`crate::audit::segments::rotated`]) and the active file, listed afresh per request.
 //! Without a valid token the audit endpoints answer 401, with a token lacking the role 403.
 //! The proxy port never routes any of these paths.
 
-pub mod report;
+pub mod overview;
 mod server;
 mod ui;
 
@@ -24,9 +26,9 @@ mod ui;
 mod tests;
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -34,7 +36,10 @@ use http_body_util::Full;
 use serde_json::{Value, json};
 
 use crate::audit::AuditStatus;
-use crate::audit::query::{Filter, query};
+use crate::audit::checkpoint::{PublicKey, Signer};
+use crate::audit::query::{Filter, expand, for_each, query};
+use crate::audit::report::report_with;
+use crate::audit::verify::{LogReport, VerifyOptions, verify_log};
 use crate::proxy::Gateway;
 
 pub use server::serve;
@@ -42,7 +47,7 @@ pub use server::serve;
 /// The role a token must carry for the audit endpoints.
 pub const OFFICER_ROLE: &str = "compliance-officer";
 
-/// Filter fields `/audit/records` and `/audit/report` accept as query parameters.
+/// Filter fields `/audit/records` accepts as query parameters.
 const FILTER_KEYS: &[&str] = &[
     "from",
     "to",
@@ -59,6 +64,9 @@ const FILTER_KEYS: &[&str] = &[
     "kind",
 ];
 
+/// Default start of a report period with no `from`.
+const EPOCH: &str = "1970-01-01";
+
 /// Query parameters, decoded, in order.
 type Params = Vec<(String, String)>;
 /// An error answer: status and detail.
@@ -67,19 +75,72 @@ type Failure = (StatusCode, String);
 /// The body type of every admin response.
 pub type AdminBody = Full<Bytes>;
 
+/// Where the log is and how to check it.
+#[derive(Clone, Debug)]
+pub struct AuditSource {
+    /// The active log file (`audit.path`); its rotated segments sit beside it.
+    pub active: PathBuf,
+    /// The checkpoint public key (from `audit.checkpoint_key`) and no receipts.
+    pub verify: VerifyOptions,
+    /// How long after start a log may still lack its first checkpoint (`audit.checkpoint_interval_secs`
+    /// plus slack): until then "no checkpoint yet" is reported as pending, not as damage.
+    pub checkpoint_grace: Duration,
+}
+
+impl AuditSource {
+    /// The source the `audit:` config section describes; derives the public key from the
+    /// checkpoint signing key when one is configured.
+    pub fn from_config(c: &crate::config::AuditConfig) -> Result<AuditSource, String> {
+        let pubkey = match &c.checkpoint_key {
+            Some(p) => Some(PublicKey::from_raw(Signer::load(p)?.public_key())),
+            None => None,
+        };
+        Ok(AuditSource {
+            active: c.path.clone(),
+            verify: VerifyOptions {
+                pubkey,
+                receipts: Vec::new(),
+            },
+            checkpoint_grace: Duration::from_secs(c.checkpoint_interval_secs.saturating_add(5)),
+        })
+    }
+
+    /// A plain log file: no checkpoint key.
+    pub fn file(active: PathBuf) -> AuditSource {
+        AuditSource {
+            active,
+            verify: VerifyOptions::default(),
+            checkpoint_grace: Duration::ZERO,
+        }
+    }
+
+    /// Every file of the log in chain order: rotated segments, oldest first, then the active file.
+    pub fn files(&self) -> Result<Vec<PathBuf>, String> {
+        let mut paths: Vec<PathBuf> = crate::audit::segments::rotated(&self.active)?
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
+        if self.active.exists() || paths.is_empty() {
+            paths.push(self.active.clone());
+        }
+        expand(&paths)
+    }
+}
+
 /// What the admin listener serves from.
 pub struct Admin {
     gateway: Arc<Gateway>,
-    /// The audit log files, oldest first.
-    logs: Vec<PathBuf>,
+    source: AuditSource,
+    started: Instant,
     max_records: usize,
 }
 
 impl Admin {
-    pub fn new(gateway: Arc<Gateway>, logs: Vec<PathBuf>, max_records: usize) -> Admin {
+    pub fn new(gateway: Arc<Gateway>, source: AuditSource, max_records: usize) -> Admin {
         Admin {
             gateway,
-            logs,
+            source,
+            started: Instant::now(),
             max_records: max_records.max(1),
         }
     }
@@ -113,14 +174,11 @@ impl Admin {
                 };
                 let result = match p {
                     "/audit/records" => self.records(params).await,
-                    "/audit/verify" => self.verify().await,
+                    "/audit/verify" => self.verify(params).await,
                     "/audit/report" => self.report(params).await,
                     _ => return problem(StatusCode::NOT_FOUND, "no such audit endpoint"),
                 };
-                match result {
-                    Ok(v) => json_response(StatusCode::OK, &v),
-                    Err((status, msg)) => problem(status, &msg),
-                }
+                result.unwrap_or_else(|(status, msg)| problem(status, &msg))
             }
             _ => problem(StatusCode::NOT_FOUND, "no such admin endpoint"),
         }
@@ -197,7 +255,7 @@ impl Admin {
         }
     }
 
-    async fn records(&self, params: Vec<(String, String)>) -> Result<Value, (StatusCode, String)> {
+    async fn records(&self, params: Params) -> Result<Response<AdminBody>, Failure> {
         let (filter, rest) = filter_from(params)?;
         let mut limit = self.max_records;
         let mut desc = false;
@@ -222,16 +280,11 @@ impl Admin {
                         )));
                     }
                 },
-                _ => {
-                    return Err(bad(format!(
-                        "unknown query parameter `{}`",
-                        k.escape_default()
-                    )));
-                }
+                _ => return Err(unknown(&k)),
             }
         }
-        let logs = self.logs.clone();
-        let found = tokio::task::spawn_blocking(move || {
+        let logs = self.source.files().map_err(internal)?;
+        let (records, truncated) = blocking("query", move || {
             if desc {
                 newest(&logs, &filter, limit)
             } else {
@@ -242,38 +295,172 @@ impl Admin {
                 })
             }
         })
-        .await
-        .map_err(|_| internal("the query task failed".into()))?
-        .map_err(internal)?;
-        let (records, truncated) = found;
-        Ok(json!({ "count": records.len(), "truncated": truncated, "records": records }))
+        .await?;
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({ "count": records.len(), "truncated": truncated, "records": records }),
+        ))
     }
 
-    async fn verify(&self) -> Result<Value, (StatusCode, String)> {
-        let logs = self.logs.clone();
-        tokio::task::spawn_blocking(move || verify_json(&logs))
-            .await
-            .map_err(|_| internal("the verify task failed".into()))
+    async fn verify(&self, params: Params) -> Result<Response<AdminBody>, Failure> {
+        if let Some((k, _)) = params.first() {
+            return Err(unknown(k));
+        }
+        let logs = self.source.files().map_err(internal)?;
+        let opts = self.source.verify.clone();
+        let pending = self.started.elapsed() < self.source.checkpoint_grace;
+        let v = blocking("verify", move || {
+            Ok(verify_json(verify_log(&logs, &opts), &opts, pending))
+        })
+        .await?;
+        Ok(json_response(StatusCode::OK, &v))
     }
 
-    async fn report(&self, params: Vec<(String, String)>) -> Result<Value, (StatusCode, String)> {
-        let (filter, rest) = filter_from(params)?;
-        if let Some((k, _)) = rest.first() {
+    async fn report(&self, params: Params) -> Result<Response<AdminBody>, Failure> {
+        let (mut from, mut to, mut format) = (None, None, "json".to_owned());
+        for (k, v) in params {
+            let slot = match k.as_str() {
+                "from" => &mut from,
+                "to" => &mut to,
+                "format" => {
+                    format = v;
+                    continue;
+                }
+                _ => return Err(unknown(&k)),
+            };
+            if !v.is_empty() && slot.replace(v).is_some() {
+                return Err(bad(format!("query parameter `{k}` is given twice")));
+            }
+        }
+        if !matches!(format.as_str(), "json" | "html" | "md" | "csv") {
             return Err(bad(format!(
-                "unknown query parameter `{}`",
-                k.escape_default()
+                "`format` must be `json`, `html`, `md` or `csv`, not `{}`",
+                format.escape_default()
             )));
         }
-        let logs = self.logs.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut r = report::build(&logs, &filter)?;
-            r["verification"] = verify_json(&logs);
-            Ok::<_, String>(r)
+        let from = from.unwrap_or_else(|| EPOCH.to_owned());
+        let to = to.unwrap_or_else(|| time::OffsetDateTime::now_utc().date().to_string());
+        let filter = Filter {
+            from: Some(from.clone()),
+            to: Some(to.clone()),
+            ..Filter::default()
+        };
+        filter.compile().map_err(bad)?;
+        let logs = self.source.files().map_err(internal)?;
+        let opts = self.source.verify.clone();
+        let pending = self.started.elapsed() < self.source.checkpoint_grace;
+        blocking("report", move || {
+            let mut r = report_with(&logs, &from, &to, None, &opts)?;
+            if pending {
+                forgive_missing_checkpoint(&mut r.verification, &opts);
+            }
+            Ok(match format.as_str() {
+                "html" => report_page(r.to_html()),
+                "md" => text(
+                    StatusCode::OK,
+                    "text/markdown; charset=utf-8",
+                    r.to_markdown(),
+                ),
+                "csv" => text(StatusCode::OK, "text/csv; charset=utf-8", r.to_csv()),
+                _ => {
+                    let ok = r.verification.is_ok();
+                    let summary = r.verification.summary();
+                    let mut v = serde_json::to_value(&r).map_err(|e| e.to_string())?;
+                    v["verification"]["ok"] = json!(ok);
+                    v["verification"]["summary"] = json!(summary);
+                    let ov = overview::build(&logs, &filter)?;
+                    for k in ["first", "last", "totals", "timeline", "destinations"] {
+                        v[k] = ov[k].clone();
+                    }
+                    v["refusals_by_rule"] = ov["refusals"].clone();
+                    json_response(StatusCode::OK, &v)
+                }
+            })
         })
         .await
-        .map_err(|_| internal("the report task failed".into()))?
-        .map_err(internal)
     }
+}
+
+/// Runs blocking log work off the async threads.
+async fn blocking<T: Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, Failure> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| internal(format!("the {what} task failed")))?
+        .map_err(internal)
+}
+
+/// Whether `d` is the "no checkpoint at all" finding of a key-checked verify.
+fn is_missing_checkpoint(d: &crate::audit::verify::Damage) -> bool {
+    d.kind == "bad-checkpoint-signature" && d.line == 0 && d.seq.is_none()
+}
+
+/// A young log may not have its first checkpoint yet: drops that one finding (and only
+/// when no checkpoint verified). Returns true if it did.
+fn forgive_missing_checkpoint(r: &mut LogReport, opts: &VerifyOptions) -> bool {
+    if opts.pubkey.is_none() || r.checkpoints > 0 {
+        return false;
+    }
+    let before = r.damage.len();
+    r.damage.retain(|d| !is_missing_checkpoint(d));
+    r.damage.len() != before
+}
+
+/// The `/audit/verify` answer: the [`LogReport`], its verdict, and the signature status.
+fn verify_json(mut r: LogReport, opts: &VerifyOptions, pending: bool) -> Value {
+    let awaiting = pending && forgive_missing_checkpoint(&mut r, opts);
+    let bad_signatures = r
+        .damage
+        .iter()
+        .filter(|d| d.kind == "bad-checkpoint-signature")
+        .count();
+    let signatures = match &opts.pubkey {
+        None => json!({ "checked": false, "status": "unchecked" }),
+        Some(key) => {
+            let status = if bad_signatures > 0 {
+                "invalid"
+            } else if awaiting {
+                "pending"
+            } else {
+                "valid"
+            };
+            json!({
+                "checked": true,
+                "status": status,
+                "key_id": key.id,
+                "valid": r.checkpoints,
+                "invalid": bad_signatures,
+                "signed_to": r.signed_to,
+                "unsigned_after": match (r.signed_to, r.last_seq) {
+                    (Some(s), Some(l)) => l.saturating_sub(s),
+                    (None, Some(l)) => l,
+                    _ => 0,
+                },
+            })
+        }
+    };
+    let ok = r.is_ok();
+    let summary = r.summary();
+    let mut v = serde_json::to_value(&r).unwrap_or_else(|_| json!({}));
+    v["ok"] = json!(ok);
+    v["summary"] = json!(summary);
+    v["signatures"] = signatures;
+    v["verified_at"] = json!(crate::audit::record::now_rfc3339());
+    v
+}
+
+/// The HTML report: a page of its own with inline styles only.
+fn report_page(html: String) -> Response<AdminBody> {
+    let mut r = text(StatusCode::OK, "text/html; charset=utf-8", html);
+    r.headers_mut().insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+        ),
+    );
+    r
 }
 
 /// Whether the gateway is ready, and the audit state's name.
@@ -288,6 +475,10 @@ pub fn readiness(status: AuditStatus) -> (bool, &'static str) {
 
 fn bad(msg: String) -> (StatusCode, String) {
     (StatusCode::BAD_REQUEST, msg)
+}
+
+fn unknown(k: &str) -> Failure {
+    bad(format!("unknown query parameter `{}`", k.escape_default()))
 }
 
 fn internal(msg: String) -> (StatusCode, String) {
@@ -311,8 +502,9 @@ fn filter_from(params: Vec<(String, String)>) -> Result<(Filter, Params), Failur
             rest.push((k, v));
         }
     }
-    let filter = serde_json::from_value(Value::Object(map))
+    let filter: Filter = serde_json::from_value(Value::Object(map))
         .map_err(|e| bad(format!("invalid filter: {e}")))?;
+    filter.compile().map_err(bad)?;
     Ok((filter, rest))
 }
 
@@ -320,73 +512,15 @@ fn filter_from(params: Vec<(String, String)>) -> Result<(Filter, Params), Failur
 fn newest(logs: &[PathBuf], filter: &Filter, limit: usize) -> Result<(Vec<Value>, bool), String> {
     let mut ring: VecDeque<Value> = VecDeque::with_capacity(limit.min(4096));
     let mut more = false;
-    for_each_record(logs, |rec| {
-        if filter.matches(&rec) {
-            if ring.len() == limit {
-                ring.pop_front();
-                more = true;
-            }
-            ring.push_back(rec);
+    for_each(logs, filter, |rec| {
+        if ring.len() == limit {
+            ring.pop_front();
+            more = true;
         }
+        ring.push_back(rec);
+        true
     })?;
     Ok((ring.into_iter().rev().collect(), more))
-}
-
-/// Streams every parseable record of `logs`, oldest first.
-pub(crate) fn for_each_record(logs: &[PathBuf], mut f: impl FnMut(Value)) -> Result<(), String> {
-    for p in logs {
-        let file =
-            std::fs::File::open(p).map_err(|e| format!("cannot open `{}`: {e}", p.display()))?;
-        for line in BufReader::with_capacity(1 << 20, file).split(b'\n') {
-            let line = line.map_err(|e| format!("cannot read `{}`: {e}", p.display()))?;
-            if let Ok(v) = serde_json::from_slice::<Value>(&line) {
-                f(v);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Verifies every log file and summarises the checkpoints found in them.
-fn verify_json(logs: &[PathBuf]) -> Value {
-    let mut files = Vec::new();
-    let mut ok = true;
-    let mut records = 0;
-    for p in logs {
-        let r = crate::audit::verify_file(p);
-        ok &= r.is_ok();
-        records += r.records;
-        files.push(json!({
-            "file": p.file_name().map(|n| n.to_string_lossy().into_owned()),
-            "ok": r.is_ok(),
-            "records": r.records,
-            "last_seq": r.last_seq,
-            "last_hash": r.last_hash,
-            "bytes": r.bytes,
-            "summary": r.to_string(),
-            "problem": r.problem.as_ref().map(|p| json!({
-                "kind": p.kind.as_str(),
-                "line": p.line,
-                "seq": p.seq,
-                "message": p.message,
-            })),
-        }));
-    }
-    let mut checkpoints = 0u64;
-    let mut last_checkpoint = Value::Null;
-    let _ = for_each_record(logs, |rec| {
-        if rec.get("kind").and_then(Value::as_str) == Some("checkpoint") {
-            checkpoints += 1;
-            last_checkpoint = rec;
-        }
-    });
-    json!({
-        "ok": ok,
-        "records": records,
-        "files": files,
-        "checkpoints": { "count": checkpoints, "last": last_checkpoint },
-        "verified_at": crate::audit::record::now_rfc3339(),
-    })
 }
 
 /// Parses `a=1&b=x%20y` (percent-decoding, `+` as space). Names may repeat.
@@ -466,7 +600,7 @@ pub async fn spawn(
     cfg: &crate::config::AdminConfig,
     proxy_tls: Option<&crate::config::TlsListen>,
     gateway: Arc<Gateway>,
-    logs: Vec<PathBuf>,
+    source: AuditSource,
 ) -> Result<String, String> {
     let tls = match (cfg.plaintext, cfg.tls.as_ref().or(proxy_tls)) {
         (false, Some(t)) => Some(tokio_rustls::TlsAcceptor::from(
@@ -479,7 +613,7 @@ pub async fn spawn(
         .map_err(|e| format!("cannot listen on {} (admin): {e}", cfg.address))?;
     let local = listener.local_addr().unwrap_or(cfg.address);
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let admin = Arc::new(Admin::new(gateway, logs, cfg.max_records));
+    let admin = Arc::new(Admin::new(gateway, source, cfg.max_records));
     tokio::spawn(serve(admin, listener, tls, std::future::pending()));
     Ok(format!("{scheme}://{local}"))
 }

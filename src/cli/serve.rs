@@ -107,6 +107,7 @@ async fn serve(path: PathBuf, cfg: Config, overrides: (Option<SocketAddr>, PathB
     let grace = Duration::from_secs(cfg.listen.grace_secs);
     let mode = cfg.mode;
     let admin_cfg = cfg.admin.clone().map(|a| (a, cfg.listen.tls.clone()));
+    let audit_source = crate::admin::AuditSource::from_config(&cfg.audit);
     let audit_path = cfg.audit.path.clone();
     let state = match State::build(cfg) {
         Ok(s) => s,
@@ -144,14 +145,13 @@ async fn serve(path: PathBuf, cfg: Config, overrides: (Option<SocketAddr>, PathB
     println!("bordergate listening on {scheme}://{local}");
     tracing::info!(%local, policy_version = %version, "bordergate listening");
     if let Some((admin, proxy_tls)) = admin_cfg {
-        match crate::admin::spawn(
-            &admin,
-            proxy_tls.as_ref(),
-            gateway.clone(),
-            vec![audit_path],
-        )
-        .await
-        {
+        let spawned = match audit_source {
+            Ok(source) => {
+                crate::admin::spawn(&admin, proxy_tls.as_ref(), gateway.clone(), source).await
+            }
+            Err(e) => Err(format!("admin listener: {e}")),
+        };
+        match spawned {
             Ok(url) => println!("bordergate admin listening on {url}"),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -214,12 +214,11 @@ fn seed_pipl_volumes(gateway: &Gateway, audit_path: &std::path::Path) -> Result<
         .collect();
     let year = crate::pipl::year_of(time::OffsetDateTime::now_utc());
     let started = std::time::Instant::now();
-    let n = gateway.exports().seed(
-        &[audit_path.to_path_buf()],
-        &state.catalog,
-        &operators,
-        year,
-    )?;
+    // Rotated segments (oldest first) and the active file.
+    let files = crate::admin::AuditSource::file(audit_path.to_path_buf()).files()?;
+    let n = gateway
+        .exports()
+        .seed(&files, &state.catalog, &operators, year)?;
     tracing::info!(records = n, year, elapsed = ?started.elapsed(), "PIPL export volumes counted from the audit trail");
     Ok(())
 }

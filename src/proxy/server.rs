@@ -99,6 +99,7 @@ pub async fn serve(
                         proto: "https",
                         cert,
                         refused,
+                        first_byte: header_timeout,
                     };
                     serve_one(gw, &builder, watcher, tls_stream, conn).await;
                 }
@@ -108,6 +109,7 @@ pub async fn serve(
                         proto: "http",
                         cert: None,
                         refused,
+                        first_byte: header_timeout,
                     };
                     serve_one(gw, &builder, watcher, stream, conn).await
                 }
@@ -137,6 +139,9 @@ struct Conn {
     /// The TLS client certificate (DER), when one was presented.
     cert: Option<Arc<[u8]>>,
     refused: Arc<RefusedHeads>,
+    /// A connection that sends not one byte within this time is closed (the HTTP layer's
+    /// header timeout only starts once bytes arrive, and protocol sniffing has none).
+    first_byte: Duration,
 }
 
 /// Requests refused by the HTTP layer before they reached the gateway (malformed or
@@ -193,6 +198,8 @@ struct IoState<I> {
     io: I,
     /// Bytes read since the last write: non-zero while a request head is arriving.
     unanswered: u64,
+    /// Whether any byte was ever read.
+    spoke: bool,
 }
 
 fn poisoned() -> std::io::Error {
@@ -210,7 +217,9 @@ impl<I: AsyncRead + Unpin> AsyncRead for SharedIo<I> {
         };
         let before = buf.filled().len();
         let r = Pin::new(&mut st.io).poll_read(cx, buf);
-        st.unanswered += (buf.filled().len() - before) as u64;
+        let n = (buf.filled().len() - before) as u64;
+        st.unanswered += n;
+        st.spoke |= n > 0;
         r
     }
 }
@@ -274,12 +283,17 @@ async fn serve_one<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let shared = Arc::new(Mutex::new(IoState { io, unanswered: 0 }));
+    let shared = Arc::new(Mutex::new(IoState {
+        io,
+        unanswered: 0,
+        spoke: false,
+    }));
     let Conn {
         peer,
         proto,
         cert,
         refused,
+        first_byte,
     } = c;
     let svc = service_fn(move |req| {
         let gw = gw.clone();
@@ -291,7 +305,16 @@ async fn serve_one<I>(
         }
     });
     let conn = builder.serve_connection(TokioIo::new(SharedIo(shared.clone())), svc);
-    if let Err(e) = watcher.watch(conn).await {
+    let mut conn = Box::pin(watcher.watch(conn));
+    let result = tokio::select! {
+        r = &mut conn => r,
+        () = silent_for(&shared, first_byte) => {
+            tracing::debug!(%peer, "connection sent nothing within the header timeout; closed");
+            return;
+        }
+    };
+    drop(conn);
+    if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
         if let Some(h) = e.downcast_ref::<hyper::Error>() {
             refused.count(h);
@@ -308,5 +331,13 @@ async fn serve_one<I>(
                 }
             }
         }
+    }
+}
+
+/// Resolves if the connection has not sent a byte `within` its start; otherwise never.
+async fn silent_for<I>(shared: &Mutex<IoState<I>>, within: Duration) {
+    tokio::time::sleep(within).await;
+    if shared.lock().map(|st| st.spoke).unwrap_or(false) {
+        std::future::pending::<()>().await;
     }
 }

@@ -78,6 +78,8 @@ try {
   for (const c of ["US", "JP", "CH", "BR"]) assert.ok(dest.includes(c), `destination ${c} charted`);
   assert.ok((await page.locator("#refusals li").count()) >= 2, "refusals listed");
   assert.equal(await page.locator("#k-chain").textContent(), "Intact");
+  const sig = await page.locator("#sig-status").textContent();
+  assert.ok(sig.includes("not checked"), `checkpoint signature status shown: ${sig}`);
   assert.equal(await page.locator("#sign-out").isVisible(), true);
   step(`the page shows ${total} seeded records, charts, refusals and an intact chain`);
 

@@ -4,6 +4,7 @@
 //! upstream that records what reaches it.
 #![allow(dead_code)]
 
+pub mod h2raw;
 pub mod raw;
 
 use std::io::{BufRead, BufReader};

@@ -108,7 +108,7 @@ function drawReport(r) {
   $("k-dests-list").textContent = dests.slice(0, 6).map((d) => d.country).join(" · ");
   drawTimeline(r.timeline);
   drawDestinations(r.destinations);
-  drawRefusals(r.refusals);
+  drawRefusals(r.refusals_by_rule || []);
 }
 
 function drawTimeline(tl) {
@@ -192,31 +192,49 @@ function drawRefusals(list) {
   }
 }
 
+// /audit/verify answers the library's LogReport (every segment, checkpoint signatures
+// checked with the gateway's key) plus `ok`, `summary` and `signatures`.
 function drawVerify(v) {
   const ok = v.ok;
+  const sig = v.signatures || { checked: false, status: "unchecked" };
   const card = $("k-chain-card");
   card.classList.toggle("ok", ok);
   card.classList.toggle("bad", !ok);
   $("k-chain").textContent = ok ? "Intact" : "Broken";
-  const f = v.files[0] || {};
-  $("k-chain-hint").textContent = ok ? `${fmt.format(v.records)} records verified` : (f.problem ? `${f.problem.kind} at line ${f.problem.line}` : "");
+  const first = (v.damage || [])[0];
+  const signedHint = sig.status === "valid" ? ` · ${fmt.format(sig.valid)} signed checkpoint${sig.valid === 1 ? "" : "s"}` : "";
+  $("k-chain-hint").textContent = ok ? `${fmt.format(v.records)} records verified${signedHint}` : (first ? `${first.kind}${first.line ? " at line " + first.line : ""}` : "");
   const pill = $("chain-pill");
   pill.className = "pill " + (ok ? "ok" : "bad");
-  pill.textContent = ok ? "chain verified" : "chain broken";
+  pill.textContent = ok ? (sig.status === "valid" ? "chain verified · signed" : "chain verified") : "chain broken";
   const dl = $("chain");
   dl.replaceChildren();
   const add = (k, val, cls) => { dl.append(el("dt", {}, k), el("dd", cls ? { class: cls } : {}, val)); };
   add("Result", el("span", { class: "pill " + (ok ? "ok" : "bad") }, ok ? "every record chains correctly" : "damage found"));
-  add("Records", fmt.format(v.records));
-  for (const file of v.files) {
-    add("Log file", file.file || "");
-    if (file.last_seq !== null) add("Last sequence", fmt.format(file.last_seq));
-    if (file.last_hash) add("Head hash", file.last_hash, "mono");
-    if (file.problem) add("First problem", `${file.problem.kind} at line ${file.problem.line}: ${file.problem.message}`);
+  add("Records", fmt.format(v.records) + (v.first_seq !== null && v.last_seq !== null ? ` (seq ${fmt.format(v.first_seq)} to ${fmt.format(v.last_seq)})` : ""));
+  const files = v.files || [];
+  add(files.length === 1 ? "Log file" : "Segments", files.map(([name, n]) => `${name.split("/").pop()} (${fmt.format(n)})`).join(" · ") || "none");
+  if (v.last_hash) add("Head hash", v.last_hash, "mono");
+  for (const r of v.removed || []) add("Removed by retention", r.split("/").pop());
+  add("Checkpoint signatures", el("span", { class: "pill " + sigClass(sig.status), id: "sig-status" }, sigLabel(sig)));
+  if (sig.checked) {
+    add("Signing key", sig.key_id, "mono");
+    if (sig.signed_to !== null && sig.signed_to !== undefined) add("Signed up to", `seq ${fmt.format(sig.signed_to)}` + (sig.unsigned_after ? ` (${fmt.format(sig.unsigned_after)} newer record${sig.unsigned_after === 1 ? "" : "s"} await the next checkpoint)` : ""));
   }
-  const cp = v.checkpoints || { count: 0 };
-  add("Signed checkpoints", cp.count ? `${fmt.format(cp.count)} (last at seq ${cp.last.seq}, ${cp.last.time || ""})` : "none in this log");
+  for (const d of v.damage || []) add(d.kind, `${d.file.split("/").pop()}${d.line ? " line " + d.line : ""}: ${d.message}`);
   add("Verified at", v.verified_at.replace("T", " ").slice(0, 19) + " UTC");
+}
+
+function sigClass(status) {
+  return status === "valid" ? "ok" : status === "invalid" ? "bad" : "plain";
+}
+function sigLabel(sig) {
+  switch (sig.status) {
+    case "valid": return `${fmt.format(sig.valid)} valid signature${sig.valid === 1 ? "" : "s"}`;
+    case "invalid": return `${fmt.format(sig.invalid)} invalid or missing`;
+    case "pending": return "no checkpoint yet (first one pending)";
+    default: return "not checked (no checkpoint key configured)";
+  }
 }
 
 function filterQuery() {

@@ -1,6 +1,7 @@
-//! The transfer report behind `/audit/report`: decisions aggregated per destination
-//! country and legal basis, refusals by rule, and a timeline (GDPR Art. 30(1)(e) shape).
+//! The page's overview beside the Art. 30 record in `/audit/report`: every decision (not
+//! only transfers to third countries) counted over time, per destination and per refusing rule.
 //!
+//! The record of transfers itself is [`crate::audit::report`]; this only feeds the charts.
 //! No caller identity appears in it: organisations, datasets, categories and purposes only.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -8,7 +9,7 @@ use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
-use crate::audit::query::Filter;
+use crate::audit::query::{Filter, for_each};
 
 #[derive(Default)]
 struct Dest {
@@ -45,7 +46,8 @@ fn strings(v: Option<&Value>) -> impl Iterator<Item = String> + '_ {
         .filter_map(|x| x.as_str().map(str::to_owned))
 }
 
-/// Aggregates the decisions of `logs` that match `filter` (completions add their bytes).
+/// Aggregates the decisions of `logs` that match `filter` (completions add their bytes),
+/// streaming them through [`crate::audit::query::for_each`].
 pub fn build(logs: &[PathBuf], filter: &Filter) -> Result<Value, String> {
     let mut dests: BTreeMap<String, Dest> = BTreeMap::new();
     let mut refusals: BTreeMap<String, Refusal> = BTreeMap::new();
@@ -55,65 +57,68 @@ pub fn build(logs: &[PathBuf], filter: &Filter) -> Result<Value, String> {
     let (mut allowed, mut refused, mut bytes_out, mut bytes_in) = (0u64, 0u64, 0u64, 0u64);
     let mut first: Option<String> = None;
     let mut last: Option<String> = None;
-    super::for_each_record(logs, |rec| match s(&rec, "kind") {
-        "decision" if filter.matches(&rec) => {
-            let time = s(&rec, "time");
-            if first.is_none() {
-                first = Some(time.to_owned());
-            }
-            last = Some(time.to_owned());
-            let dest_key = match s(&rec, "destination") {
-                "" => "none".to_owned(),
-                d => d.to_owned(),
-            };
-            let allow = s(&rec, "decision") == "allow";
-            let hour = hours
-                .entry(time.get(..13).unwrap_or(time).to_owned())
-                .or_default();
-            let d = dests.entry(dest_key.clone()).or_default();
-            if allow {
-                allowed += 1;
-                hour.0 += 1;
-                d.allow += 1;
-                *d.bases
-                    .entry((s(&rec, "rule").to_owned(), s(&rec, "article").to_owned()))
-                    .or_default() += 1;
-                if let Some(ds) = rec.get("dataset").and_then(Value::as_str) {
-                    d.datasets.insert(ds.to_owned());
+    for_each(logs, filter, |rec| {
+        match s(&rec, "kind") {
+            "decision" => {
+                let time = s(&rec, "time");
+                if first.is_none() {
+                    first = Some(time.to_owned());
                 }
-                let tags = rec.get("tags");
-                d.categories
-                    .extend(strings(tags.and_then(|t| t.get("categories"))));
-                if let Some(c) = rec.get("caller") {
-                    d.purposes.insert(s(c, "purpose").to_owned());
-                    d.organisations.insert(s(c, "org").to_owned());
+                last = Some(time.to_owned());
+                let dest_key = match s(&rec, "destination") {
+                    "" => "none".to_owned(),
+                    d => d.to_owned(),
+                };
+                let allow = s(&rec, "decision") == "allow";
+                let hour = hours
+                    .entry(time.get(..13).unwrap_or(time).to_owned())
+                    .or_default();
+                let d = dests.entry(dest_key.clone()).or_default();
+                if allow {
+                    allowed += 1;
+                    hour.0 += 1;
+                    d.allow += 1;
+                    *d.bases
+                        .entry((s(&rec, "rule").to_owned(), s(&rec, "article").to_owned()))
+                        .or_default() += 1;
+                    if let Some(ds) = rec.get("dataset").and_then(Value::as_str) {
+                        d.datasets.insert(ds.to_owned());
+                    }
+                    let tags = rec.get("tags");
+                    d.categories
+                        .extend(strings(tags.and_then(|t| t.get("categories"))));
+                    if let Some(c) = rec.get("caller") {
+                        d.purposes.insert(s(c, "purpose").to_owned());
+                        d.organisations.insert(s(c, "org").to_owned());
+                    }
+                    pending.insert(s(&rec, "request_id").to_owned(), dest_key);
+                } else {
+                    refused += 1;
+                    hour.1 += 1;
+                    d.deny += 1;
+                    let r = refusals.entry(s(&rec, "rule").to_owned()).or_default();
+                    r.count += 1;
+                    r.article = s(&rec, "article").to_owned();
+                    r.reason = s(&rec, "reason").to_owned();
+                    r.status = rec.get("status").and_then(Value::as_u64).unwrap_or(0);
+                    r.destinations.insert(dests_label(&rec));
                 }
-                pending.insert(s(&rec, "request_id").to_owned(), dest_key);
-            } else {
-                refused += 1;
-                hour.1 += 1;
-                d.deny += 1;
-                let r = refusals.entry(s(&rec, "rule").to_owned()).or_default();
-                r.count += 1;
-                r.article = s(&rec, "article").to_owned();
-                r.reason = s(&rec, "reason").to_owned();
-                r.status = rec.get("status").and_then(Value::as_u64).unwrap_or(0);
-                r.destinations.insert(dests_label(&rec));
             }
+            "completion" => {
+                if let Some(dest) = pending.remove(s(&rec, "request_id")) {
+                    let out = rec.get("bytes_out").and_then(Value::as_u64).unwrap_or(0);
+                    let inn = rec.get("bytes_in").and_then(Value::as_u64).unwrap_or(0);
+                    bytes_out += out;
+                    bytes_in += inn;
+                    if let Some(d) = dests.get_mut(&dest) {
+                        d.bytes_out += out;
+                        d.bytes_in += inn;
+                    }
+                }
+            }
+            _ => {}
         }
-        "completion" => {
-            if let Some(dest) = pending.remove(s(&rec, "request_id")) {
-                let out = rec.get("bytes_out").and_then(Value::as_u64).unwrap_or(0);
-                let inn = rec.get("bytes_in").and_then(Value::as_u64).unwrap_or(0);
-                bytes_out += out;
-                bytes_in += inn;
-                if let Some(d) = dests.get_mut(&dest) {
-                    d.bytes_out += out;
-                    d.bytes_in += inn;
-                }
-            }
-        }
-        _ => {}
+        true
     })?;
 
     // Hourly buckets for short ranges, daily ones beyond three days.
@@ -173,11 +178,8 @@ pub fn build(logs: &[PathBuf], filter: &Filter) -> Result<Value, String> {
         .collect();
     refusals.sort_by_key(|r| std::cmp::Reverse(r["count"].as_u64().unwrap_or(0)));
     Ok(json!({
-        "from": filter.from,
-        "to": filter.to,
         "first": first,
         "last": last,
-        "generated": crate::audit::record::now_rfc3339(),
         "totals": {
             "decisions": allowed + refused,
             "allowed": allowed,
