@@ -705,3 +705,33 @@ async fn sigterm_drains_and_leaves_a_verifiable_log() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn head_and_not_modified_transfers_complete() {
+    let gw = Gateway::start(Options::default());
+    let t = gw.token("alice", "acme-de", "DE", "analytics");
+    let r = gw
+        .client()
+        .head(gw.url(CUSTOMERS))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let etag = r.headers()["etag"].to_str().unwrap().to_string();
+    let c = gw.completion(&rid(&r)).await;
+    assert_eq!(c["outcome"], "complete");
+    assert_eq!(c["bytes_out"], 0);
+    let r = gw
+        .client()
+        .get(gw.url(CUSTOMERS))
+        .bearer_auth(&t)
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    let c = gw.completion(&rid(&r)).await;
+    assert_eq!(c["outcome"], "complete");
+    assert_eq!(c["status"], 304);
+}

@@ -89,8 +89,12 @@ pub struct Metered<B> {
     completion: Completion,
 }
 
-impl<B> Metered<B> {
-    pub fn new(inner: B, completion: Completion) -> Self {
+impl<B: Body> Metered<B> {
+    pub fn new(inner: B, mut completion: Completion) -> Self {
+        // An empty body (HEAD, 304, 204) is complete before anyone polls it.
+        if inner.is_end_stream() {
+            completion.finish(0, Outcome::Complete, None);
+        }
         Metered {
             inner,
             bytes: 0,
@@ -116,6 +120,11 @@ where
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(d) = frame.data_ref() {
                     this.bytes += d.len() as u64;
+                }
+                // A body that knows it is done (e.g. a whole small file) may never be
+                // polled for its end: the last frame completes the transfer.
+                if this.inner.is_end_stream() {
+                    this.completion.finish(this.bytes, Outcome::Complete, None);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
