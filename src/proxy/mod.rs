@@ -571,26 +571,32 @@ impl Gateway {
         // Decide.
         let now = time::OffsetDateTime::now_utc();
         let today = now.date();
-        let export = crate::pipl::Export::of(
-            &state.catalog,
-            &tags,
-            destination,
-            a.direction,
-            a.dataset.as_deref(),
-            up.operator.as_deref(),
-            Some(&caller.org),
-            crate::pipl::year_of(now),
-        );
-        let volume = export.as_ref().map(|e| self.exports.volume(e));
-        let decision = state.policies.decide(&Query {
-            tags: &tags,
-            purpose: &caller.purpose,
-            importer,
-            destination,
-            direction: a.direction,
-            date: today,
-            volume: volume.as_ref(),
-        });
+        // One evaluation of the policies for a tag set, with the PIPL export it would make.
+        let (direction, dataset) = (a.direction, a.dataset.clone());
+        let decide_for = |tags: &Tags| {
+            let export = crate::pipl::Export::of(
+                &state.catalog,
+                tags,
+                destination,
+                direction,
+                dataset.as_deref(),
+                up.operator.as_deref(),
+                Some(&caller.org),
+                crate::pipl::year_of(now),
+            );
+            let volume = export.as_ref().map(|e| self.exports.volume(e));
+            let decision = state.policies.decide(&Query {
+                tags,
+                purpose: &caller.purpose,
+                importer,
+                destination,
+                direction,
+                date: today,
+                volume: volume.as_ref(),
+            });
+            (decision, export)
+        };
+        let (decision, export) = decide_for(&tags);
         a.tags = Some(tags);
         let enforce = state.config.mode == Mode::Enforce;
         if !decision.is_allow() && enforce {
@@ -726,26 +732,7 @@ impl Gateway {
                     merged.origins.extend(extra.origins.iter().copied());
                     merged.categories.extend(extra.categories.iter().copied());
                     if merged != before {
-                        let export2 = crate::pipl::Export::of(
-                            &state.catalog,
-                            &merged,
-                            destination,
-                            a.direction,
-                            a.dataset.as_deref(),
-                            up.operator.as_deref(),
-                            Some(&caller.org),
-                            crate::pipl::year_of(now),
-                        );
-                        let volume2 = export2.as_ref().map(|e| self.exports.volume(e));
-                        let second = state.policies.decide(&Query {
-                            tags: &merged,
-                            purpose: &caller.purpose,
-                            importer,
-                            destination,
-                            direction: a.direction,
-                            date: today,
-                            volume: volume2.as_ref(),
-                        });
+                        let (second, export2) = decide_for(&merged);
                         if (second.is_allow() || !enforce)
                             && let Some(e) = &export2
                         {
