@@ -40,6 +40,28 @@ pub(crate) enum Msg {
     Shutdown(oneshot::Sender<()>),
 }
 
+/// Gathers one batch for a group commit: `first`, then whatever is already queued, up to
+/// `max` records. Returns the shutdown request if one came (nothing after it is taken).
+pub(crate) fn drain(
+    first: Msg,
+    rx: &std::sync::mpsc::Receiver<Msg>,
+    batch: &mut Vec<Pending>,
+    max: usize,
+) -> Option<oneshot::Sender<()>> {
+    let mut msg = Some(first);
+    while let Some(m) = msg.take() {
+        match m {
+            Msg::Record(p) => batch.push(p),
+            Msg::Shutdown(ack) => return Some(ack),
+        }
+        if batch.len() >= max {
+            break;
+        }
+        msg = rx.try_recv().ok();
+    }
+    None
+}
+
 /// What the writer needs from the file; a trait so tests can inject failures.
 pub(crate) trait LogFile: Send + 'static {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
@@ -152,21 +174,7 @@ impl<F: LogFile> Writer<F> {
                     Err(RecvTimeoutError::Disconnected) => break,
                 },
             };
-            let mut stop = None;
-            let mut msg = Some(first);
-            while let Some(m) = msg.take() {
-                match m {
-                    Msg::Record(p) => batch.push(p),
-                    Msg::Shutdown(ack) => {
-                        stop = Some(ack);
-                        break;
-                    }
-                }
-                if batch.len() >= self.batch_max {
-                    break;
-                }
-                msg = rx.try_recv().ok();
-            }
+            let stop = drain(first, &rx, &mut batch, self.batch_max);
             if !batch.is_empty() {
                 let before = self.seq;
                 self.commit(&mut batch);

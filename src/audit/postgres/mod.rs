@@ -212,21 +212,7 @@ impl PgWriter {
     pub fn run(mut self, rx: Receiver<Msg>) {
         let mut batch: Vec<Pending> = Vec::with_capacity(self.batch_max);
         while let Ok(first) = rx.recv() {
-            let mut stop = None;
-            let mut msg = Some(first);
-            while let Some(m) = msg.take() {
-                match m {
-                    Msg::Record(p) => batch.push(p),
-                    Msg::Shutdown(ack) => {
-                        stop = Some(ack);
-                        break;
-                    }
-                }
-                if batch.len() >= self.batch_max {
-                    break;
-                }
-                msg = rx.try_recv().ok();
-            }
+            let stop = super::writer::drain(first, &rx, &mut batch, self.batch_max);
             if !batch.is_empty() {
                 self.commit(&mut batch);
             }
