@@ -298,6 +298,14 @@ async fn disk_full_refuses_with_503_forwards_nothing_and_recovers_without_a_gap(
         assert_eq!(s, 200);
     }
     assert!(saw_503, "the tmpfs never filled");
+    // The failed batch was rolled back, which frees a few bytes: take every last one, so the
+    // disk is truly full for what follows.
+    {
+        use std::io::Write;
+        let mut filler = std::fs::File::create(mnt.join("filler")).unwrap();
+        while filler.write_all(&[0u8; 64]).is_ok() {}
+        while filler.write_all(&[0u8; 1]).is_ok() {}
+    }
     // While full: every request refused with 503, nothing forwarded.
     for _ in 0..20 {
         let r = client
