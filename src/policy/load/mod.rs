@@ -72,6 +72,19 @@ impl Sink<'_> {
             .fold(0, |m, c| m | cover_mask(c))
     }
 
+    /// The known purposes of a list; each unknown one is reported at its line.
+    fn purposes(&mut self, list: &[S]) -> Vec<Box<str>> {
+        list.iter()
+            .filter_map(|p| match check_purpose(&p.value) {
+                Ok(()) => Some(p.value.as_str().into()),
+                Err(e) => {
+                    self.at(p, e);
+                    None
+                }
+            })
+            .collect()
+    }
+
     fn date(&mut self, s: &S) -> Option<time::Date> {
         let fmt = time::macros::format_description!("[year]-[month]-[day]");
         match time::Date::parse(s.value.trim(), fmt) {
@@ -445,17 +458,7 @@ fn compile_rule(sink: &mut Sink<'_>, r: &RuleSpec, ids: &mut Vec<(String, usize)
     let destinations = r.destinations.as_ref().map(|l| sink.countries(l));
     let categories_any = r.categories_any.as_ref().map(|l| sink.categories(l));
     let categories_only = r.categories_only.as_ref().map(|l| sink.categories(l));
-    let purposes = r.purposes.as_ref().map(|l| {
-        l.iter()
-            .filter_map(|p| match check_purpose(&p.value) {
-                Ok(()) => Some(p.value.as_str().into()),
-                Err(e) => {
-                    sink.at(p, e);
-                    None
-                }
-            })
-            .collect()
-    });
+    let purposes = r.purposes.as_ref().map(|l| sink.purposes(l));
     let requires_mechanism = r.requires_mechanism.as_ref().and_then(|s| sink.kind(s));
     let requires_derogation = r.requires_derogation.as_ref().and_then(|s| {
         let d = DEROGATIONS.iter().find(|d| **d == s.value).copied();

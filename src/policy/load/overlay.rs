@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::{Compiled, Sink, opt_line, parse_yaml, policy_files, read};
 use crate::config::Diagnostic;
-use crate::model::{Effect, check_purpose};
+use crate::model::Effect;
 use crate::policy::schema::{OverlayFile, OverlayRuleSpec, RuleSpec};
 use crate::policy::{CatMask, CountrySet, OverlayRule, Regime, Rule};
 
@@ -87,17 +87,7 @@ fn compile_rule(
     let reason = sink.template(&r.reason);
     let destinations = r.destinations.as_ref().map(|l| sink.countries(l));
     let categories_any = r.categories_any.as_ref().map(|l| sink.categories(l));
-    let purposes = r.purposes.as_ref().map(|l| {
-        l.iter()
-            .filter_map(|p| match check_purpose(&p.value) {
-                Ok(()) => Some(p.value.as_str().into()),
-                Err(e) => {
-                    sink.at(p, e);
-                    None
-                }
-            })
-            .collect()
-    });
+    let purposes = r.purposes.as_ref().map(|l| sink.purposes(l));
     let from = r
         .effective_from
         .as_ref()
