@@ -99,9 +99,8 @@ pub fn expiring_bases(gw: &Gateway, days: u32) -> Vec<String> {
     out
 }
 
-/// Runs the alert checks until the process ends.
-pub fn spawn(cfg: AlertsConfig, gw: Arc<Gateway>) -> Result<(), String> {
-    let hook = Webhook::new(&cfg)?;
+/// Runs the alert checks until the process ends, posting to `hook` (the snapshot's).
+pub fn spawn(cfg: AlertsConfig, hook: Webhook, gw: Arc<Gateway>) {
     tokio::spawn(async move {
         let window = Duration::from_secs(cfg.window_secs.max(1));
         let mut tick = tokio::time::interval(window);
@@ -157,7 +156,6 @@ pub fn spawn(cfg: AlertsConfig, gw: Arc<Gateway>) -> Result<(), String> {
             }
         }
     });
-    Ok(())
 }
 
 /// Sends one message now (used when start-up verification of the audit log fails).

@@ -283,14 +283,16 @@ pub enum Effect {
     Deny,
 }
 
-/// Why a request was refused, which decides the status: transfer grounds are 451
-/// (RFC 7725), purpose and authorisation grounds 403.
+/// Why a request was refused, which decides the status: transfer grounds and withdrawn
+/// data are 451 (RFC 7725), purpose and authorisation grounds 403.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DenyGround {
     Transfer,
     Purpose,
     Authorization,
+    /// The data was withdrawn (erasure, consent withdrawn): GDPR Art. 17.
+    Withdrawn,
 }
 
 /// One origin's verdict inside a decision.

@@ -265,6 +265,23 @@ impl ExportCounter {
     }
 }
 
+/// Counts this year's exports recorded in the audit trail of `snap`'s `audit:` section
+/// (a log file and its rotated segments), so the volume bands survive a restart. Returns
+/// the number of records counted (0 when there is no trail yet).
+pub fn seed_from_trail(
+    counter: &ExportCounter,
+    snap: &crate::snapshot::Snapshot,
+    audit_path: &std::path::Path,
+    year: i32,
+) -> Result<usize, String> {
+    // Only a log file or a segment directory holds records (not, say, a device).
+    if !(audit_path.is_file() || audit_path.is_dir()) {
+        return Ok(0);
+    }
+    let files = crate::admin::AuditSource::file(audit_path.to_path_buf()).files()?;
+    counter.seed(&files, &snap.catalog, &snap.operators, year)
+}
+
 /// The export a decision record describes, if it counts for `year`.
 fn export_of_record(
     v: &Value,

@@ -11,7 +11,8 @@ use notify::{RecursiveMode, Watcher};
 
 use crate::audit::{Record, record::EventRecord, record::now_rfc3339};
 use crate::config::{Config, Diagnostics};
-use crate::proxy::{Gateway, State};
+use crate::proxy::Gateway;
+use crate::snapshot::Snapshot;
 
 /// How long file events are collected before one reload (editors write in several steps).
 pub const DEBOUNCE: Duration = Duration::from_millis(250);
@@ -45,7 +46,7 @@ pub fn reload(
             c.listen.address = l;
         }
         c.audit.path = o.audit_path.clone();
-        State::build(c)
+        Snapshot::build(c)
     });
     match result {
         Ok(s) => {

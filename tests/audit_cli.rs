@@ -76,6 +76,7 @@ fn completion(seq: u64, i: u64) -> Record {
         duration_ms: 3,
         outcome: Outcome::Complete,
         detail: None,
+        recheck: None,
     })
 }
 

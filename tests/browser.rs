@@ -258,6 +258,7 @@ async fn seed(path: &Path) -> usize {
                     duration_ms: 120 + i as u64,
                     outcome: Outcome::Complete,
                     detail: None,
+                    recheck: None,
                 }))
                 .await
                 .unwrap();

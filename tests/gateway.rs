@@ -547,17 +547,29 @@ async fn upstream_metadata_adds_tags_and_can_turn_an_allow_into_a_refusal() {
     let id = rid(&r);
     let origins = gw.decision(&id)["origins"].clone();
     assert_eq!(origins, serde_json::json!(["DE"]));
-    // The upstream adds health data: the DPF org no longer gets it.
+    // The upstream adds health data: the DPF org no longer gets it. The request keeps its
+    // one decision record (the allow written before forwarding); the re-decision and the
+    // tags it added are on the completion, which ends `refused` with nothing sent.
     let dpf = gw.token("carol", "globex-us", "US", "analytics");
     let r = get(&gw, &dpf, "/mirror/eu-customers/health.csv").await;
     assert_eq!(r.status(), 451);
     let id = rid(&r);
-    let refusal = gw
+    let p = problem(r).await;
+    assert_eq!(p["type"], "urn:bordergate:problem:transfer-refused");
+    let decisions: Vec<_> = gw
         .records()
         .into_iter()
-        .rfind(|r| r["kind"] == "decision" && r["request_id"] == id.as_str())
-        .unwrap();
-    assert_eq!(refusal["decision"], "deny");
+        .filter(|r| r["kind"] == "decision" && r["request_id"] == id.as_str())
+        .collect();
+    assert_eq!(decisions.len(), 1, "one decision record per request");
+    assert_eq!(decisions[0]["decision"], "allow");
+    let c = gw.completion(&id).await;
+    assert_eq!(c["outcome"], "refused");
+    assert_eq!(c["status"], 451);
+    assert_eq!(c["bytes_out"], 0);
+    assert_eq!(c["recheck"]["decision"], "deny");
+    assert_eq!(c["recheck"]["rule"], p["rule"]);
+    assert_eq!(c["recheck"]["categories"], serde_json::json!(["health"]));
 }
 
 #[tokio::test]

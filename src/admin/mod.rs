@@ -594,26 +594,25 @@ fn problem(status: StatusCode, detail: &str) -> Response<AdminBody> {
     r
 }
 
-/// Binds the admin listener of `cfg` (TLS from `cfg.tls`, else `proxy_tls`) and serves it
-/// in the background. Returns its URL.
-pub async fn spawn(
-    cfg: &crate::config::AdminConfig,
-    proxy_tls: Option<&crate::config::TlsListen>,
+/// Serves the admin listener on `listener` (bound by `serve` before the audit log is
+/// opened) in the background, with the snapshot's admin TLS. Returns its URL.
+pub fn spawn(
+    listener: tokio::net::TcpListener,
     gateway: Arc<Gateway>,
     source: AuditSource,
-) -> Result<String, String> {
-    let tls = match (cfg.plaintext, cfg.tls.as_ref().or(proxy_tls)) {
-        (false, Some(t)) => Some(tokio_rustls::TlsAcceptor::from(
-            crate::tls::server_config(t).map_err(|e| format!("admin listener: {e}"))?,
-        )),
-        _ => None,
-    };
-    let listener = tokio::net::TcpListener::bind(cfg.address)
-        .await
-        .map_err(|e| format!("cannot listen on {} (admin): {e}", cfg.address))?;
-    let local = listener.local_addr().unwrap_or(cfg.address);
+    max_records: usize,
+) -> String {
+    let tls = gateway
+        .state()
+        .admin_tls
+        .clone()
+        .map(tokio_rustls::TlsAcceptor::from);
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let admin = Arc::new(Admin::new(gateway, source, cfg.max_records));
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "?".into());
+    let admin = Arc::new(Admin::new(gateway, source, max_records));
     tokio::spawn(serve(admin, listener, tls, std::future::pending()));
-    Ok(format!("{scheme}://{local}"))
+    format!("{scheme}://{local}")
 }

@@ -39,10 +39,10 @@ pub struct Checkpoint {
     pub signature: String,
 }
 
-/// The writer's signing key.
-#[derive(Debug)]
+/// The writer's signing key (cheap to clone: the key is shared).
+#[derive(Clone, Debug)]
 pub struct Signer {
-    key: Ed25519KeyPair,
+    key: std::sync::Arc<Ed25519KeyPair>,
     id: String,
 }
 
@@ -63,7 +63,10 @@ impl Signer {
             .or_else(|_| Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der))
             .map_err(|e| format!("not a PKCS#8 Ed25519 private key: {e}"))?;
         let id = key_id(key.public_key().as_ref());
-        Ok(Signer { key, id })
+        Ok(Signer {
+            key: std::sync::Arc::new(key),
+            id,
+        })
     }
 
     pub fn public_key(&self) -> &[u8] {

@@ -92,8 +92,12 @@ impl AuditLog {
         )
     }
 
-    /// Opens the log as the `audit:` section of the config says (checkpoints, rotation, retention).
-    pub fn open_config(c: &crate::config::AuditConfig) -> Result<AuditLog, AuditError> {
+    /// Opens the log as the `audit:` section of the config says (checkpoints signed with
+    /// `signer`, the key `audit.checkpoint_key` names; rotation; retention).
+    pub fn open_config(
+        c: &crate::config::AuditConfig,
+        signer: Option<checkpoint::Signer>,
+    ) -> Result<AuditLog, AuditError> {
         if c.sink == crate::config::AuditSinkKind::Postgres {
             let pg = c.postgres.as_ref().ok_or_else(|| {
                 AuditError::Unavailable("`audit.sink: postgres` needs `audit.postgres`".into())
@@ -101,7 +105,7 @@ impl AuditLog {
             let conn = pg.connection_string().map_err(AuditError::Unavailable)?;
             return Self::open_postgres(&conn, &pg.table, c.batch_max);
         }
-        Self::open_with(&c.path, Options::from_config(c)?)
+        Self::open_with(&c.path, Options::from_config(c, signer))
     }
 
     /// Opens the PostgreSQL store: creates `table` (and `<table>_head`) if missing, checks the
@@ -229,6 +233,7 @@ impl AuditLog {
                     "the gateway stopped before this transfer ended; how much was sent is unknown"
                         .into(),
                 ),
+                recheck: None,
             }));
         }
         log.append_nowait(Record::Event(EventRecord::new("start", start_detail)));
@@ -341,16 +346,13 @@ impl Default for Options {
 }
 
 impl Options {
-    /// The options the `audit:` config section asks for; loads the checkpoint key.
-    pub fn from_config(c: &crate::config::AuditConfig) -> Result<Options, AuditError> {
-        let signer = c
-            .checkpoint_key
-            .as_deref()
-            .map(checkpoint::Signer::load)
-            .transpose()
-            .map_err(AuditError::Unavailable)?;
+    /// The options the `audit:` config section asks for, checkpoints signed with `signer`.
+    pub fn from_config(
+        c: &crate::config::AuditConfig,
+        signer: Option<checkpoint::Signer>,
+    ) -> Options {
         let secs = std::time::Duration::from_secs;
-        Ok(Options {
+        Options {
             batch_max: c.batch_max,
             upkeep: upkeep::Upkeep {
                 signer,
@@ -363,7 +365,7 @@ impl Options {
                 retain_age: c.retain_days.map(|d| secs(d * 86_400)),
                 ..upkeep::Upkeep::default()
             },
-        })
+        }
     }
 }
 

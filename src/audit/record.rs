@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Caller, Country, Direction, Effect, Tags};
+use crate::model::{Caller, Category, Country, Direction, Effect, Tags};
 
 /// What the writer chains. Serialised with a `kind` field; the writer adds `seq`,
 /// `prev` and `hash`.
@@ -54,6 +54,23 @@ pub enum Outcome {
     UpstreamError,
     /// Written at start-up for a request whose decision has no completion (the gateway crashed).
     UnknownCrashed,
+    /// The upstream's metadata added tags and the re-decision refused: nothing of the body
+    /// was sent (see [`Recheck`]).
+    Refused,
+}
+
+/// The re-decision of a forwarded download whose upstream declared more origins or
+/// categories than the catalog: the request's one decision record was written before
+/// forwarding, so the re-decision and the tags it added are recorded on its completion.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recheck {
+    pub decision: Effect,
+    pub rule: String,
+    pub article: String,
+    pub reason: String,
+    /// Origins and categories the upstream added.
+    pub origins: Vec<Country>,
+    pub categories: Vec<Category>,
 }
 
 /// One per forwarded request, after the transfer ends.
@@ -69,6 +86,8 @@ pub struct CompletionRecord {
     pub duration_ms: u64,
     pub outcome: Outcome,
     pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recheck: Option<Recheck>,
 }
 
 /// Something the gateway records about itself.

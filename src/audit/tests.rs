@@ -23,6 +23,7 @@ fn completion(n: u64) -> Record {
         duration_ms: 1,
         outcome: Outcome::Complete,
         detail: None,
+        recheck: None,
     })
 }
 

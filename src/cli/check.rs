@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::proxy::State;
+use crate::snapshot::Snapshot;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -27,7 +27,7 @@ pub fn run(a: Args) -> ExitCode {
         return ExitCode::from(2);
     }
     let horizon = a.horizon_days.unwrap_or(cfg.policy_horizon_days);
-    match State::build(cfg) {
+    match Snapshot::build(cfg) {
         Ok(s) => {
             let today = time::OffsetDateTime::now_utc().date();
             for e in s.policies.expiring(today, horizon) {

@@ -1,5 +1,9 @@
 //! `bordergate serve`: run the gateway until SIGTERM or SIGINT; reload on SIGHUP and on
 //! file changes (see [`crate::reload`]).
+//!
+//! Start-up order: load and build the whole [`Snapshot`] (every file validated), bind the
+//! ports, and only then open the audit log — a gateway that cannot start writes nothing
+//! to it.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,7 +13,8 @@ use std::time::Duration;
 
 use crate::audit::{AuditLog, Record, record::EventRecord, record::now_rfc3339};
 use crate::config::Config;
-use crate::proxy::{Gateway, State};
+use crate::proxy::Gateway;
+use crate::snapshot::Snapshot;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -58,7 +63,10 @@ pub fn run(a: Args) -> ExitCode {
     if let (Some(l), Some(admin)) = (a.admin_listen, cfg.admin.as_mut()) {
         admin.address = l;
     }
-    let overrides = (a.listen, cfg.audit.path.clone());
+    let overrides = crate::reload::Overrides {
+        listen: a.listen,
+        audit_path: cfg.audit.path.clone(),
+    };
     if let Err(e) = super::ensure_dev_material(&cfg) {
         eprintln!("error: {e}");
         return ExitCode::from(2);
@@ -76,65 +84,80 @@ pub fn run(a: Args) -> ExitCode {
     runtime.block_on(serve(path, cfg, overrides))
 }
 
-async fn serve(path: PathBuf, cfg: Config, overrides: (Option<SocketAddr>, PathBuf)) -> ExitCode {
-    let tls = match &cfg.listen.tls {
-        Some(t) => match crate::tls::server_config(t) {
-            Ok(c) => Some(tokio_rustls::TlsAcceptor::from(c)),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        None => None,
-    };
+async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener, ExitCode> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        eprintln!("error: cannot listen on {addr}{what}: {e}");
+        ExitCode::from(2)
+    })
+}
+
+async fn serve(path: PathBuf, cfg: Config, overrides: crate::reload::Overrides) -> ExitCode {
+    match start(path, cfg, overrides).await {
+        Ok(code) | Err(code) => code,
+    }
+}
+
+async fn start(
+    path: PathBuf,
+    cfg: Config,
+    overrides: crate::reload::Overrides,
+) -> Result<ExitCode, ExitCode> {
     let alerts_cfg = cfg.alerts.clone();
-    let audit = match AuditLog::open_config(&cfg.audit) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: `{}`: {e}", cfg.audit.describe());
-            if let Some(al) = &alerts_cfg {
-                let text = format!(
-                    "bordergate did not start: audit log `{}`: {e}",
-                    cfg.audit.describe()
-                );
-                crate::alerts::notify(al, &text).await;
-            }
-            return ExitCode::from(2);
-        }
-    };
-    let addr = cfg.listen.address;
+    let admin_cfg = cfg.admin.clone();
+    let audit_cfg = cfg.audit.clone();
     let header_timeout = Duration::from_secs(cfg.limits.header_timeout_secs.max(1));
     let grace = Duration::from_secs(cfg.listen.grace_secs);
     let mode = cfg.mode;
-    let admin_cfg = cfg.admin.clone().map(|a| (a, cfg.listen.tls.clone()));
-    let audit_source = crate::admin::AuditSource::from_config(&cfg.audit);
-    let audit_path = cfg.audit.path.clone();
-    let state = match State::build(cfg) {
-        Ok(s) => s,
-        Err(d) => {
-            eprintln!("{d}");
-            eprintln!("error: {} problem(s) found; not starting", d.0.len());
-            audit.shutdown().await;
-            return ExitCode::from(2);
-        }
+    let snap = Snapshot::build(cfg).map_err(|d| {
+        eprintln!("{d}");
+        eprintln!("error: {} problem(s) found; not starting", d.0.len());
+        ExitCode::from(2)
+    })?;
+    let audit_source = crate::admin::AuditSource::from_config(&audit_cfg).map_err(|e| {
+        eprintln!("error: admin listener: {e}");
+        ExitCode::from(2)
+    })?;
+
+    // The ports, before the log: a gateway that cannot listen writes nothing to it.
+    let addr = snap.config.listen.address;
+    let listener = bind(addr, "").await?;
+    let admin_listener = match &admin_cfg {
+        Some(a) => Some(bind(a.address, " (admin)").await?),
+        None => None,
     };
-    let listener = match tokio::net::TcpListener::bind(addr).await {
-        Ok(l) => l,
+
+    let audit = match AuditLog::open_config(&audit_cfg, snap.checkpoint_signer.clone()) {
+        Ok(a) => a,
         Err(e) => {
-            eprintln!("error: cannot listen on {addr}: {e}");
-            audit.shutdown().await;
-            return ExitCode::from(2);
+            eprintln!("error: `{}`: {e}", audit_cfg.describe());
+            if let Some(hook) = &snap.webhook {
+                hook.post(&format!(
+                    "bordergate did not start: audit log `{}`: {e}",
+                    audit_cfg.describe()
+                ))
+                .await;
+            }
+            return Err(ExitCode::from(2));
         }
     };
     let local = listener.local_addr().unwrap_or(addr);
+    let tls = snap.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let version = state.policies.version.to_string();
-    let gateway = Arc::new(Gateway::new(state, audit));
-    if let Err(e) = seed_pipl_volumes(&gateway, &audit_path) {
-        // Counts lower than the truth could exempt an export that needs a mechanism.
-        eprintln!("error: cannot count PIPL export volumes from the audit trail: {e}");
-        gateway.audit().shutdown().await;
-        return ExitCode::from(2);
+    let version = snap.policies.version.to_string();
+    let webhook = snap.webhook.clone();
+    let gateway = Arc::new(Gateway::new(snap, audit));
+    let year = crate::pipl::year_of(time::OffsetDateTime::now_utc());
+    let started = std::time::Instant::now();
+    match crate::pipl::seed_from_trail(gateway.exports(), &gateway.state(), &audit_cfg.path, year) {
+        Ok(n) => {
+            tracing::info!(records = n, year, elapsed = ?started.elapsed(), "PIPL export volumes counted from the audit trail");
+        }
+        Err(e) => {
+            // Counts lower than the truth could exempt an export that needs a mechanism.
+            eprintln!("error: cannot count PIPL export volumes from the audit trail: {e}");
+            gateway.audit().shutdown().await;
+            return Err(ExitCode::from(2));
+        }
     }
     gateway.audit().append_nowait(event(
         "listen",
@@ -144,35 +167,14 @@ async fn serve(path: PathBuf, cfg: Config, overrides: (Option<SocketAddr>, PathB
     // The line tests and scripts wait for.
     println!("bordergate listening on {scheme}://{local}");
     tracing::info!(%local, policy_version = %version, "bordergate listening");
-    if let Some((admin, proxy_tls)) = admin_cfg {
-        let spawned = match audit_source {
-            Ok(source) => {
-                crate::admin::spawn(&admin, proxy_tls.as_ref(), gateway.clone(), source).await
-            }
-            Err(e) => Err(format!("admin listener: {e}")),
-        };
-        match spawned {
-            Ok(url) => println!("bordergate admin listening on {url}"),
-            Err(e) => {
-                eprintln!("error: {e}");
-                gateway.audit().shutdown().await;
-                return ExitCode::from(2);
-            }
-        }
+    if let (Some(admin), Some(l)) = (admin_cfg, admin_listener) {
+        let url = crate::admin::spawn(l, gateway.clone(), audit_source, admin.max_records);
+        println!("bordergate admin listening on {url}");
+    }
+    if let (Some(al), Some(hook)) = (alerts_cfg, webhook) {
+        crate::alerts::spawn(al, hook, gateway.clone());
     }
 
-    if let Some(al) = alerts_cfg
-        && let Err(e) = crate::alerts::spawn(al, gateway.clone())
-    {
-        eprintln!("error: {e}");
-        gateway.audit().shutdown().await;
-        return ExitCode::from(2);
-    }
-
-    let overrides = crate::reload::Overrides {
-        listen: overrides.0,
-        audit_path: overrides.1,
-    };
     tokio::spawn(crate::reload::on_sighup(
         gateway.clone(),
         path.clone(),
@@ -196,31 +198,7 @@ async fn serve(path: PathBuf, cfg: Config, overrides: (Option<SocketAddr>, PathB
     )
     .await;
     tracing::info!("stopped");
-    ExitCode::SUCCESS
-}
-
-/// Counts this year's PIPL exports from the audit trail, so the volume bands survive a restart.
-fn seed_pipl_volumes(gateway: &Gateway, audit_path: &std::path::Path) -> Result<(), String> {
-    // Only a log file or a segment directory holds records (not, say, a device).
-    if !(audit_path.is_file() || audit_path.is_dir()) {
-        return Ok(());
-    }
-    let state = gateway.state();
-    let operators: std::collections::HashMap<String, String> = state
-        .config
-        .upstreams
-        .iter()
-        .filter_map(|u| Some((u.name.clone(), u.operator.clone()?)))
-        .collect();
-    let year = crate::pipl::year_of(time::OffsetDateTime::now_utc());
-    let started = std::time::Instant::now();
-    // Rotated segments (oldest first) and the active file.
-    let files = crate::admin::AuditSource::file(audit_path.to_path_buf()).files()?;
-    let n = gateway
-        .exports()
-        .seed(&files, &state.catalog, &operators, year)?;
-    tracing::info!(records = n, year, elapsed = ?started.elapsed(), "PIPL export volumes counted from the audit trail");
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn event(name: &str, detail: &str, version: &str) -> Record {

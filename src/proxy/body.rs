@@ -11,7 +11,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
 use super::BoxError;
-use crate::audit::{AuditLog, CompletionRecord, Outcome, Record, record::now_rfc3339};
+use crate::audit::record::{Recheck, now_rfc3339};
+use crate::audit::{AuditLog, CompletionRecord, Outcome, Record};
 
 /// Writes one completion record for a forwarded request, exactly once.
 pub struct Completion {
@@ -21,6 +22,7 @@ pub struct Completion {
     status: u16,
     started: Instant,
     bytes_in: Arc<AtomicU64>,
+    recheck: Option<Recheck>,
     done: bool,
 }
 
@@ -39,12 +41,18 @@ impl Completion {
             status: 0,
             started,
             bytes_in,
+            recheck: None,
             done: false,
         }
     }
 
     pub fn set_status(&mut self, status: u16) {
         self.status = status;
+    }
+
+    /// Records the re-decision made on the upstream's metadata.
+    pub fn set_recheck(&mut self, r: Recheck) {
+        self.recheck = Some(r);
     }
 
     /// Records the end of the transfer (no-op after the first call).
@@ -65,6 +73,7 @@ impl Completion {
             duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             outcome,
             detail,
+            recheck: self.recheck.take(),
         };
         self.audit.append_nowait(Record::Completion(rec));
     }

@@ -26,6 +26,7 @@ use tokio_util::io::ReaderStream;
 
 use self::conditional::{ByteRange, Precondition};
 use crate::proxy::{BoxError, ResBody};
+use crate::respond::{Problem, StoreError};
 
 /// Size of the chunks a file is streamed in.
 const CHUNK: usize = 64 * 1024;
@@ -98,8 +99,8 @@ impl FileStore {
         &self.root
     }
 
-    /// Answers one request. `path` is decoded and normalised: it starts with `/` and has no dot
-    /// segments, backslashes or empty segments.
+    /// Answers one request, the store's refusals as [`Problem`]s without a request id
+    /// (see [`FileStore::answer`]).
     pub async fn handle<B>(
         &self,
         method: &Method,
@@ -111,18 +112,34 @@ impl FileStore {
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
-        let result = match *method {
+        let head = *method == Method::HEAD;
+        self.answer(method, path, headers, body)
+            .await
+            .unwrap_or_else(|e| Problem::from(e).into_response(head))
+    }
+
+    /// Answers one request. `path` is decoded and normalised: it starts with `/` and has no dot
+    /// segments, backslashes or empty segments.
+    pub async fn answer<B>(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        body: B,
+    ) -> Result<Response<ResBody>, StoreError>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        match *method {
             Method::GET => self.read(false, path, headers).await,
             Method::HEAD => self.read(true, path, headers).await,
-            Method::PUT => self.write(path, headers, body).await,
-            _ => {
-                let mut resp = problem(StatusCode::METHOD_NOT_ALLOWED);
-                resp.headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, PUT"));
-                return resp;
-            }
-        };
-        result.unwrap_or_else(problem)
+            Method::PUT => self
+                .write(path, headers, body)
+                .await
+                .map_err(StoreError::from),
+            _ => Err(StoreError::MethodNotAllowed),
+        }
     }
 
     /// GET and HEAD.
@@ -131,7 +148,7 @@ impl FileStore {
         head: bool,
         path: &str,
         headers: &HeaderMap,
-    ) -> Result<Response<ResBody>, StatusCode> {
+    ) -> Result<Response<ResBody>, StoreError> {
         let components = components(path).ok_or(StatusCode::NOT_FOUND)?;
         let lexical = components.iter().fold(self.root.clone(), |p, c| p.join(c));
         // Resolve, check, open, stat, and read a small file whole, inline: on a local
@@ -149,7 +166,7 @@ impl FileStore {
                 set_validators(resp.headers_mut(), &v);
                 return Ok(resp);
             }
-            Precondition::Failed => return Err(StatusCode::PRECONDITION_FAILED),
+            Precondition::Failed => return Err(StatusCode::PRECONDITION_FAILED.into()),
         }
 
         // Range applies to GET only (RFC 9110 §14.2), and only while If-Range holds.
@@ -173,10 +190,7 @@ impl FileStore {
                 (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
             }
             ByteRange::Unsatisfiable => {
-                let mut resp = problem(StatusCode::RANGE_NOT_SATISFIABLE);
-                resp.headers_mut()
-                    .insert(header::CONTENT_RANGE, hv(format!("bytes */{}", v.len)));
-                return Ok(resp);
+                return Err(StoreError::RangeNotSatisfiable(v.len));
             }
         };
 
@@ -188,7 +202,7 @@ impl FileStore {
                 .map_err(|_| StatusCode::RANGE_NOT_SATISFIABLE)?;
             if end > bytes.len() {
                 // The file grew or shrank between stat and read: serve nothing partial.
-                return Err(StatusCode::SERVICE_UNAVAILABLE);
+                return Err(StatusCode::SERVICE_UNAVAILABLE.into());
             }
             Full::new(bytes.slice(start..end))
                 .map_err(|e| match e {})
@@ -477,24 +491,4 @@ fn empty() -> ResBody {
     Empty::<Bytes>::new()
         .map_err(|never| match never {})
         .boxed()
-}
-
-/// A minimal RFC 9457 problem; the gateway may replace it with its own.
-fn problem(status: StatusCode) -> Response<ResBody> {
-    let body = format!(
-        r#"{{"type":"about:blank","title":"{}","status":{}}}"#,
-        status.canonical_reason().unwrap_or(""),
-        status.as_u16()
-    );
-    let mut resp = Response::new(
-        Full::new(Bytes::from(body))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    resp
 }

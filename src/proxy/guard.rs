@@ -10,8 +10,8 @@ use http::{Version, header, request::Parts};
 use http_body::{Body, Frame, SizeHint};
 
 use super::BoxError;
-use super::problem::Kind;
 use crate::config::Limits;
+use crate::respond::Kind;
 
 /// Why a request head was refused before its decision.
 #[derive(Debug)]

@@ -68,7 +68,18 @@ pub enum UpstreamFailure {
     Unreachable(String),
     Timeout,
     /// The client's request body broke a limit (slow, too large) while it was forwarded.
-    Client(super::problem::Kind, String),
+    Client(crate::respond::Kind, String),
+}
+
+impl UpstreamFailure {
+    /// What the completion record says of the failure.
+    pub fn detail(&self) -> String {
+        match self {
+            UpstreamFailure::Timeout => "upstream timed out".into(),
+            UpstreamFailure::Unreachable(e) => e.clone(),
+            UpstreamFailure::Client(_, e) => format!("request body: {e}"),
+        }
+    }
 }
 
 impl Upstream {

@@ -1,0 +1,119 @@
+//! The record phase: what is known of a request as it moves through the phases, and the
+//! one decision record it gets — a refusal's before the answer, an allow's before any
+//! byte is forwarded.
+
+use std::time::Instant;
+
+use http::Method;
+use http::request::Parts;
+
+use crate::audit::{DecisionRecord, Record};
+use crate::metrics::Decided;
+use crate::model::{Caller, Decision, Direction, Effect};
+use crate::respond::Problem;
+use crate::transfer::Transfer;
+
+/// Renders a path that failed normalisation for the audit log: printable ASCII only, bounded.
+pub(super) fn escaped_path(raw: &str) -> String {
+    let mut s: String = raw.escape_default().take(512).collect();
+    if raw.len() > 512 {
+        s.push('…');
+    }
+    s
+}
+
+/// A request on its way through the phases.
+pub(super) struct Attempt {
+    pub started: Instant,
+    pub request_id: String,
+    pub method: Method,
+    /// The decoded path once normalised; before that an escaped rendering of the raw one.
+    pub path: String,
+    pub direction: Direction,
+    pub enforce: bool,
+    pub policy_version: std::sync::Arc<str>,
+    pub caller: Option<Caller>,
+    pub upstream: Option<String>,
+    pub transfer: Option<Transfer>,
+    /// What the request's decision record said, for the request metrics.
+    pub decided: Decided,
+}
+
+impl Attempt {
+    pub fn new(parts: &Parts, enforce: bool, policy_version: std::sync::Arc<str>) -> Attempt {
+        Attempt {
+            started: Instant::now(),
+            request_id: super::headers::request_id(&parts.headers),
+            method: parts.method.clone(),
+            path: escaped_path(parts.uri.path()),
+            direction: if matches!(parts.method, Method::PUT | Method::POST) {
+                Direction::Upload
+            } else {
+                Direction::Download
+            },
+            enforce,
+            policy_version,
+            caller: None,
+            upstream: None,
+            transfer: None,
+            decided: Decided::None,
+        }
+    }
+
+    pub fn is_head(&self) -> bool {
+        self.method == Method::HEAD
+    }
+
+    /// The decision record of a refusal answered with `p`.
+    pub fn refusal(&mut self, p: &Problem) -> Record {
+        self.record(
+            Effect::Deny,
+            p.status().as_u16(),
+            &p.record_rule(),
+            p.article.as_deref().unwrap_or_default(),
+            &p.detail,
+        )
+    }
+
+    /// The decision record of a transfer about to be forwarded (allowed, or refused in
+    /// shadow mode).
+    pub fn forwarded(&mut self, d: &Decision) -> Record {
+        self.record(d.effect, 0, &d.rule, &d.article, &d.reason)
+    }
+
+    fn record(
+        &mut self,
+        decision: Effect,
+        status: u16,
+        rule: &str,
+        article: &str,
+        reason: &str,
+    ) -> Record {
+        self.decided = Decided::of(decision);
+        let t = self.transfer.as_ref();
+        let destination = t.map(|t| t.destination);
+        crate::metrics::global().decision(rule, destination);
+        Record::Decision(Box::new(DecisionRecord {
+            time: crate::audit::record::now_rfc3339(),
+            request_id: self.request_id.clone(),
+            caller: self.caller.clone(),
+            method: self.method.as_str().to_string(),
+            path: self.path.clone(),
+            dataset: t.and_then(|t| t.dataset.clone()),
+            origins: t
+                .map(|t| t.tags.origins.iter().copied().collect())
+                .unwrap_or_default(),
+            tags: t.map(|t| t.tags.clone()),
+            destination,
+            direction: self.direction,
+            decision,
+            enforced: self.enforce || decision == Effect::Allow,
+            status,
+            rule: rule.to_string(),
+            article: article.to_string(),
+            reason: reason.to_string(),
+            policy_version: self.policy_version.to_string(),
+            upstream: self.upstream.clone(),
+        }))
+    }
+}

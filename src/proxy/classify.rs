@@ -1,0 +1,102 @@
+//! The classify phase: the route a path takes, and the transfer the request would make
+//! ([`crate::transfer::classify`], the one classification every tool shares).
+
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, header};
+use time::OffsetDateTime;
+
+use crate::catalog::path::NormalizedPath;
+use crate::model::{Caller, Direction};
+use crate::respond::{Kind, Problem};
+use crate::snapshot::{Route, Snapshot};
+use crate::transfer::{Ask, Subject, Transfer};
+
+use super::upstream::Upstream;
+
+/// A request's route, its upstream, and what the upstream is asked.
+pub(super) struct Routed<'s> {
+    pub route: &'s Route,
+    pub upstream: &'s Upstream,
+    /// The upstream path and query (for an object store, the call it maps to).
+    pub path_and_query: String,
+}
+
+/// Finds the route of `path` and checks the method against it.
+pub(super) fn route<'s>(
+    snap: &'s Snapshot,
+    parts: &Parts,
+    path: &NormalizedPath,
+    direction: Direction,
+) -> Result<Routed<'s>, (Option<&'s str>, Problem)> {
+    let Some((route, upstream)) = snap.route(&path.decoded) else {
+        return Err((
+            None,
+            Problem::new(
+                Kind::NotInCatalog,
+                "the path matches no route or catalog entry",
+            ),
+        ));
+    };
+    let name = Some(upstream.name.as_str());
+    if direction == Direction::Upload && !route.uploads {
+        return Err((
+            name,
+            Problem::new(Kind::MethodNotAllowed, "this route does not accept uploads")
+                .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD")),
+        ));
+    }
+    let path_and_query = upstream
+        .path_and_query(
+            &route.prefix,
+            &parts.method,
+            &path.encoded,
+            parts.uri.query(),
+        )
+        .map_err(|e| (name, Problem::new(Kind::BadRequest, e)))?;
+    Ok(Routed {
+        route,
+        upstream,
+        path_and_query,
+    })
+}
+
+/// The catalog ids an upload declares in the lineage header (comma-separated, repeatable).
+pub(super) fn declared_lineage(headers: &HeaderMap, name: &str) -> Vec<String> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Classifies the request routed by `r`.
+pub(super) fn classify(
+    snap: &Snapshot,
+    r: &Routed<'_>,
+    path: &NormalizedPath,
+    caller: &Caller,
+    direction: Direction,
+    headers: &HeaderMap,
+    at: OffsetDateTime,
+) -> Result<Transfer, Problem> {
+    let lineage = match direction {
+        Direction::Upload => declared_lineage(headers, &snap.config.tags.lineage),
+        Direction::Download => Vec::new(),
+    };
+    let ask = Ask {
+        subject: Subject::Path(&path.decoded),
+        direction,
+        caller,
+        lineage: &lineage,
+        at,
+    };
+    Ok(crate::transfer::classify(
+        &snap.catalog,
+        &ask,
+        Some(snap.place(r.route, r.upstream)),
+    )?)
+}

@@ -1,0 +1,72 @@
+//! The forward phase: the request, once its decision is durable, to the file store or the
+//! http(s) upstream, with the client's body counted and held to the limits.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use bytes::Bytes;
+use http::Request;
+use http::request::Parts;
+use http_body::Body;
+use http_body_util::BodyExt;
+
+use super::body::Counted;
+use super::upstream::{Target, Upstream, UpstreamFailure};
+use super::{BoxError, ResBody, guard, headers};
+use crate::catalog::path::NormalizedPath;
+use crate::config::{Limits, TagHeaders};
+use crate::respond::Problem;
+
+/// What a forwarded request carries besides its head and body.
+pub(super) struct Forward<'a> {
+    pub upstream: &'a Upstream,
+    pub path: &'a NormalizedPath,
+    pub path_and_query: &'a str,
+    pub peer: SocketAddr,
+    pub proto: &'static str,
+    pub request_id: &'a str,
+    pub limits: &'a Limits,
+    pub tags: &'a TagHeaders,
+}
+
+/// Sends the request; the file store's own refusals (404, 416, …) come back as answers.
+pub(super) async fn forward<B>(
+    f: &Forward<'_>,
+    parts: &Parts,
+    body: B,
+    bytes_in: Arc<AtomicU64>,
+) -> Result<http::Response<ResBody>, UpstreamFailure>
+where
+    B: Body<Data = Bytes> + Send + Sync + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    let body = Counted::new(guard::Limited::new(body, f.limits), bytes_in);
+    match &f.upstream.target {
+        Target::File(store) => Ok(store
+            .answer(&parts.method, &f.path.decoded, &parts.headers, body)
+            .await
+            .unwrap_or_else(|e| {
+                Problem::from(e)
+                    .for_request(f.request_id)
+                    .into_response(parts.method == http::Method::HEAD)
+            })),
+        Target::Http { .. } => {
+            let mut req = Request::new(body.boxed());
+            *req.method_mut() = parts.method.clone();
+            *req.headers_mut() = headers::upstream_request_headers(
+                &parts.headers,
+                f.peer.ip(),
+                f.proto,
+                f.request_id,
+                &f.tags.lineage,
+            );
+            let resp = f.upstream.send_http(req, f.path_and_query).await?;
+            let resp = f
+                .upstream
+                .follow_redirects(resp, &parts.method, &parts.headers)
+                .await?;
+            Ok(resp.map(super::upstream::boxed_incoming))
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The upstream-response phase: what comes back is checked before its first byte reaches
+//! the client — hop-by-hop headers stripped, redirects to other hosts refused, and the
+//! upstream's tag metadata folded into the transfer and decided again with the same
+//! [`crate::transfer::Transfer::decide`].
+//!
+//! The rule for the record: a request has exactly one decision record, written before
+//! anything was forwarded. When the upstream's metadata adds origins or categories, the
+//! re-decision goes on the request's completion record (`recheck`: its decision, rule,
+//! article, reason and the tags added); a re-decision that refuses ends the transfer with
+//! the refusal's status and outcome `refused`, before any byte of the body is sent.
+
+use http::{HeaderMap, Response, header};
+
+use super::ResBody;
+use super::body::Completion;
+use crate::audit::Outcome;
+use crate::audit::record::Recheck;
+use crate::model::{Category, Country, Decision, Tags};
+use crate::respond::{Kind, Problem};
+
+/// Parses the comma-separated headers in which an upstream declares origins and categories.
+pub(super) fn upstream_tags(resp: &HeaderMap, origin_h: &str, cat_h: &str) -> Result<Tags, String> {
+    let mut t = Tags::default();
+    for v in resp.get_all(origin_h) {
+        let s = v
+            .to_str()
+            .map_err(|_| format!("`{origin_h}` is not ASCII"))?;
+        for c in s.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            t.origins.insert(Country::parse(c)?);
+        }
+    }
+    for v in resp.get_all(cat_h) {
+        let s = v.to_str().map_err(|_| format!("`{cat_h}` is not ASCII"))?;
+        for c in s.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            let cat = Category::ALL
+                .iter()
+                .find(|k| k.as_str() == c)
+                .ok_or_else(|| format!("unknown category `{}`", c.escape_default()))?;
+            t.categories.insert(*cat);
+        }
+    }
+    Ok(t)
+}
+
+/// How a forwarded transfer ends before its body: the answer, and the completion.
+pub(super) struct Ended {
+    pub problem: Problem,
+    pub outcome: Outcome,
+    pub detail: Box<str>,
+}
+
+impl Ended {
+    fn failed(kind: Kind, detail: String, outcome_detail: String) -> Ended {
+        Ended {
+            problem: Problem::new(kind, detail),
+            outcome: Outcome::UpstreamError,
+            detail: outcome_detail.into(),
+        }
+    }
+
+    /// Finishes the completion and answers.
+    pub fn answer(
+        self,
+        mut completion: Completion,
+        request_id: &str,
+        head: bool,
+    ) -> Response<ResBody> {
+        completion.set_status(self.problem.status().as_u16());
+        completion.finish(0, self.outcome, Some(self.detail.into()));
+        self.problem.for_request(request_id).into_response(head)
+    }
+}
+
+/// Refuses a redirect that leads to another host (an absolute or scheme-relative
+/// `Location`): the gateway neither follows nor passes such redirects on.
+pub(super) fn check_redirect(resp: &Response<ResBody>) -> Result<(), Ended> {
+    if !resp.status().is_redirection() {
+        return Ok(());
+    }
+    let Some(loc) = resp.headers().get(header::LOCATION) else {
+        return Ok(());
+    };
+    let elsewhere = loc
+        .to_str()
+        .map(|l| l.contains("://") || l.starts_with("//"))
+        .unwrap_or(true);
+    if elsewhere {
+        return Err(Ended::failed(
+            Kind::BadGateway,
+            "the upstream redirected to another host; bordergate does not follow or pass on such redirects".into(),
+            "upstream redirected to another host".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The tags the upstream declares, or why they cannot be read (502).
+pub(super) fn declared_tags(
+    headers: &HeaderMap,
+    origin_h: &str,
+    cat_h: &str,
+) -> Result<Tags, Ended> {
+    upstream_tags(headers, origin_h, cat_h).map_err(|e| {
+        Ended::failed(
+            Kind::BadGateway,
+            format!("the upstream sent tag metadata that cannot be read: {e}"),
+            format!("upstream tag metadata: {e}"),
+        )
+    })
+}
+
+/// The re-decision on tags the upstream added, for the completion record; a refusal (when
+/// enforced) ends the transfer.
+pub(super) fn recheck(
+    second: &Decision,
+    added: &Tags,
+    enforce: bool,
+    completion: &mut Completion,
+) -> Result<(), Ended> {
+    completion.set_recheck(Recheck {
+        decision: second.effect,
+        rule: second.rule.clone(),
+        article: second.article.clone(),
+        reason: second.reason.clone(),
+        origins: added.origins.iter().copied().collect(),
+        categories: added.categories.iter().copied().collect(),
+    });
+    if second.is_allow() || !enforce {
+        return Ok(());
+    }
+    Err(Ended {
+        problem: Problem::from(second),
+        outcome: Outcome::Refused,
+        detail: "refused after upstream metadata added tags".into(),
+    })
+}

@@ -1,0 +1,525 @@
+//! Maps every refusal and failure — authentication, limits, routing, decisions, upstreams,
+//! the audit log, the file store, the admin API — to its status and an RFC 9457
+//! problem+json body, in one place: a [`Kind`] per stable problem `type`, and a
+//! `From<…> for Problem` per error the code base produces.
+
+use bytes::Bytes;
+use http::header::HeaderName;
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use serde::Serialize;
+
+use crate::audit::AuditError;
+use crate::auth::AuthError;
+use crate::catalog::path::PathError;
+use crate::model::{Decision, DenyGround, Effect};
+use crate::proxy::ResBody;
+use crate::proxy::guard::{BodyLimit, Refusal};
+use crate::proxy::upstream::UpstreamFailure;
+use crate::transfer::Unclassified;
+
+/// Why a request was not served. Each variant has a stable `type` URI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The request target is ambiguous or malformed (400).
+    BadPath,
+    /// The request itself is malformed (400).
+    BadRequest,
+    /// No or invalid bearer token (401).
+    Unauthenticated,
+    /// Policy refused: purpose or authorisation grounds (403).
+    Forbidden,
+    /// The path matches no catalog entry and its route is not public (403).
+    NotInCatalog,
+    /// Nothing to serve (404).
+    NotFound,
+    /// Method not allowed on this route (405).
+    MethodNotAllowed,
+    /// Policy refused on transfer grounds (451, RFC 7725).
+    TransferRefused,
+    /// The data was withdrawn (erasure, consent withdrawn) (451).
+    Withdrawn,
+    /// The upstream could not be reached or answered badly (502).
+    BadGateway,
+    /// The audit record could not be made durable (503).
+    AuditUnavailable,
+    /// The gateway is shutting down or not ready (503).
+    Unavailable,
+    /// The upstream did not answer in time (504).
+    GatewayTimeout,
+    /// The client was too slow sending its request (408).
+    RequestTimeout,
+    /// The request body is larger than allowed (413).
+    PayloadTooLarge,
+    /// The request target is longer than allowed (414).
+    UriTooLong,
+    /// The requested range lies outside the object (416).
+    RangeNotSatisfiable,
+    /// The upload conflicts with what is stored (409).
+    Conflict,
+    /// The store is full (507).
+    InsufficientStorage,
+    /// A condition of the request (`If-Match`, …) does not hold (412).
+    PreconditionFailed,
+    /// Something failed inside the gateway (500).
+    Internal,
+}
+
+impl Kind {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Kind::BadPath | Kind::BadRequest => StatusCode::BAD_REQUEST,
+            Kind::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Kind::Forbidden | Kind::NotInCatalog => StatusCode::FORBIDDEN,
+            Kind::NotFound => StatusCode::NOT_FOUND,
+            Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Kind::TransferRefused | Kind::Withdrawn => StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+            Kind::BadGateway => StatusCode::BAD_GATEWAY,
+            Kind::AuditUnavailable | Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Kind::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Kind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Kind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Kind::UriTooLong => StatusCode::URI_TOO_LONG,
+            Kind::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
+            Kind::Conflict => StatusCode::CONFLICT,
+            Kind::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
+            Kind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable slug of the problem `type`.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Kind::BadPath => "bad-path",
+            Kind::BadRequest => "bad-request",
+            Kind::Unauthenticated => "unauthenticated",
+            Kind::Forbidden => "purpose-refused",
+            Kind::NotInCatalog => "not-in-catalog",
+            Kind::NotFound => "not-found",
+            Kind::MethodNotAllowed => "method-not-allowed",
+            Kind::TransferRefused => "transfer-refused",
+            Kind::Withdrawn => "data-withdrawn",
+            Kind::BadGateway => "upstream-unavailable",
+            Kind::AuditUnavailable => "audit-unavailable",
+            Kind::Unavailable => "unavailable",
+            Kind::GatewayTimeout => "upstream-timeout",
+            Kind::RequestTimeout => "request-timeout",
+            Kind::PayloadTooLarge => "payload-too-large",
+            Kind::UriTooLong => "uri-too-long",
+            Kind::RangeNotSatisfiable => "range-not-satisfiable",
+            Kind::Conflict => "conflict",
+            Kind::InsufficientStorage => "insufficient-storage",
+            Kind::PreconditionFailed => "precondition-failed",
+            Kind::Internal => "internal",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Kind::BadPath => "Ambiguous or malformed request path",
+            Kind::BadRequest => "Malformed request",
+            Kind::Unauthenticated => "Authentication required",
+            Kind::Forbidden => "Purpose or authorisation refused",
+            Kind::NotInCatalog => "Path is not in the data catalog",
+            Kind::NotFound => "Not found",
+            Kind::MethodNotAllowed => "Method not allowed",
+            Kind::TransferRefused => "Transfer refused for legal reasons",
+            Kind::Withdrawn => "Data withdrawn",
+            Kind::BadGateway => "Upstream unavailable",
+            Kind::AuditUnavailable => "Audit log unavailable",
+            Kind::Unavailable => "Gateway unavailable",
+            Kind::GatewayTimeout => "Upstream timed out",
+            Kind::RequestTimeout => "Request timed out",
+            Kind::PayloadTooLarge => "Request body too large",
+            Kind::UriTooLong => "Request target too long",
+            Kind::RangeNotSatisfiable => "Range not satisfiable",
+            Kind::Conflict => "Conflict",
+            Kind::InsufficientStorage => "Insufficient storage",
+            Kind::PreconditionFailed => "Precondition failed",
+            Kind::Internal => "Internal error",
+        }
+    }
+}
+
+/// Prefix of every problem `type` URI.
+pub const TYPE_PREFIX: &str = "urn:bordergate:problem:";
+
+/// A problem answer: the problem+json document and the headers that go with it (boxed:
+/// it travels through every phase's `Result`, and only refusals pay for it).
+#[derive(Clone, Debug)]
+pub struct Problem(Box<Doc>);
+
+impl std::ops::Deref for Problem {
+    type Target = Doc;
+    fn deref(&self) -> &Doc {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Problem {
+    fn deref_mut(&mut self) -> &mut Doc {
+        &mut self.0
+    }
+}
+
+/// A problem+json document. Never carries personal data or the token.
+#[derive(Clone, Debug, Serialize)]
+pub struct Doc {
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    pub request_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub article: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_version: Option<String>,
+    #[serde(skip)]
+    pub kind: Kind,
+    /// Headers the answer carries besides the body's (`Allow`, `WWW-Authenticate`, …).
+    #[serde(skip)]
+    pub headers: HeaderMap,
+}
+
+impl Problem {
+    /// A problem of `kind`; the request id is set by [`Problem::for_request`].
+    pub fn new(kind: Kind, detail: impl Into<String>) -> Self {
+        Problem(Box::new(Doc {
+            type_uri: format!("{TYPE_PREFIX}{}", kind.slug()),
+            title: kind.title(),
+            status: kind.status().as_u16(),
+            detail: detail.into(),
+            request_id: String::new(),
+            decision: None,
+            rule: None,
+            article: None,
+            policy_version: None,
+            kind,
+            headers: HeaderMap::new(),
+        }))
+    }
+
+    /// Names the request the problem answers.
+    pub fn for_request(mut self, request_id: &str) -> Self {
+        request_id.clone_into(&mut self.request_id);
+        self
+    }
+
+    /// Adds the deciding rule and article of a refusal.
+    pub fn with_rule(mut self, rule: &str, article: &str, policy_version: &str) -> Self {
+        self.decision = Some("deny");
+        self.rule = Some(rule.to_string());
+        self.article = Some(article.to_string());
+        self.policy_version = Some(policy_version.to_string());
+        self
+    }
+
+    /// Adds a header to the answer.
+    pub fn with_header(mut self, name: impl Into<HeaderName>, value: HeaderValue) -> Self {
+        self.headers.insert(name.into(), value);
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.kind.status()
+    }
+
+    /// The rule a refusal record names: the deciding rule, else `gateway.<type slug>`.
+    pub fn record_rule(&self) -> String {
+        self.rule
+            .clone()
+            .unwrap_or_else(|| format!("gateway.{}", self.kind.slug()))
+    }
+
+    /// Status, headers and body (empty for HEAD) of the answer.
+    pub fn into_parts(mut self, head: bool) -> (StatusCode, HeaderMap, Bytes) {
+        let status = self.status();
+        let body = serde_json::to_vec(&*self.0).unwrap_or_default();
+        let len = body.len();
+        let message = error_message(&self);
+        let request_id = std::mem::take(&mut self.0.request_id);
+        let mut h = std::mem::take(&mut self.0.headers);
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Ok(v) = HeaderValue::from_str(&request_id)
+            && !request_id.is_empty()
+        {
+            h.insert("x-request-id", v);
+        }
+        // The explanation, for clients that show a header but not a body (the Hugging Face
+        // hub client prints `X-Error-Message`; HEAD responses carry no body).
+        if let Ok(v) = HeaderValue::from_str(&message) {
+            h.insert("x-error-message", v);
+        }
+        if status == StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS {
+            // RFC 7725 §3: identify who implements the block.
+            h.insert(
+                header::LINK,
+                HeaderValue::from_static("<urn:bordergate:gateway>; rel=\"blocked-by\""),
+            );
+        }
+        let payload = if head {
+            Bytes::new()
+        } else {
+            Bytes::from(body)
+        };
+        (status, h, payload)
+    }
+
+    /// The answer with a body of type `B` (the proxy's or the admin listener's).
+    pub fn into_response_with<B: From<Full<Bytes>>>(self, head: bool) -> Response<B> {
+        let (status, headers, payload) = self.into_parts(head);
+        let mut resp = Response::new(B::from(Full::new(payload)));
+        *resp.status_mut() = status;
+        *resp.headers_mut() = headers;
+        resp
+    }
+
+    /// The answer on the proxy listener.
+    pub fn into_response(self, head: bool) -> Response<ResBody> {
+        let (status, headers, payload) = self.into_parts(head);
+        let mut resp = Response::new(Full::new(payload).map_err(|e| match e {}).boxed());
+        *resp.status_mut() = status;
+        *resp.headers_mut() = headers;
+        resp
+    }
+}
+
+/// The `Bordergate-Decision` header of a decision.
+pub fn decision_header(d: &Decision, enforced: bool) -> Option<HeaderValue> {
+    let effect = match d.effect {
+        Effect::Allow => "allow",
+        Effect::Deny => "deny",
+    };
+    let mut v = format!(
+        "{effect}; rule=\"{}\"; article=\"{}\"",
+        d.rule.replace(['"', '\\'], ""),
+        d.article.replace(['"', '\\'], "")
+    );
+    if !enforced {
+        v.push_str("; mode=shadow");
+    }
+    HeaderValue::from_str(&v).ok()
+}
+
+/// An enforced refusal: 451 on transfer grounds and for withdrawn data, 403 on purpose
+/// and authorisation grounds; the decision's rule, article and reason.
+impl From<&Decision> for Problem {
+    fn from(d: &Decision) -> Problem {
+        let kind = match d.ground {
+            Some(DenyGround::Transfer) | None => Kind::TransferRefused,
+            Some(DenyGround::Withdrawn) => Kind::Withdrawn,
+            Some(DenyGround::Purpose) | Some(DenyGround::Authorization) => Kind::Forbidden,
+        };
+        let p =
+            Problem::new(kind, d.reason.clone()).with_rule(&d.rule, &d.article, &d.policy_version);
+        match decision_header(d, true) {
+            Some(v) => p.with_header(HeaderName::from_static("bordergate-decision"), v),
+            None => p,
+        }
+    }
+}
+
+/// 401 with an RFC 6750 challenge; the record names `auth.<code>`.
+impl From<&AuthError> for Problem {
+    fn from(e: &AuthError) -> Problem {
+        let mut p = Problem::new(Kind::Unauthenticated, e.to_string());
+        p.decision = Some("deny");
+        p.rule = Some(format!("auth.{}", e.code()));
+        let challenge = match e.rfc6750_error() {
+            None => "Bearer realm=\"bordergate\"".to_string(),
+            Some(err) => format!(
+                "Bearer realm=\"bordergate\", error=\"{err}\", error_description=\"{}\"",
+                e.code()
+            ),
+        };
+        match HeaderValue::from_str(&challenge) {
+            Ok(v) => p.with_header(header::WWW_AUTHENTICATE, v),
+            Err(_) => p,
+        }
+    }
+}
+
+impl From<PathError> for Problem {
+    fn from(e: PathError) -> Problem {
+        Problem::new(Kind::BadPath, e.to_string())
+    }
+}
+
+impl From<Refusal> for Problem {
+    fn from(r: Refusal) -> Problem {
+        Problem::new(r.kind, r.detail)
+    }
+}
+
+impl From<&BodyLimit> for Problem {
+    fn from(b: &BodyLimit) -> Problem {
+        Problem::new(b.kind(), b.to_string())
+    }
+}
+
+impl From<Unclassified> for Problem {
+    fn from(u: Unclassified) -> Problem {
+        let kind = match u {
+            Unclassified::NotInCatalog => Kind::NotInCatalog,
+            Unclassified::UnknownDataset(_) | Unclassified::BadLineage(_) => Kind::BadRequest,
+        };
+        Problem::new(kind, u.to_string())
+    }
+}
+
+/// 503: the audit record could not be made durable, so nothing was forwarded.
+impl From<&AuditError> for Problem {
+    fn from(_: &AuditError) -> Problem {
+        Problem::new(
+            Kind::AuditUnavailable,
+            "the audit record of this request could not be made durable, so nothing was forwarded",
+        )
+    }
+}
+
+/// An upstream that failed after the decision was recorded: 502, 504, or the client's
+/// own fault while its body was forwarded (408, 413).
+impl From<(&str, &UpstreamFailure)> for Problem {
+    fn from((upstream, f): (&str, &UpstreamFailure)) -> Problem {
+        match f {
+            UpstreamFailure::Timeout => Problem::new(
+                Kind::GatewayTimeout,
+                format!("upstream `{upstream}` did not answer in time"),
+            ),
+            UpstreamFailure::Unreachable(_) => Problem::new(
+                Kind::BadGateway,
+                format!("upstream `{upstream}` could not be reached"),
+            ),
+            UpstreamFailure::Client(kind, e) => Problem::new(*kind, e.clone()),
+        }
+    }
+}
+
+/// Why the gateway's own file store could not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreError {
+    /// The store answers GET, HEAD and PUT.
+    MethodNotAllowed,
+    /// A range outside an object of this many bytes.
+    RangeNotSatisfiable(u64),
+    /// Any other refusal, by status (404, 409, 412, 503, 507, …).
+    Status(StatusCode),
+}
+
+impl From<StatusCode> for StoreError {
+    fn from(s: StatusCode) -> StoreError {
+        StoreError::Status(s)
+    }
+}
+
+impl From<StoreError> for Problem {
+    fn from(e: StoreError) -> Problem {
+        match e {
+            StoreError::MethodNotAllowed => Problem::new(
+                Kind::MethodNotAllowed,
+                "the file store answers GET, HEAD and PUT",
+            )
+            .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD, PUT")),
+            StoreError::RangeNotSatisfiable(len) => {
+                let p = Problem::new(
+                    Kind::RangeNotSatisfiable,
+                    format!("the range lies outside the object's {len} bytes"),
+                );
+                match HeaderValue::from_str(&format!("bytes */{len}")) {
+                    Ok(v) => p.with_header(header::CONTENT_RANGE, v),
+                    Err(_) => p,
+                }
+            }
+            StoreError::Status(s) => {
+                let (kind, detail) = match s {
+                    StatusCode::NOT_FOUND => (Kind::NotFound, "no such object in the store"),
+                    StatusCode::CONFLICT => (
+                        Kind::Conflict,
+                        "the upload's path runs through an existing file",
+                    ),
+                    StatusCode::PRECONDITION_FAILED => (
+                        Kind::PreconditionFailed,
+                        "a precondition of the request does not hold",
+                    ),
+                    StatusCode::SERVICE_UNAVAILABLE => {
+                        (Kind::Unavailable, "the file store cannot answer now")
+                    }
+                    StatusCode::INSUFFICIENT_STORAGE => {
+                        (Kind::InsufficientStorage, "the store is full")
+                    }
+                    StatusCode::REQUEST_TIMEOUT => {
+                        (Kind::RequestTimeout, "the upload's body stalled")
+                    }
+                    StatusCode::PAYLOAD_TOO_LARGE => {
+                        (Kind::PayloadTooLarge, "the upload's body is too large")
+                    }
+                    StatusCode::BAD_REQUEST => {
+                        (Kind::BadRequest, "the upload's body could not be read")
+                    }
+                    _ => (Kind::Internal, "the file store failed"),
+                };
+                Problem::new(kind, detail)
+            }
+        }
+    }
+}
+
+/// `detail` plus the deciding rule and article, as printable ASCII (others become `?`).
+fn error_message(p: &Problem) -> String {
+    let mut m = format!("bordergate: {}", p.detail);
+    if let Some(rule) = &p.rule {
+        m.push_str(&format!(" (rule {rule}"));
+        if let Some(a) = p.article.as_deref().filter(|a| !a.is_empty()) {
+            m.push_str(&format!(", {a}"));
+        }
+        m.push(')');
+    }
+    m.chars()
+        .take(1024)
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transfer_refusal_is_451_problem_json() {
+        let p = Problem::new(Kind::TransferRefused, "no basis")
+            .for_request("req-1")
+            .with_rule(
+                "eu.chapter-v.no-basis",
+                "GDPR Chapter V, Art. 44",
+                "sha256:x",
+            );
+        let r = p.into_response(false);
+        assert_eq!(r.status().as_u16(), 451);
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        assert!(r.headers().contains_key(header::LINK));
+        assert_eq!(
+            r.headers()["x-error-message"],
+            "bordergate: no basis (rule eu.chapter-v.no-basis, GDPR Chapter V, Art. 44)"
+        );
+    }
+}

@@ -1,0 +1,393 @@
+//! A transfer: one request classified into the movement of data it would make — which
+//! data, from which origins, to which destination, for whom and why — and the one
+//! decision on it.
+//!
+//! The live gateway, `policy explain`, `policy test`, `policy what-if`, the admin API and
+//! the PIPL counter all classify with [`classify`] (or build a [`Transfer`] from tags they
+//! were given) and decide with [`Transfer::decide`], so they cannot disagree. Catalog facts
+//! that refuse a transfer before any regime is asked — a withdrawal, an upload whose
+//! lineage is undeclared — are inputs of the decision, not checks of one caller.
+
+#[cfg(test)]
+mod tests;
+
+use time::{Date, OffsetDateTime};
+
+use crate::catalog::{Catalog, EntryKind, Withdrawal};
+use crate::model::{Caller, Category, Country, Decision, DenyGround, Direction, Effect, Tags};
+use crate::pipl::{Export, ExportCounter};
+use crate::policy::volume::VolumeInfo;
+use crate::policy::{PolicySet, Query, TraceStep};
+
+/// Rule ids of the refusals a transfer decides before any regime is asked.
+pub mod rules {
+    /// The data was withdrawn (erasure, consent withdrawn) on or before the decision's day.
+    pub const WITHDRAWN: &str = "catalog.withdrawn";
+    pub const WITHDRAWN_ARTICLE: &str = "GDPR Art. 17";
+    /// An upload across a border that declares no lineage cannot be classified.
+    pub const LINEAGE_UNDECLARED: &str = "upload.lineage-undeclared";
+    pub const LINEAGE_UNDECLARED_ARTICLE: &str = "GDPR Chapter V, Art. 44";
+}
+
+/// Where a request is routed: the upstream's facts classification needs.
+#[derive(Clone, Copy, Debug)]
+pub struct Place<'a> {
+    /// The upstream's name (for the audit record).
+    pub upstream: &'a str,
+    /// Where the upstream stores data: the destination of uploads, the default origin of
+    /// downloads whose data records none.
+    pub jurisdiction: Country,
+    /// Registry id of the organisation operating the upstream: the importer of uploads and,
+    /// for PIPL, the exporter of downloads from China.
+    pub operator: Option<&'a str>,
+    /// Paths under the route need no catalog entry (public data).
+    pub public: bool,
+}
+
+/// What the data of a request is, as the caller of [`classify`] knows it.
+#[derive(Clone, Debug)]
+pub enum Subject<'a> {
+    /// A normalised, decoded request path, resolved in the catalog.
+    Path(&'a str),
+    /// A catalog entry named by id.
+    Dataset(&'a str),
+    /// Tags given directly (what-if questions without a catalog entry).
+    Tags(Tags),
+}
+
+/// A request to classify.
+#[derive(Clone, Debug)]
+pub struct Ask<'a> {
+    pub subject: Subject<'a>,
+    pub direction: Direction,
+    pub caller: &'a Caller,
+    /// Catalog ids an upload declares it was derived from (`bordergate-lineage`).
+    pub lineage: &'a [String],
+    /// When the transfer happens (decides the PIPL counting year).
+    pub at: OffsetDateTime,
+}
+
+/// Why a request could not be classified: it is refused before any decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unclassified {
+    /// The path matches no catalog entry and its route is not public.
+    NotInCatalog,
+    /// A named catalog id does not exist.
+    UnknownDataset(String),
+    /// The declared lineage names unknown catalog ids.
+    BadLineage(String),
+}
+
+impl std::fmt::Display for Unclassified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unclassified::NotInCatalog => f.write_str("the path matches no catalog entry"),
+            Unclassified::UnknownDataset(id) => {
+                write!(f, "unknown catalog id `{}`", id.escape_default())
+            }
+            Unclassified::BadLineage(e) => write!(f, "declared lineage: {e}"),
+        }
+    }
+}
+
+/// An upload that crosses a border without declaring its lineage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UndeclaredCrossing {
+    pub from: Country,
+    pub to: Country,
+}
+
+/// One classified transfer: everything its decision depends on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transfer {
+    pub direction: Direction,
+    /// The catalog entry the data resolved to.
+    pub dataset: Option<String>,
+    /// Effective tags: the entry's (with its lineage), the declared lineage's, the
+    /// default origin, and whatever upstream metadata added.
+    pub tags: Tags,
+    /// Where the data goes: the caller's jurisdiction on download, the upstream's on upload.
+    pub destination: Country,
+    /// Registry id of the importing organisation: the caller's organisation on download,
+    /// the upstream's operator on upload.
+    pub importer: Option<String>,
+    /// The caller's purpose.
+    pub purpose: String,
+    /// The data's withdrawal, if the catalog records one.
+    pub withdrawal: Option<Withdrawal>,
+    /// Set when an upload declares no lineage and crosses a border.
+    pub undeclared: Option<UndeclaredCrossing>,
+    /// The PIPL export the transfer makes, if it is one.
+    pub export: Option<Export>,
+}
+
+/// The facts an [`Export`] is computed from, kept to recompute it when tags change.
+struct ExportFacts<'a> {
+    operator: Option<&'a str>,
+    caller_org: &'a str,
+    year: i32,
+}
+
+/// Classifies a request routed to `place` (none: no route is known, e.g. `policy explain
+/// --dataset` of an entry matched by a regex).
+pub fn classify(
+    catalog: &Catalog,
+    ask: &Ask<'_>,
+    place: Option<Place<'_>>,
+) -> Result<Transfer, Unclassified> {
+    let caller = ask.caller;
+    let (entry, mut tags) = match &ask.subject {
+        Subject::Path(path) => match (catalog.resolve(path), place.is_some_and(|p| p.public)) {
+            (Some(r), _) => (Some(r.entry), r.tags.into_owned()),
+            (None, true) => (
+                None,
+                Tags {
+                    categories: [Category::Public].into(),
+                    ..Tags::default()
+                },
+            ),
+            (None, false) => return Err(Unclassified::NotInCatalog),
+        },
+        Subject::Dataset(id) => {
+            let e = catalog
+                .get(id)
+                .ok_or_else(|| Unclassified::UnknownDataset(id.to_string()))?;
+            (Some(e), e.tags.clone())
+        }
+        Subject::Tags(t) => (None, t.clone()),
+    };
+    let stored_in = place.map(|p| p.jurisdiction);
+    let (destination, importer) = match ask.direction {
+        Direction::Download => (caller.jurisdiction, Some(caller.org.clone())),
+        Direction::Upload => (
+            stored_in.unwrap_or(caller.jurisdiction),
+            place.and_then(|p| p.operator).map(str::to_string),
+        ),
+    };
+    let mut undeclared = None;
+    match ask.direction {
+        Direction::Download => {
+            if let Some(j) = stored_in
+                && tags.origins.is_empty()
+            {
+                // Data with no recorded origin is taken to originate where it is stored.
+                tags.origins.insert(j);
+            }
+        }
+        Direction::Upload => {
+            let is_store = entry.is_some_and(|e| e.kind == EntryKind::Store);
+            if is_store {
+                tags = Tags::default();
+            }
+            if ask.lineage.is_empty() {
+                if caller.jurisdiction != destination {
+                    undeclared = Some(UndeclaredCrossing {
+                        from: caller.jurisdiction,
+                        to: destination,
+                    });
+                } else {
+                    tags.origins.insert(caller.jurisdiction);
+                }
+            } else {
+                let ids: Vec<&str> = ask.lineage.iter().map(String::as_str).collect();
+                let t = catalog
+                    .lineage_tags(&ids)
+                    .map_err(Unclassified::BadLineage)?;
+                if is_store {
+                    tags = t;
+                } else {
+                    tags.absorb(&t);
+                }
+                tags.lineage.extend(ask.lineage.iter().cloned());
+            }
+        }
+    }
+    let dataset = entry.map(|e| e.id.clone());
+    let mut t = Transfer {
+        direction: ask.direction,
+        dataset,
+        tags,
+        destination,
+        importer,
+        purpose: caller.purpose.clone(),
+        withdrawal: entry.and_then(|e| e.withdrawn.clone()),
+        undeclared,
+        export: None,
+    };
+    t.export = t.export_of(
+        catalog,
+        &ExportFacts {
+            operator: place.and_then(|p| p.operator),
+            caller_org: &caller.org,
+            year: crate::pipl::year_of(ask.at),
+        },
+    );
+    Ok(t)
+}
+
+impl Transfer {
+    /// A transfer of data with `tags` (no catalog entry), e.g. a `policy test` case or a
+    /// replayed audit record.
+    pub fn of_tags(
+        tags: Tags,
+        direction: Direction,
+        destination: Country,
+        importer: Option<&str>,
+        purpose: &str,
+    ) -> Transfer {
+        Transfer {
+            direction,
+            dataset: None,
+            tags,
+            destination,
+            importer: importer.map(str::to_string),
+            purpose: purpose.to_string(),
+            withdrawal: None,
+            undeclared: None,
+            export: None,
+        }
+    }
+
+    fn export_of(&self, catalog: &Catalog, f: &ExportFacts<'_>) -> Option<Export> {
+        Export::of(
+            catalog,
+            &self.tags,
+            self.destination,
+            self.direction,
+            self.dataset.as_deref(),
+            f.operator,
+            Some(f.caller_org),
+            f.year,
+        )
+    }
+
+    /// Adds the tags an upstream's response metadata declares (they may only add). Returns
+    /// whether anything changed; the PIPL export is recomputed for the merged tags.
+    pub fn absorb_upstream(
+        &mut self,
+        extra: &Tags,
+        catalog: &Catalog,
+        operator: Option<&str>,
+        caller_org: &str,
+        at: OffsetDateTime,
+    ) -> bool {
+        let before = (self.tags.origins.len(), self.tags.categories.len());
+        self.tags.origins.extend(extra.origins.iter().copied());
+        self.tags
+            .categories
+            .extend(extra.categories.iter().copied());
+        if before == (self.tags.origins.len(), self.tags.categories.len()) {
+            return false;
+        }
+        self.export = self.export_of(
+            catalog,
+            &ExportFacts {
+                operator,
+                caller_org,
+                year: crate::pipl::year_of(at),
+            },
+        );
+        true
+    }
+
+    /// The policy query of this transfer as of `date`.
+    pub fn query<'a>(&'a self, date: Date, volume: Option<&'a VolumeInfo>) -> Query<'a> {
+        Query {
+            tags: &self.tags,
+            purpose: &self.purpose,
+            importer: self.importer.as_deref(),
+            destination: self.destination,
+            direction: self.direction,
+            date,
+            volume,
+        }
+    }
+
+    /// The PIPL volume the decision considers, from `counter`.
+    pub fn volume(&self, counter: &ExportCounter) -> Option<VolumeInfo> {
+        self.export.as_ref().map(|e| counter.volume(e))
+    }
+
+    /// Decides the transfer as of `date`. `volume` is the exporter's PIPL volume (see
+    /// [`Transfer::volume`]); `None` for a PIPL export means unknown (the highest band).
+    pub fn decide(
+        &self,
+        policies: &PolicySet,
+        date: Date,
+        volume: Option<&VolumeInfo>,
+    ) -> Decision {
+        match self.refused_before_policies(policies, date) {
+            Some(d) => d,
+            None => policies.decide(&self.query(date, volume)),
+        }
+    }
+
+    /// Decides the transfer with every rule considered (for `explain` and `policy test`).
+    pub fn decide_with_trace(
+        &self,
+        policies: &PolicySet,
+        date: Date,
+        volume: Option<&VolumeInfo>,
+    ) -> (Decision, Vec<TraceStep>) {
+        match self.refused_before_policies(policies, date) {
+            Some(d) => {
+                let step = TraceStep {
+                    origin: None,
+                    regime: None,
+                    rule: d.rule.clone(),
+                    outcome: crate::policy::Outcome::Deny,
+                    note: d.reason.clone(),
+                };
+                (d, vec![step])
+            }
+            None => policies.decide_with_trace(&self.query(date, volume)),
+        }
+    }
+
+    /// True when the decision is a refusal of the transfer itself that no mechanism or
+    /// derogation could lift (withdrawn data, undeclared lineage).
+    pub fn refused_by_catalog(&self, date: Date) -> bool {
+        self.withdrawn_on(date).is_some() || self.undeclared.is_some()
+    }
+
+    fn withdrawn_on(&self, date: Date) -> Option<&Withdrawal> {
+        self.withdrawal.as_ref().filter(|w| w.date <= date)
+    }
+
+    fn refused_before_policies(&self, policies: &PolicySet, date: Date) -> Option<Decision> {
+        let deny = |ground, rule: &str, article: &str, reason: String| Decision {
+            effect: Effect::Deny,
+            ground: Some(ground),
+            rule: rule.to_string(),
+            article: article.to_string(),
+            reason,
+            policy_version: policies.version.clone(),
+            bases: Vec::new(),
+        };
+        if let Some(w) = self.withdrawn_on(date) {
+            return Some(deny(
+                DenyGround::Withdrawn,
+                rules::WITHDRAWN,
+                rules::WITHDRAWN_ARTICLE,
+                format!(
+                    "`{}` was withdrawn on {}: {}",
+                    self.dataset.as_deref().unwrap_or("the data"),
+                    w.date,
+                    w.reason
+                ),
+            ));
+        }
+        if let Some(u) = self.undeclared {
+            return Some(deny(
+                DenyGround::Transfer,
+                rules::LINEAGE_UNDECLARED,
+                rules::LINEAGE_UNDECLARED_ARTICLE,
+                format!(
+                    "the upload declares no lineage, so its data cannot be classified and may not move from {} to {}",
+                    u.from, u.to
+                ),
+            ));
+        }
+        None
+    }
+}
