@@ -225,6 +225,56 @@ pub struct Tags {
 }
 
 impl Tags {
+    /// Tags written out by hand (a `policy test` case, `policy explain --origin …`): origin
+    /// codes, categories (default `personal`), the purposes the data permits (default
+    /// every purpose) and recorded Art. 49(1) derogations.
+    pub fn given<S: AsRef<str>>(
+        origins: &[S],
+        categories: Option<&[S]>,
+        purposes: Option<&[S]>,
+        derogations: &[S],
+    ) -> Result<Tags, String> {
+        let mut t = Tags::default();
+        for o in origins {
+            t.origins.insert(Country::parse(o.as_ref().trim())?);
+        }
+        match categories {
+            Some(cats) => {
+                for c in cats {
+                    let c = c.as_ref().trim();
+                    let cat = Category::ALL
+                        .iter()
+                        .find(|k| k.as_str() == c)
+                        .ok_or_else(|| format!("unknown category `{}`", c.escape_default()))?;
+                    t.categories.insert(*cat);
+                }
+            }
+            None => {
+                t.categories.insert(Category::Personal);
+            }
+        }
+        let mut permitted = BTreeSet::new();
+        match purposes {
+            Some(ps) => {
+                for p in ps {
+                    let p = p.as_ref().trim();
+                    check_purpose(p)?;
+                    permitted.insert(p.to_string());
+                }
+            }
+            None => permitted.extend(PURPOSES.iter().map(|p| p.to_string())),
+        }
+        t.purposes = Some(permitted);
+        for g in derogations {
+            let g = g.as_ref().trim();
+            if !DEROGATIONS.contains(&g) {
+                return Err(format!("unknown derogation `{}`", g.escape_default()));
+            }
+            t.derogations.insert(g.to_string());
+        }
+        Ok(t)
+    }
+
     /// True if any category counts as personal data.
     pub fn is_personal(&self) -> bool {
         self.categories.iter().any(|c| c.is_personal())

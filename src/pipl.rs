@@ -265,12 +265,14 @@ impl ExportCounter {
     }
 }
 
-/// Counts this year's exports recorded in the audit trail of `snap`'s `audit:` section
-/// (a log file and its rotated segments), so the volume bands survive a restart. Returns
-/// the number of records counted (0 when there is no trail yet).
+/// Counts this year's exports recorded in the audit trail at `audit_path` (a log file and
+/// its rotated segments), so the volume bands survive a restart; exporters and units are
+/// resolved against `catalog` and the upstreams' `operators`. Returns the number of records
+/// counted (0 when there is no trail yet).
 pub fn seed_from_trail(
     counter: &ExportCounter,
-    snap: &crate::snapshot::Snapshot,
+    catalog: &Catalog,
+    operators: &HashMap<String, String>,
     audit_path: &std::path::Path,
     year: i32,
 ) -> Result<usize, String> {
@@ -279,7 +281,7 @@ pub fn seed_from_trail(
         return Ok(0);
     }
     let files = crate::admin::AuditSource::file(audit_path.to_path_buf()).files()?;
-    counter.seed(&files, &snap.catalog, &snap.operators, year)
+    counter.seed(&files, catalog, operators, year)
 }
 
 /// The export a decision record describes, if it counts for `year`.

@@ -14,17 +14,114 @@ use crate::catalog::Catalog;
 use crate::config::{Config, Diagnostic, Diagnostics};
 use crate::policy::PolicySet;
 use crate::proxy::upstream::Upstream;
+use crate::respond::{Kind, Problem};
 use crate::transfer::Place;
+use http::{HeaderValue, header};
 
 /// A path prefix routed to an upstream.
 #[derive(Clone, Debug)]
 pub struct Route {
     /// Without its trailing slash (`""` for `/`).
     pub prefix: String,
-    /// Index into [`Snapshot::upstreams`].
+    /// Index into [`Snapshot::upstreams`] (and the config's `upstreams`).
     pub upstream: usize,
+    /// The upstream's name, jurisdiction and operator.
+    pub upstream_name: String,
+    pub jurisdiction: crate::model::Country,
+    pub operator: Option<String>,
     pub public: bool,
     pub uploads: bool,
+}
+
+impl Route {
+    /// What classification needs to know of the route.
+    pub fn place(&self) -> Place<'_> {
+        Place {
+            upstream: &self.upstream_name,
+            jurisdiction: self.jurisdiction,
+            operator: self.operator.as_deref(),
+            public: self.public,
+        }
+    }
+}
+
+/// The routing table of a config: longest prefix first. The gateway and `policy explain`
+/// route with the same table.
+#[derive(Clone, Debug, Default)]
+pub struct Routes(Vec<Route>);
+
+impl Routes {
+    pub fn from_config(config: &Config) -> Routes {
+        let mut routes: Vec<Route> = config
+            .routes
+            .iter()
+            .filter_map(|r| {
+                let idx = config.upstreams.iter().position(|u| u.name == r.upstream)?;
+                let u = &config.upstreams[idx];
+                Some(Route {
+                    prefix: r.prefix.trim_end_matches('/').to_string(),
+                    upstream: idx,
+                    upstream_name: u.name.clone(),
+                    jurisdiction: u.jurisdiction,
+                    operator: u.operator.clone(),
+                    public: r.public,
+                    uploads: r.uploads,
+                })
+            })
+            .collect();
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        Routes(routes)
+    }
+
+    /// The route of a decoded, normalised path.
+    pub fn find(&self, path: &str) -> Option<&Route> {
+        self.0
+            .iter()
+            .find(|r| crate::config::segment_prefix_match(&r.prefix, path))
+    }
+
+    /// The route of `path` for a request in `direction`, or the refusal the gateway answers:
+    /// no route (403, not in the catalog), an upload to a route without uploads (405).
+    pub fn route_for(
+        &self,
+        path: &str,
+        direction: crate::model::Direction,
+    ) -> Result<&Route, (Option<&Route>, Problem)> {
+        let Some(route) = self.find(path) else {
+            return Err((
+                None,
+                Problem::new(
+                    Kind::NotInCatalog,
+                    "the path matches no route or catalog entry",
+                ),
+            ));
+        };
+        if direction == crate::model::Direction::Upload && !route.uploads {
+            return Err((
+                Some(route),
+                Problem::new(Kind::MethodNotAllowed, "this route does not accept uploads")
+                    .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD")),
+            ));
+        }
+        Ok(route)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Upstream name → registry id of its operator, for every upstream that names one.
+pub fn operators(config: &Config) -> HashMap<String, String> {
+    config
+        .upstreams
+        .iter()
+        .filter_map(|u| Some((u.name.clone(), u.operator.clone()?)))
+        .collect()
 }
 
 /// Everything a request is decided and forwarded with; immutable once built.
@@ -33,8 +130,7 @@ pub struct Snapshot {
     pub auth: Authenticator,
     pub catalog: Catalog,
     pub policies: PolicySet,
-    /// Longest prefix first.
-    pub routes: Vec<Route>,
+    pub routes: Routes,
     pub upstreams: Vec<Upstream>,
     /// The proxy listener's TLS (none: plain HTTP, `plaintext: true`).
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -109,25 +205,8 @@ impl Snapshot {
         let policies = PolicySet::load(&config.policies, &config.registry_path())
             .map_err(|d| errors.extend(d.0))
             .ok();
-        let mut routes: Vec<Route> = config
-            .routes
-            .iter()
-            .filter_map(|r| {
-                let idx = config.upstreams.iter().position(|u| u.name == r.upstream)?;
-                Some(Route {
-                    prefix: r.prefix.trim_end_matches('/').to_string(),
-                    upstream: idx,
-                    public: r.public,
-                    uploads: r.uploads,
-                })
-            })
-            .collect();
-        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
-        let operators = config
-            .upstreams
-            .iter()
-            .filter_map(|u| Some((u.name.clone(), u.operator.clone()?)))
-            .collect();
+        let routes = Routes::from_config(&config);
+        let operators = operators(&config);
         match (auth, catalog, policies) {
             (Some(auth), Some(catalog), Some(policies)) if errors.is_empty() => Ok(Snapshot {
                 config,
@@ -146,22 +225,8 @@ impl Snapshot {
         }
     }
 
-    /// The route of a decoded, normalised path, and its upstream.
-    pub fn route(&self, path: &str) -> Option<(&Route, &Upstream)> {
-        let r = self
-            .routes
-            .iter()
-            .find(|r| crate::config::segment_prefix_match(&r.prefix, path))?;
-        Some((r, self.upstreams.get(r.upstream)?))
-    }
-
-    /// What classification needs to know of a route.
-    pub fn place<'a>(&'a self, route: &Route, up: &'a Upstream) -> Place<'a> {
-        Place {
-            upstream: &up.name,
-            jurisdiction: up.jurisdiction,
-            operator: up.operator.as_deref(),
-            public: route.public,
-        }
+    /// The upstream a route leads to.
+    pub fn upstream(&self, route: &Route) -> Option<&Upstream> {
+        self.upstreams.get(route.upstream)
     }
 }

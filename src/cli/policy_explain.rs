@@ -4,31 +4,58 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::catalog::Catalog;
-use crate::model::{Country, Direction, check_purpose};
-use crate::policy::{PolicySet, Query, diff as pdiff, explain as pexplain, whatif};
+use std::fmt::Write as _;
 
+use crate::catalog::Catalog;
+use crate::model::{Caller, Country, Direction, Tags, check_purpose};
+use crate::policy::{PolicySet, diff as pdiff, explain as pexplain, whatif};
+use crate::snapshot::Routes;
+use crate::transfer::{Ask, Subject, Transfer};
+
+/// What `policy explain` decides: a dataset, a request path, or tags given directly.
 #[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("subject").required(true).args(["dataset", "path", "origin"])))]
 pub struct Args {
     /// Catalog id of the dataset or model.
     #[arg(long)]
-    dataset: String,
-    /// Where the data would be processed (ISO country code).
+    dataset: Option<String>,
+    /// A request path, routed and resolved in the catalog exactly as the gateway does.
+    #[arg(long)]
+    path: Option<String>,
+    /// Tags given directly: the data's origin countries (comma-separated ISO codes).
+    #[arg(long, value_delimiter = ',')]
+    origin: Option<Vec<String>>,
+    /// With `--origin`: the data's categories (comma-separated; default `personal`).
+    #[arg(long, value_delimiter = ',', requires = "origin")]
+    category: Option<Vec<String>>,
+    /// With `--origin`: the purposes the data permits (comma-separated; default any).
+    #[arg(long, value_delimiter = ',', requires = "origin")]
+    permits: Option<Vec<String>>,
+    /// With `--origin`: Art. 49(1) derogations recorded on the data (comma-separated).
+    #[arg(long, value_delimiter = ',', requires = "origin")]
+    derogation: Vec<String>,
+    /// Decide an upload (PUT/POST) to `--path` instead of a download.
+    #[arg(long, requires = "path")]
+    upload: bool,
+    /// Catalog ids the upload declares it was derived from (comma-separated).
+    #[arg(long, value_delimiter = ',', requires = "upload")]
+    lineage: Vec<String>,
+    /// Where the caller will process the data (ISO country code).
     #[arg(long)]
     jurisdiction: String,
-    /// The importing organisation (registry id).
+    /// The caller's organisation (registry id).
     #[arg(long)]
     org: String,
     #[arg(long)]
     purpose: String,
     /// Decide as of this day (YYYY-MM-DD; default today).
-    #[arg(long)]
-    date: Option<String>,
-    /// PIPL exporter (registry id) when the catalog entry names none; the volume
-    /// considered is counted from the config's audit log.
+    #[arg(long, visible_alias = "date")]
+    as_of: Option<String>,
+    /// PIPL exporter (registry id) when neither the catalog entry nor the route's upstream
+    /// names one; the volume considered is counted from the config's audit log.
     #[arg(long)]
     exporter: Option<String>,
-    /// Gateway config whose catalog, policies and registry are used.
+    /// Gateway config whose catalog, routes, policies and registry are used.
     #[arg(long, short)]
     config: Option<PathBuf>,
     /// Print JSON instead of text.
@@ -110,10 +137,7 @@ fn load_set(dir: &Path, registry: &Path) -> Result<PolicySet, ExitCode> {
 
 fn print_json<T: serde::Serialize>(v: &T) -> ExitCode {
     match serde_json::to_string_pretty(v) {
-        Ok(s) => {
-            println!("{s}");
-            ExitCode::SUCCESS
-        }
+        Ok(s) => emit(&format!("{s}\n")),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(2)
@@ -127,27 +151,48 @@ pub fn explain(a: Args) -> ExitCode {
     }
 }
 
+fn usage(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(2)
+}
+
+/// Writes `text` to stdout; a closed pipe (`| head`) ends the command quietly.
+fn emit(text: &str) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => usage(e),
+    }
+}
+
+/// The tags of `--origin`, `--category`, `--permits`, `--derogation`.
+fn given_tags(a: &Args) -> Result<Tags, ExitCode> {
+    Tags::given(
+        a.origin.as_deref().unwrap_or_default(),
+        a.category.as_deref(),
+        a.permits.as_deref(),
+        &a.derogation,
+    )
+    .map_err(usage)
+}
+
+/// A transfer explained, as `policy explain --json` prints it.
+#[derive(serde::Serialize)]
+struct Explained<'a> {
+    transfer: &'a Transfer,
+    #[serde(flatten)]
+    explanation: &'a pexplain::Explanation,
+}
+
 fn explain_inner(a: Args) -> Result<ExitCode, ExitCode> {
-    let cfg = super::load_config(&super::config_path(a.config))?;
-    let date = parse_date(a.date.as_deref())?;
-    let dest = Country::parse(&a.jurisdiction).map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::from(2)
-    })?;
-    check_purpose(&a.purpose).map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::from(2)
-    })?;
+    let cfg = super::load_config(&super::config_path(a.config.clone()))?;
+    let date = parse_date(a.as_of.as_deref())?;
+    let dest = Country::parse(&a.jurisdiction).map_err(usage)?;
+    check_purpose(&a.purpose).map_err(usage)?;
     let catalog = Catalog::load(&cfg.catalog).map_err(|d| {
         eprintln!("{d}");
-        ExitCode::from(2)
-    })?;
-    let entry = catalog.get(&a.dataset).ok_or_else(|| {
-        eprintln!(
-            "error: unknown catalog id `{}` in `{}`",
-            a.dataset.escape_default(),
-            cfg.catalog.display()
-        );
         ExitCode::from(2)
     })?;
     let mut set = load_set(&cfg.policies, &cfg.registry_path())?;
@@ -157,73 +202,139 @@ fn explain_inner(a: Args) -> Result<ExitCode, ExitCode> {
             a.org.escape_default()
         );
     }
-    if let Some(w) = &entry.withdrawn {
-        eprintln!(
-            "note: `{}` was withdrawn on {} ({}); the gateway refuses it before policies are asked",
-            entry.id, w.date, w.reason
-        );
-    }
-    // PIPL volumes: counted from the audit trail as the gateway would at start-up.
-    let year = date.year();
-    let export = crate::pipl::Export::of(
-        &catalog,
-        &entry.tags,
-        dest,
-        Direction::Download,
-        Some(&entry.id),
-        a.exporter.as_deref(),
-        None,
-        year,
-    );
-    let volume = export.as_ref().map(|e| {
-        let counter = crate::pipl::ExportCounter::new();
-        let operators: HashMap<String, String> = cfg
-            .upstreams
-            .iter()
-            .filter_map(|u| Some((u.name.clone(), u.operator.clone()?)))
-            .collect();
-        if (cfg.audit.path.is_file() || cfg.audit.path.is_dir())
-            && let Err(err) = counter.seed(
-                std::slice::from_ref(&cfg.audit.path),
-                &catalog,
-                &operators,
-                year,
-            )
-        {
-            eprintln!("warning: PIPL volumes not counted from the audit log: {err}");
-        }
-        counter.volume(e)
-    });
-    let q = Query {
-        tags: &entry.tags,
-        purpose: &a.purpose,
-        importer: Some(&a.org),
-        destination: dest,
-        direction: Direction::Download,
-        date,
-        volume: volume.as_ref(),
+    let routes = Routes::from_config(&cfg);
+    let caller = Caller {
+        sub: "policy-explain".into(),
+        org: a.org.clone(),
+        jurisdiction: dest,
+        purpose: a.purpose.clone(),
     };
-    let e = pexplain::explain(&mut set, &q);
-    if a.json {
-        return Ok(print_json(&e));
+    let direction = if a.upload {
+        Direction::Upload
+    } else {
+        Direction::Download
+    };
+    let normalized;
+    let (subject, route) = match (&a.path, &a.dataset) {
+        (Some(p), _) => {
+            normalized = crate::catalog::path::normalize(p)
+                .map_err(|e| usage(format!("path `{}`: {e}", p.escape_default())))?;
+            let route = match routes.route_for(&normalized.decoded, direction) {
+                Ok(r) => Some(r),
+                Err((_, problem)) => {
+                    return Ok(refused_before_classification(&a, &problem));
+                }
+            };
+            (Subject::Path(&normalized.decoded), route)
+        }
+        (None, Some(id)) => {
+            let entry = catalog.get(id).ok_or_else(|| {
+                usage(format!(
+                    "unknown catalog id `{}` in `{}`",
+                    id.escape_default(),
+                    cfg.catalog.display()
+                ))
+            })?;
+            // The route of the entry's prefix, when it has one: it gives the default origin.
+            let route = match &entry.matcher {
+                crate::catalog::Matcher::Prefix(p) => routes.find(p),
+                crate::catalog::Matcher::Regex(_) => None,
+            };
+            (Subject::Dataset(id), route)
+        }
+        (None, None) => (Subject::Tags(given_tags(&a)?), None),
+    };
+    let at = time::OffsetDateTime::now_utc().replace_date(date);
+    let ask = Ask {
+        subject,
+        direction,
+        caller: &caller,
+        lineage: &a.lineage,
+        at,
+    };
+    let mut t = match crate::transfer::classify(&catalog, &ask, route.map(|r| r.place())) {
+        Ok(t) => t,
+        Err(u) => {
+            let problem = crate::respond::Problem::from(u);
+            return Ok(refused_before_classification(&a, &problem));
+        }
+    };
+    if let (Some(x), Some(e)) = (&a.exporter, t.export.as_mut())
+        && e.exporter.is_none()
+    {
+        e.exporter = Some(x.clone());
     }
-    println!(
+    // PIPL volumes: counted from the audit trail as the gateway counts them at start-up.
+    let counter = crate::pipl::ExportCounter::new();
+    if t.export.is_some()
+        && let Err(err) = crate::pipl::seed_from_trail(
+            &counter,
+            &catalog,
+            &crate::snapshot::operators(&cfg),
+            &cfg.audit.path,
+            date.year(),
+        )
+    {
+        eprintln!("warning: PIPL volumes not counted from the audit log: {err}");
+    }
+    let volume = t.volume(&counter);
+    let e = t.explain(&mut set, date, volume.as_ref());
+    if a.json {
+        return Ok(print_json(&Explained {
+            transfer: &t,
+            explanation: &e,
+        }));
+    }
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
         "dataset:  {} (origins {:?}, categories {:?})",
-        entry.id,
-        entry.tags.origins,
-        entry
-            .tags
+        t.dataset.as_deref().unwrap_or("(tags given)"),
+        t.tags.origins,
+        t.tags
             .categories
             .iter()
             .map(|c| c.as_str())
             .collect::<Vec<_>>()
     );
-    println!(
-        "request:  org `{}` in {dest}, purpose `{}`, as of {date}",
-        a.org, a.purpose
+    let _ = writeln!(
+        text,
+        "request:  {} by org `{}` in {dest} to {}, purpose `{}`, as of {date}",
+        match t.direction {
+            Direction::Download => "download",
+            Direction::Upload => "upload",
+        },
+        a.org,
+        t.destination,
+        a.purpose
     );
-    print!("{}", pexplain::render(&e));
-    Ok(ExitCode::SUCCESS)
+    text.push_str(&pexplain::render(&e));
+    Ok(emit(&text))
+}
+
+/// A request the gateway refuses before it can classify it (no route, no catalog entry,
+/// uploads not accepted, unknown lineage): explained as the gateway records it.
+fn refused_before_classification(a: &Args, p: &crate::respond::Problem) -> ExitCode {
+    let v = serde_json::json!({
+        "decision": {
+            "effect": "deny",
+            "rule": p.record_rule(),
+            "article": p.article.clone().unwrap_or_default(),
+            "reason": p.detail,
+        },
+        "status": p.status().as_u16(),
+        "trace": [],
+        "remedies": [],
+    });
+    if a.json {
+        return print_json(&v);
+    }
+    emit(&format!(
+        "decision: Deny (refused before classification)\nrule:     {}\nstatus:   {}\nreason:   {}\n",
+        p.record_rule(),
+        p.status().as_u16(),
+        p.detail
+    ))
 }
 
 pub fn what_if(a: WhatIfArgs) -> ExitCode {

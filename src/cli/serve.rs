@@ -148,7 +148,15 @@ async fn start(
     let gateway = Arc::new(Gateway::new(snap, audit));
     let year = crate::pipl::year_of(time::OffsetDateTime::now_utc());
     let started = std::time::Instant::now();
-    match crate::pipl::seed_from_trail(gateway.exports(), &gateway.state(), &audit_cfg.path, year) {
+    let snap = gateway.state();
+    let seeded = crate::pipl::seed_from_trail(
+        gateway.exports(),
+        &snap.catalog,
+        &snap.operators,
+        &audit_cfg.path,
+        year,
+    );
+    match seeded {
         Ok(n) => {
             tracing::info!(records = n, year, elapsed = ?started.elapsed(), "PIPL export volumes counted from the audit trail");
         }

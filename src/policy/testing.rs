@@ -9,10 +9,10 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::volume::VolumeInfo;
-use super::{Outcome, PolicySet, Query, TraceStep};
+use super::{Outcome, PolicySet, TraceStep};
 use crate::config::{Diagnostic, Diagnostics, parse_yaml};
 use crate::model::{
-    Category, Country, DEROGATIONS, Direction, Effect, PURPOSES, Tags, check_purpose,
+    Country, Direction, Effect, Tags, check_purpose,
 };
 
 /// One test file (`<policies>/tests/*.yaml`).
@@ -258,29 +258,13 @@ fn check_case(
         .ok_or_else(|| err(format!("case `{name}` has no `expect` (allow or deny)")))?;
     let dd = d.data.clone().unwrap_or_default();
     let cd = c.data.clone().unwrap_or_default();
-    let mut tags = Tags::default();
-    for o in pick(&cd.origins, &dd.origins).unwrap_or_default() {
-        tags.origins.insert(Country::parse(&o).map_err(&err)?);
-    }
-    for cat in pick(&cd.categories, &dd.categories).unwrap_or_else(|| vec!["personal".into()]) {
-        let c = Category::ALL
-            .iter()
-            .find(|c| c.as_str() == cat)
-            .ok_or_else(|| err(format!("unknown category `{cat}`")))?;
-        tags.categories.insert(*c);
-    }
-    let purposes = pick(&cd.purposes, &dd.purposes)
-        .unwrap_or_else(|| PURPOSES.iter().map(|s| s.to_string()).collect());
-    for p in &purposes {
-        check_purpose(p).map_err(&err)?;
-    }
-    tags.purposes = Some(purposes.into_iter().collect());
-    for g in pick(&cd.derogations, &dd.derogations).unwrap_or_default() {
-        if !DEROGATIONS.contains(&g.as_str()) {
-            return Err(err(format!("unknown derogation `{g}`")));
-        }
-        tags.derogations.insert(g);
-    }
+    let tags = Tags::given(
+        &pick(&cd.origins, &dd.origins).unwrap_or_default(),
+        pick(&cd.categories, &dd.categories).as_deref(),
+        pick(&cd.purposes, &dd.purposes).as_deref(),
+        &pick(&cd.derogations, &dd.derogations).unwrap_or_default(),
+    )
+    .map_err(&err)?;
     let volume = pick(&c.volume, &d.volume).map(|v| VolumeInfo {
         exporter: v.exporter,
         year: date.year(),
@@ -330,16 +314,15 @@ pub fn run(dir: &Path) -> Result<Report, Diagnostics> {
         let Some(set) = sets.get(&c.registry) else {
             continue;
         };
-        let q = Query {
-            tags: &c.tags,
-            purpose: &c.purpose,
-            importer: c.org.as_deref(),
-            destination: c.destination,
-            direction: c.direction,
-            date: c.date,
-            volume: c.volume.as_ref(),
-        };
-        let (d, trace) = set.decide_with_trace(&q);
+        // Through the transfer, as the gateway decides.
+        let t = crate::transfer::Transfer::of_tags(
+            c.tags.clone(),
+            c.direction,
+            c.destination,
+            c.org.as_deref(),
+            &c.purpose,
+        );
+        let (d, trace) = t.decide_with_trace(set, c.date, c.volume.as_ref());
         let mut problems = Vec::new();
         if d.effect != c.expect {
             problems.push(format!("expected {:?}, got {:?}", c.expect, d.effect));

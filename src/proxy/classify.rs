@@ -2,7 +2,7 @@
 //! ([`crate::transfer::classify`], the one classification every tool shares).
 
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue, header};
+use http::HeaderMap;
 use time::OffsetDateTime;
 
 use crate::catalog::path::NormalizedPath;
@@ -28,23 +28,17 @@ pub(super) fn route<'s>(
     path: &NormalizedPath,
     direction: Direction,
 ) -> Result<Routed<'s>, (Option<&'s str>, Problem)> {
-    let Some((route, upstream)) = snap.route(&path.decoded) else {
-        return Err((
-            None,
-            Problem::new(
-                Kind::NotInCatalog,
-                "the path matches no route or catalog entry",
-            ),
-        ));
-    };
-    let name = Some(upstream.name.as_str());
-    if direction == Direction::Upload && !route.uploads {
-        return Err((
+    let route = snap
+        .routes
+        .route_for(&path.decoded, direction)
+        .map_err(|(r, p)| (r.map(|r| r.upstream_name.as_str()), p))?;
+    let name = Some(route.upstream_name.as_str());
+    let upstream = snap.upstream(route).ok_or_else(|| {
+        (
             name,
-            Problem::new(Kind::MethodNotAllowed, "this route does not accept uploads")
-                .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD")),
-        ));
-    }
+            Problem::new(Kind::Internal, "the route's upstream is missing"),
+        )
+    })?;
     let path_and_query = upstream
         .path_and_query(
             &route.prefix,
@@ -97,6 +91,6 @@ pub(super) fn classify(
     Ok(crate::transfer::classify(
         &snap.catalog,
         &ask,
-        Some(snap.place(r.route, r.upstream)),
+        Some(r.route.place()),
     )?)
 }

@@ -21,9 +21,6 @@ pub mod server;
 pub mod sigv4;
 pub mod upstream;
 
-#[cfg(test)]
-mod tests;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;

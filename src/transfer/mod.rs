@@ -17,6 +17,7 @@ use crate::catalog::{Catalog, EntryKind, Withdrawal};
 use crate::model::{Caller, Category, Country, Decision, DenyGround, Direction, Effect, Tags};
 use crate::pipl::{Export, ExportCounter};
 use crate::policy::volume::VolumeInfo;
+use crate::policy::explain::Explanation;
 use crate::policy::{PolicySet, Query, TraceStep};
 
 /// Rule ids of the refusals a transfer decides before any regime is asked.
@@ -91,14 +92,14 @@ impl std::fmt::Display for Unclassified {
 }
 
 /// An upload that crosses a border without declaring its lineage.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct UndeclaredCrossing {
     pub from: Country,
     pub to: Country,
 }
 
 /// One classified transfer: everything its decision depends on.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Transfer {
     pub direction: Direction,
     /// The catalog entry the data resolved to.
@@ -114,10 +115,13 @@ pub struct Transfer {
     /// The caller's purpose.
     pub purpose: String,
     /// The data's withdrawal, if the catalog records one.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub withdrawal: Option<Withdrawal>,
     /// Set when an upload declares no lineage and crosses a border.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub undeclared: Option<UndeclaredCrossing>,
     /// The PIPL export the transfer makes, if it is one.
+    #[serde(skip)]
     pub export: Option<Export>,
 }
 
@@ -342,6 +346,32 @@ impl Transfer {
             }
             None => policies.decide_with_trace(&self.query(date, volume)),
         }
+    }
+
+    /// Decides the transfer with its trace, why the deciding rule won and what would have
+    /// made a refusal lawful (`policy explain`). `set` is mutable only to try remedies with
+    /// a synthetic importer, removed again.
+    pub fn explain(
+        &self,
+        set: &mut PolicySet,
+        date: Date,
+        volume: Option<&VolumeInfo>,
+    ) -> Explanation {
+        if self.refused_by_catalog(date) {
+            let (decision, trace) = self.decide_with_trace(set, date, volume);
+            let why = format!(
+                "the catalog refuses this transfer before any regime is asked: `{}` decided; no mechanism or derogation can lift it",
+                decision.rule
+            );
+            return Explanation {
+                decision,
+                trace,
+                why,
+                remedies: Vec::new(),
+                volume: None,
+            };
+        }
+        crate::policy::explain::explain(set, &self.query(date, volume))
     }
 
     /// True when the decision is a refusal of the transfer itself that no mechanism or

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod h2raw;
+pub mod inproc;
 pub mod raw;
 
 use std::io::{BufRead, BufReader};
