@@ -18,7 +18,13 @@ async fn an_allowed_download_has_one_decision_then_its_completion() {
     let gw = InProc::start(Options::default());
     let t = gw.token("alice", "acme-de", "DE", "analytics");
     let a = gw
-        .send("GET", "/datasets/eu-customers/customers.csv", Some(&t), &[], b"")
+        .send(
+            "GET",
+            "/datasets/eu-customers/customers.csv",
+            Some(&t),
+            &[],
+            b"",
+        )
         .await;
     assert_eq!(a.status, 200);
     assert!(a.body.starts_with(b"customer_id") || !a.body.is_empty());
@@ -49,20 +55,80 @@ async fn each_phase_refuses_with_its_problem_and_a_deny_record() {
     let de = gw.token("alice", "acme-de", "DE", "analytics");
     // (method, path, token, status, problem type, recorded rule)
     let cases: &[(&str, &str, Option<&str>, u16, &str, &str)] = &[
-        ("DELETE", "/datasets/eu-customers/a", Some(&de), 405, "method-not-allowed", "gateway.method-not-allowed"),
-        ("GET", "/datasets/%2e%2e/etc/passwd", Some(&de), 400, "bad-path", "gateway.bad-path"),
-        ("GET", "/datasets/eu-customers/customers.csv", None, 401, "unauthenticated", "auth.missing-token"),
-        ("GET", "/nowhere/x", Some(&de), 403, "not-in-catalog", "gateway.not-in-catalog"),
-        ("GET", "/datasets/unknown/x", Some(&de), 403, "not-in-catalog", "gateway.not-in-catalog"),
-        ("PUT", "/datasets/eu-customers/x", Some(&de), 405, "method-not-allowed", "gateway.method-not-allowed"),
-        ("GET", "/datasets/eu-customers/customers.csv", Some(&us), 451, "transfer-refused", "eu.chapter-v.no-basis"),
-        ("PUT", "/registry/us/model.bin", Some(&de), 451, "transfer-refused", "upload.lineage-undeclared"),
+        (
+            "DELETE",
+            "/datasets/eu-customers/a",
+            Some(&de),
+            405,
+            "method-not-allowed",
+            "gateway.method-not-allowed",
+        ),
+        (
+            "GET",
+            "/datasets/%2e%2e/etc/passwd",
+            Some(&de),
+            400,
+            "bad-path",
+            "gateway.bad-path",
+        ),
+        (
+            "GET",
+            "/datasets/eu-customers/customers.csv",
+            None,
+            401,
+            "unauthenticated",
+            "auth.missing-token",
+        ),
+        (
+            "GET",
+            "/nowhere/x",
+            Some(&de),
+            403,
+            "not-in-catalog",
+            "gateway.not-in-catalog",
+        ),
+        (
+            "GET",
+            "/datasets/unknown/x",
+            Some(&de),
+            403,
+            "not-in-catalog",
+            "gateway.not-in-catalog",
+        ),
+        (
+            "PUT",
+            "/datasets/eu-customers/x",
+            Some(&de),
+            405,
+            "method-not-allowed",
+            "gateway.method-not-allowed",
+        ),
+        (
+            "GET",
+            "/datasets/eu-customers/customers.csv",
+            Some(&us),
+            451,
+            "transfer-refused",
+            "eu.chapter-v.no-basis",
+        ),
+        (
+            "PUT",
+            "/registry/us/model.bin",
+            Some(&de),
+            451,
+            "transfer-refused",
+            "upload.lineage-undeclared",
+        ),
     ];
     for (method, path, token, status, ty, rule) in cases {
         let a = gw.send(method, path, *token, &[], b"").await;
         assert_eq!(a.status, *status, "{method} {path}: {:?}", a.body);
         let p = a.json();
-        assert_eq!(p["type"], format!("urn:bordergate:problem:{ty}"), "{method} {path}");
+        assert_eq!(
+            p["type"],
+            format!("urn:bordergate:problem:{ty}"),
+            "{method} {path}"
+        );
         let id = p["request_id"].as_str().unwrap().to_string();
         assert_eq!(a.headers["x-request-id"], id.as_str());
         let d = gw.record("decision", &id).await;
@@ -77,14 +143,38 @@ async fn each_phase_refuses_with_its_problem_and_a_deny_record() {
         );
     }
     // The phase-specific headers travel with the problem.
-    let a = gw.send("DELETE", "/datasets/eu-customers/a", Some(&de), &[], b"").await;
+    let a = gw
+        .send("DELETE", "/datasets/eu-customers/a", Some(&de), &[], b"")
+        .await;
     assert_eq!(a.headers["allow"], "GET, HEAD, PUT, POST");
-    let a = gw.send("PUT", "/datasets/eu-customers/x", Some(&de), &[], b"").await;
+    let a = gw
+        .send("PUT", "/datasets/eu-customers/x", Some(&de), &[], b"")
+        .await;
     assert_eq!(a.headers["allow"], "GET, HEAD");
-    let a = gw.send("GET", "/datasets/eu-customers/a", None, &[], b"").await;
-    assert!(a.headers["www-authenticate"].to_str().unwrap().starts_with("Bearer realm="));
-    let a = gw.send("GET", "/datasets/eu-customers/customers.csv", Some(&us), &[], b"").await;
-    assert!(a.headers["bordergate-decision"].to_str().unwrap().starts_with("deny;"));
+    let a = gw
+        .send("GET", "/datasets/eu-customers/a", None, &[], b"")
+        .await;
+    assert!(
+        a.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer realm=")
+    );
+    let a = gw
+        .send(
+            "GET",
+            "/datasets/eu-customers/customers.csv",
+            Some(&us),
+            &[],
+            b"",
+        )
+        .await;
+    assert!(
+        a.headers["bordergate-decision"]
+            .to_str()
+            .unwrap()
+            .starts_with("deny;")
+    );
     assert!(a.headers.contains_key("link"));
 }
 
@@ -95,14 +185,18 @@ async fn a_withdrawal_refuses_from_its_date_on() {
         ..Options::default()
     });
     let de = gw.token("alice", "acme-de", "DE", "analytics");
-    let a = gw.send("GET", "/datasets/erased/a.csv", Some(&de), &[], b"").await;
+    let a = gw
+        .send("GET", "/datasets/erased/a.csv", Some(&de), &[], b"")
+        .await;
     assert_eq!(a.status, 451);
     let p = a.json();
     assert_eq!(p["type"], "urn:bordergate:problem:data-withdrawn");
     assert_eq!(p["rule"], "catalog.withdrawn");
     assert_eq!(p["article"], "GDPR Art. 17");
     // Withdrawn only from 2999: served today (the store has no such file: 404, but allowed).
-    let a = gw.send("GET", "/datasets/erased-later/a.csv", Some(&de), &[], b"").await;
+    let a = gw
+        .send("GET", "/datasets/erased-later/a.csv", Some(&de), &[], b"")
+        .await;
     assert_eq!(a.status, 404);
     let id = a.headers["x-request-id"].to_str().unwrap().to_string();
     assert_eq!(gw.record("decision", &id).await["decision"], "allow");
@@ -150,7 +244,12 @@ async fn uploads_are_classified_by_their_declared_lineage() {
         )
         .await;
     assert_eq!(a.status, 400);
-    assert!(a.json()["detail"].as_str().unwrap().contains("no-such-dataset"));
+    assert!(
+        a.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-dataset")
+    );
 }
 
 #[tokio::test]
@@ -161,7 +260,13 @@ async fn shadow_mode_forwards_a_refusal_and_records_it_unenforced() {
     });
     let us = gw.token("bob", "acme-us", "US", "analytics");
     let a = gw
-        .send("GET", "/datasets/eu-customers/customers.csv", Some(&us), &[], b"")
+        .send(
+            "GET",
+            "/datasets/eu-customers/customers.csv",
+            Some(&us),
+            &[],
+            b"",
+        )
         .await;
     assert_eq!(a.status, 200);
     assert!(

@@ -34,7 +34,13 @@ const ORGS: &[&str] = &[
     "acme-de",
 ];
 const PURPOSES: &[&str] = &["analytics", "training", "research", "marketing"];
-const LINEAGE: &[&str] = &["eu-customers", "public-wiki", "eu-clinical", "support-bot", "nope"];
+const LINEAGE: &[&str] = &[
+    "eu-customers",
+    "public-wiki",
+    "eu-clinical",
+    "support-bot",
+    "nope",
+];
 
 #[derive(Debug, Clone)]
 struct Req {

@@ -11,9 +11,7 @@ use serde_saphyr::Spanned;
 use super::volume::VolumeInfo;
 use super::{Outcome, PolicySet, TraceStep};
 use crate::config::{Diagnostic, Diagnostics, parse_yaml};
-use crate::model::{
-    Country, Direction, Effect, Tags, check_purpose,
-};
+use crate::model::{Country, Direction, Effect, Tags, check_purpose};
 
 /// One test file (`<policies>/tests/*.yaml`).
 #[derive(Debug, Deserialize)]

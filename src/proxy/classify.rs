@@ -1,8 +1,8 @@
 //! The classify phase: the route a path takes, and the transfer the request would make
 //! ([`crate::transfer::classify`], the one classification every tool shares).
 
-use http::request::Parts;
 use http::HeaderMap;
+use http::request::Parts;
 use time::OffsetDateTime;
 
 use crate::catalog::path::NormalizedPath;

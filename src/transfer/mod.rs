@@ -16,8 +16,8 @@ use time::{Date, OffsetDateTime};
 use crate::catalog::{Catalog, EntryKind, Withdrawal};
 use crate::model::{Caller, Category, Country, Decision, DenyGround, Direction, Effect, Tags};
 use crate::pipl::{Export, ExportCounter};
-use crate::policy::volume::VolumeInfo;
 use crate::policy::explain::Explanation;
+use crate::policy::volume::VolumeInfo;
 use crate::policy::{PolicySet, Query, TraceStep};
 
 /// Rule ids of the refusals a transfer decides before any regime is asked.

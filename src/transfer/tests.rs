@@ -1,1 +1,253 @@
+//! Classification and the decisions taken before any regime is asked.
 
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+use super::*;
+use crate::model::Caller;
+
+const CATALOG: &str = r#"
+entries:
+  - id: eu-customers
+    kind: dataset
+    match: { prefix: /datasets/eu-customers/ }
+    origins: [DE]
+    categories: [personal]
+    purposes: [analytics, training]
+  - id: erased
+    kind: dataset
+    match: { prefix: /datasets/erased/ }
+    origins: [DE]
+    categories: [personal]
+    purposes: [analytics]
+    withdrawn: { date: 2025-06-01, reason: erasure request }
+  - id: us-registry
+    kind: store
+    match: { prefix: /registry/us/ }
+"#;
+
+fn catalog() -> Catalog {
+    Catalog::parse(Path::new("catalog.yaml"), CATALOG).unwrap()
+}
+
+fn policies() -> PolicySet {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    PolicySet::load(
+        &root.join("policies"),
+        &root.join("examples/quickstart/registry.yaml"),
+    )
+    .unwrap()
+}
+
+fn caller(org: &str, j: &str, purpose: &str) -> Caller {
+    Caller {
+        sub: "t".into(),
+        org: org.into(),
+        jurisdiction: Country::parse(j).unwrap(),
+        purpose: purpose.into(),
+    }
+}
+
+fn place(j: &str, operator: Option<&'static str>) -> Place<'static> {
+    Place {
+        upstream: "up",
+        jurisdiction: Country::parse(j).unwrap(),
+        operator,
+        public: false,
+    }
+}
+
+fn date(s: &str) -> Date {
+    Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).unwrap()
+}
+
+fn ask<'a>(subject: Subject<'a>, direction: Direction, c: &'a Caller, l: &'a [String]) -> Ask<'a> {
+    Ask {
+        subject,
+        direction,
+        caller: c,
+        lineage: l,
+        at: OffsetDateTime::now_utc(),
+    }
+}
+
+#[test]
+fn a_download_goes_to_the_caller_and_untagged_data_originates_where_it_is_stored() {
+    let cat = catalog();
+    let c = caller("acme-us", "US", "analytics");
+    let public = Place {
+        public: true,
+        ..place("FR", None)
+    };
+    let t = classify(
+        &cat,
+        &ask(Subject::Path("/open/a"), Direction::Download, &c, &[]),
+        Some(public),
+    )
+    .unwrap();
+    assert_eq!(t.destination.as_str(), "US");
+    assert_eq!(t.importer.as_deref(), Some("acme-us"));
+    assert_eq!(t.dataset, None);
+    assert_eq!(t.tags.categories, [Category::Public].into());
+    assert!(t.tags.origins.contains(&Country::parse("FR").unwrap()));
+    let t = classify(
+        &cat,
+        &ask(
+            Subject::Path("/datasets/eu-customers/a"),
+            Direction::Download,
+            &c,
+            &[],
+        ),
+        Some(place("FR", None)),
+    )
+    .unwrap();
+    assert_eq!(t.tags.origins, [Country::parse("DE").unwrap()].into());
+    let e = classify(
+        &cat,
+        &ask(
+            Subject::Path("/datasets/nothing/a"),
+            Direction::Download,
+            &c,
+            &[],
+        ),
+        Some(place("FR", None)),
+    )
+    .unwrap_err();
+    assert_eq!(e, Unclassified::NotInCatalog);
+}
+
+#[test]
+fn an_upload_goes_to_the_store_and_takes_its_declared_lineage() {
+    let cat = catalog();
+    let c = caller("acme-de", "DE", "training");
+    let lineage = vec!["eu-customers".to_string()];
+    let t = classify(
+        &cat,
+        &ask(
+            Subject::Path("/registry/us/m.bin"),
+            Direction::Upload,
+            &c,
+            &lineage,
+        ),
+        Some(place("US", Some("acme-us"))),
+    )
+    .unwrap();
+    assert_eq!(t.destination.as_str(), "US");
+    assert_eq!(t.importer.as_deref(), Some("acme-us"));
+    assert!(t.tags.lineage.contains("eu-customers"));
+    assert!(t.tags.origins.contains(&Country::parse("DE").unwrap()));
+    let d = t.decide(&policies(), date("2026-03-01"), None);
+    assert!(!d.is_allow());
+    assert_eq!(d.rule, "eu.chapter-v.no-basis");
+
+    let bad = vec!["nope".to_string()];
+    let e = classify(
+        &cat,
+        &ask(
+            Subject::Path("/registry/us/m.bin"),
+            Direction::Upload,
+            &c,
+            &bad,
+        ),
+        Some(place("US", Some("acme-us"))),
+    )
+    .unwrap_err();
+    assert!(matches!(e, Unclassified::BadLineage(_)), "{e:?}");
+}
+
+#[test]
+fn an_undeclared_upload_is_refused_only_across_a_border() {
+    let cat = catalog();
+    let set = policies();
+    let c = caller("acme-de", "DE", "training");
+    let across = classify(
+        &cat,
+        &ask(
+            Subject::Path("/registry/us/m.bin"),
+            Direction::Upload,
+            &c,
+            &[],
+        ),
+        Some(place("US", Some("acme-us"))),
+    )
+    .unwrap();
+    let d = across.decide(&set, date("2026-03-01"), None);
+    assert_eq!(d.rule, rules::LINEAGE_UNDECLARED);
+    assert_eq!(d.ground, Some(DenyGround::Transfer));
+    assert!(across.refused_by_catalog(date("2026-03-01")));
+    let home = classify(
+        &cat,
+        &ask(
+            Subject::Path("/registry/us/m.bin"),
+            Direction::Upload,
+            &c,
+            &[],
+        ),
+        Some(place("DE", None)),
+    )
+    .unwrap();
+    assert!(home.undeclared.is_none());
+    assert!(home.tags.origins.contains(&Country::parse("DE").unwrap()));
+}
+
+#[test]
+fn a_withdrawal_decides_from_its_date_in_every_explanation() {
+    let cat = catalog();
+    let mut set = policies();
+    let c = caller("acme-de", "DE", "analytics");
+    let t = classify(
+        &cat,
+        &ask(Subject::Dataset("erased"), Direction::Download, &c, &[]),
+        None,
+    )
+    .unwrap();
+    let before = t.decide(&set, date("2025-05-31"), None);
+    assert!(before.is_allow(), "{before:?}");
+    let on = t.decide(&set, date("2025-06-01"), None);
+    assert_eq!(on.rule, rules::WITHDRAWN);
+    assert_eq!(on.ground, Some(DenyGround::Withdrawn));
+    assert!(
+        on.reason.contains("withdrawn on 2025-06-01"),
+        "{}",
+        on.reason
+    );
+    let e = t.explain(&mut set, date("2025-06-02"), None);
+    assert_eq!(e.decision, t.decide(&set, date("2025-06-02"), None));
+    assert_eq!(e.trace.len(), 1);
+    assert!(e.remedies.is_empty());
+}
+
+#[test]
+fn upstream_tags_only_add_and_recompute_the_export() {
+    let cat = catalog();
+    let c = caller("acme-us", "US", "analytics");
+    let mut t = classify(
+        &cat,
+        &ask(
+            Subject::Dataset("eu-customers"),
+            Direction::Download,
+            &c,
+            &[],
+        ),
+        None,
+    )
+    .unwrap();
+    assert!(t.export.is_none());
+    let none = Tags::default();
+    assert!(!t.absorb_upstream(&none, &cat, None, "acme-us", OffsetDateTime::now_utc()));
+    let cn = Tags {
+        origins: [Country::parse("CN").unwrap()].into(),
+        ..Tags::default()
+    };
+    assert!(t.absorb_upstream(
+        &cn,
+        &cat,
+        Some("acme-cn"),
+        "acme-us",
+        OffsetDateTime::now_utc()
+    ));
+    assert!(t.tags.origins.contains(&Country::parse("DE").unwrap()));
+    let e = t.export.as_ref().unwrap();
+    assert_eq!(e.exporter.as_deref(), Some("acme-cn"));
+}

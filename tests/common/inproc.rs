@@ -54,7 +54,11 @@ impl InProc {
         let log = AuditLog::open(&audit, 512).unwrap();
         let gateway = Arc::new(Gateway::new(snap, log));
         let secret = std::fs::read(&secret_path).unwrap();
-        let secret = String::from_utf8(secret).unwrap().trim().as_bytes().to_vec();
+        let secret = String::from_utf8(secret)
+            .unwrap()
+            .trim()
+            .as_bytes()
+            .to_vec();
         InProc {
             dir,
             config,
@@ -101,7 +105,11 @@ impl InProc {
         let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
         let resp = self.gateway.handle(req, peer, "http").await;
         let (parts, body) = resp.into_parts();
-        let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        let body = body
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
         Answer {
             status: parts.status.as_u16(),
             headers: parts.headers,
