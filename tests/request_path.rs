@@ -54,7 +54,8 @@ async fn each_phase_refuses_with_its_problem_and_a_deny_record() {
     let us = gw.token("bob", "acme-us", "US", "analytics");
     let de = gw.token("alice", "acme-de", "DE", "analytics");
     // (method, path, token, status, problem type, recorded rule)
-    let cases: &[(&str, &str, Option<&str>, u16, &str, &str)] = &[
+    type Case<'a> = (&'a str, &'a str, Option<&'a str>, u16, &'a str, &'a str);
+    let cases: &[Case] = &[
         (
             "DELETE",
             "/datasets/eu-customers/a",
