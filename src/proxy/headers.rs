@@ -20,42 +20,66 @@ const HOP_BY_HOP: &[&str] = &[
     "http2-settings",
 ];
 
-/// Client headers that claim identity, routing, trust or tags: never forwarded.
-const UNTRUSTED_REQUEST: &[&str] = &[
+/// Client headers that claim identity, routing, trust or tags, by family: never
+/// forwarded. A family is a name prefix (matched on the lower-case name with `_` read as
+/// `-`, since CGI-style servers fold them together), so
+/// every member an auth proxy, load balancer or CDN invents is stripped, not only the
+/// spellings someone listed.
+const UNTRUSTED_FAMILIES: &[&str] = &[
+    // Credentials and sessions.
     "authorization",
     "cookie",
+    // Where the request came from, how it was routed, what it was before a rewrite:
+    // `X-Forwarded-*` (For, Host, Proto, Uri, Path, User, Email, Groups, Access-Token,
+    // Server, Scheme, Ssl, Method …), RFC 7239, client addresses of every CDN.
     "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-forwarded-port",
-    "x-forwarded-prefix",
+    "x-forwarded-",
     "x-real-ip",
-    "x-original-url",
-    "x-rewrite-url",
-    "x-original-uri",
-    "x-http-method-override",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-original-",
+    "x-rewrite-",
+    "x-envoy-",
+    // Identities asserted by an auth proxy in front of an application.
+    "remote-user",
+    "x-remote-",
+    "x-user",
+    "x-auth-request-",
+    "x-authenticated-",
+    "x-gateway-",
+    "x-proxy-user",
+    "x-webauth-",
+    "x-consumer-",
+    "x-credential-",
+    "x-principal",
+    "x-ms-client-principal",
+    "x-goog-authenticated-user-",
+    "x-amzn-oidc-",
+    "x-pomerium-",
+    "x-vouch-",
+    "x-jwt-",
+    // Method overrides.
     "x-http-method",
     "x-method-override",
+    // Set by the gateway itself.
     "x-request-id",
     "traceparent",
     "tracestate",
-];
-
-/// Prefixes of header names reserved for tags and the gateway's own signals; a client
-/// can't set them (underscore variants included, since some servers fold `_` into `-`).
-const RESERVED_PREFIXES: &[&str] = &[
+    // Tags and the gateway's own signals.
     "bordergate-",
-    "bordergate_",
     "x-bordergate",
     "x-data-",
-    "x_data_",
     "x-residency",
     "x-tag",
 ];
 
-fn is_reserved(name: &str) -> bool {
-    RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
+/// True if the (lower-case, dashed) `name` belongs to an untrusted family: it starts with
+/// one, or it overrides something (`*-override`).
+fn is_untrusted(name: &str) -> bool {
+    UNTRUSTED_FAMILIES.iter().any(|f| name.starts_with(f)) || name.ends_with("-override")
 }
 
 /// Names listed in `Connection` headers (lower-cased), excluding any the gateway
@@ -98,8 +122,7 @@ pub fn upstream_request_headers(
             name.as_str()
         };
         if HOP_BY_HOP.contains(&n)
-            || UNTRUSTED_REQUEST.contains(&n)
-            || is_reserved(n)
+            || is_untrusted(n)
             || n == lineage_header
             || n == "host"
             || named.contains(name)
@@ -217,6 +240,56 @@ mod tests {
         assert_eq!(out["x-forwarded-for"], "127.0.0.1");
         assert_eq!(out["range"], "bytes=0-1");
         assert_eq!(out["x-request-id"], "rid");
+    }
+
+    #[test]
+    fn trust_and_identity_headers_are_stripped_by_family() {
+        let names = [
+            "x-forwarded-uri",
+            "x-forwarded-path",
+            "x-forwarded-user",
+            "x-forwarded-email",
+            "x-forwarded-groups",
+            "x-forwarded-access-token",
+            "x-forwarded-server",
+            "x-forwarded-scheme",
+            "x-forwarded-ssl",
+            "x-forwarded-method",
+            "x_forwarded_user",
+            "x-gateway-principal",
+            "remote-user",
+            "x-remote-user",
+            "x-auth-request-user",
+            "x-auth-request-email",
+            "x-user",
+            "x-user-id",
+            "x-envoy-original-path",
+            "true-client-ip",
+            "x-client-ip",
+            "x-ms-client-principal-name",
+            "x-some-override",
+        ];
+        let mut h = HeaderMap::new();
+        for n in names {
+            h.insert(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_static("admin"),
+            );
+        }
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        h.insert("x-custom-trace", HeaderValue::from_static("kept"));
+        let out = upstream_request_headers(
+            &h,
+            "127.0.0.1".parse().unwrap(),
+            "https",
+            "rid",
+            "bordergate-lineage",
+        );
+        for n in names {
+            assert!(out.get(n).is_none(), "{n} reached the upstream");
+        }
+        assert_eq!(out["accept"], "*/*");
+        assert_eq!(out["x-custom-trace"], "kept");
     }
 
     #[test]
