@@ -302,7 +302,7 @@ impl Gateway {
         at: time::OffsetDateTime,
         completion: &mut Completion,
     ) -> Result<Decision, Ended> {
-        response::check_redirect(resp)?;
+        response::check_redirect(resp, &a.path)?;
         if a.direction != Direction::Download {
             return Ok(decision);
         }

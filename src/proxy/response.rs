@@ -71,27 +71,59 @@ impl Ended {
     }
 }
 
-/// Refuses a redirect that leads to another host (an absolute or scheme-relative
-/// `Location`): the gateway neither follows nor passes such redirects on.
-pub(super) fn check_redirect(resp: &Response<ResBody>) -> Result<(), Ended> {
+/// Refuses a redirect that leads anywhere but the gateway's own origin, as a browser
+/// would resolve it (the WHATWG URL Standard, which reads `\\`, `/\\`, tabs and newlines the
+/// way browsers do), and a redirect with more than one `Location`: the gateway neither
+/// follows nor passes such redirects on. `path` is the request's path, the base of a
+/// relative `Location`.
+pub(super) fn check_redirect(resp: &Response<ResBody>, path: &str) -> Result<(), Ended> {
     if !resp.status().is_redirection() {
         return Ok(());
     }
-    let Some(loc) = resp.headers().get(header::LOCATION) else {
+    let mut all = resp.headers().get_all(header::LOCATION).iter();
+    let Some(loc) = all.next() else {
         return Ok(());
     };
-    let elsewhere = loc
-        .to_str()
-        .map(|l| l.contains("://") || l.starts_with("//"))
-        .unwrap_or(true);
-    if elsewhere {
-        return Err(Ended::failed(
+    let refuse = |why: &str| {
+        Ended::failed(
             Kind::BadGateway,
-            "the upstream redirected to another host; bordergate does not follow or pass on such redirects".into(),
-            "upstream redirected to another host".into(),
-        ));
+            format!(
+                "the upstream sent a redirect {why}; bordergate does not follow or pass on such redirects"
+            ),
+            format!("upstream redirect {why}"),
+        )
+    };
+    if all.next().is_some() {
+        return Err(refuse("with more than one `location`"));
+    }
+    let Ok(loc) = loc.to_str() else {
+        return Err(refuse("whose `location` is not ASCII"));
+    };
+    if !same_origin(path, loc) {
+        return Err(refuse("to another host"));
     }
     Ok(())
+}
+
+/// True if `location`, resolved against the request `path` on the gateway's origin, stays
+/// on that origin.
+fn same_origin(path: &str, location: &str) -> bool {
+    let Ok(origin) = url::Url::parse("https://gateway.invalid/") else {
+        return false;
+    };
+    let Ok(base) = origin.join(path) else {
+        return false;
+    };
+    match base.join(location) {
+        Ok(u) => {
+            u.scheme() == origin.scheme()
+                && u.host_str() == origin.host_str()
+                && u.port_or_known_default() == origin.port_or_known_default()
+                && u.username().is_empty()
+                && u.password().is_none()
+        }
+        Err(_) => false,
+    }
 }
 
 /// The tags the upstream declares, or why they cannot be read (502).
@@ -133,4 +165,42 @@ pub(super) fn recheck(
         outcome: Outcome::Refused,
         detail: "refused after upstream metadata added tags".into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_origin;
+
+    #[test]
+    fn redirects_are_resolved_as_a_browser_resolves_them() {
+        for ok in [
+            "/x",
+            "x",
+            "../x",
+            "?q=1",
+            "#f",
+            "/datasets/a/b",
+            "https://gateway.invalid/x",
+            // WHATWG: a special scheme equal to the base's, without `//`, is relative.
+            "https:elsewhere",
+        ] {
+            assert!(same_origin("/datasets/a", ok), "{ok}");
+        }
+        for bad in [
+            "//evil.example/x",
+            "/\\evil.example/x",
+            "\\\\evil.example/x",
+            "http:/\\evil.example/x",
+            "/\t/evil.example/x",
+            "/\n/evil.example/x",
+            "https://evil.example/x",
+            "http://gateway.invalid/x",
+            "https://user@gateway.invalid/x",
+            "https://gateway.invalid:8443/x",
+            "javascript:alert(1)",
+            "data:text/html,x",
+        ] {
+            assert!(!same_origin("/datasets/a", bad), "{bad:?}");
+        }
+    }
 }
