@@ -86,6 +86,21 @@ pub struct Entry {
 pub struct Resolution<'a> {
     pub entry: &'a Entry,
     pub tags: Cow<'a, Tags>,
+    /// The matching entry withdrawn earliest, if any: a withdrawn entry refuses the path
+    /// even when a more specific live entry wins, and entries nested under a withdrawn
+    /// prefix inherit its withdrawal.
+    pub withdrawn: Option<&'a Entry>,
+}
+
+/// Of two entries, the one withdrawn earlier (entries without a withdrawal don't count).
+fn earliest<'a>(a: Option<&'a Entry>, b: &'a Entry) -> Option<&'a Entry> {
+    let Some(wb) = &b.withdrawn else {
+        return a;
+    };
+    match a.and_then(|e| e.withdrawn.as_ref().map(|w| (e, w))) {
+        Some((e, wa)) if wa.date <= wb.date => Some(e),
+        _ => Some(b),
+    }
 }
 
 #[derive(Debug, Default)]
@@ -159,9 +174,11 @@ impl Catalog {
             return Some(Resolution {
                 entry,
                 tags: Cow::Borrowed(&entry.tags),
+                withdrawn: earliest(None, entry),
             });
         }
         let mut tags = entry.tags.clone();
+        let mut withdrawn = earliest(None, entry);
         let others = self.prefix_matches(path).chain(
             regex_hits
                 .iter()
@@ -169,14 +186,16 @@ impl Catalog {
         );
         for i in others {
             if !std::ptr::eq(&self.entries[i], entry) {
-                let other = &self.entries[i].tags;
-                tags.absorb(other);
-                tags.anonymity_assessed &= other.anonymity_assessed;
+                let other = &self.entries[i];
+                tags.absorb(&other.tags);
+                tags.anonymity_assessed &= other.tags.anonymity_assessed;
+                withdrawn = earliest(withdrawn, other);
             }
         }
         Some(Resolution {
             entry,
             tags: Cow::Owned(tags),
+            withdrawn,
         })
     }
 

@@ -13,7 +13,7 @@ mod tests;
 
 use time::{Date, OffsetDateTime};
 
-use crate::catalog::{Catalog, EntryKind, Withdrawal};
+use crate::catalog::{Catalog, Entry, EntryKind};
 use crate::model::{Caller, Category, Country, Decision, DenyGround, Direction, Effect, Tags};
 use crate::pipl::{Export, ExportCounter};
 use crate::policy::explain::Explanation;
@@ -91,6 +91,25 @@ impl std::fmt::Display for Unclassified {
     }
 }
 
+/// The withdrawal of the data: of its own entry, or of an entry it lies under.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Withdrawn {
+    /// The withdrawn catalog entry.
+    pub entry: String,
+    pub date: Date,
+    pub reason: String,
+}
+
+impl Withdrawn {
+    fn of(e: &Entry) -> Option<Withdrawn> {
+        e.withdrawn.as_ref().map(|w| Withdrawn {
+            entry: e.id.clone(),
+            date: w.date,
+            reason: w.reason.clone(),
+        })
+    }
+}
+
 /// An upload that crosses a border without declaring its lineage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct UndeclaredCrossing {
@@ -116,7 +135,7 @@ pub struct Transfer {
     pub purpose: String,
     /// The data's withdrawal, if the catalog records one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub withdrawal: Option<Withdrawal>,
+    pub withdrawal: Option<Withdrawn>,
     /// Set when an upload declares no lineage and crosses a border.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub undeclared: Option<UndeclaredCrossing>,
@@ -140,15 +159,20 @@ pub fn classify(
     place: Option<Place<'_>>,
 ) -> Result<Transfer, Unclassified> {
     let caller = ask.caller;
-    let (entry, mut tags) = match &ask.subject {
+    let (entry, mut tags, withdrawal) = match &ask.subject {
         Subject::Path(path) => match (catalog.resolve(path), place.is_some_and(|p| p.public)) {
-            (Some(r), _) => (Some(r.entry), r.tags.into_owned()),
+            (Some(r), _) => (
+                Some(r.entry),
+                r.tags.into_owned(),
+                r.withdrawn.and_then(Withdrawn::of),
+            ),
             (None, true) => (
                 None,
                 Tags {
                     categories: [Category::Public].into(),
                     ..Tags::default()
                 },
+                None,
             ),
             (None, false) => return Err(Unclassified::NotInCatalog),
         },
@@ -156,9 +180,17 @@ pub fn classify(
             let e = catalog
                 .get(id)
                 .ok_or_else(|| Unclassified::UnknownDataset(id.to_string()))?;
-            (Some(e), e.tags.clone())
+            // A prefix entry inherits the withdrawal of any entry its prefix lies under.
+            let inherited = match &e.matcher {
+                crate::catalog::Matcher::Prefix(p) => catalog.resolve(p).and_then(|r| r.withdrawn),
+                crate::catalog::Matcher::Regex(_) => None,
+            };
+            let w = inherited
+                .and_then(Withdrawn::of)
+                .or_else(|| Withdrawn::of(e));
+            (Some(e), e.tags.clone(), w)
         }
-        Subject::Tags(t) => (None, t.clone()),
+        Subject::Tags(t) => (None, t.clone(), None),
     };
     let stored_in = place.map(|p| p.jurisdiction);
     let (destination, importer) = match ask.direction {
@@ -214,7 +246,7 @@ pub fn classify(
         destination,
         importer,
         purpose: caller.purpose.clone(),
-        withdrawal: entry.and_then(|e| e.withdrawn.clone()),
+        withdrawal,
         undeclared,
         export: None,
     };
@@ -380,7 +412,7 @@ impl Transfer {
         self.withdrawn_on(date).is_some() || self.undeclared.is_some()
     }
 
-    fn withdrawn_on(&self, date: Date) -> Option<&Withdrawal> {
+    fn withdrawn_on(&self, date: Date) -> Option<&Withdrawn> {
         self.withdrawal.as_ref().filter(|w| w.date <= date)
     }
 
@@ -399,12 +431,7 @@ impl Transfer {
                 DenyGround::Withdrawn,
                 rules::WITHDRAWN,
                 rules::WITHDRAWN_ARTICLE,
-                format!(
-                    "`{}` was withdrawn on {}: {}",
-                    self.dataset.as_deref().unwrap_or("the data"),
-                    w.date,
-                    w.reason
-                ),
+                format!("`{}` was withdrawn on {}: {}", w.entry, w.date, w.reason),
             ));
         }
         if let Some(u) = self.undeclared {

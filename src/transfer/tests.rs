@@ -22,6 +22,23 @@ entries:
     categories: [personal]
     purposes: [analytics]
     withdrawn: { date: 2025-06-01, reason: erasure request }
+  - id: wiki
+    kind: dataset
+    match: { prefix: /datasets/wiki/ }
+    origins: [IE]
+    categories: [public]
+  - id: wiki-old
+    kind: dataset
+    match: { regex: '^/datasets/wiki/old-.*$' }
+    origins: [IE]
+    categories: [public]
+    withdrawn: { date: 2024-01-01, reason: licence withdrawn }
+  - id: erased-part
+    kind: dataset
+    match: { prefix: /datasets/erased/part-1/ }
+    origins: [DE]
+    categories: [personal]
+    purposes: [analytics]
   - id: us-registry
     kind: store
     match: { prefix: /registry/us/ }
@@ -250,4 +267,34 @@ fn upstream_tags_only_add_and_recompute_the_export() {
     assert!(t.tags.origins.contains(&Country::parse("DE").unwrap()));
     let e = t.export.as_ref().unwrap();
     assert_eq!(e.exporter.as_deref(), Some("acme-cn"));
+}
+
+#[test]
+fn a_withdrawn_entry_refuses_under_a_live_prefix_and_nested_entries_inherit_it() {
+    let cat = catalog();
+    let set = policies();
+    let c = caller("acme-de", "DE", "analytics");
+    let day = date("2026-03-01");
+    let decide = |subject: Subject<'_>| {
+        classify(
+            &cat,
+            &ask(subject, Direction::Download, &c, &[]),
+            Some(place("IE", None)),
+        )
+        .unwrap()
+        .decide(&set, day, None)
+    };
+    assert!(decide(Subject::Path("/datasets/wiki/new.txt")).is_allow());
+    let d = decide(Subject::Path("/datasets/wiki/old-dump.csv"));
+    assert_eq!(d.rule, rules::WITHDRAWN, "{d:?}");
+    assert!(d.reason.contains("2024-01-01"), "{}", d.reason);
+    // A live entry nested under a withdrawn prefix is withdrawn too, by path and by id.
+    assert_eq!(
+        decide(Subject::Path("/datasets/erased/part-1/a.csv")).rule,
+        rules::WITHDRAWN
+    );
+    assert_eq!(
+        decide(Subject::Dataset("erased-part")).rule,
+        rules::WITHDRAWN
+    );
 }
