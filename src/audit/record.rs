@@ -59,18 +59,29 @@ pub enum Outcome {
     Refused,
 }
 
-/// The re-decision of a forwarded download whose upstream declared more origins or
-/// categories than the catalog: the request's one decision record was written before
-/// forwarding, so the re-decision and the tags it added are recorded on its completion.
+/// A decision taken on the upstream's answer, after the request's one decision record was
+/// written: a download whose upstream declared more origins or categories than the catalog
+/// (`upstream-metadata`), or the response body of an upload, which is data coming back and
+/// is decided as a download of the same path (`upload-response`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recheck {
+    /// `upstream-metadata` or `upload-response`.
+    pub of: RecheckOf,
     pub decision: Effect,
     pub rule: String,
     pub article: String,
     pub reason: String,
-    /// Origins and categories the upstream added.
+    /// Origins and categories the upstream added (for an upload's response: its tags).
     pub origins: Vec<Country>,
     pub categories: Vec<Category>,
+}
+
+/// What a [`Recheck`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecheckOf {
+    UpstreamMetadata,
+    UploadResponse,
 }
 
 /// One per forwarded request, after the transfer ends.

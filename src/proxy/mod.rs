@@ -32,6 +32,7 @@ use http::{HeaderValue, Request, Response};
 use http_body::Body;
 use http_body_util::BodyExt;
 
+use crate::audit::record::RecheckOf;
 use crate::audit::{AuditLog, Receipt};
 use crate::model::{Decision, Direction};
 use crate::respond::{Problem, decision_header};
@@ -272,11 +273,18 @@ impl Gateway {
 
         // Upstream response.
         headers::clean_response_headers(resp.headers_mut());
-        let decision =
-            match self.upstream_response(snap, a, &resp, d.decision, d.at, &mut completion) {
-                Ok(decision) => decision,
-                Err(ended) => return ended.answer(completion, &a.request_id, a.is_head()),
-            };
+        let decision = match self.upstream_response(
+            snap,
+            a,
+            d.routed.route,
+            &resp,
+            d.decision,
+            d.at,
+            &mut completion,
+        ) {
+            Ok(decision) => decision,
+            Err(ended) => return ended.answer(completion, &a.request_id, a.is_head()),
+        };
         completion.set_status(resp.status().as_u16());
         let h = resp.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&a.request_id) {
@@ -291,44 +299,85 @@ impl Gateway {
         resp.map(|b| Metered::new(b, completion).boxed())
     }
 
-    /// Checks the upstream's answer before its first byte: redirects, then (downloads) the
-    /// tags its metadata adds, decided again. Returns the decision in force.
+    /// Checks the upstream's answer before its first byte: redirects; then, for a download,
+    /// the tags its metadata adds, decided again; for an upload, a response body, decided as
+    /// a download of the same path. Returns the decision in force.
+    #[allow(clippy::too_many_arguments)]
     fn upstream_response(
         &self,
         snap: &Snapshot,
         a: &mut Attempt,
+        route: &crate::snapshot::Route,
         resp: &Response<ResBody>,
         decision: Decision,
         at: time::OffsetDateTime,
         completion: &mut Completion,
     ) -> Result<Decision, Ended> {
         response::check_redirect(resp, &a.path)?;
-        if a.direction != Direction::Download {
-            return Ok(decision);
-        }
         let tags = &snap.config.tags;
         let extra = response::declared_tags(
             resp.headers(),
             &tags.upstream_origins,
             &tags.upstream_categories,
         )?;
-        let (Some(t), Some(caller)) = (a.transfer.as_mut(), a.caller.as_ref()) else {
+        let Some(caller) = a.caller.as_ref() else {
             return Ok(decision);
         };
-        let mut added = extra;
-        added.origins.retain(|o| !t.tags.origins.contains(o));
-        added.categories.retain(|c| !t.tags.categories.contains(c));
-        let operator = a
-            .upstream
-            .as_ref()
-            .and_then(|u| snap.operators.get(u))
-            .map(String::as_str);
-        if !t.absorb_upstream(&added, &snap.catalog, operator, &caller.org, at) {
-            return Ok(decision);
-        }
+        let owned;
+        let (of, t, added): (RecheckOf, &crate::transfer::Transfer, crate::model::Tags) =
+            match a.direction {
+                Direction::Download => {
+                    let Some(t) = a.transfer.as_mut() else {
+                        return Ok(decision);
+                    };
+                    let mut added = extra;
+                    added.origins.retain(|o| !t.tags.origins.contains(o));
+                    added.categories.retain(|c| !t.tags.categories.contains(c));
+                    if !t.absorb_upstream(
+                        &added,
+                        &snap.catalog,
+                        route.operator.as_deref(),
+                        &caller.org,
+                        at,
+                    ) {
+                        return Ok(decision);
+                    }
+                    (RecheckOf::UpstreamMetadata, &*t, added)
+                }
+                Direction::Upload => {
+                    if a.is_head() || resp.body().is_end_stream() {
+                        return Ok(decision);
+                    }
+                    // Data coming back: decided as a download of the same path by the caller.
+                    let ask = crate::transfer::Ask {
+                        subject: crate::transfer::Subject::Path(&a.path),
+                        direction: Direction::Download,
+                        caller,
+                        lineage: &[],
+                        at,
+                    };
+                    let mut t = crate::transfer::classify(&snap.catalog, &ask, Some(route.place()))
+                        .map_err(|e| Ended {
+                            problem: Problem::from(e),
+                            outcome: crate::audit::Outcome::Refused,
+                            detail: "the upload's response body could not be classified".into(),
+                        })?;
+                    t.absorb_upstream(
+                        &extra,
+                        &snap.catalog,
+                        route.operator.as_deref(),
+                        &caller.org,
+                        at,
+                    );
+                    let mut shown = t.tags.clone();
+                    shown.lineage.clear();
+                    owned = t;
+                    (RecheckOf::UploadResponse, &owned, shown)
+                }
+            };
         let volume = t.volume(&self.exports);
         let second = t.decide(&snap.policies, at.date(), volume.as_ref());
-        response::recheck(&second, &added, a.enforce, completion)?;
+        response::recheck(of, &second, &added, a.enforce, completion)?;
         if let Some(e) = &t.export {
             self.exports.record(e);
         }

@@ -14,7 +14,7 @@ use http::{HeaderMap, Response, header};
 use super::ResBody;
 use super::body::Completion;
 use crate::audit::Outcome;
-use crate::audit::record::Recheck;
+use crate::audit::record::{Recheck, RecheckOf};
 use crate::model::{Category, Country, Decision, Tags};
 use crate::respond::{Kind, Problem};
 
@@ -141,15 +141,17 @@ pub(super) fn declared_tags(
     })
 }
 
-/// The re-decision on tags the upstream added, for the completion record; a refusal (when
-/// enforced) ends the transfer.
+/// The decision on the upstream's answer, for the completion record; a refusal (when
+/// enforced) ends the transfer before the body's first byte.
 pub(super) fn recheck(
+    of: RecheckOf,
     second: &Decision,
     added: &Tags,
     enforce: bool,
     completion: &mut Completion,
 ) -> Result<(), Ended> {
     completion.set_recheck(Recheck {
+        of,
         decision: second.effect,
         rule: second.rule.clone(),
         article: second.article.clone(),
@@ -163,7 +165,11 @@ pub(super) fn recheck(
     Err(Ended {
         problem: Problem::from(second),
         outcome: Outcome::Refused,
-        detail: "refused after upstream metadata added tags".into(),
+        detail: match of {
+            RecheckOf::UpstreamMetadata => "refused after upstream metadata added tags",
+            RecheckOf::UploadResponse => "the upload's response body was refused",
+        }
+        .into(),
     })
 }
 
