@@ -793,7 +793,7 @@ impl Config {
                 ));
             }
             for o in &u.follow_redirects_to {
-                if let Err(e) = redirect_origin(o) {
+                if let Err(e) = crate::proxy::upstream::redirect_origin(o) {
                     err(format!("upstream `{}` follow_redirects_to: {e}", u.name));
                 }
             }
@@ -862,66 +862,9 @@ impl Config {
     }
 }
 
-/// Checks a `follow_redirects_to` entry and returns it as `scheme://authority`, lower-cased.
-pub fn redirect_origin(o: &str) -> Result<String, String> {
-    let uri: http::Uri = o
-        .parse()
-        .map_err(|_| format!("`{}` is not a URL", o.escape_default()))?;
-    let scheme = uri.scheme_str().unwrap_or("");
-    let path_ok = matches!(uri.path(), "" | "/") && uri.query().is_none();
-    match uri.authority() {
-        Some(a)
-            if (scheme == "https" || scheme == "http") && path_ok && !a.as_str().contains('@') =>
-        {
-            Ok(format!("{scheme}://{}", a.as_str().to_ascii_lowercase()))
-        }
-        _ => Err(format!(
-            "`{}` is not an origin like `https://cdn.example.com`",
-            o.escape_default()
-        )),
-    }
-}
-
-/// True if `path` is `prefix` or lies below it on a segment boundary (`/eu` matches
-/// `/eu` and `/eu/x`, never `/eu-mirror`).
-pub fn segment_prefix_match(prefix: &str, path: &str) -> bool {
-    let p = prefix.trim_end_matches('/');
-    if p.is_empty() {
-        return path.starts_with('/');
-    }
-    match path.strip_prefix(p) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/'),
-        None => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prefixes_respect_segments() {
-        assert!(segment_prefix_match("/eu", "/eu"));
-        assert!(segment_prefix_match("/eu/", "/eu/a"));
-        assert!(!segment_prefix_match("/eu", "/eu-mirror/a"));
-        assert!(segment_prefix_match("/", "/anything"));
-    }
-
-    #[test]
-    fn redirect_origins_are_scheme_and_host_only() {
-        assert_eq!(
-            redirect_origin("https://CDN.example.com").unwrap(),
-            "https://cdn.example.com"
-        );
-        assert_eq!(
-            redirect_origin("http://127.0.0.1:9000/").unwrap(),
-            "http://127.0.0.1:9000"
-        );
-        assert!(redirect_origin("cdn.example.com").is_err());
-        assert!(redirect_origin("https://cdn.example.com/files").is_err());
-        assert!(redirect_origin("ftp://cdn.example.com").is_err());
-        assert!(redirect_origin("https://user@cdn.example.com").is_err());
-    }
 
     #[test]
     fn duplicate_keys_are_refused_with_a_line() {
