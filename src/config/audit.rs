@@ -48,51 +48,6 @@ pub struct AuditConfig {
 }
 
 impl AuditConfig {
-    /// What is wrong with the sink settings (`path` for the file sink, `postgres` for postgres).
-    pub fn sink_problems(&self) -> Vec<String> {
-        let mut errs = Vec::new();
-        match self.sink {
-            AuditSinkKind::File => {
-                if self.path.as_os_str().is_empty() {
-                    errs.push("`audit.path` is required by `sink: file`".into());
-                }
-            }
-            AuditSinkKind::Postgres => {
-                let Some(pg) = &self.postgres else {
-                    errs.push("`audit.sink: postgres` needs an `audit.postgres` section".into());
-                    return errs;
-                };
-                match (&pg.url, &pg.dsn) {
-                    (Some(_), Some(_)) => errs.push(
-                        "`audit.postgres` has both `url` and `dsn`; choose one".into(),
-                    ),
-                    (None, None) => errs.push("`audit.postgres` needs `url` or `dsn`".into()),
-                    (None, Some(d)) if dsn_has_password(d) => errs.push(
-                        "`audit.postgres.dsn` holds a password; give it as `url: {env: …}` or `url: {file: …}`"
-                            .into(),
-                    ),
-                    _ => {}
-                }
-                if !valid_table_name(&pg.table) {
-                    errs.push(format!(
-                        "`audit.postgres.table` `{}` is not a lower-case SQL name (a-z, 0-9, _)",
-                        pg.table
-                    ));
-                }
-                let file_only = self.checkpoint_key.is_some()
-                    || self.checkpoint_export.is_some()
-                    || self.rotate_bytes.is_some()
-                    || self.rotate_secs.is_some()
-                    || self.retain_segments.is_some()
-                    || self.retain_days.is_some();
-                if file_only {
-                    errs.push("checkpoints, rotation and retention apply to `sink: file` only; remove them with `sink: postgres`".into());
-                }
-            }
-        }
-        errs
-    }
-
     /// The log as people name it: the file, or `postgres table <t>`.
     pub fn describe(&self) -> String {
         match (&self.sink, &self.postgres) {
@@ -178,54 +133,4 @@ pub fn valid_table_name(name: &str) -> bool {
     matches!(chars.next(), Some('a'..='z' | '_'))
         && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
         && name.len() <= 48
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::Path;
-
-    fn audit(yaml: &str) -> AuditConfig {
-        super::super::parse_yaml::<AuditConfig>(Path::new("g.yaml"), yaml).unwrap()
-    }
-
-    #[test]
-    fn the_postgres_sink_needs_a_connection_without_an_inline_password() {
-        let ok = audit("sink: postgres\npostgres:\n  url: {env: PG_URL}\n");
-        assert!(ok.sink_problems().is_empty(), "{:?}", ok.sink_problems());
-        assert_eq!(ok.describe(), "postgres table bordergate_audit");
-        let ok = audit(
-            "sink: postgres\npostgres:\n  dsn: host=127.0.0.1 user=postgres dbname=test\n  table: t1\n",
-        );
-        assert!(ok.sink_problems().is_empty());
-        for (yaml, want) in [
-            ("sink: postgres\n", "needs an `audit.postgres` section"),
-            ("sink: postgres\npostgres: {}\n", "needs `url` or `dsn`"),
-            (
-                "sink: postgres\npostgres: {dsn: 'postgres://u:secret@h/db'}\n",
-                "holds a password",
-            ),
-            (
-                "sink: postgres\npostgres: {dsn: 'host=h password=x'}\n",
-                "holds a password",
-            ),
-            (
-                "sink: postgres\npostgres: {dsn: 'host=h', table: 'A; drop'}\n",
-                "not a lower-case SQL name",
-            ),
-            (
-                "sink: postgres\npostgres: {dsn: 'host=h'}\nrotate_bytes: 10\n",
-                "apply to `sink: file` only",
-            ),
-            ("sink: file\n", "`audit.path` is required"),
-        ] {
-            let p = audit(yaml).sink_problems();
-            assert!(p.iter().any(|e| e.contains(want)), "{yaml}: {p:?}");
-        }
-        assert!(audit("path: a.log\n").sink_problems().is_empty());
-        assert!(!dsn_has_password("postgres://user@host/db"));
-        assert!(!dsn_has_password(
-            "host=127.0.0.1 user=postgres dbname=test"
-        ));
-    }
 }

@@ -1,15 +1,24 @@
-//! Loading the config file: read and parse it, resolve relative paths against its
-//! directory, validate.
+//! Loading the config file: read and parse it, record the line of every key, resolve
+//! relative paths against its directory, validate.
 
 use std::path::{Path, PathBuf};
 
-use super::{Config, Diagnostics, SecretRef, load_yaml};
+use super::{Config, Diagnostics, Lines, SecretRef, parse_yaml, read_yaml};
 
 impl Config {
-    /// Loads the file, resolves relative paths against its directory and validates it.
+    /// Loads the file, resolves relative paths against its directory and validates it,
+    /// reporting every problem with its line.
     pub fn load(path: &Path) -> Result<Config, Diagnostics> {
-        let mut cfg: Config = load_yaml(path).map_err(|d| Diagnostics(vec![d]))?;
+        let text = read_yaml(path).map_err(|d| Diagnostics(vec![d]))?;
+        Config::from_text(path, &text)
+    }
+
+    /// Parses and validates config text read from `path` (which relative paths are
+    /// resolved against and messages name).
+    pub fn from_text(path: &Path, text: &str) -> Result<Config, Diagnostics> {
+        let mut cfg: Config = parse_yaml(path, text).map_err(|d| Diagnostics(vec![d]))?;
         cfg.source = path.to_path_buf();
+        cfg.lines = Lines::parse(text);
         let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         cfg.resolve_paths(&base);
         let errors = cfg.validate();
@@ -97,5 +106,39 @@ impl Config {
         {
             fix(p);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "\
+listen: {address: '127.0.0.1:8080', plaintext: true}
+auth:
+  issuer: i
+  audience: a
+  keys: [{alg: HS256, secret: {env: X}}]
+upstreams: [{name: u, url: 'http://127.0.0.1:9', jurisdiction: DE}]
+routes: [{prefix: /d, upstream: u}]
+catalog: catalog.yaml
+policies: policies
+audit: {path: audit.log}
+";
+
+    fn load(text: &str) -> Result<Config, Diagnostics> {
+        Config::from_text(Path::new("/etc/bg/gateway.yaml"), text)
+    }
+
+    #[test]
+    fn relative_paths_are_read_from_the_config_directory() {
+        let cfg = load(MINIMAL).unwrap();
+        assert_eq!(cfg.catalog, Path::new("/etc/bg/catalog.yaml"));
+        assert_eq!(
+            cfg.registry_path(),
+            Path::new("/etc/bg/policies/registry.yaml")
+        );
+        assert_eq!(cfg.audit.path, Path::new("/etc/bg/audit.log"));
+        assert_eq!(cfg.line_of("routes[0].upstream"), Some(7));
     }
 }

@@ -1,17 +1,20 @@
 //! The gateway's configuration file: its model (every section, secrets given by
-//! reference, defaults), loaded through the one YAML loader, and its validation.
+//! reference, defaults), loaded through the one YAML loader, with validation that
+//! reports every error with its file and line.
 
 mod audit;
 mod diagnostics;
 mod load;
+mod spans;
 mod validate;
 mod yaml;
 
 pub use audit::{
     AuditConfig, AuditSinkKind, PostgresAuditConfig, dsn_has_password, valid_table_name,
 };
-pub use diagnostics::{Diagnostic, Diagnostics};
-pub use yaml::{load_yaml, parse_yaml};
+pub use diagnostics::{Diagnostic, Diagnostics, FileDiagnostics, did_you_mean, suggestion};
+pub use spans::{Lines, line_of};
+pub use yaml::{MAX_YAML_BYTES, load_yaml, parse_yaml, read_yaml};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -83,6 +86,9 @@ pub struct Config {
     /// Where this file was read from (set by [`Config::load`]).
     #[serde(skip)]
     pub source: PathBuf,
+    /// The line of every key of the file (set by [`Config::load`]); see [`Config::line_of`].
+    #[serde(skip)]
+    pub lines: Lines,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -391,5 +397,21 @@ impl Config {
         self.registry
             .clone()
             .unwrap_or_else(|| self.policies.join("registry.yaml"))
+    }
+
+    /// The line of a key path of this file (`upstreams[2].url`, `listen.tls.cert`; see
+    /// [`Lines`]), or of its nearest enclosing key when the file leaves it out.
+    pub fn line_of(&self, key: &str) -> Option<usize> {
+        self.lines.near(key)
+    }
+
+    /// A problem about the key path `key` of this file, placed on its line.
+    pub fn diagnostic(&self, key: &str, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(&self.source, self.line_of(key), message)
+    }
+
+    /// A collector for problems of this file, placed by key path.
+    pub fn diagnostics(&self) -> FileDiagnostics<'_> {
+        FileDiagnostics::new(&self.source, &self.lines)
     }
 }
