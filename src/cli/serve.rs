@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::audit::{AuditLog, Record, record::EventRecord, record::now_rfc3339};
-use crate::config::Config;
+use crate::config::{Config, Overrides};
 use crate::proxy::{Gateway, State};
 
 #[derive(clap::Args, Debug)]
@@ -45,20 +45,20 @@ fn init_logging() {
 pub fn run(a: Args) -> ExitCode {
     init_logging();
     let path = super::config_path(a.config);
-    let mut cfg = match super::load_config(&path) {
+    let overrides = Overrides {
+        listen: a.listen,
+        audit_path: a.audit_log,
+        admin_listen: a.admin_listen,
+    };
+    let cfg = match super::load_config_with(&path, &overrides) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    if let Some(l) = a.listen {
-        cfg.listen.address = l;
-    }
-    if let Some(p) = a.audit_log {
-        cfg.audit.path = p;
-    }
-    if let (Some(l), Some(admin)) = (a.admin_listen, cfg.admin.as_mut()) {
-        admin.address = l;
-    }
-    let overrides = (a.listen, cfg.audit.path.clone());
+    // The log opened at start is written until exit: a reload keeps its path.
+    let overrides = Overrides {
+        audit_path: Some(cfg.audit.path.clone()).filter(|p| !p.as_os_str().is_empty()),
+        ..overrides
+    };
     if let Err(e) = super::ensure_dev_material(&cfg) {
         eprintln!("error: {e}");
         return ExitCode::from(2);
@@ -76,7 +76,7 @@ pub fn run(a: Args) -> ExitCode {
     runtime.block_on(serve(path, cfg, overrides))
 }
 
-async fn serve(path: PathBuf, cfg: Config, overrides: (Option<SocketAddr>, PathBuf)) -> ExitCode {
+async fn serve(path: PathBuf, cfg: Config, overrides: Overrides) -> ExitCode {
     let tls = match &cfg.listen.tls {
         Some(t) => match crate::tls::server_config(t) {
             Ok(c) => Some(tokio_rustls::TlsAcceptor::from(c)),
@@ -169,10 +169,6 @@ async fn serve(path: PathBuf, cfg: Config, overrides: (Option<SocketAddr>, PathB
         return ExitCode::from(2);
     }
 
-    let overrides = crate::reload::Overrides {
-        listen: overrides.0,
-        audit_path: overrides.1,
-    };
     tokio::spawn(crate::reload::on_sighup(
         gateway.clone(),
         path.clone(),

@@ -1,6 +1,6 @@
 //! The gateway's configuration file: its model (every section, secrets given by
-//! reference, defaults), loaded through the one YAML loader, with validation that
-//! reports every error with its file and line.
+//! reference, defaults), loaded through the one YAML loader, with command-line
+//! overrides and validation that reports every error with its file and line.
 
 mod audit;
 mod diagnostics;
@@ -13,6 +13,7 @@ pub use audit::{
     AuditConfig, AuditSinkKind, PostgresAuditConfig, dsn_has_password, valid_table_name,
 };
 pub use diagnostics::{Diagnostic, Diagnostics, FileDiagnostics, did_you_mean, suggestion};
+pub use load::Overrides;
 pub use spans::{Lines, line_of};
 pub use yaml::{MAX_YAML_BYTES, load_yaml, parse_yaml, read_yaml};
 

@@ -3,10 +3,10 @@
 use std::path::Path;
 
 use super::*;
-use crate::config::{Lines, parse_yaml};
+use crate::config::{Lines, Overrides, parse_yaml};
 
 fn problems(text: &str) -> Vec<(Option<usize>, String)> {
-    match Config::from_text(Path::new("gateway.yaml"), text) {
+    match Config::from_text(Path::new("gateway.yaml"), text, &Overrides::default()) {
         Ok(_) => Vec::new(),
         Err(d) => d.0.into_iter().map(|d| (d.line, d.message)).collect(),
     }
@@ -99,7 +99,12 @@ fn an_unknown_upstream_suggests_the_closest_name() {
 
 #[test]
 fn the_rendered_message_names_file_and_line() {
-    let d = Config::from_text(Path::new("gateway.yaml"), MANY_ERRORS).unwrap_err();
+    let d = Config::from_text(
+        Path::new("gateway.yaml"),
+        MANY_ERRORS,
+        &Overrides::default(),
+    )
+    .unwrap_err();
     assert!(
         d.to_string()
             .lines()
