@@ -13,7 +13,7 @@ use super::{
 };
 
 impl Config {
-    /// Every problem of the config that needs no I/O, in file order by section.
+    /// Every problem of the config that needs no I/O, section by section.
     pub fn validate(&self) -> Vec<Diagnostic> {
         let mut out = self.diagnostics();
         self.check_listeners(&mut out);
