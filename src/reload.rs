@@ -2,7 +2,6 @@
 //! policies, registry) is rebuilt and validated, then swapped in atomically; an invalid
 //! set is refused with a logged error and an audit event, and the old set keeps serving.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,19 +9,12 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 
 use crate::audit::{Record, record::EventRecord, record::now_rfc3339};
-use crate::config::{Config, Diagnostics};
+use crate::config::{Config, Diagnostics, Overrides};
 use crate::proxy::Gateway;
 use crate::snapshot::Snapshot;
 
 /// How long file events are collected before one reload (editors write in several steps).
 pub const DEBOUNCE: Duration = Duration::from_millis(250);
-
-/// Command-line settings that a reload keeps (they are not in the files).
-#[derive(Clone, Debug)]
-pub struct Overrides {
-    pub listen: Option<SocketAddr>,
-    pub audit_path: PathBuf,
-}
 
 fn event(name: &str, detail: &str, version: &str) -> Record {
     Record::Event(EventRecord {
@@ -41,13 +33,7 @@ pub fn reload(
     o: &Overrides,
     cause: &str,
 ) -> Result<Arc<str>, Diagnostics> {
-    let result = Config::load(path).and_then(|mut c| {
-        if let Some(l) = o.listen {
-            c.listen.address = l;
-        }
-        c.audit.path = o.audit_path.clone();
-        Snapshot::build(c)
-    });
+    let result = Config::load_with(path, o).and_then(Snapshot::build);
     match result {
         Ok(s) => {
             let v = s.policies.version.clone();

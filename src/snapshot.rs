@@ -11,7 +11,7 @@ use crate::alerts::Webhook;
 use crate::audit::checkpoint::Signer;
 use crate::auth::Authenticator;
 use crate::catalog::Catalog;
-use crate::config::{Config, Diagnostic, Diagnostics};
+use crate::config::{Config, Diagnostics};
 use crate::policy::PolicySet;
 use crate::proxy::upstream::Upstream;
 use crate::respond::{Kind, Problem};
@@ -77,7 +77,7 @@ impl Routes {
     pub fn find(&self, path: &str) -> Option<&Route> {
         self.0
             .iter()
-            .find(|r| crate::config::segment_prefix_match(&r.prefix, path))
+            .find(|r| crate::catalog::path::segment_prefix_match(&r.prefix, path))
     }
 
     /// The route of `path` for a request in `direction`, or the refusal the gateway answers:
@@ -159,43 +159,56 @@ impl Snapshot {
     /// Builds a snapshot from a loaded config, reporting every error in every file.
     pub fn build(config: Config) -> Result<Snapshot, Diagnostics> {
         let mut errors = Vec::new();
-        let src = config.source.clone();
-        let mut err = |e: String| errors.push(Diagnostic::new(&src, None, e));
         let auth = Authenticator::from_config(&config.auth)
             .map(|a| a.with_max_token_bytes(config.limits.max_token_bytes))
-            .map_err(&mut err)
+            .map_err(|e| errors.push(config.diagnostic("auth", e)))
             .ok();
         let mut upstreams = Vec::new();
-        for u in &config.upstreams {
+        for (i, u) in config.upstreams.iter().enumerate() {
             match Upstream::from_config(u) {
                 Ok(up) => upstreams.push(up),
-                Err(e) => err(e),
+                Err(e) => errors.push(config.diagnostic(&format!("upstreams[{i}]"), e)),
             }
         }
         let tls = match &config.listen.tls {
             Some(t) => crate::tls::server_config(t)
-                .map_err(|e| err(format!("`listen.tls`: {e}")))
+                .map_err(|e| {
+                    errors.push(config.diagnostic("listen.tls", format!("`listen.tls`: {e}")))
+                })
                 .ok(),
             None => None,
         };
         let admin_tls = match &config.admin {
-            Some(a) if !a.plaintext => match a.tls.as_ref().or(config.listen.tls.as_ref()) {
-                Some(t) => crate::tls::server_config(t)
-                    .map_err(|e| err(format!("`admin.tls`: {e}")))
-                    .ok(),
-                None => None,
-            },
+            Some(a) if !a.plaintext => {
+                let (key, t) = match &a.tls {
+                    Some(t) => ("admin.tls", Some(t)),
+                    None => ("listen.tls", config.listen.tls.as_ref()),
+                };
+                match t {
+                    Some(t) => crate::tls::server_config(t)
+                        .map_err(|e| {
+                            errors.push(config.diagnostic(key, format!("admin listener: {e}")))
+                        })
+                        .ok(),
+                    None => None,
+                }
+            }
             _ => None,
         };
         let checkpoint_signer = match &config.audit.checkpoint_key {
             Some(p) => Signer::load(p)
-                .map_err(|e| err(format!("`audit.checkpoint_key`: {e}")))
+                .map_err(|e| {
+                    errors.push(config.diagnostic(
+                        "audit.checkpoint_key",
+                        format!("`audit.checkpoint_key`: {e}"),
+                    ))
+                })
                 .ok(),
             None => None,
         };
         let webhook = match &config.alerts {
             Some(a) => Webhook::new(a)
-                .map_err(|e| err(format!("`alerts`: {e}")))
+                .map_err(|e| errors.push(config.diagnostic("alerts.webhook_url", e)))
                 .ok(),
             None => None,
         };

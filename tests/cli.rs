@@ -75,6 +75,22 @@ fn check_reports_every_error_with_file_and_line() {
 }
 
 #[test]
+fn serve_refuses_an_admin_address_without_an_admin_section() {
+    let (_dir, cfg, _, _) = common::prepare(&Options::default());
+    let out = Command::new(BIN)
+        .args(["serve", "--admin-listen", "127.0.0.1:0", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`--admin-listen` given but the config has no `admin:` section"),
+        "{err}"
+    );
+}
+
+#[test]
 fn token_refuses_what_the_gateway_would_refuse() {
     let (_dir, cfg, _, _) = common::prepare(&Options::default());
     let ok = Command::new(BIN)

@@ -27,6 +27,7 @@ use crate::model::{Caller, Country, check_purpose};
 pub use dev::{MintError, ensure_dev_secret, mint_token, mint_token_with_role, parse_duration};
 pub use error::AuthError;
 pub use keys::MIN_SECRET_BYTES;
+pub(crate) use keys::parse_alg;
 
 use keys::Key;
 

@@ -1,4 +1,5 @@
-//! Request-path normalisation: decode once, refuse anything ambiguous.
+//! Request-path normalisation: decode once, refuse anything ambiguous; and matching a
+//! normalised path against a segment-bounded prefix.
 //!
 //! The gateway decides on, audits and forwards exactly one form of the path. Anything
 //! a proxy, a storage server or a filesystem could read differently from us (encoded
@@ -206,6 +207,19 @@ pub fn encode(decoded: &str) -> String {
         }
     }
     s
+}
+
+/// True if `path` is `prefix` or lies below it on a segment boundary (`/eu` matches
+/// `/eu` and `/eu/x`, never `/eu-mirror`).
+pub fn segment_prefix_match(prefix: &str, path: &str) -> bool {
+    let p = prefix.trim_end_matches('/');
+    if p.is_empty() {
+        return path.starts_with('/');
+    }
+    match path.strip_prefix(p) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
 }
 
 #[cfg(test)]

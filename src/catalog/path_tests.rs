@@ -272,3 +272,11 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn prefixes_respect_segments() {
+    assert!(segment_prefix_match("/eu", "/eu"));
+    assert!(segment_prefix_match("/eu/", "/eu/a"));
+    assert!(!segment_prefix_match("/eu", "/eu-mirror/a"));
+    assert!(segment_prefix_match("/", "/anything"));
+}

@@ -350,7 +350,7 @@ proptest::proptest! {
         let expected = prefixes
             .iter()
             .enumerate()
-            .filter(|(_, p)| crate::config::segment_prefix_match(p, &path))
+            .filter(|(_, p)| crate::catalog::path::segment_prefix_match(p, &path))
             .max_by_key(|(_, p)| p.len())
             .map(|(i, _)| format!("e{i}"));
         let got = c.resolve(&path).map(|r| r.entry.id.clone());

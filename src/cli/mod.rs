@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, SecretRef};
+use crate::config::{Config, Overrides, SecretRef};
 
 /// The quickstart configuration, used when `--config` is not given.
 pub const DEFAULT_CONFIG: &str = "examples/quickstart/gateway.yaml";
@@ -64,7 +64,12 @@ pub fn main() -> ExitCode {
 
 /// Loads the config, printing every diagnostic on failure.
 fn load_config(path: &Path) -> Result<Config, ExitCode> {
-    Config::load(path).map_err(|d| {
+    load_config_with(path, &Overrides::default())
+}
+
+/// [`load_config`] with the command line's overrides.
+fn load_config_with(path: &Path, overrides: &Overrides) -> Result<Config, ExitCode> {
+    Config::load_with(path, overrides).map_err(|d| {
         eprintln!("{d}");
         eprintln!(
             "error: `{}` is not valid ({} problem(s))",

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::audit::{AuditLog, Record, record::EventRecord, record::now_rfc3339};
-use crate::config::Config;
+use crate::config::{Config, Overrides};
 use crate::proxy::Gateway;
 use crate::snapshot::Snapshot;
 
@@ -50,22 +50,19 @@ fn init_logging() {
 pub fn run(a: Args) -> ExitCode {
     init_logging();
     let path = super::config_path(a.config);
-    let mut cfg = match super::load_config(&path) {
+    let overrides = Overrides {
+        listen: a.listen,
+        audit_path: a.audit_log,
+        admin_listen: a.admin_listen,
+    };
+    let cfg = match super::load_config_with(&path, &overrides) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    if let Some(l) = a.listen {
-        cfg.listen.address = l;
-    }
-    if let Some(p) = a.audit_log {
-        cfg.audit.path = p;
-    }
-    if let (Some(l), Some(admin)) = (a.admin_listen, cfg.admin.as_mut()) {
-        admin.address = l;
-    }
-    let overrides = crate::reload::Overrides {
-        listen: a.listen,
-        audit_path: cfg.audit.path.clone(),
+    // The log opened at start is written until exit: a reload keeps its path.
+    let overrides = Overrides {
+        audit_path: Some(cfg.audit.path.clone()).filter(|p| !p.as_os_str().is_empty()),
+        ..overrides
     };
     if let Err(e) = super::ensure_dev_material(&cfg) {
         eprintln!("error: {e}");
@@ -91,17 +88,13 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener, E
     })
 }
 
-async fn serve(path: PathBuf, cfg: Config, overrides: crate::reload::Overrides) -> ExitCode {
+async fn serve(path: PathBuf, cfg: Config, overrides: Overrides) -> ExitCode {
     match start(path, cfg, overrides).await {
         Ok(code) | Err(code) => code,
     }
 }
 
-async fn start(
-    path: PathBuf,
-    cfg: Config,
-    overrides: crate::reload::Overrides,
-) -> Result<ExitCode, ExitCode> {
+async fn start(path: PathBuf, cfg: Config, overrides: Overrides) -> Result<ExitCode, ExitCode> {
     let alerts_cfg = cfg.alerts.clone();
     let admin_cfg = cfg.admin.clone();
     let audit_cfg = cfg.audit.clone();

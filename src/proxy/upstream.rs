@@ -132,7 +132,7 @@ impl Upstream {
         let redirect_origins = cfg
             .follow_redirects_to
             .iter()
-            .map(|o| crate::config::redirect_origin(o))
+            .map(|o| redirect_origin(o))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("upstream `{}`: {e}", cfg.name))?;
         Ok(Upstream {
@@ -307,4 +307,45 @@ fn describe(e: &hyper_util::client::legacy::Error) -> String {
 pub fn boxed_incoming(b: Incoming) -> ResBody {
     use http_body_util::BodyExt;
     b.map_err(|e| -> super::BoxError { Box::new(e) }).boxed()
+}
+
+/// Checks a `follow_redirects_to` entry and returns it as `scheme://authority`, lower-cased.
+pub fn redirect_origin(o: &str) -> Result<String, String> {
+    let uri: http::Uri = o
+        .parse()
+        .map_err(|_| format!("`{}` is not a URL", o.escape_default()))?;
+    let scheme = uri.scheme_str().unwrap_or("");
+    let path_ok = matches!(uri.path(), "" | "/") && uri.query().is_none();
+    match uri.authority() {
+        Some(a)
+            if (scheme == "https" || scheme == "http") && path_ok && !a.as_str().contains('@') =>
+        {
+            Ok(format!("{scheme}://{}", a.as_str().to_ascii_lowercase()))
+        }
+        _ => Err(format!(
+            "`{}` is not an origin like `https://cdn.example.com`",
+            o.escape_default()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_origins_are_scheme_and_host_only() {
+        assert_eq!(
+            redirect_origin("https://CDN.example.com").unwrap(),
+            "https://cdn.example.com"
+        );
+        assert_eq!(
+            redirect_origin("http://127.0.0.1:9000/").unwrap(),
+            "http://127.0.0.1:9000"
+        );
+        assert!(redirect_origin("cdn.example.com").is_err());
+        assert!(redirect_origin("https://cdn.example.com/files").is_err());
+        assert!(redirect_origin("ftp://cdn.example.com").is_err());
+        assert!(redirect_origin("https://user@cdn.example.com").is_err());
+    }
 }

@@ -1,0 +1,225 @@
+//! Loading the config file: read and parse it, record the line of every key, resolve
+//! relative paths against its directory, apply the command line's overrides, validate.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use super::{Config, Diagnostic, Diagnostics, Lines, SecretRef, parse_yaml, read_yaml};
+
+/// Settings given on the command line in place of the file's (`bordergate serve`); a
+/// reload applies them again, so they hold for as long as the process runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--listen`: the proxy's address instead of `listen.address`.
+    pub listen: Option<SocketAddr>,
+    /// `--audit-log`: the audit log file instead of `audit.path`.
+    pub audit_path: Option<PathBuf>,
+    /// `--admin-listen`: the admin listener's address instead of `admin.address`.
+    pub admin_listen: Option<SocketAddr>,
+}
+
+impl Overrides {
+    /// Puts the overrides into `cfg`; an override the config has no place for is an error.
+    pub fn apply(&self, cfg: &mut Config) -> Result<(), Diagnostic> {
+        if let Some(l) = self.listen {
+            cfg.listen.address = l;
+        }
+        if let Some(p) = &self.audit_path {
+            cfg.audit.path = p.clone();
+        }
+        if let Some(l) = self.admin_listen {
+            match cfg.admin.as_mut() {
+                Some(admin) => admin.address = l,
+                None => {
+                    return Err(Diagnostic::new(
+                        &cfg.source,
+                        None,
+                        "`--admin-listen` given but the config has no `admin:` section",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Loads the file, resolves relative paths against its directory and validates it,
+    /// reporting every problem with its line.
+    pub fn load(path: &Path) -> Result<Config, Diagnostics> {
+        Config::load_with(path, &Overrides::default())
+    }
+
+    /// [`Config::load`] with the command line's overrides applied before validation.
+    pub fn load_with(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
+        let text = read_yaml(path).map_err(|d| Diagnostics(vec![d]))?;
+        Config::from_text(path, &text, overrides)
+    }
+
+    /// Parses and validates config text read from `path` (which relative paths are
+    /// resolved against and messages name).
+    pub fn from_text(
+        path: &Path,
+        text: &str,
+        overrides: &Overrides,
+    ) -> Result<Config, Diagnostics> {
+        let mut cfg: Config = parse_yaml(path, text).map_err(|d| Diagnostics(vec![d]))?;
+        cfg.source = path.to_path_buf();
+        cfg.lines = Lines::parse(text);
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        cfg.resolve_paths(&base);
+        let mut errors = Vec::new();
+        if let Err(d) = overrides.apply(&mut cfg) {
+            errors.push(d);
+        }
+        errors.extend(cfg.validate());
+        if errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(Diagnostics(errors))
+        }
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(tls) = &mut self.listen.tls {
+            fix(&mut tls.cert);
+            fix(&mut tls.key);
+            if let Some(ca) = &mut tls.client_ca {
+                fix(ca);
+            }
+        }
+        for k in &mut self.auth.keys {
+            if let Some(SecretRef::File(p)) = &mut k.secret {
+                fix(p);
+            }
+            if let Some(p) = &mut k.public_key {
+                fix(p);
+            }
+        }
+        if let Some(j) = &mut self.auth.jwks {
+            fix(j);
+        }
+        for u in &mut self.upstreams {
+            if let Some(dir) = u.url.strip_prefix("file://") {
+                let p = Path::new(dir);
+                if p.is_relative() {
+                    u.url = format!("file://{}", base.join(p).display());
+                }
+            }
+            if let Some(s3) = &mut u.s3 {
+                for r in [&mut s3.access_key, &mut s3.secret_key] {
+                    if let SecretRef::File(p) = r {
+                        fix(p);
+                    }
+                }
+            }
+            for p in [&mut u.ca, &mut u.client_cert, &mut u.client_key]
+                .into_iter()
+                .flatten()
+            {
+                fix(p);
+            }
+        }
+        fix(&mut self.catalog);
+        fix(&mut self.policies);
+        match &mut self.registry {
+            Some(r) => fix(r),
+            None => self.registry = Some(self.policies.join("registry.yaml")),
+        }
+        if !self.audit.path.as_os_str().is_empty() {
+            fix(&mut self.audit.path);
+        }
+        if let Some(SecretRef::File(p)) = self.audit.postgres.as_mut().and_then(|p| p.url.as_mut())
+        {
+            fix(p);
+        }
+        if let Some(ca) = self.alerts.as_mut().and_then(|a| a.ca.as_mut()) {
+            fix(ca);
+        }
+        if let Some(tls) = self.admin.as_mut().and_then(|a| a.tls.as_mut()) {
+            fix(&mut tls.cert);
+            fix(&mut tls.key);
+            if let Some(ca) = &mut tls.client_ca {
+                fix(ca);
+            }
+        }
+        for p in [
+            &mut self.audit.checkpoint_key,
+            &mut self.audit.checkpoint_export,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            fix(p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "\
+listen: {address: '127.0.0.1:8080', plaintext: true}
+auth:
+  issuer: i
+  audience: a
+  keys: [{alg: HS256, secret: {env: X}}]
+upstreams: [{name: u, url: 'http://127.0.0.1:9', jurisdiction: DE}]
+routes: [{prefix: /d, upstream: u}]
+catalog: catalog.yaml
+policies: policies
+audit: {path: audit.log}
+";
+
+    fn load(text: &str, o: &Overrides) -> Result<Config, Diagnostics> {
+        Config::from_text(Path::new("/etc/bg/gateway.yaml"), text, o)
+    }
+
+    #[test]
+    fn relative_paths_are_read_from_the_config_directory() {
+        let cfg = load(MINIMAL, &Overrides::default()).unwrap();
+        assert_eq!(cfg.catalog, Path::new("/etc/bg/catalog.yaml"));
+        assert_eq!(
+            cfg.registry_path(),
+            Path::new("/etc/bg/policies/registry.yaml")
+        );
+        assert_eq!(cfg.audit.path, Path::new("/etc/bg/audit.log"));
+        assert_eq!(cfg.line_of("routes[0].upstream"), Some(7));
+    }
+
+    #[test]
+    fn overrides_replace_the_file_settings() {
+        let with_admin =
+            format!("{MINIMAL}admin: {{address: '127.0.0.1:9901', plaintext: true}}\n");
+        let o = Overrides {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            audit_path: Some("elsewhere.log".into()),
+            admin_listen: Some("127.0.0.1:9902".parse().unwrap()),
+        };
+        let cfg = load(&with_admin, &o).unwrap();
+        assert_eq!(cfg.listen.address, o.listen.unwrap());
+        // Relative to where the command runs, as the operator typed it.
+        assert_eq!(cfg.audit.path, Path::new("elsewhere.log"));
+        assert_eq!(cfg.admin.unwrap().address, o.admin_listen.unwrap());
+    }
+
+    #[test]
+    fn an_admin_address_without_an_admin_section_is_an_error() {
+        let o = Overrides {
+            admin_listen: Some("127.0.0.1:9902".parse().unwrap()),
+            ..Overrides::default()
+        };
+        let d = load(MINIMAL, &o).unwrap_err();
+        assert_eq!(d.0.len(), 1, "{d}");
+        assert_eq!(
+            d.to_string(),
+            "/etc/bg/gateway.yaml: `--admin-listen` given but the config has no `admin:` section"
+        );
+    }
+}
