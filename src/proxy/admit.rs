@@ -12,8 +12,14 @@ use crate::respond::{Kind, Problem};
 /// The methods the gateway answers.
 const METHODS: &str = "GET, HEAD, PUT, POST";
 
-/// Admits a request head, returning its normalised path.
-pub(super) fn admit(parts: &Parts, limits: &Limits) -> Result<NormalizedPath, Problem> {
+/// Admits a request head, returning its normalised path. `body_empty` says the request
+/// carries no body (an HTTP/2 request can send DATA without `content-length`, so a GET
+/// with a body is refused on the body itself, as on HTTP/1).
+pub(super) fn admit(
+    parts: &Parts,
+    body_empty: bool,
+    limits: &Limits,
+) -> Result<NormalizedPath, Problem> {
     // The request target: origin-form only on HTTP/1, bounded, unambiguous.
     if parts.version <= Version::HTTP_11 && parts.uri.authority().is_some() {
         return Err(Problem::new(
@@ -45,5 +51,11 @@ pub(super) fn admit(parts: &Parts, limits: &Limits) -> Result<NormalizedPath, Pr
         .with_header(header::ALLOW, HeaderValue::from_static(METHODS)));
     }
     super::guard::check_head(parts, limits)?;
+    if matches!(parts.method, Method::GET | Method::HEAD) && !body_empty {
+        return Err(Problem::new(
+            Kind::BadRequest,
+            format!("a {} request may not carry a body", parts.method),
+        ));
+    }
     Ok(normalize(parts.uri.path())?)
 }

@@ -55,16 +55,25 @@ pub(super) fn route<'s>(
 }
 
 /// The catalog ids an upload declares in the lineage header (comma-separated, repeatable).
-pub(super) fn declared_lineage(headers: &HeaderMap, name: &str) -> Vec<String> {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|s| s.split(','))
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
+/// A value that is not visible ASCII is refused, never skipped: dropping one of several
+/// lineage headers would decide the upload on the others alone.
+pub(super) fn declared_lineage(headers: &HeaderMap, name: &str) -> Result<Vec<String>, Problem> {
+    let mut ids = Vec::new();
+    for v in headers.get_all(name) {
+        let s = v.to_str().map_err(|_| {
+            Problem::new(
+                Kind::BadRequest,
+                format!("the `{name}` header is not visible ASCII"),
+            )
+        })?;
+        ids.extend(
+            s.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        );
+    }
+    Ok(ids)
 }
 
 /// Classifies the request routed by `r`.
@@ -78,7 +87,7 @@ pub(super) fn classify(
     at: OffsetDateTime,
 ) -> Result<Transfer, Problem> {
     let lineage = match direction {
-        Direction::Upload => declared_lineage(headers, &snap.config.tags.lineage),
+        Direction::Upload => declared_lineage(headers, &snap.config.tags.lineage)?,
         Direction::Download => Vec::new(),
     };
     let ask = Ask {

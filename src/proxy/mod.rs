@@ -128,7 +128,8 @@ impl Gateway {
         let (parts, body) = req.into_parts();
         let enforce = snap.config.mode == crate::config::Mode::Enforce;
         let mut a = Attempt::new(&parts, enforce, snap.policies.version.clone());
-        let resp = match self.decide(&snap, &parts, client_cert, &mut a) {
+        let body_empty = body.is_end_stream() || body.size_hint().exact() == Some(0);
+        let resp = match self.decide(&snap, &parts, body_empty, client_cert, &mut a) {
             Ok(d) => {
                 self.transfer(&snap, &mut a, d, parts, body, peer, proto)
                     .await
@@ -145,10 +146,11 @@ impl Gateway {
         &self,
         snap: &'s Snapshot,
         parts: &Parts,
+        body_empty: bool,
         client_cert: Option<&[u8]>,
         a: &mut Attempt,
     ) -> Result<Decided<'s>, Problem> {
-        let path = admit::admit(parts, &snap.config.limits)?;
+        let path = admit::admit(parts, body_empty, &snap.config.limits)?;
         a.path.clone_from(&path.decoded);
         let caller = authenticate::authenticate(&snap.auth, &parts.headers, client_cert)?;
         let caller = a.caller.insert(caller);
