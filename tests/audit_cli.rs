@@ -62,6 +62,7 @@ fn decision(i: u64, sub: &str, dest: &str, allow: bool) -> Record {
         },
         policy_version: "pv1".into(),
         upstream: Some("store".into()),
+        exporter: None,
     }))
 }
 
@@ -76,6 +77,7 @@ fn completion(seq: u64, i: u64) -> Record {
         duration_ms: 3,
         outcome: Outcome::Complete,
         detail: None,
+        recheck: None,
     })
 }
 

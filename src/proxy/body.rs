@@ -65,6 +65,7 @@ impl Completion {
             duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             outcome,
             detail,
+            recheck: None,
         };
         self.audit.append_nowait(Record::Completion(rec));
     }

@@ -177,6 +177,7 @@ impl Attempt<'_> {
             reason: reason.to_string(),
             policy_version: version.to_string(),
             upstream: self.upstream.clone(),
+            exporter: None,
         }))
     }
 }

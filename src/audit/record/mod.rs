@@ -1,8 +1,12 @@
-//! The audit record kinds and their JSON form.
+//! The audit record kinds and their JSON form; [`view`] reads them back.
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Caller, Country, Direction, Effect, Tags};
+use crate::model::{Caller, Category, Country, Direction, Effect, Tags};
+
+pub mod view;
+
+pub use view::{CallerView, CompletionView, DecisionView, EventView, RecordView, TagsView};
 
 /// What the writer chains. Serialised with a `kind` field; the writer adds `seq`,
 /// `prev` and `hash`.
@@ -43,6 +47,10 @@ pub struct DecisionRecord {
     pub policy_version: String,
     /// Upstream name the request is routed to.
     pub upstream: Option<String>,
+    /// The exporting organisation of a PIPL export (registry id), as the gateway resolved it;
+    /// written only when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exporter: Option<String>,
 }
 
 /// How a forwarded transfer ended.
@@ -54,6 +62,23 @@ pub enum Outcome {
     UpstreamError,
     /// Written at start-up for a request whose decision has no completion (the gateway crashed).
     UnknownCrashed,
+    /// The upstream's metadata changed the data's tags and the decision taken again on them
+    /// refused the transfer; the completion's `recheck` holds that decision.
+    Refused,
+}
+
+/// The decision taken again on the tags the upstream's metadata gave (see [`Outcome::Refused`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recheck {
+    pub decision: Effect,
+    pub rule: String,
+    pub article: String,
+    pub reason: String,
+    /// The origins and categories the decision was taken on.
+    #[serde(default)]
+    pub origins: Vec<Country>,
+    #[serde(default)]
+    pub categories: Vec<Category>,
 }
 
 /// One per forwarded request, after the transfer ends.
@@ -69,6 +94,9 @@ pub struct CompletionRecord {
     pub duration_ms: u64,
     pub outcome: Outcome,
     pub detail: Option<String>,
+    /// The decision taken again when the upstream's metadata changed the tags; written only then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recheck: Option<Recheck>,
 }
 
 /// Something the gateway records about itself.
