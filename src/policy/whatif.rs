@@ -1,15 +1,15 @@
 //! `policy what-if`: replay the decision records of an audit log against another policy
 //! set and report the transfers whose outcome would change.
 
-use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::{PolicySet, Query};
-use crate::model::{Category, Country, Direction, Effect, Tags};
+use crate::audit::record::view::{DecisionView, kind_of};
+use crate::model::{Category, Country, Direction, Effect};
 
 /// Options of a replay.
 #[derive(Clone, Debug, Default)]
@@ -87,54 +87,6 @@ impl Report {
     }
 }
 
-#[derive(Deserialize)]
-struct CallerRec<'a> {
-    #[serde(borrow)]
-    org: Cow<'a, str>,
-    #[serde(borrow)]
-    purpose: Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-struct TagsRec {
-    #[serde(default)]
-    origins: BTreeSet<Country>,
-    #[serde(default)]
-    categories: BTreeSet<Category>,
-    #[serde(default)]
-    purposes: Option<BTreeSet<String>>,
-    #[serde(default)]
-    derogations: BTreeSet<String>,
-    #[serde(default)]
-    anonymity_assessed: bool,
-}
-
-/// The fields of a decision record a replay needs (typed: no `serde_json::Value`).
-#[derive(Deserialize)]
-struct DecisionRec<'a> {
-    seq: u64,
-    #[serde(borrow)]
-    kind: Cow<'a, str>,
-    #[serde(borrow)]
-    time: Cow<'a, str>,
-    #[serde(borrow)]
-    request_id: Cow<'a, str>,
-    #[serde(borrow, default)]
-    caller: Option<CallerRec<'a>>,
-    #[serde(borrow, default)]
-    dataset: Option<Cow<'a, str>>,
-    #[serde(default)]
-    tags: Option<TagsRec>,
-    #[serde(default)]
-    destination: Option<Country>,
-    direction: Direction,
-    decision: Effect,
-    #[serde(borrow)]
-    rule: Cow<'a, str>,
-    #[serde(borrow, default)]
-    upstream: Option<Cow<'a, str>>,
-}
-
 /// What a replayed decision depends on; equal keys decide alike.
 #[derive(Hash, PartialEq, Eq)]
 struct Key {
@@ -177,18 +129,17 @@ impl Worker<'_> {
             return;
         }
         self.report.lines += 1;
-        // The writer puts `kind` right after `seq` and `prev`: look only there.
-        let head = line.get(..160).unwrap_or(line);
-        if memchr_str(head, br#""kind":"decision""#).is_none() {
+        if kind_of(line) != Some("decision") {
             return;
         }
-        let Ok(rec) = serde_json::from_slice::<DecisionRec<'_>>(line) else {
+        let Ok(rec) = DecisionView::parse(line) else {
             self.report.malformed += 1;
             return;
         };
-        if rec.kind != "decision" {
+        let Some(seq) = rec.seq else {
+            self.report.malformed += 1;
             return;
-        }
+        };
         let (Some(caller), Some(tags), Some(dest)) = (&rec.caller, &rec.tags, rec.destination)
         else {
             self.report.skipped += 1;
@@ -209,11 +160,12 @@ impl Worker<'_> {
                 .as_deref()
                 .and_then(|u| self.opts.operators.get(u).cloned()),
         };
+        let owned = |v: &[std::borrow::Cow<'_, str>]| v.iter().map(|s| s.to_string()).collect();
         let key = Key {
-            origins: tags.origins.iter().copied().collect(),
-            categories: tags.categories.iter().copied().collect(),
-            purposes: tags.purposes.as_ref().map(|p| p.iter().cloned().collect()),
-            derogations: tags.derogations.iter().cloned().collect(),
+            origins: tags.origins.clone(),
+            categories: tags.categories.clone(),
+            purposes: tags.purposes.as_deref().map(owned),
+            derogations: owned(&tags.derogations),
             purpose: caller.purpose.to_string(),
             importer,
             destination: dest,
@@ -223,14 +175,8 @@ impl Worker<'_> {
         self.report.replayed += 1;
         let set = self.set;
         let (effect, rule, reason) = self.cache.entry(key).or_insert_with_key(|k| {
-            let t = Tags {
-                origins: tags.origins.clone(),
-                categories: tags.categories.clone(),
-                purposes: tags.purposes.clone(),
-                derogations: tags.derogations.clone(),
-                anonymity_assessed: tags.anonymity_assessed,
-                ..Tags::default()
-            };
+            // The key holds every part of the tags the policies read.
+            let t = tags.to_tags();
             let d = set.decide(&Query {
                 tags: &t,
                 purpose: &k.purpose,
@@ -263,7 +209,7 @@ impl Worker<'_> {
         *r.by_destination.entry(dest.to_string()).or_default() += 1;
         if r.changes.len() < self.opts.keep {
             r.changes.push(Change {
-                seq: rec.seq,
+                seq,
                 request_id: rec.request_id.to_string(),
                 time: rec.time.to_string(),
                 org: caller.org.to_string(),
@@ -278,10 +224,6 @@ impl Worker<'_> {
             });
         }
     }
-}
-
-fn memchr_str(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Replays every decision record of `log` against `set`.
