@@ -39,7 +39,7 @@ use crate::audit::AuditStatus;
 use crate::audit::checkpoint::{PublicKey, Signer};
 use crate::audit::query::{Filter, expand, for_each, query};
 use crate::audit::report::report_with;
-use crate::audit::verify::{LogReport, VerifyOptions, verify_log};
+use crate::audit::verify::{LogReport, ProblemKind, VerifyOptions, verify_log};
 use crate::proxy::Gateway;
 
 pub use server::serve;
@@ -394,7 +394,7 @@ async fn blocking<T: Send + 'static>(
 
 /// Whether `d` is the "no checkpoint at all" finding of a key-checked verify.
 fn is_missing_checkpoint(d: &crate::audit::verify::Damage) -> bool {
-    d.kind == "bad-checkpoint-signature" && d.line == 0 && d.seq.is_none()
+    d.kind == ProblemKind::BadCheckpointSignature && d.line == 0 && d.seq.is_none()
 }
 
 /// A young log may not have its first checkpoint yet: drops that one finding (and only
@@ -414,7 +414,7 @@ fn verify_json(mut r: LogReport, opts: &VerifyOptions, pending: bool) -> Value {
     let bad_signatures = r
         .damage
         .iter()
-        .filter(|d| d.kind == "bad-checkpoint-signature")
+        .filter(|d| d.kind == ProblemKind::BadCheckpointSignature)
         .count();
     let signatures = match &opts.pubkey {
         None => json!({ "checked": false, "status": "unchecked" }),

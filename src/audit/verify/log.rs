@@ -24,7 +24,7 @@ pub struct VerifyOptions {
 /// One piece of damage: its kind and where it starts.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Damage {
-    pub kind: String,
+    pub kind: ProblemKind,
     /// The file (segment) it was found in.
     pub file: String,
     /// 1-based line in that file (0: the file as a whole).
@@ -264,7 +264,7 @@ pub fn verify_log(paths: &[PathBuf], opts: &VerifyOptions) -> LogReport {
         && !rep
             .damage
             .iter()
-            .any(|d| d.kind == "bad-checkpoint-signature")
+            .any(|d| d.kind == ProblemKind::BadCheckpointSignature)
     {
         rep.damage.push(damage(
             ProblemKind::BadCheckpointSignature,
@@ -291,7 +291,7 @@ fn display_name(p: &Path) -> String {
 
 fn damage(kind: ProblemKind, file: &str, line: u64, seq: Option<u64>, message: String) -> Damage {
     Damage {
-        kind: kind.as_str().to_owned(),
+        kind,
         file: file.to_owned(),
         line,
         seq,
@@ -306,7 +306,7 @@ fn from_problem(file: &str, p: Problem) -> Damage {
 /// Keeps the first damage of each kind in each file (every missing receipt is named).
 fn dedupe(d: &mut Vec<Damage>) {
     let mut seen = std::collections::HashSet::new();
-    d.retain(|x| x.kind == "missing-receipt" || seen.insert((x.kind.clone(), x.file.clone())));
+    d.retain(|x| x.kind == ProblemKind::MissingReceipt || seen.insert((x.kind, x.file.clone())));
 }
 
 fn open_first(path: &Path) -> Result<(Vec<u8>, BufReader<File>), String> {
@@ -440,12 +440,12 @@ fn check_receipts(
             ),
             None => format!("receipt seq {seq} hash {hash}: the record is not in the log"),
         };
-        rep.damage.push(Damage {
-            kind: ProblemKind::MissingReceipt.as_str().to_owned(),
-            file: file.clone(),
-            line: 0,
-            seq: Some(seq),
-            message: msg,
-        });
+        rep.damage.push(damage(
+            ProblemKind::MissingReceipt,
+            &file,
+            0,
+            Some(seq),
+            msg,
+        ));
     }
 }

@@ -338,6 +338,26 @@ fn kinds_display_lowercase() {
     );
 }
 
+#[test]
+fn kinds_serialise_as_they_display() {
+    use ProblemKind::*;
+    for k in [
+        Modified,
+        Missing,
+        Inserted,
+        Duplicated,
+        Reordered,
+        Truncated,
+        Malformed,
+        Unreadable,
+        MissingSegment,
+        BadCheckpointSignature,
+        MissingReceipt,
+    ] {
+        assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+    }
+}
+
 fn sample() -> Vec<u8> {
     build(6).0.concat()
 }
