@@ -311,6 +311,53 @@ async fn verify_checks_signed_checkpoints_across_segments() {
     );
 }
 
+/// A gateway that has not signed its first checkpoint yet: `/audit/verify` says pending, and
+/// `bordergate audit verify` with the same key and grace gives the same verdict.
+#[tokio::test]
+async fn a_young_log_awaits_its_first_checkpoint_in_admin_and_cli_alike() {
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("checkpoint.key");
+    let (der, public) = bordergate::audit::checkpoint::generate().unwrap();
+    std::fs::write(&key, der).unwrap();
+    let a = start(Options {
+        extra_audit: format!(
+            "  checkpoint_key: {}\n  checkpoint_every: 1000\n  checkpoint_interval_secs: 3600\n",
+            key.display()
+        ),
+        ..Options::default()
+    });
+    a.traffic().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let v: Value = a
+        .get("/audit/verify", Some(&a.officer()))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["ok"], true, "{v:#}");
+    assert_eq!(v["checkpoints"], 0, "{v:#}");
+    assert_eq!(v["signatures"]["status"], "pending", "{v:#}");
+    let b64 = public.to_base64();
+    let cli = |grace: &str| {
+        std::process::Command::new(common::BIN)
+            .args([
+                "audit",
+                "verify",
+                "--pubkey",
+                &b64,
+                "--checkpoint-grace",
+                grace,
+            ])
+            .arg(&a.gw.audit)
+            .output()
+            .unwrap()
+    };
+    let o = cli("3605");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = cli("0");
+    assert_eq!(o.status.code(), Some(1));
+}
+
 /// Without a key the signatures are reported as unchecked, not as valid.
 #[tokio::test]
 async fn verify_without_a_key_says_signatures_are_unchecked() {

@@ -271,6 +271,35 @@ async fn a_rewritten_log_is_caught_only_by_the_checkpoint_signature() {
     assert!(t.contains("no checkpoint signed"), "{t}");
 }
 
+/// A log that started moments ago may not have its first checkpoint yet: with a grace the
+/// verdict is the admin endpoint's (pending, not damage); without one it fails as before.
+#[tokio::test]
+async fn a_young_log_without_checkpoints_is_pending_only_within_the_grace() {
+    let s = seed(3, |_| {}).await;
+    let mut l: Vec<String> = lines(&s.log)
+        .into_iter()
+        .filter(|x| !x.contains("\"kind\":\"checkpoint\""))
+        .collect();
+    rechain(&mut l);
+    write(&s.log, &l);
+    let t = expect_damage(&s, "bad-checkpoint-signature");
+    assert!(t.contains("no checkpoint signed"), "{t}");
+    let args = [
+        "verify",
+        "--pubkey",
+        &s.pubkey,
+        "--checkpoint-grace",
+        "3600",
+    ];
+    let o = run(&args, &[&s.log]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("first one is pending"), "{t}");
+    let json = run(&[&args[..], &["--json"]].concat(), &[&s.log]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["checkpoint_pending"], true, "{v:#}");
+}
+
 #[tokio::test]
 async fn receipts_prove_records_are_still_there() {
     let s = seed(6, |_| {}).await;

@@ -290,7 +290,12 @@ pub struct EventView<'a> {
     pub policy_version: Option<Cow<'a, str>>,
 }
 
-impl EventView<'_> {
+impl<'a> EventView<'a> {
+    /// Reads one line of the log that holds an event record.
+    pub fn parse(line: &'a [u8]) -> Result<EventView<'a>, serde_json::Error> {
+        serde_json::from_slice(line)
+    }
+
     /// The record's time, if it is RFC 3339.
     pub fn time(&self) -> Option<OffsetDateTime> {
         parse_time(&self.time)
