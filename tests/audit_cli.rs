@@ -184,6 +184,16 @@ fn rechain(lines: &mut [String]) {
     }
 }
 
+/// Removes every checkpoint and chains the rest again (a forger without the key).
+fn drop_checkpoints(log: &Path) {
+    let mut l: Vec<String> = lines(log)
+        .into_iter()
+        .filter(|x| !x.contains("\"kind\":\"checkpoint\""))
+        .collect();
+    rechain(&mut l);
+    write(log, &l);
+}
+
 #[tokio::test]
 async fn a_clean_log_verifies_with_its_checkpoints() {
     let s = seed(12, |_| {}).await;
@@ -261,12 +271,7 @@ async fn a_rewritten_log_is_caught_only_by_the_checkpoint_signature() {
     assert!(t.contains("rewritten"), "{t}");
 
     // Dropping every checkpoint does not help the forger either.
-    let mut l: Vec<String> = lines(&s.log)
-        .into_iter()
-        .filter(|x| !x.contains("\"kind\":\"checkpoint\""))
-        .collect();
-    rechain(&mut l);
-    write(&s.log, &l);
+    drop_checkpoints(&s.log);
     let t = expect_damage(&s, "bad-checkpoint-signature");
     assert!(t.contains("no checkpoint signed"), "{t}");
 }
@@ -276,12 +281,7 @@ async fn a_rewritten_log_is_caught_only_by_the_checkpoint_signature() {
 #[tokio::test]
 async fn a_young_log_without_checkpoints_is_pending_only_within_the_grace() {
     let s = seed(3, |_| {}).await;
-    let mut l: Vec<String> = lines(&s.log)
-        .into_iter()
-        .filter(|x| !x.contains("\"kind\":\"checkpoint\""))
-        .collect();
-    rechain(&mut l);
-    write(&s.log, &l);
+    drop_checkpoints(&s.log);
     let t = expect_damage(&s, "bad-checkpoint-signature");
     assert!(t.contains("no checkpoint signed"), "{t}");
     let args = [

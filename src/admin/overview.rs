@@ -90,11 +90,7 @@ impl Tally {
             rule: d.rule.to_string(),
             article: d.article.to_string(),
             dataset: d.dataset.as_deref().map(str::to_owned),
-            categories: d
-                .tags
-                .as_ref()
-                .map(|t| t.categories.clone())
-                .unwrap_or_default(),
+            categories: d.categories().to_vec(),
             caller: d
                 .caller
                 .as_ref()

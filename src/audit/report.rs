@@ -143,11 +143,7 @@ impl Transfer {
             ),
             origins: d.origins.clone(),
             dataset: d.dataset.as_deref().map(str::to_owned),
-            categories: d
-                .tags
-                .as_ref()
-                .map(|t| t.categories.clone())
-                .unwrap_or_default(),
+            categories: d.categories().to_vec(),
             purpose: d.purpose().map(str::to_owned),
             organisation: d.org().map(|o| match pseudo {
                 Some(p) if p.orgs => p.pseudonym(o),

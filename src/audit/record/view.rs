@@ -156,6 +156,11 @@ impl<'a> DecisionView<'a> {
         self.decision == Effect::Allow || !self.enforced
     }
 
+    /// The data's categories (none without tags).
+    pub fn categories(&self) -> &[Category] {
+        self.tags.as_ref().map_or(&[], |t| &t.categories)
+    }
+
     /// Whether the data is personal data; without tags it is taken to be.
     pub fn is_personal(&self) -> bool {
         self.tags.as_ref().is_none_or(TagsView::is_personal)
@@ -259,11 +264,6 @@ pub struct CompletionView<'a> {
 }
 
 impl CompletionView<'_> {
-    /// The record's time, if it is RFC 3339.
-    pub fn time(&self) -> Option<OffsetDateTime> {
-        parse_time(&self.time)
-    }
-
     /// Whether the transfer was refused after all (see [`Outcome::Refused`]).
     pub fn refused(&self) -> bool {
         self.outcome == Some(Outcome::Refused)
@@ -290,12 +290,7 @@ pub struct EventView<'a> {
     pub policy_version: Option<Cow<'a, str>>,
 }
 
-impl<'a> EventView<'a> {
-    /// Reads one line of the log that holds an event record.
-    pub fn parse(line: &'a [u8]) -> Result<EventView<'a>, serde_json::Error> {
-        serde_json::from_slice(line)
-    }
-
+impl EventView<'_> {
     /// The record's time, if it is RFC 3339.
     pub fn time(&self) -> Option<OffsetDateTime> {
         parse_time(&self.time)

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use super::{Chain, Problem, ProblemKind, check_from};
 use crate::audit::checkpoint::{Checkpoint, PublicKey};
 use crate::audit::line::{HASH_LEN, MAX_LINE, read_head};
-use crate::audit::record::view::{EventView, kind_of};
+use crate::audit::record::view::{RecordView, kind_of};
 use crate::audit::record::{SegmentRemoved, SegmentStart};
 
 /// What to check besides the chain.
@@ -412,7 +412,7 @@ fn on_record(
         {
             seen.removals.push(r);
         } else if contains(line, br#""event":"start""#)
-            && let Ok(e) = EventView::parse(line)
+            && let Ok(RecordView::Event(e)) = RecordView::parse(line)
             && e.event == "start"
         {
             seen.last_start = e.time().or(seen.last_start);

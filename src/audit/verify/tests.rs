@@ -343,13 +343,6 @@ fn kinds_serialise_as_they_display() {
     use ProblemKind::*;
     for k in [
         Modified,
-        Missing,
-        Inserted,
-        Duplicated,
-        Reordered,
-        Truncated,
-        Malformed,
-        Unreadable,
         MissingSegment,
         BadCheckpointSignature,
         MissingReceipt,
