@@ -1,7 +1,10 @@
 //! `policy what-if`: replay the decision records of an audit log against another policy
 //! set and report the transfers whose outcome would change.
 
+use std::borrow::Cow;
+use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
 use std::io::Read;
 use std::path::Path;
 
@@ -87,19 +90,68 @@ impl Report {
     }
 }
 
-/// What a replayed decision depends on; equal keys decide alike.
-#[derive(Hash, PartialEq, Eq)]
-struct Key {
-    origins: Vec<Country>,
-    categories: Vec<Category>,
-    purposes: Option<Vec<String>>,
-    derogations: Vec<String>,
-    purpose: String,
-    importer: Option<String>,
+/// What a replayed decision depends on, borrowed from the record; equal keys decide alike.
+#[derive(Clone, Copy, Hash, PartialEq, Eq)]
+struct Key<'r> {
+    origins: &'r [Country],
+    categories: &'r [Category],
+    purposes: Option<&'r [Cow<'r, str>]>,
+    derogations: &'r [Cow<'r, str>],
+    purpose: &'r str,
+    importer: Option<&'r str>,
     destination: Country,
     /// `true` for uploads.
     upload: bool,
     date: time::Date,
+}
+
+/// A key kept in the cache, and the decision it gives: (effect, rule, reason).
+struct Cached {
+    origins: Vec<Country>,
+    categories: Vec<Category>,
+    purposes: Option<Vec<Cow<'static, str>>>,
+    derogations: Vec<Cow<'static, str>>,
+    purpose: String,
+    importer: Option<String>,
+    destination: Country,
+    upload: bool,
+    date: time::Date,
+    decided: (Effect, String, String),
+}
+
+fn owned(v: &[Cow<'_, str>]) -> Vec<Cow<'static, str>> {
+    v.iter().map(|s| Cow::Owned(s.to_string())).collect()
+}
+
+impl Cached {
+    fn new(k: Key<'_>, decided: (Effect, String, String)) -> Cached {
+        Cached {
+            origins: k.origins.to_vec(),
+            categories: k.categories.to_vec(),
+            purposes: k.purposes.map(owned),
+            derogations: owned(k.derogations),
+            purpose: k.purpose.to_owned(),
+            importer: k.importer.map(str::to_owned),
+            destination: k.destination,
+            upload: k.upload,
+            date: k.date,
+            decided,
+        }
+    }
+
+    fn key(&self) -> Key<'_> {
+        Key {
+            origins: &self.origins,
+            categories: &self.categories,
+            purposes: self.purposes.as_deref(),
+            derogations: &self.derogations,
+            purpose: &self.purpose,
+            importer: self.importer.as_deref(),
+            destination: self.destination,
+            upload: self.upload,
+            date: self.date,
+        }
+    }
 }
 
 /// Whether a recorded rule id was decided by the policies (a regime's rule or the
@@ -119,7 +171,9 @@ fn date_of(time: &str) -> Option<time::Date> {
 struct Worker<'s> {
     set: &'s PolicySet,
     opts: &'s Options,
-    cache: HashMap<Key, (Effect, String, String)>,
+    /// Decisions by the hash of their key (looked up without building an owned key).
+    cache: HashMap<u64, Vec<Cached>>,
+    hasher: RandomState,
     report: Report,
 }
 
@@ -154,44 +208,45 @@ impl Worker<'_> {
             return;
         };
         let importer = match rec.direction {
-            Direction::Download => Some(caller.org.to_string()),
+            Direction::Download => Some(&*caller.org),
             Direction::Upload => rec
                 .upstream
                 .as_deref()
-                .and_then(|u| self.opts.operators.get(u).cloned()),
+                .and_then(|u| self.opts.operators.get(u))
+                .map(String::as_str),
         };
-        let owned = |v: &[std::borrow::Cow<'_, str>]| v.iter().map(|s| s.to_string()).collect();
         let key = Key {
-            origins: tags.origins.clone(),
-            categories: tags.categories.clone(),
-            purposes: tags.purposes.as_deref().map(owned),
-            derogations: owned(&tags.derogations),
-            purpose: caller.purpose.to_string(),
+            origins: &tags.origins,
+            categories: &tags.categories,
+            purposes: tags.purposes.as_deref(),
+            derogations: &tags.derogations,
+            purpose: &caller.purpose,
             importer,
             destination: dest,
             upload: rec.direction == Direction::Upload,
             date,
         };
         self.report.replayed += 1;
-        let set = self.set;
-        let (effect, rule, reason) = self.cache.entry(key).or_insert_with_key(|k| {
-            // The key holds every part of the tags the policies read.
-            let t = tags.to_tags();
-            let d = set.decide(&Query {
-                tags: &t,
-                purpose: &k.purpose,
-                importer: k.importer.as_deref(),
-                destination: k.destination,
-                direction: if k.upload {
-                    Direction::Upload
-                } else {
-                    Direction::Download
-                },
-                date: k.date,
-                volume: None,
-            });
-            (d.effect, d.rule, d.reason)
-        });
+        let bucket = self.cache.entry(self.hasher.hash_one(key)).or_default();
+        let at = match bucket.iter().position(|c| c.key() == key) {
+            Some(at) => at,
+            None => {
+                // The key holds every part of the tags the policies read.
+                let t = tags.to_tags();
+                let d = self.set.decide(&Query {
+                    tags: &t,
+                    purpose: key.purpose,
+                    importer: key.importer,
+                    destination: dest,
+                    direction: rec.direction,
+                    date,
+                    volume: None,
+                });
+                bucket.push(Cached::new(key, (d.effect, d.rule, d.reason)));
+                bucket.len() - 1
+            }
+        };
+        let (effect, rule, reason) = &bucket[at].decided;
         if *effect == rec.decision {
             return;
         }
@@ -245,6 +300,7 @@ pub fn replay_reader(
                     set,
                     opts,
                     cache: HashMap::new(),
+                    hasher: RandomState::new(),
                     report: Report::default(),
                 };
                 for chunk in rx {
