@@ -213,6 +213,7 @@ async fn readyz_fails_when_the_audit_log_cannot_be_written() {
 }
 
 /// The officer's `/audit/verify` answer.
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
 async fn verify(a: &support::Admined) -> Value {
     let r = a.get("/audit/verify", Some(&a.officer())).await;
     r.json().await.unwrap()
@@ -220,6 +221,7 @@ async fn verify(a: &support::Admined) -> Value {
 
 /// A gateway signing checkpoints with a new key, its `audit:` section extended by `extra`;
 /// the key's directory must outlive it.
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
 fn signing(
     extra: &str,
 ) -> (

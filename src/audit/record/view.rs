@@ -514,7 +514,7 @@ mod tests {
             (None, Direction::Download, true)
         );
         assert!(!d.is_personal());
-        assert!(matches!(d.tags.as_ref().unwrap().purposes, None));
+        assert!(d.tags.as_ref().unwrap().purposes.is_none());
         assert!(DecisionView::parse(br#"{"kind":"decision"}"#).is_err());
         assert_eq!(kind_of(b"not json"), None);
     }
