@@ -67,8 +67,18 @@ impl Serialize for Country {
 
 impl<'de> Deserialize<'de> for Country {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Country::parse(&s).map_err(serde::de::Error::custom)
+        // A visitor rather than a `String`: reading an audit log parses millions of these.
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Country;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an ISO 3166-1 alpha-2 country code")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Country, E> {
+                Country::parse(s).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 

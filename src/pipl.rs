@@ -10,16 +10,16 @@
 //! the security-assessment band). The year is the calendar year in China (UTC+8).
 
 use std::collections::hash_map::RandomState;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use serde_json::Value;
 use time::{OffsetDateTime, UtcOffset};
 
+use crate::audit::record::view::DecisionView;
 use crate::catalog::Catalog;
-use crate::model::{Category, Country, Direction, Tags};
+use crate::model::{Country, Direction, Tags};
 use crate::policy::volume::{VolumeInfo, counts_towards};
 
 /// Shards of the counter map; each lock is held for a few map operations, never across an await.
@@ -255,7 +255,10 @@ impl ExportCounter {
         };
         let mut n = 0;
         crate::audit::query::for_each(paths, &filter, |v| {
-            if let Some(e) = export_of_record(&v, catalog, operators, year) {
+            let Ok(rec) = DecisionView::from_value(&v) else {
+                return true;
+            };
+            if let Some(e) = export_of_record(&rec, catalog, operators, year) {
                 self.record(&e);
                 n += 1;
             }
@@ -284,67 +287,36 @@ pub fn seed_from_trail(
     counter.seed(&files, catalog, operators, year)
 }
 
-/// The export a decision record describes, if it counts for `year`.
+/// The export a decision record describes, if it counts for `year`. The exporter is the one
+/// the record names; a record without one gets the exporter [`Export::of`] derives now.
 fn export_of_record(
-    v: &Value,
+    rec: &DecisionView<'_>,
     catalog: &Catalog,
     operators: &HashMap<String, String>,
     year: i32,
 ) -> Option<Export> {
-    let s = |k: &str| v.get(k).and_then(Value::as_str);
-    let t =
-        OffsetDateTime::parse(s("time")?, &time::format_description::well_known::Rfc3339).ok()?;
-    if year_of(t) != year {
+    if year_of(rec.time()?) != year || !rec.moved() {
         return None;
     }
-    let moved = s("decision") == Some("allow") || v.get("enforced") == Some(&Value::Bool(false));
-    if !moved {
-        return None;
-    }
-    let destination = Country::parse(s("destination")?).ok()?;
-    let tv = v.get("tags")?;
-    let strs = |k: &str| -> Vec<&str> {
-        tv.get(k)
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default()
-    };
-    let tags = Tags {
-        origins: strs("origins")
-            .into_iter()
-            .filter_map(|c| Country::parse(c).ok())
-            .collect(),
-        categories: strs("categories")
-            .into_iter()
-            .filter_map(|c| Category::ALL.iter().find(|k| k.as_str() == c).copied())
-            .collect(),
-        lineage: strs("lineage")
-            .into_iter()
-            .map(str::to_string)
-            .collect::<BTreeSet<_>>(),
-        ..Tags::default()
-    };
-    let direction = match s("direction") {
-        Some("upload") => Direction::Upload,
-        _ => Direction::Download,
-    };
-    let operator = s("upstream")
+    let operator = rec
+        .upstream
+        .as_deref()
         .and_then(|u| operators.get(u))
         .map(String::as_str);
-    let org = v
-        .get("caller")
-        .and_then(|c| c.get("org"))
-        .and_then(Value::as_str);
-    Export::of(
+    let mut e = Export::of(
         catalog,
-        &tags,
-        destination,
-        direction,
-        s("dataset"),
+        &rec.tags()?,
+        rec.destination?,
+        rec.direction,
+        rec.dataset.as_deref(),
         operator,
-        org,
+        rec.org(),
         year,
-    )
+    )?;
+    if let Some(x) = &rec.exporter {
+        e.exporter = Some(x.to_string());
+    }
+    Some(e)
 }
 
 #[cfg(test)]

@@ -212,22 +212,40 @@ async fn readyz_fails_when_the_audit_log_cannot_be_written() {
     panic!("readyz stayed ready on /dev/full: {last}");
 }
 
-/// A gateway signing checkpoints and rotating small segments: `/audit/verify` checks every
-/// signature with the configured key across all segments, `/audit/report` renders the
-/// Art. 30 record in every format, and tampering with a rotated segment is caught.
-#[tokio::test]
-async fn verify_checks_signed_checkpoints_across_segments() {
+/// The officer's `/audit/verify` answer.
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+async fn verify(a: &support::Admined) -> Value {
+    let r = a.get("/audit/verify", Some(&a.officer())).await;
+    r.json().await.unwrap()
+}
+
+/// A gateway signing checkpoints with a new key, its `audit:` section extended by `extra`;
+/// the key's directory must outlive it.
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+fn signing(
+    extra: &str,
+) -> (
+    tempfile::TempDir,
+    bordergate::audit::checkpoint::PublicKey,
+    support::Admined,
+) {
     let keys = tempfile::tempdir().unwrap();
     let key = keys.path().join("checkpoint.key");
     let (der, public) = bordergate::audit::checkpoint::generate().unwrap();
     std::fs::write(&key, der).unwrap();
     let a = start(Options {
-        extra_audit: format!(
-            "  checkpoint_key: {}\n  checkpoint_every: 2\n  rotate_bytes: 3000\n",
-            key.display()
-        ),
+        extra_audit: format!("  checkpoint_key: {}\n{extra}", key.display()),
         ..Options::default()
     });
+    (keys, public, a)
+}
+
+/// A gateway signing checkpoints and rotating small segments: `/audit/verify` checks every
+/// signature with the configured key across all segments, `/audit/report` renders the
+/// Art. 30 record in every format, and tampering with a rotated segment is caught.
+#[tokio::test]
+async fn verify_checks_signed_checkpoints_across_segments() {
+    let (_keys, public, a) = signing("  checkpoint_every: 2\n  rotate_bytes: 3000\n");
     for _ in 0..3 {
         a.traffic().await;
     }
@@ -311,17 +329,45 @@ async fn verify_checks_signed_checkpoints_across_segments() {
     );
 }
 
+/// A gateway that has not signed its first checkpoint yet: `/audit/verify` says pending, and
+/// `bordergate audit verify` with the same key and grace gives the same verdict.
+#[tokio::test]
+async fn a_young_log_awaits_its_first_checkpoint_in_admin_and_cli_alike() {
+    let (_keys, public, a) =
+        signing("  checkpoint_every: 1000\n  checkpoint_interval_secs: 3600\n");
+    a.traffic().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let v = verify(&a).await;
+    assert_eq!(v["ok"], true, "{v:#}");
+    assert_eq!(v["checkpoints"], 0, "{v:#}");
+    assert_eq!(v["signatures"]["status"], "pending", "{v:#}");
+    let b64 = public.to_base64();
+    let cli = |grace: &str| {
+        std::process::Command::new(common::BIN)
+            .args([
+                "audit",
+                "verify",
+                "--pubkey",
+                &b64,
+                "--checkpoint-grace",
+                grace,
+            ])
+            .arg(&a.gw.audit)
+            .output()
+            .unwrap()
+    };
+    let o = cli("3605");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = cli("0");
+    assert_eq!(o.status.code(), Some(1));
+}
+
 /// Without a key the signatures are reported as unchecked, not as valid.
 #[tokio::test]
 async fn verify_without_a_key_says_signatures_are_unchecked() {
     let a = start(Options::default());
     a.traffic().await;
-    let v: Value = a
-        .get("/audit/verify", Some(&a.officer()))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v = verify(&a).await;
     assert_eq!(v["ok"], true, "{v:#}");
     assert_eq!(v["signatures"]["checked"], false);
     assert_eq!(v["signatures"]["status"], "unchecked");

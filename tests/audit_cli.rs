@@ -62,6 +62,7 @@ fn decision(i: u64, sub: &str, dest: &str, allow: bool) -> Record {
         },
         policy_version: "pv1".into(),
         upstream: Some("store".into()),
+        exporter: None,
     }))
 }
 
@@ -183,6 +184,16 @@ fn rechain(lines: &mut [String]) {
     }
 }
 
+/// Removes every checkpoint and chains the rest again (a forger without the key).
+fn drop_checkpoints(log: &Path) {
+    let mut l: Vec<String> = lines(log)
+        .into_iter()
+        .filter(|x| !x.contains("\"kind\":\"checkpoint\""))
+        .collect();
+    rechain(&mut l);
+    write(log, &l);
+}
+
 #[tokio::test]
 async fn a_clean_log_verifies_with_its_checkpoints() {
     let s = seed(12, |_| {}).await;
@@ -260,14 +271,33 @@ async fn a_rewritten_log_is_caught_only_by_the_checkpoint_signature() {
     assert!(t.contains("rewritten"), "{t}");
 
     // Dropping every checkpoint does not help the forger either.
-    let mut l: Vec<String> = lines(&s.log)
-        .into_iter()
-        .filter(|x| !x.contains("\"kind\":\"checkpoint\""))
-        .collect();
-    rechain(&mut l);
-    write(&s.log, &l);
+    drop_checkpoints(&s.log);
     let t = expect_damage(&s, "bad-checkpoint-signature");
     assert!(t.contains("no checkpoint signed"), "{t}");
+}
+
+/// A log that started moments ago may not have its first checkpoint yet: with a grace the
+/// verdict is the admin endpoint's (pending, not damage); without one it fails as before.
+#[tokio::test]
+async fn a_young_log_without_checkpoints_is_pending_only_within_the_grace() {
+    let s = seed(3, |_| {}).await;
+    drop_checkpoints(&s.log);
+    let t = expect_damage(&s, "bad-checkpoint-signature");
+    assert!(t.contains("no checkpoint signed"), "{t}");
+    let args = [
+        "verify",
+        "--pubkey",
+        &s.pubkey,
+        "--checkpoint-grace",
+        "3600",
+    ];
+    let o = run(&args, &[&s.log]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("first one is pending"), "{t}");
+    let json = run(&[&args[..], &["--json"]].concat(), &[&s.log]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["checkpoint_pending"], true, "{v:#}");
 }
 
 #[tokio::test]

@@ -244,6 +244,7 @@ async fn seed(path: &Path) -> usize {
                 reason: k.reason.into(),
                 policy_version: "sha256:seed".into(),
                 upstream: Some("eu-store".into()),
+                exporter: None,
             };
             let receipt = log.append(Record::Decision(Box::new(rec))).await.unwrap();
             n += 1;

@@ -124,7 +124,8 @@ fn the_gateway_and_explain_decide_every_request_alike() {
             }
             let method = if r.upload { "PUT" } else { "GET" };
             let (id, status) = rt.block_on(async {
-                let a = gw.send(method, r.path, Some(&token), &headers, b"x").await;
+                let body: &'static [u8] = if r.upload { b"x" } else { b"" };
+                let a = gw.send(method, r.path, Some(&token), &headers, body).await;
                 let id = a.headers["x-request-id"].to_str().unwrap().to_string();
                 (id, a.status)
             });

@@ -28,7 +28,7 @@ mod tests;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -39,7 +39,7 @@ use crate::audit::AuditStatus;
 use crate::audit::checkpoint::{PublicKey, Signer};
 use crate::audit::query::{Filter, expand, for_each, query};
 use crate::audit::report::report_with;
-use crate::audit::verify::{LogReport, VerifyOptions, verify_log};
+use crate::audit::verify::{LogReport, ProblemKind, VerifyOptions, verify_log};
 use crate::proxy::Gateway;
 
 pub use server::serve;
@@ -80,11 +80,10 @@ pub type AdminBody = Full<Bytes>;
 pub struct AuditSource {
     /// The active log file (`audit.path`); its rotated segments sit beside it.
     pub active: PathBuf,
-    /// The checkpoint public key (from `audit.checkpoint_key`) and no receipts.
+    /// The checkpoint public key (from `audit.checkpoint_key`), no receipts, and as
+    /// [`VerifyOptions::checkpoint_grace`] the checkpoint interval plus slack: a log that
+    /// started since and has no checkpoint yet is reported as pending, not as damage.
     pub verify: VerifyOptions,
-    /// How long after start a log may still lack its first checkpoint (`audit.checkpoint_interval_secs`
-    /// plus slack): until then "no checkpoint yet" is reported as pending, not as damage.
-    pub checkpoint_grace: Duration,
 }
 
 impl AuditSource {
@@ -100,8 +99,8 @@ impl AuditSource {
             verify: VerifyOptions {
                 pubkey,
                 receipts: Vec::new(),
+                checkpoint_grace: Duration::from_secs(c.checkpoint_interval_secs.saturating_add(5)),
             },
-            checkpoint_grace: Duration::from_secs(c.checkpoint_interval_secs.saturating_add(5)),
         })
     }
 
@@ -110,7 +109,6 @@ impl AuditSource {
         AuditSource {
             active,
             verify: VerifyOptions::default(),
-            checkpoint_grace: Duration::ZERO,
         }
     }
 
@@ -131,7 +129,6 @@ impl AuditSource {
 pub struct Admin {
     gateway: Arc<Gateway>,
     source: AuditSource,
-    started: Instant,
     max_records: usize,
 }
 
@@ -140,7 +137,6 @@ impl Admin {
         Admin {
             gateway,
             source,
-            started: Instant::now(),
             max_records: max_records.max(1),
         }
     }
@@ -308,9 +304,8 @@ impl Admin {
         }
         let logs = self.source.files().map_err(internal)?;
         let opts = self.source.verify.clone();
-        let pending = self.started.elapsed() < self.source.checkpoint_grace;
         let v = blocking("verify", move || {
-            Ok(verify_json(verify_log(&logs, &opts), &opts, pending))
+            Ok(verify_json(verify_log(&logs, &opts), &opts))
         })
         .await?;
         Ok(json_response(StatusCode::OK, &v))
@@ -348,12 +343,8 @@ impl Admin {
         filter.compile().map_err(bad)?;
         let logs = self.source.files().map_err(internal)?;
         let opts = self.source.verify.clone();
-        let pending = self.started.elapsed() < self.source.checkpoint_grace;
         blocking("report", move || {
-            let mut r = report_with(&logs, &from, &to, None, &opts)?;
-            if pending {
-                forgive_missing_checkpoint(&mut r.verification, &opts);
-            }
+            let r = report_with(&logs, &from, &to, None, &opts)?;
             Ok(match format.as_str() {
                 "html" => report_page(r.to_html()),
                 "md" => text(
@@ -392,36 +383,19 @@ async fn blocking<T: Send + 'static>(
         .map_err(internal)
 }
 
-/// Whether `d` is the "no checkpoint at all" finding of a key-checked verify.
-fn is_missing_checkpoint(d: &crate::audit::verify::Damage) -> bool {
-    d.kind == "bad-checkpoint-signature" && d.line == 0 && d.seq.is_none()
-}
-
-/// A young log may not have its first checkpoint yet: drops that one finding (and only
-/// when no checkpoint verified). Returns true if it did.
-fn forgive_missing_checkpoint(r: &mut LogReport, opts: &VerifyOptions) -> bool {
-    if opts.pubkey.is_none() || r.checkpoints > 0 {
-        return false;
-    }
-    let before = r.damage.len();
-    r.damage.retain(|d| !is_missing_checkpoint(d));
-    r.damage.len() != before
-}
-
 /// The `/audit/verify` answer: the [`LogReport`], its verdict, and the signature status.
-fn verify_json(mut r: LogReport, opts: &VerifyOptions, pending: bool) -> Value {
-    let awaiting = pending && forgive_missing_checkpoint(&mut r, opts);
+fn verify_json(r: LogReport, opts: &VerifyOptions) -> Value {
     let bad_signatures = r
         .damage
         .iter()
-        .filter(|d| d.kind == "bad-checkpoint-signature")
+        .filter(|d| d.kind == ProblemKind::BadCheckpointSignature)
         .count();
     let signatures = match &opts.pubkey {
         None => json!({ "checked": false, "status": "unchecked" }),
         Some(key) => {
             let status = if bad_signatures > 0 {
                 "invalid"
-            } else if awaiting {
+            } else if r.checkpoint_pending {
                 "pending"
             } else {
                 "valid"

@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use serde_json::{Value, json};
 
 use crate::audit::query::{Filter, for_each};
+use crate::audit::record::view::{CompletionView, DecisionView, RecordView};
+use crate::model::{Category, Effect};
 
 #[derive(Default)]
 struct Dest {
@@ -35,91 +37,159 @@ struct Refusal {
     destinations: BTreeSet<String>,
 }
 
-fn s<'a>(v: &'a Value, k: &str) -> &'a str {
-    v.get(k).and_then(Value::as_str).unwrap_or("")
+/// An allowed decision waiting for its completion, which says whether it moved data.
+struct Allowed {
+    dest: String,
+    hour: String,
+    rule: String,
+    article: String,
+    dataset: Option<String>,
+    categories: Vec<Category>,
+    /// (purpose, organisation), when the caller is known.
+    caller: Option<(String, String)>,
 }
 
-fn strings(v: Option<&Value>) -> impl Iterator<Item = String> + '_ {
-    v.and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|x| x.as_str().map(str::to_owned))
+/// The counts being gathered.
+#[derive(Default)]
+struct Tally {
+    dests: BTreeMap<String, Dest>,
+    refusals: BTreeMap<String, Refusal>,
+    /// Hour (`2025-03-01T10`) → (allowed, refused).
+    hours: BTreeMap<String, (u64, u64)>,
+    /// Allowed decisions by request id, until their completion.
+    waiting: HashMap<String, Allowed>,
+    allowed: u64,
+    refused: u64,
+    bytes_out: u64,
+    bytes_in: u64,
+    first: Option<String>,
+    last: Option<String>,
+}
+
+fn dest_key(d: &DecisionView<'_>) -> String {
+    d.destination
+        .map_or_else(|| "none".to_owned(), |c| c.to_string())
+}
+
+impl Tally {
+    fn decision(&mut self, d: &DecisionView<'_>) {
+        let time = &*d.time;
+        if self.first.is_none() {
+            self.first = Some(time.to_owned());
+        }
+        self.last = Some(time.to_owned());
+        let dest = dest_key(d);
+        let hour = time.get(..13).unwrap_or(time).to_owned();
+        if d.decision == Effect::Deny {
+            self.refuse(dest, hour, &d.rule, &d.article, &d.reason, d.status);
+            return;
+        }
+        let allowed = Allowed {
+            dest,
+            hour,
+            rule: d.rule.to_string(),
+            article: d.article.to_string(),
+            dataset: d.dataset.as_deref().map(str::to_owned),
+            categories: d.categories().to_vec(),
+            caller: d
+                .caller
+                .as_ref()
+                .map(|c| (c.purpose.to_string(), c.org.to_string())),
+        };
+        self.waiting.insert(d.request_id.to_string(), allowed);
+    }
+
+    fn completion(&mut self, c: &CompletionView<'_>) {
+        let Some(a) = self.waiting.remove(&*c.request_id) else {
+            return;
+        };
+        if !c.refused() {
+            self.allow(a, c.bytes_out, c.bytes_in);
+            return;
+        }
+        let (rule, article, reason) = match &c.recheck {
+            Some(r) => (r.rule.as_str(), r.article.as_str(), r.reason.as_str()),
+            None => (
+                a.rule.as_str(),
+                a.article.as_str(),
+                c.detail.as_deref().unwrap_or(""),
+            ),
+        };
+        self.refuse(a.dest, a.hour, rule, article, reason, c.status);
+    }
+
+    fn allow(&mut self, a: Allowed, bytes_out: u64, bytes_in: u64) {
+        self.allowed += 1;
+        self.bytes_out += bytes_out;
+        self.bytes_in += bytes_in;
+        self.hours.entry(a.hour).or_default().0 += 1;
+        let d = self.dests.entry(a.dest).or_default();
+        d.allow += 1;
+        d.bytes_out += bytes_out;
+        d.bytes_in += bytes_in;
+        *d.bases.entry((a.rule, a.article)).or_default() += 1;
+        d.datasets.extend(a.dataset);
+        d.categories
+            .extend(a.categories.iter().map(|c| c.as_str().to_owned()));
+        if let Some((purpose, org)) = a.caller {
+            d.purposes.insert(purpose);
+            d.organisations.insert(org);
+        }
+    }
+
+    fn refuse(
+        &mut self,
+        dest: String,
+        hour: String,
+        rule: &str,
+        article: &str,
+        reason: &str,
+        status: u16,
+    ) {
+        self.refused += 1;
+        self.hours.entry(hour).or_default().1 += 1;
+        let r = self.refusals.entry(rule.to_owned()).or_default();
+        r.count += 1;
+        r.article = article.to_owned();
+        r.reason = reason.to_owned();
+        r.status = u64::from(status);
+        r.destinations.insert(dest.clone());
+        self.dests.entry(dest).or_default().deny += 1;
+    }
 }
 
 /// Aggregates the decisions of `logs` that match `filter` (completions add their bytes),
 /// streaming them through [`crate::audit::query::for_each`].
+///
+/// A completion with outcome `refused` (the upstream's metadata changed the tags and the
+/// decision taken again refused the transfer) makes its allowed decision a refusal, counted
+/// under the rule, article and reason of that decision (its `recheck`).
 pub fn build(logs: &[PathBuf], filter: &Filter) -> Result<Value, String> {
-    let mut dests: BTreeMap<String, Dest> = BTreeMap::new();
-    let mut refusals: BTreeMap<String, Refusal> = BTreeMap::new();
-    let mut hours: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    // Allowed decisions waiting for their completion: request id → destination.
-    let mut pending: HashMap<String, String> = HashMap::new();
-    let (mut allowed, mut refused, mut bytes_out, mut bytes_in) = (0u64, 0u64, 0u64, 0u64);
-    let mut first: Option<String> = None;
-    let mut last: Option<String> = None;
+    let mut t = Tally::default();
     for_each(logs, filter, |rec| {
-        match s(&rec, "kind") {
-            "decision" => {
-                let time = s(&rec, "time");
-                if first.is_none() {
-                    first = Some(time.to_owned());
-                }
-                last = Some(time.to_owned());
-                let dest_key = match s(&rec, "destination") {
-                    "" => "none".to_owned(),
-                    d => d.to_owned(),
-                };
-                let allow = s(&rec, "decision") == "allow";
-                let hour = hours
-                    .entry(time.get(..13).unwrap_or(time).to_owned())
-                    .or_default();
-                let d = dests.entry(dest_key.clone()).or_default();
-                if allow {
-                    allowed += 1;
-                    hour.0 += 1;
-                    d.allow += 1;
-                    *d.bases
-                        .entry((s(&rec, "rule").to_owned(), s(&rec, "article").to_owned()))
-                        .or_default() += 1;
-                    if let Some(ds) = rec.get("dataset").and_then(Value::as_str) {
-                        d.datasets.insert(ds.to_owned());
-                    }
-                    let tags = rec.get("tags");
-                    d.categories
-                        .extend(strings(tags.and_then(|t| t.get("categories"))));
-                    if let Some(c) = rec.get("caller") {
-                        d.purposes.insert(s(c, "purpose").to_owned());
-                        d.organisations.insert(s(c, "org").to_owned());
-                    }
-                    pending.insert(s(&rec, "request_id").to_owned(), dest_key);
-                } else {
-                    refused += 1;
-                    hour.1 += 1;
-                    d.deny += 1;
-                    let r = refusals.entry(s(&rec, "rule").to_owned()).or_default();
-                    r.count += 1;
-                    r.article = s(&rec, "article").to_owned();
-                    r.reason = s(&rec, "reason").to_owned();
-                    r.status = rec.get("status").and_then(Value::as_u64).unwrap_or(0);
-                    r.destinations.insert(dests_label(&rec));
-                }
-            }
-            "completion" => {
-                if let Some(dest) = pending.remove(s(&rec, "request_id")) {
-                    let out = rec.get("bytes_out").and_then(Value::as_u64).unwrap_or(0);
-                    let inn = rec.get("bytes_in").and_then(Value::as_u64).unwrap_or(0);
-                    bytes_out += out;
-                    bytes_in += inn;
-                    if let Some(d) = dests.get_mut(&dest) {
-                        d.bytes_out += out;
-                        d.bytes_in += inn;
-                    }
-                }
-            }
+        match RecordView::from_value(&rec) {
+            Ok(RecordView::Decision(d)) => t.decision(&d),
+            Ok(RecordView::Completion(c)) => t.completion(&c),
             _ => {}
         }
         true
     })?;
+    // Allowed decisions whose completion is not in the range (or not written yet).
+    for a in std::mem::take(&mut t.waiting).into_values() {
+        t.allow(a, 0, 0);
+    }
+    let Tally {
+        dests,
+        refusals,
+        hours,
+        allowed,
+        refused,
+        bytes_out,
+        bytes_in,
+        first,
+        last,
+        ..
+    } = t;
 
     // Hourly buckets for short ranges, daily ones beyond three days.
     let days: BTreeSet<&str> = hours.keys().filter_map(|h| h.get(..10)).collect();
@@ -193,13 +263,6 @@ pub fn build(logs: &[PathBuf], filter: &Filter) -> Result<Value, String> {
     }))
 }
 
-fn dests_label(rec: &Value) -> String {
-    match s(rec, "destination") {
-        "" => "none".to_owned(),
-        d => d.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,6 +313,28 @@ mod tests {
         assert_eq!(r["timeline"]["buckets"].as_array().unwrap().len(), 2);
         // No caller identity in the report.
         assert!(!r.to_string().contains("alice"));
+    }
+
+    #[test]
+    fn a_transfer_refused_on_recheck_counts_as_refused() {
+        let f = log(&[
+            decision("r1", "2025-03-01T10:00:00Z", "allow", "CH", "eu.adequacy"),
+            json!({"kind":"completion","request_id":"r1","bytes_out":0,"status":451,
+                "outcome":"refused","recheck":{"decision":"deny","rule":"eu.no-basis",
+                "article":"GDPR Art. 44","reason":"special categories"}}),
+            decision("r2", "2025-03-01T10:30:00Z", "allow", "CH", "eu.adequacy"),
+        ]);
+        let r = build(&[f.path().to_path_buf()], &Filter::default()).unwrap();
+        assert_eq!(r["totals"]["decisions"], 2);
+        assert_eq!(r["totals"]["allowed"], 1);
+        assert_eq!(r["totals"]["refused"], 1);
+        assert_eq!(r["destinations"][0]["allow"], 1);
+        assert_eq!(r["destinations"][0]["deny"], 1);
+        assert_eq!(r["destinations"][0]["bases"][0]["count"], 1);
+        assert_eq!(r["refusals"][0]["rule"], "eu.no-basis");
+        assert_eq!(r["refusals"][0]["reason"], "special categories");
+        assert_eq!(r["refusals"][0]["status"], 451);
+        assert_eq!(r["timeline"]["buckets"][0]["deny"], 1);
     }
 
     #[test]

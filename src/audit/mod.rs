@@ -38,7 +38,7 @@ use std::sync::{Arc, mpsc};
 use tokio::sync::oneshot;
 
 pub use line::{LineError, ParsedLine, parse_line};
-pub use record::{CompletionRecord, DecisionRecord, EventRecord, Outcome, Record};
+pub use record::{CompletionRecord, DecisionRecord, EventRecord, Outcome, Recheck, Record};
 pub use verify::{Problem, ProblemKind, VerifyReport, verify_file};
 
 use line::is_spliceable;

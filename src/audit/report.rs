@@ -5,11 +5,12 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use serde::Serialize;
-use serde_json::Value;
 
 use super::pseudo::Pseudonymiser;
 use super::query::{Filter, for_each};
+use super::record::view::{DecisionView, RecordView};
 use super::verify::{LogReport, VerifyOptions, verify_log};
+use crate::model::{Category, Country, Effect};
 
 /// EEA member states: transfers among them are not transfers to third countries.
 const EEA: &[&str] = &[
@@ -28,7 +29,7 @@ pub struct Row {
     pub purposes: BTreeSet<String>,
     pub organisations: BTreeSet<String>,
     pub origins: BTreeSet<String>,
-    /// Requests allowed.
+    /// Requests allowed (and not refused after all: see [`report_with`]).
     pub requests: u64,
     /// Bytes moved (from completion records).
     pub bytes: u64,
@@ -58,14 +59,11 @@ pub struct Report {
 }
 
 /// True if moving data from `origins` to `dest` is a transfer to a third country.
-fn third_country(origins: &[&str], dest: &str) -> bool {
-    origins.iter().any(|o| {
-        if EEA.contains(o) {
-            !EEA.contains(&dest)
-        } else {
-            *o != dest
-        }
-    })
+fn third_country(origins: &[Country], dest: Country) -> bool {
+    let eea = |c: &Country| EEA.contains(&c.as_str());
+    origins
+        .iter()
+        .any(|o| if eea(o) { !eea(&dest) } else { *o != dest })
 }
 
 /// Builds the report for `[from, to]` (dates or RFC 3339 times) over the log `paths`.
@@ -73,8 +71,96 @@ pub fn report(paths: &[PathBuf], from: &str, to: &str) -> Result<Report, String>
     report_with(paths, from, to, None, &VerifyOptions::default())
 }
 
+/// An allowed decision waiting for its completion: its destination and origins, and, for a
+/// transfer of personal data to a third country, what it adds to its row.
+struct Allowed {
+    destination: Country,
+    origins: Vec<Country>,
+    row: Option<Transfer>,
+}
+
+/// (destination, article, rule) of a transfer row.
+type RowKey = (String, String, String);
+
+/// What one allowed transfer adds to its row.
+struct Transfer {
+    key: RowKey,
+    origins: Vec<Country>,
+    dataset: Option<String>,
+    categories: Vec<Category>,
+    purpose: Option<String>,
+    organisation: Option<String>,
+}
+
+/// The rows and refusals being gathered.
+#[derive(Default)]
+struct Tally {
+    rows: BTreeMap<RowKey, Row>,
+    refusals: BTreeMap<(String, String, String), Refusal>,
+}
+
+impl Tally {
+    fn refusal(&mut self, destination: Country, rule: &str, article: &str, reason: &str) {
+        let dest = destination.as_str();
+        self.refusals
+            .entry((dest.to_owned(), rule.to_owned(), reason.to_owned()))
+            .or_insert_with(|| Refusal {
+                destination: dest.to_owned(),
+                rule: rule.to_owned(),
+                article: article.to_owned(),
+                reason: reason.to_owned(),
+                count: 0,
+            })
+            .count += 1;
+    }
+
+    fn transfer(&mut self, t: Transfer, bytes: u64) {
+        let key = t.key;
+        let row = self.rows.entry(key.clone()).or_insert_with(|| Row {
+            destination: key.0,
+            article: key.1,
+            rule: key.2,
+            ..Row::default()
+        });
+        row.requests += 1;
+        row.bytes += bytes;
+        row.origins.extend(t.origins.iter().map(Country::to_string));
+        row.datasets.extend(t.dataset);
+        row.categories
+            .extend(t.categories.iter().map(|c| c.as_str().to_owned()));
+        row.purposes.extend(t.purpose);
+        row.organisations.extend(t.organisation);
+    }
+}
+
+impl Transfer {
+    fn of(d: &DecisionView<'_>, destination: Country, pseudo: Option<&Pseudonymiser>) -> Transfer {
+        Transfer {
+            key: (
+                destination.to_string(),
+                d.article.to_string(),
+                d.rule.to_string(),
+            ),
+            origins: d.origins.clone(),
+            dataset: d.dataset.as_deref().map(str::to_owned),
+            categories: d.categories().to_vec(),
+            purpose: d.purpose().map(str::to_owned),
+            organisation: d.org().map(|o| match pseudo {
+                Some(p) if p.orgs => p.pseudonym(o),
+                _ => o.to_owned(),
+            }),
+        }
+    }
+}
+
 /// [`report`], pseudonymising organisations (when `pseudo.orgs`) and checking checkpoints
 /// and receipts as `verify` says.
+///
+/// A completion with outcome `refused` (the upstream's metadata changed the tags and the
+/// decision taken again refused the transfer) makes its allowed decision a refusal: it is
+/// counted under the refusals with the rule, article and reason of that decision (its
+/// `recheck`), when the rechecked origins make it a transfer to a third country, and not as
+/// a transfer.
 pub fn report_with(
     paths: &[PathBuf],
     from: &str,
@@ -88,92 +174,68 @@ pub fn report_with(
         to: Some(to.to_owned()),
         ..Filter::default()
     };
-    let mut rows: BTreeMap<(String, String, String), Row> = BTreeMap::new();
-    let mut refusals: BTreeMap<(String, String, String), Refusal> = BTreeMap::new();
-    // Allowed transfer decision seq → its row, for the completion bytes.
-    let mut by_seq: HashMap<u64, (String, String, String)> = HashMap::new();
-    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    let mut t = Tally::default();
+    // Allowed decisions by seq, until their completion says how they ended.
+    let mut waiting: HashMap<u64, Allowed> = HashMap::new();
     for_each(paths, &filter, |v| {
-        match v.get("kind").and_then(Value::as_str) {
-            Some("decision") => {
-                let dest = s(&v, "destination");
-                let origins: Vec<&str> = v
-                    .get("origins")
-                    .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(Value::as_str).collect())
-                    .unwrap_or_default();
-                if dest.is_empty() || !third_country(&origins, &dest) {
+        match RecordView::from_value(&v) {
+            Ok(RecordView::Decision(d)) => {
+                let Some(dest) = d.destination else {
                     return true;
-                }
-                let key = (dest.clone(), s(&v, "article"), s(&v, "rule"));
-                if s(&v, "decision") == "deny" {
-                    let r = refusals
-                        .entry((dest.clone(), s(&v, "rule"), s(&v, "reason")))
-                        .or_insert_with(|| Refusal {
-                            destination: dest.clone(),
-                            rule: s(&v, "rule"),
-                            article: s(&v, "article"),
-                            reason: s(&v, "reason"),
-                            count: 0,
-                        });
-                    r.count += 1;
+                };
+                let third = third_country(&d.origins, dest);
+                if d.decision == Effect::Deny {
+                    if third {
+                        t.refusal(dest, &d.rule, &d.article, &d.reason);
+                    }
                     return true;
                 }
                 // Art. 30(1)(e) lists transfers of personal data: data whose categories are
                 // all non-personal (public, anonymous) is not part of the record.
-                let personal = v
-                    .pointer("/tags/categories")
-                    .and_then(Value::as_array)
-                    .is_none_or(|cats| {
-                        cats.iter()
-                            .filter_map(Value::as_str)
-                            .any(|c| c != "public" && c != "anonymous")
-                    });
-                if !personal {
-                    return true;
-                }
-                let row = rows.entry(key.clone()).or_insert_with(|| Row {
-                    destination: key.0.clone(),
-                    article: key.1.clone(),
-                    rule: key.2.clone(),
-                    ..Row::default()
-                });
-                row.requests += 1;
-                row.origins.extend(origins.iter().map(|o| o.to_string()));
-                if let Some(d) = v.get("dataset").and_then(Value::as_str) {
-                    row.datasets.insert(d.to_owned());
-                }
-                if let Some(c) = v.pointer("/tags/categories").and_then(Value::as_array) {
-                    row.categories
-                        .extend(c.iter().filter_map(Value::as_str).map(str::to_owned));
-                }
-                if let Some(p) = v.pointer("/caller/purpose").and_then(Value::as_str) {
-                    row.purposes.insert(p.to_owned());
-                }
-                if let Some(o) = v.pointer("/caller/org").and_then(Value::as_str) {
-                    let o = match pseudo {
-                        Some(p) if p.orgs => p.pseudonym(o),
-                        _ => o.to_owned(),
-                    };
-                    row.organisations.insert(o);
-                }
-                if let Some(seq) = v.get("seq").and_then(Value::as_u64) {
-                    by_seq.insert(seq, key);
+                let row = (third && d.is_personal()).then(|| Transfer::of(&d, dest, pseudo));
+                match d.seq {
+                    Some(seq) => {
+                        waiting.insert(
+                            seq,
+                            Allowed {
+                                destination: dest,
+                                origins: d.origins.clone(),
+                                row,
+                            },
+                        );
+                    }
+                    None => {
+                        if let Some(row) = row {
+                            t.transfer(row, 0);
+                        }
+                    }
                 }
             }
-            Some("completion") => {
-                let seq = v.get("decision_seq").and_then(Value::as_u64);
-                if let Some(key) = seq.and_then(|s| by_seq.get(&s))
-                    && let Some(row) = rows.get_mut(key)
-                {
-                    let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
-                    row.bytes += n("bytes_out") + n("bytes_in");
+            Ok(RecordView::Completion(c)) => {
+                let Some(a) = c.decision_seq.and_then(|s| waiting.remove(&s)) else {
+                    return true;
+                };
+                if c.refused() {
+                    let origins = c.recheck.as_ref().map_or(&a.origins, |r| &r.origins);
+                    if third_country(origins, a.destination) {
+                        let (rule, article, reason) = match &c.recheck {
+                            Some(r) => (r.rule.as_str(), r.article.as_str(), r.reason.as_str()),
+                            None => ("", "", c.detail.as_deref().unwrap_or("")),
+                        };
+                        t.refusal(a.destination, rule, article, reason);
+                    }
+                } else if let Some(row) = a.row {
+                    t.transfer(row, c.bytes_out + c.bytes_in);
                 }
             }
             _ => {}
         }
         true
     })?;
+    // Allowed transfers whose completion is not in the period (or not written yet).
+    for row in waiting.into_values().filter_map(|a| a.row) {
+        t.transfer(row, 0);
+    }
     let files = crate::audit::query::expand(paths)?
         .iter()
         .map(|p| p.display().to_string())
@@ -184,8 +246,8 @@ pub fn report_with(
         generated: super::record::now_rfc3339(),
         files,
         verification,
-        transfers: rows.into_values().collect(),
-        refusals: refusals.into_values().collect(),
+        transfers: t.rows.into_values().collect(),
+        refusals: t.refusals.into_values().collect(),
         pseudonymised: pseudo.is_some_and(|p| p.orgs),
     })
 }
@@ -411,16 +473,71 @@ pub fn esc(s: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
 
+    fn c(s: &str) -> Country {
+        Country::parse(s).unwrap()
+    }
+
     #[test]
     fn third_countries() {
-        assert!(third_country(&["DE"], "US"));
-        assert!(!third_country(&["DE"], "FR"));
-        assert!(third_country(&["GB"], "US"));
-        assert!(!third_country(&["GB"], "GB"));
-        assert!(third_country(&["DE", "FR"], "CH"));
+        assert!(third_country(&[c("DE")], c("US")));
+        assert!(!third_country(&[c("DE")], c("FR")));
+        assert!(third_country(&[c("GB")], c("US")));
+        assert!(!third_country(&[c("GB")], c("GB")));
+        assert!(third_country(&[c("DE"), c("FR")], c("CH")));
+    }
+
+    #[test]
+    fn a_transfer_refused_on_recheck_counts_as_a_refusal() {
+        use serde_json::json;
+        let d = |seq: u64, origin: &str, dest: &str, decision: &str| {
+            json!({"seq":seq,"kind":"decision","time":"2026-03-01T10:00:00Z",
+                "request_id":format!("r{seq}"),"dataset":"ehr","origins":[origin],
+                "tags":{"origins":[origin],"categories":["health"]},"destination":dest,
+                "decision":decision,"rule":"eu.scc","article":"GDPR Art. 46",
+                "reason":"clauses","caller":{"org":"acme","purpose":"training"}})
+        };
+        let done = |seq: u64, outcome: &str, bytes: u64| {
+            let mut v = json!({"seq":seq + 1,"kind":"completion","time":"2026-03-01T10:00:01Z",
+                "decision_seq":seq,"bytes_out":bytes,"outcome":outcome});
+            if outcome == "refused" {
+                v["recheck"] = json!({"decision":"deny","rule":"eu.no-basis",
+                    "article":"GDPR Art. 44","reason":"special categories","origins":["DE"],
+                    "categories":["health"]});
+            }
+            v
+        };
+        let lines = [
+            d(1, "DE", "US", "allow"),
+            done(1, "complete", 100),
+            d(3, "DE", "US", "allow"),
+            done(3, "refused", 0),
+            // Not a transfer to a third country until the recheck found German data.
+            d(5, "CH", "CH", "allow"),
+            done(5, "refused", 0),
+            // Its completion is outside the period: a transfer all the same.
+            d(7, "DE", "US", "allow"),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("audit.jsonl");
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(&log, text).unwrap();
+        let r = report(&[log], "2026-01-01", "2026-12-31").unwrap();
+        assert_eq!(r.transfers.len(), 1);
+        assert_eq!((r.transfers[0].requests, r.transfers[0].bytes), (2, 100));
+        let refused: Vec<(&str, &str, u64)> = r
+            .refusals
+            .iter()
+            .map(|x| (x.destination.as_str(), x.rule.as_str(), x.count))
+            .collect();
+        assert_eq!(
+            refused,
+            [("CH", "eu.no-basis", 1), ("US", "eu.no-basis", 1)]
+        );
+        assert_eq!(r.refusals[0].reason, "special categories");
     }
 
     #[test]

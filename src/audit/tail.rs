@@ -6,6 +6,7 @@ use std::os::unix::fs::FileExt;
 
 use super::AuditError;
 use super::line::{GENESIS, HASH_LEN};
+use super::record::view::{RecordView, kind_of};
 use super::verify::{self, ProblemKind};
 
 /// How much of the end of the log is checked at start-up.
@@ -128,28 +129,18 @@ pub(crate) fn unfinished(file: &File, len: u64) -> Vec<(u64, String)> {
     let mut open: Vec<(u64, String)> = Vec::new();
     let mut done = std::collections::HashSet::new();
     for line in window.split(|&b| b == b'\n').skip(usize::from(start > 0)) {
-        // Only decisions and completions matter; the kind sits right after `prev`.
-        let head = &line[..line.len().min(140)];
-        let has = |pat: &[u8]| head.windows(pat.len()).any(|w| w == pat);
-        let is_decision = has(br#","kind":"decision","#);
-        let is_completion = has(br#","kind":"completion","#);
-        if !is_decision && !is_completion {
+        // Only decisions and completions matter.
+        if !matches!(kind_of(line), Some("decision" | "completion")) {
             continue;
         }
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else {
-            continue;
-        };
-        if is_completion {
-            if let Some(s) = v.get("decision_seq").and_then(|s| s.as_u64()) {
-                done.insert(s);
+        match RecordView::parse(line) {
+            Ok(RecordView::Completion(c)) => done.extend(c.decision_seq),
+            Ok(RecordView::Decision(d)) if d.status == 0 => {
+                if let Some(seq) = d.seq {
+                    open.push((seq, d.request_id.into_owned()));
+                }
             }
-        } else if v.get("status").and_then(|s| s.as_u64()) == Some(0)
-            && let (Some(seq), Some(id)) = (
-                v.get("seq").and_then(|s| s.as_u64()),
-                v.get("request_id").and_then(|s| s.as_str()),
-            )
-        {
-            open.push((seq, id.to_owned()));
+            _ => {}
         }
     }
     open.retain(|(s, _)| !done.contains(s));

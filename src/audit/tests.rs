@@ -468,6 +468,7 @@ async fn a_decision_record_reads_back() {
         reason: "no adequacy decision".into(),
         policy_version: "v1".into(),
         upstream: None,
+        exporter: None,
     }));
     let (_dir, path) = tmp();
     let log = AuditLog::open(&path, 8).unwrap();

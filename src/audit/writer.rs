@@ -62,6 +62,63 @@ pub(crate) fn drain(
     None
 }
 
+/// Fails every record of `batch` with `msg`: waiters get the error, fire-and-forget records
+/// are lost, and how many is logged. Shared by the file and the PostgreSQL writers.
+pub(crate) fn fail_batch(batch: &mut Vec<Pending>, log: &str, msg: &str) {
+    let mut lost = 0usize;
+    for p in batch.drain(..) {
+        match p.done {
+            Some(done) => {
+                let _ = done.send(Err(AuditError::Unavailable(msg.to_owned())));
+            }
+            None => lost += 1,
+        }
+    }
+    if lost > 0 {
+        tracing::error!(log = %log, lost, error = %msg, "audit records could not be written");
+    }
+}
+
+/// Gives every waiter of a durable `batch` its receipt: the records got the sequence numbers
+/// from `seq0` on and `hashes` (hex), in order.
+pub(crate) fn release(
+    batch: &mut Vec<Pending>,
+    seq0: u64,
+    hashes: impl IntoIterator<Item = String>,
+) {
+    for ((i, p), hash) in batch.drain(..).enumerate().zip(hashes) {
+        if let Some(done) = p.done {
+            let _ = done.send(Ok(Receipt {
+                seq: seq0 + i as u64,
+                hash,
+            }));
+        }
+    }
+}
+
+/// Stops a writer after a shutdown request (`ack`): marks the log stopped, refuses whatever
+/// was queued after the request (not lost silently), then acknowledges every shutdown request.
+pub(crate) fn stop_writer(shared: &Shared, rx: Receiver<Msg>, ack: oneshot::Sender<()>, log: &str) {
+    shared.state.fetch_max(STOPPED, Ordering::SeqCst);
+    let mut acks = vec![ack];
+    while let Ok(m) = rx.try_recv() {
+        match m {
+            Msg::Record(p) => {
+                if let Some(done) = p.done {
+                    let _ = done.send(Err(super::shut_down()));
+                } else {
+                    tracing::error!(log = %log, "audit record queued after shutdown was not written");
+                }
+            }
+            Msg::Shutdown(a) => acks.push(a),
+        }
+    }
+    drop(rx);
+    for a in acks {
+        let _ = a.send(());
+    }
+}
+
 /// What the writer needs from the file; a trait so tests can inject failures.
 pub(crate) trait LogFile: Send + 'static {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
@@ -182,56 +239,18 @@ impl<F: LogFile> Writer<F> {
             }
             if let Some(ack) = stop {
                 self.final_checkpoint();
-                self.stop(rx, ack);
+                stop_writer(&self.shared, rx, ack, &self.name);
                 return;
             }
-        }
-    }
-
-    fn stop(&mut self, rx: Receiver<Msg>, ack: oneshot::Sender<()>) {
-        self.shared.state.fetch_max(STOPPED, Ordering::SeqCst);
-        // Whatever slipped in after the shutdown request is refused, not lost silently.
-        let mut acks = vec![ack];
-        while let Ok(m) = rx.try_recv() {
-            match m {
-                Msg::Record(p) => {
-                    if let Some(done) = p.done {
-                        let _ = done.send(Err(AuditError::Unavailable(
-                            "the audit log is shut down".into(),
-                        )));
-                    } else {
-                        tracing::error!(log = %self.name, "audit record queued after shutdown was not written");
-                    }
-                }
-                Msg::Shutdown(a) => acks.push(a),
-            }
-        }
-        drop(rx);
-        for a in acks {
-            let _ = a.send(());
-        }
-    }
-
-    fn fail(&self, batch: &mut Vec<Pending>, msg: &str) {
-        let mut lost = 0usize;
-        for p in batch.drain(..) {
-            match p.done {
-                Some(done) => {
-                    let _ = done.send(Err(AuditError::Unavailable(msg.to_owned())));
-                }
-                None => lost += 1,
-            }
-        }
-        if lost > 0 {
-            tracing::error!(log = %self.name, lost, error = %msg, "audit records could not be written");
         }
     }
 
     /// Writes one batch: one write, one fdatasync, then every waiter learns its receipt.
     pub fn commit(&mut self, batch: &mut Vec<Pending>) {
         if self.shared.state.load(Ordering::SeqCst) == POISONED {
-            self.fail(
+            fail_batch(
                 batch,
+                &self.name,
                 "the audit log refuses records after an earlier fdatasync failure; restart the gateway",
             );
             return;
@@ -261,7 +280,7 @@ impl<F: LogFile> Writer<F> {
                 }
             }
             tracing::error!(log = %self.name, error = %msg, "audit batch failed");
-            self.fail(batch, &msg);
+            fail_batch(batch, &self.name, &msg);
             return;
         }
         let synced = std::time::Instant::now();
@@ -274,20 +293,13 @@ impl<F: LogFile> Writer<F> {
                 self.name
             );
             tracing::error!(log = %self.name, error = %msg, "audit log poisoned");
-            self.fail(batch, &msg);
+            fail_batch(batch, &self.name, &msg);
             return;
         }
         crate::metrics::global().audit_commit(batch.len(), synced.elapsed());
         self.len += self.buf.len() as u64;
         self.shared.write_failing.store(false, Ordering::SeqCst);
-        for ((i, p), h) in batch.drain(..).enumerate().zip(&self.hashes) {
-            if let Some(done) = p.done {
-                let _ = done.send(Ok(Receipt {
-                    seq: seq0 + i as u64,
-                    hash: hex::encode(h),
-                }));
-            }
-        }
+        release(batch, seq0, self.hashes.iter().map(hex::encode));
     }
 
     fn poison(&self) {

@@ -3,6 +3,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -33,6 +34,11 @@ pub enum Command {
         /// A file of `Audit-Receipt` header values, one per line: each record must still be there.
         #[arg(long)]
         receipts: Option<PathBuf>,
+        /// With `--pubkey`: a log that started less than SECS ago may have no checkpoint yet
+        /// (its first one is pending, as the admin endpoint reports it; the gateway allows
+        /// `audit.checkpoint_interval_secs` + 5).
+        #[arg(long, value_name = "SECS", default_value_t = 0)]
+        checkpoint_grace: u64,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -142,6 +148,9 @@ pub struct ReportArgs {
     /// Check checkpoint signatures with this public key for the verification header.
     #[arg(long)]
     pubkey: Option<String>,
+    /// With `--pubkey`: a log that started less than SECS ago may have no checkpoint yet.
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    checkpoint_grace: u64,
     #[command(flatten)]
     pseudo: PseudoArgs,
 }
@@ -154,6 +163,7 @@ pub fn run(c: Command) -> ExitCode {
             table,
             pubkey,
             receipts,
+            checkpoint_grace,
             json,
         } => {
             // Files named on the command line win over `BORDERGATE_AUDIT_POSTGRES`.
@@ -167,7 +177,10 @@ pub fn run(c: Command) -> ExitCode {
             };
             match url {
                 Some(u) => verify_postgres(&u, &table, json),
-                None => verify(&files, pubkey.as_deref(), receipts.as_deref(), json),
+                None => {
+                    let grace = Duration::from_secs(checkpoint_grace);
+                    verify(&files, pubkey.as_deref(), receipts.as_deref(), grace, json)
+                }
             }
         }
         Command::Export { postgres, table } => export(&postgres, &table),
@@ -185,11 +198,13 @@ fn verify(
     files: &[PathBuf],
     pubkey: Option<&str>,
     receipts: Option<&Path>,
+    checkpoint_grace: Duration,
     json: bool,
 ) -> Result<ExitCode, String> {
     let mut opts = VerifyOptions {
         pubkey: pubkey.map(PublicKey::parse_or_load).transpose()?,
         receipts: Vec::new(),
+        checkpoint_grace,
     };
     if let Some(r) = receipts {
         let text = std::fs::read_to_string(r)
@@ -501,6 +516,7 @@ fn report(a: ReportArgs) -> Result<ExitCode, String> {
             .map(PublicKey::parse_or_load)
             .transpose()?,
         receipts: Vec::new(),
+        checkpoint_grace: Duration::from_secs(a.checkpoint_grace),
     };
     let r = report_with(&a.files, &a.from, &a.to, pseudo.as_ref(), &opts)?;
     let text = match a.format.as_str() {

@@ -200,3 +200,37 @@ fn the_counter_is_seeded_from_allowed_exports_of_this_year() {
     assert_eq!(k.totals("acme-cn", 2026), (63_000, 0, false));
     assert_eq!(k.totals("acme-cn-2", 2026), (50_000, 0, false));
 }
+
+#[test]
+fn seeding_takes_the_exporter_the_record_names() {
+    let cat = catalog();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let rec = |ds: &str, exporter: Option<&str>| {
+        let mut v = serde_json::json!({
+            "kind": "decision", "time": "2026-03-01T10:00:00Z", "dataset": ds,
+            "decision": "allow", "enforced": true, "destination": "US",
+            "direction": "download", "upstream": "cn-store", "origins": ["CN"],
+            "tags": { "origins": ["CN"], "categories": ["personal"] }
+        });
+        if let Some(x) = exporter {
+            v["exporter"] = x.into();
+        }
+        v.to_string()
+    };
+    let text = [
+        rec("cn-a", Some("recorded-cn")),
+        // Recorded beats the catalog's `exporter`.
+        rec("cn-b", Some("recorded-cn")),
+        // Without one: derived as before (the upstream's operator).
+        rec("cn-health", None),
+    ]
+    .join("\n");
+    std::fs::write(&log, text + "\n").unwrap();
+    let k = ExportCounter::new();
+    let ops: HashMap<String, String> = [("cn-store".to_string(), "acme-cn".to_string())].into();
+    assert_eq!(k.seed(&[log], &cat, &ops, 2026).unwrap(), 3);
+    assert_eq!(k.totals("recorded-cn", 2026), (110_000, 0, false));
+    assert_eq!(k.totals("acme-cn-2", 2026), (0, 0, false));
+    assert_eq!(k.totals("acme-cn", 2026), (3_000, 0, false));
+}

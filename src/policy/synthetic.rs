@@ -170,6 +170,7 @@ pub fn audit_log(set: &PolicySet, scenarios: &[Scenario], n: usize, date: time::
             reason: d.reason.clone(),
             policy_version: d.policy_version.to_string(),
             upstream: Some("eu-store".into()),
+            exporter: None,
         }));
         let Ok(json) = serde_json::to_vec(&rec) else {
             continue;

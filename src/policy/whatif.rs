@@ -2,14 +2,17 @@
 //! set and report the transfers whose outcome would change.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
 use std::io::Read;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::{PolicySet, Query};
-use crate::model::{Category, Country, Direction, Effect, Tags};
+use super::PolicySet;
+use crate::audit::record::view::{DecisionView, kind_of};
+use crate::model::{Category, Country, Direction, Effect};
 
 /// Options of a replay.
 #[derive(Clone, Debug, Default)]
@@ -87,67 +90,68 @@ impl Report {
     }
 }
 
-#[derive(Deserialize)]
-struct CallerRec<'a> {
-    #[serde(borrow)]
-    org: Cow<'a, str>,
-    #[serde(borrow)]
-    purpose: Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-struct TagsRec {
-    #[serde(default)]
-    origins: BTreeSet<Country>,
-    #[serde(default)]
-    categories: BTreeSet<Category>,
-    #[serde(default)]
-    purposes: Option<BTreeSet<String>>,
-    #[serde(default)]
-    derogations: BTreeSet<String>,
-    #[serde(default)]
-    anonymity_assessed: bool,
-}
-
-/// The fields of a decision record a replay needs (typed: no `serde_json::Value`).
-#[derive(Deserialize)]
-struct DecisionRec<'a> {
-    seq: u64,
-    #[serde(borrow)]
-    kind: Cow<'a, str>,
-    #[serde(borrow)]
-    time: Cow<'a, str>,
-    #[serde(borrow)]
-    request_id: Cow<'a, str>,
-    #[serde(borrow, default)]
-    caller: Option<CallerRec<'a>>,
-    #[serde(borrow, default)]
-    dataset: Option<Cow<'a, str>>,
-    #[serde(default)]
-    tags: Option<TagsRec>,
-    #[serde(default)]
-    destination: Option<Country>,
-    direction: Direction,
-    decision: Effect,
-    #[serde(borrow)]
-    rule: Cow<'a, str>,
-    #[serde(borrow, default)]
-    upstream: Option<Cow<'a, str>>,
-}
-
-/// What a replayed decision depends on; equal keys decide alike.
-#[derive(Hash, PartialEq, Eq)]
-struct Key {
-    origins: Vec<Country>,
-    categories: Vec<Category>,
-    purposes: Option<Vec<String>>,
-    derogations: Vec<String>,
-    purpose: String,
-    importer: Option<String>,
+/// What a replayed decision depends on, borrowed from the record; equal keys decide alike.
+#[derive(Clone, Copy, Hash, PartialEq, Eq)]
+struct Key<'r> {
+    origins: &'r [Country],
+    categories: &'r [Category],
+    purposes: Option<&'r [Cow<'r, str>]>,
+    derogations: &'r [Cow<'r, str>],
+    purpose: &'r str,
+    importer: Option<&'r str>,
     destination: Country,
     /// `true` for uploads.
     upload: bool,
     date: time::Date,
+}
+
+/// A key kept in the cache, and the decision it gives: (effect, rule, reason).
+struct Cached {
+    origins: Vec<Country>,
+    categories: Vec<Category>,
+    purposes: Option<Vec<Cow<'static, str>>>,
+    derogations: Vec<Cow<'static, str>>,
+    purpose: String,
+    importer: Option<String>,
+    destination: Country,
+    upload: bool,
+    date: time::Date,
+    decided: (Effect, String, String),
+}
+
+fn owned(v: &[Cow<'_, str>]) -> Vec<Cow<'static, str>> {
+    v.iter().map(|s| Cow::Owned(s.to_string())).collect()
+}
+
+impl Cached {
+    fn new(k: Key<'_>, decided: (Effect, String, String)) -> Cached {
+        Cached {
+            origins: k.origins.to_vec(),
+            categories: k.categories.to_vec(),
+            purposes: k.purposes.map(owned),
+            derogations: owned(k.derogations),
+            purpose: k.purpose.to_owned(),
+            importer: k.importer.map(str::to_owned),
+            destination: k.destination,
+            upload: k.upload,
+            date: k.date,
+            decided,
+        }
+    }
+
+    fn key(&self) -> Key<'_> {
+        Key {
+            origins: &self.origins,
+            categories: &self.categories,
+            purposes: self.purposes.as_deref(),
+            derogations: &self.derogations,
+            purpose: &self.purpose,
+            importer: self.importer.as_deref(),
+            destination: self.destination,
+            upload: self.upload,
+            date: self.date,
+        }
+    }
 }
 
 /// Whether a recorded rule id was decided by the policies (a regime's rule or the
@@ -167,7 +171,9 @@ fn date_of(time: &str) -> Option<time::Date> {
 struct Worker<'s> {
     set: &'s PolicySet,
     opts: &'s Options,
-    cache: HashMap<Key, (Effect, String, String)>,
+    /// Decisions by the hash of their key (looked up without building an owned key).
+    cache: HashMap<u64, Vec<Cached>>,
+    hasher: RandomState,
     report: Report,
 }
 
@@ -177,18 +183,17 @@ impl Worker<'_> {
             return;
         }
         self.report.lines += 1;
-        // The writer puts `kind` right after `seq` and `prev`: look only there.
-        let head = line.get(..160).unwrap_or(line);
-        if memchr_str(head, br#""kind":"decision""#).is_none() {
+        if kind_of(line) != Some("decision") {
             return;
         }
-        let Ok(rec) = serde_json::from_slice::<DecisionRec<'_>>(line) else {
+        let Ok(rec) = DecisionView::parse(line) else {
             self.report.malformed += 1;
             return;
         };
-        if rec.kind != "decision" {
+        let Some(seq) = rec.seq else {
+            self.report.malformed += 1;
             return;
-        }
+        };
         let (Some(caller), Some(tags), Some(dest)) = (&rec.caller, &rec.tags, rec.destination)
         else {
             self.report.skipped += 1;
@@ -203,49 +208,43 @@ impl Worker<'_> {
             return;
         };
         let importer = match rec.direction {
-            Direction::Download => Some(caller.org.to_string()),
+            Direction::Download => Some(&*caller.org),
             Direction::Upload => rec
                 .upstream
                 .as_deref()
-                .and_then(|u| self.opts.operators.get(u).cloned()),
+                .and_then(|u| self.opts.operators.get(u))
+                .map(String::as_str),
         };
         let key = Key {
-            origins: tags.origins.iter().copied().collect(),
-            categories: tags.categories.iter().copied().collect(),
-            purposes: tags.purposes.as_ref().map(|p| p.iter().cloned().collect()),
-            derogations: tags.derogations.iter().cloned().collect(),
-            purpose: caller.purpose.to_string(),
+            origins: &tags.origins,
+            categories: &tags.categories,
+            purposes: tags.purposes.as_deref(),
+            derogations: &tags.derogations,
+            purpose: &caller.purpose,
             importer,
             destination: dest,
             upload: rec.direction == Direction::Upload,
             date,
         };
         self.report.replayed += 1;
-        let set = self.set;
-        let (effect, rule, reason) = self.cache.entry(key).or_insert_with_key(|k| {
-            let t = Tags {
-                origins: tags.origins.clone(),
-                categories: tags.categories.clone(),
-                purposes: tags.purposes.clone(),
-                derogations: tags.derogations.clone(),
-                anonymity_assessed: tags.anonymity_assessed,
-                ..Tags::default()
-            };
-            let d = set.decide(&Query {
-                tags: &t,
-                purpose: &k.purpose,
-                importer: k.importer.as_deref(),
-                destination: k.destination,
-                direction: if k.upload {
-                    Direction::Upload
-                } else {
-                    Direction::Download
-                },
-                date: k.date,
-                volume: None,
-            });
-            (d.effect, d.rule, d.reason)
-        });
+        let bucket = self.cache.entry(self.hasher.hash_one(key)).or_default();
+        let at = match bucket.iter().position(|c| c.key() == key) {
+            Some(at) => at,
+            None => {
+                // The key holds every part of the tags the policies read.
+                let t = crate::transfer::Transfer::of_tags(
+                    tags.to_tags(),
+                    rec.direction,
+                    dest,
+                    key.importer,
+                    key.purpose,
+                );
+                let d = t.decide(self.set, date, None);
+                bucket.push(Cached::new(key, (d.effect, d.rule, d.reason)));
+                bucket.len() - 1
+            }
+        };
+        let (effect, rule, reason) = &bucket[at].decided;
         if *effect == rec.decision {
             return;
         }
@@ -263,7 +262,7 @@ impl Worker<'_> {
         *r.by_destination.entry(dest.to_string()).or_default() += 1;
         if r.changes.len() < self.opts.keep {
             r.changes.push(Change {
-                seq: rec.seq,
+                seq,
                 request_id: rec.request_id.to_string(),
                 time: rec.time.to_string(),
                 org: caller.org.to_string(),
@@ -278,10 +277,6 @@ impl Worker<'_> {
             });
         }
     }
-}
-
-fn memchr_str(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Replays every decision record of `log` against `set`.
@@ -303,6 +298,7 @@ pub fn replay_reader(
                     set,
                     opts,
                     cache: HashMap::new(),
+                    hasher: RandomState::new(),
                     report: Report::default(),
                 };
                 for chunk in rx {

@@ -114,6 +114,9 @@ impl Attempt {
             reason: reason.to_string(),
             policy_version: self.policy_version.to_string(),
             upstream: self.upstream.clone(),
+            exporter: t
+                .and_then(|t| t.export.as_ref())
+                .and_then(|e| e.exporter.clone()),
         }))
     }
 }

@@ -21,9 +21,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio_postgres::{Client, NoTls, Statement};
 
+use super::AuditError;
 use super::line::{HASH_LEN, encode_line};
-use super::writer::{Msg, Pending, STOPPED, Shared};
-use super::{AuditError, Receipt};
+use super::writer::{self, Msg, Pending, STOPPED, Shared};
 use schema::{ChainHead, Sql};
 
 /// A batch taking longer than this fails (and the connection is dropped).
@@ -212,29 +212,13 @@ impl PgWriter {
     pub fn run(mut self, rx: Receiver<Msg>) {
         let mut batch: Vec<Pending> = Vec::with_capacity(self.batch_max);
         while let Ok(first) = rx.recv() {
-            let stop = super::writer::drain(first, &rx, &mut batch, self.batch_max);
+            let stop = writer::drain(first, &rx, &mut batch, self.batch_max);
             if !batch.is_empty() {
                 self.commit(&mut batch);
             }
             if let Some(ack) = stop {
-                self.shared.state.fetch_max(STOPPED, Ordering::SeqCst);
-                let mut acks = vec![ack];
-                while let Ok(m) = rx.try_recv() {
-                    match m {
-                        Msg::Record(p) => {
-                            if let Some(done) = p.done {
-                                let _ = done.send(Err(super::shut_down()));
-                            } else {
-                                tracing::error!(log = %self.name, "audit record queued after shutdown was not written");
-                            }
-                        }
-                        Msg::Shutdown(a) => acks.push(a),
-                    }
-                }
-                for a in acks {
-                    let _ = a.send(());
-                }
-                break;
+                writer::stop_writer(&self.shared, rx, ack, &self.name);
+                return;
             }
         }
         self.shared.state.fetch_max(STOPPED, Ordering::SeqCst);
@@ -255,14 +239,7 @@ impl PgWriter {
             Ok((seq0, hashes)) => {
                 crate::metrics::global().audit_commit(batch.len(), started.elapsed());
                 self.shared.write_failing.store(false, Ordering::SeqCst);
-                for ((i, p), h) in batch.drain(..).enumerate().zip(hashes) {
-                    if let Some(done) = p.done {
-                        let _ = done.send(Ok(Receipt {
-                            seq: seq0 + i as u64,
-                            hash: h,
-                        }));
-                    }
-                }
+                writer::release(batch, seq0, hashes);
             }
             Err(e) => {
                 // The transaction was rolled back (or never committed): no row, no gap.
@@ -272,18 +249,7 @@ impl PgWriter {
                 self.shared.write_failing.store(true, Ordering::SeqCst);
                 let msg = format!("cannot write to {}: {e}", self.name);
                 tracing::error!(log = %self.name, error = %msg, "audit batch failed");
-                let mut lost = 0usize;
-                for p in batch.drain(..) {
-                    match p.done {
-                        Some(done) => {
-                            let _ = done.send(Err(AuditError::Unavailable(msg.clone())));
-                        }
-                        None => lost += 1,
-                    }
-                }
-                if lost > 0 {
-                    tracing::error!(log = %self.name, lost, error = %msg, "audit records could not be written");
-                }
+                writer::fail_batch(batch, &self.name, &msg);
             }
         }
     }

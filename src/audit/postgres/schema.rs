@@ -3,7 +3,8 @@
 
 use tokio_postgres::Client;
 
-use crate::audit::line::{GENESIS, HASH_LEN, read_head};
+use crate::audit::line::{GENESIS, HASH_LEN};
+use crate::audit::verify::{Chain, check_from};
 
 /// How many of the last rows the start-up check reads.
 pub(crate) const TAIL_ROWS: i64 = 1000;
@@ -168,30 +169,51 @@ pub(crate) async fn prepare(client: &mut Client, sql: &Sql) -> Result<ChainHead,
     Ok(head)
 }
 
-/// Checks rows (oldest first) against each other and against the chain head.
+/// Checks rows (oldest first) against each other and against the chain head, with the
+/// verifier of `bordergate audit verify`: the rows are read as the lines of a log, the first
+/// taken on trust (apart from its own hash) unless it is seq 1.
 pub(crate) fn check_tail(rows: &[(i64, &str)], head: ChainHead, t: &str) -> Result<(), String> {
-    let mut last: Option<(u64, [u8; HASH_LEN])> = None;
-    for &(seq, line) in rows {
-        let h = read_head(line.as_bytes()).map_err(|e| format!("`{t}` seq {seq}: {e}"))?;
-        if !h.hash_ok || u64::try_from(seq).ok() != Some(h.seq) {
-            return Err(format!(
-                "`{t}` seq {seq} does not match its hash; run `bordergate audit verify --postgres …`"
-            ));
-        }
-        if let Some((ls, lh)) = last
-            && (h.seq != ls + 1 || h.prev != lh)
-        {
-            return Err(format!(
-                "`{t}` seq {} does not follow seq {ls}; run `bordergate audit verify --postgres …`",
-                h.seq
-            ));
-        }
-        if last.is_none() && h.seq == 1 && h.prev != GENESIS {
-            return Err(format!("`{t}` seq 1 does not start the chain"));
-        }
-        last = Some((h.seq, h.hash));
+    const RUN: &str = "run `bordergate audit verify --postgres …`";
+    let mut text = Vec::with_capacity(rows.iter().map(|(_, l)| l.len() + 1).sum());
+    for (_, line) in rows {
+        text.extend_from_slice(line.as_bytes());
+        text.push(b'\n');
     }
-    match last {
+    let anchored = rows.first().is_some_and(|&(seq, _)| seq == 1);
+    // Each row's `seq` column must be the seq of its line: the verifier sees only the lines.
+    let mut next = 0usize;
+    let mut mislabelled: Option<(i64, u64)> = None;
+    let out = check_from(&text[..], Chain::new(anchored, 0), &mut |_, seq| {
+        if let Some(&(column, _)) = rows.get(next)
+            && u64::try_from(column).ok() != Some(seq)
+        {
+            mislabelled.get_or_insert((column, seq));
+        }
+        next += 1;
+    });
+    if let Some(f) = out.finding {
+        let p = f.problem;
+        let row = usize::try_from(p.line)
+            .ok()
+            .and_then(|l| rows.get(l.checked_sub(1)?));
+        let seq = p.seq.or(row.and_then(|&(s, _)| u64::try_from(s).ok()));
+        let at = seq.map(|s| format!(" seq {s}")).unwrap_or_default();
+        let lines = if p.message.contains("line ") {
+            format!("; line 1 is the oldest of the {} row(s) read", rows.len())
+        } else {
+            String::new()
+        };
+        return Err(format!(
+            "`{t}`{at}: {}: {}{lines}; {RUN}",
+            p.kind, p.message
+        ));
+    }
+    if let Some((column, seq)) = mislabelled {
+        return Err(format!(
+            "`{t}` row seq {column} holds the record of seq {seq}; {RUN}"
+        ));
+    }
+    match out.last {
         None if head.seq == 0 => Ok(()),
         None => Err(format!(
             "`{t}` is empty but its chain head says seq {}: records were deleted",
@@ -254,13 +276,40 @@ mod tests {
             "t",
         )
         .unwrap_err();
-        assert!(e.contains("seq 3 does not follow seq 1"), "{e}");
+        assert!(
+            e.contains("missing") && e.contains("seq 2 is missing"),
+            "{e}"
+        );
         let edited = lines[1].replace("\"x\"", "\"y\"");
         let bad = [rows[0], (2, edited.as_str())];
         let e = check_tail(&bad, head, "t").unwrap_err();
-        assert!(e.contains("seq 2 does not match its hash"), "{e}");
+        assert!(
+            e.contains("modified")
+                && e.contains("seq 2")
+                && e.contains("no longer matches its hash"),
+            "{e}"
+        );
         let e = check_tail(&[], head, "t").unwrap_err();
         assert!(e.contains("empty"), "{e}");
+        // Links are checked from the first row on, and seq 1 must start the chain.
+        let line = |seq: u64, prev: &[u8; HASH_LEN], event: &str| {
+            let mut buf = Vec::new();
+            let json = format!(r#"{{"kind":"event","event":"{event}"}}"#);
+            encode_line(&mut buf, seq, prev, json.as_bytes());
+            buf.pop();
+            String::from_utf8(buf).unwrap()
+        };
+        let other = line(1, &GENESIS, "other");
+        let e = check_tail(&[(1, &other), rows[1]], head, "t").unwrap_err();
+        assert!(e.contains("seq 2") && e.contains("does not link"), "{e}");
+        let stray = line(1, &[7; HASH_LEN], "x");
+        let e = check_tail(&[(1, &stray)], head, "t").unwrap_err();
+        assert!(e.contains("seq 1") && e.contains("genesis"), "{e}");
+        // The `seq` column must be the line's.
+        let e = check_tail(&[(7, rows[2].1), rows[3], rows[4]], head, "t").unwrap_err();
+        assert!(e.contains("row seq 7 holds the record of seq 3"), "{e}");
+        let e = check_tail(&[(1, "garbage")], head, "t").unwrap_err();
+        assert!(e.contains("seq 1") && e.contains("malformed"), "{e}");
     }
 
     #[test]

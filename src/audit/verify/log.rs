@@ -6,10 +6,14 @@ use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Cursor, Read};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use time::OffsetDateTime;
 
 use super::{Chain, Problem, ProblemKind, check_from};
 use crate::audit::checkpoint::{Checkpoint, PublicKey};
 use crate::audit::line::{HASH_LEN, MAX_LINE, read_head};
+use crate::audit::record::view::{RecordView, kind_of};
 use crate::audit::record::{SegmentRemoved, SegmentStart};
 
 /// What to check besides the chain.
@@ -19,12 +23,18 @@ pub struct VerifyOptions {
     pub pubkey: Option<PublicKey>,
     /// Receipts `(seq, hash)` whose records must still be in the log.
     pub receipts: Vec<(u64, String)>,
+    /// How long a young log may lack its first checkpoint: when no checkpoint is in the log
+    /// and its newest `start` event is less than this from now, that is reported as
+    /// [`LogReport::checkpoint_pending`] instead of damage. The writer signs its first
+    /// checkpoint `audit.checkpoint_interval_secs` after it starts writing, so the gateway
+    /// uses that plus a little; zero (the default) allows no grace.
+    pub checkpoint_grace: Duration,
 }
 
 /// One piece of damage: its kind and where it starts.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Damage {
-    pub kind: String,
+    pub kind: ProblemKind,
     /// The file (segment) it was found in.
     pub file: String,
     /// 1-based line in that file (0: the file as a whole).
@@ -64,6 +74,10 @@ pub struct LogReport {
     pub receipts_checked: usize,
     /// Every damage found, in order; at most one per kind and file.
     pub damage: Vec<Damage>,
+    /// No checkpoint is in the log yet, and it started within
+    /// [`VerifyOptions::checkpoint_grace`]: its first checkpoint is still to come.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub checkpoint_pending: bool,
 }
 
 impl LogReport {
@@ -113,6 +127,12 @@ impl fmt::Display for LogReport {
         }
         if self.receipts_checked > 0 {
             writeln!(f, "  receipts checked: {}", self.receipts_checked)?;
+        }
+        if self.checkpoint_pending {
+            writeln!(
+                f,
+                "  note: no checkpoint yet: the log started recently and its first one is pending"
+            )?;
         }
         if let (Some(signed), Some(last)) = (self.signed_to, self.last_seq)
             && last > signed
@@ -178,8 +198,7 @@ pub fn verify_log(paths: &[PathBuf], opts: &VerifyOptions) -> LogReport {
     };
     let mut state: Option<(u64, [u8; HASH_LEN])> = None;
     let mut gaps: Vec<Gap> = Vec::new();
-    let mut removals: Vec<SegmentRemoved> = Vec::new();
-    let mut cp_problems: Vec<Damage> = Vec::new();
+    let mut seen = Seen::default();
     for path in &files {
         let name = display_name(path);
         let (first, rest) = match open_first(path) {
@@ -210,17 +229,7 @@ pub fn verify_log(paths: &[PathBuf], opts: &VerifyOptions) -> LogReport {
             (None, _, _) => Chain::new(true, 0),
         };
         let reader = Cursor::new(first).chain(rest);
-        let mut on = |line: &[u8], seq: u64| {
-            on_record(
-                line,
-                seq,
-                &name,
-                opts,
-                &mut rep,
-                &mut removals,
-                &mut cp_problems,
-            )
-        };
+        let mut on = |line: &[u8], seq: u64| on_record(line, seq, &name, opts, &mut rep, &mut seen);
         let out = check_from(BufReader::new(reader), chain, &mut on);
         rep.files.push((name.clone(), out.records));
         rep.records += out.records;
@@ -235,6 +244,11 @@ pub fn verify_log(paths: &[PathBuf], opts: &VerifyOptions) -> LogReport {
             rep.last_hash = Some(hex::encode(h));
         }
     }
+    let Seen {
+        removals,
+        cp_problems,
+        last_start,
+    } = seen;
     for g in gaps {
         let justified = removals.iter().any(|r| {
             r.segment == g.previous && r.last_hash == g.previous_hash && r.last_seq + 1 == g.seq
@@ -264,19 +278,23 @@ pub fn verify_log(paths: &[PathBuf], opts: &VerifyOptions) -> LogReport {
         && !rep
             .damage
             .iter()
-            .any(|d| d.kind == "bad-checkpoint-signature")
+            .any(|d| d.kind == ProblemKind::BadCheckpointSignature)
     {
-        rep.damage.push(damage(
-            ProblemKind::BadCheckpointSignature,
-            files
-                .last()
-                .map(|p| display_name(p))
-                .as_deref()
-                .unwrap_or(""),
-            0,
-            None,
-            format!("no checkpoint signed by key `{}` in the log", key.id),
-        ));
+        if young(last_start, opts.checkpoint_grace, OffsetDateTime::now_utc()) {
+            rep.checkpoint_pending = true;
+        } else {
+            rep.damage.push(damage(
+                ProblemKind::BadCheckpointSignature,
+                files
+                    .last()
+                    .map(|p| display_name(p))
+                    .as_deref()
+                    .unwrap_or(""),
+                0,
+                None,
+                format!("no checkpoint signed by key `{}` in the log", key.id),
+            ));
+        }
     }
     if !opts.receipts.is_empty() {
         check_receipts(&files, opts, &removals, &mut rep);
@@ -291,7 +309,7 @@ fn display_name(p: &Path) -> String {
 
 fn damage(kind: ProblemKind, file: &str, line: u64, seq: Option<u64>, message: String) -> Damage {
     Damage {
-        kind: kind.as_str().to_owned(),
+        kind,
         file: file.to_owned(),
         line,
         seq,
@@ -306,7 +324,7 @@ fn from_problem(file: &str, p: Problem) -> Damage {
 /// Keeps the first damage of each kind in each file (every missing receipt is named).
 fn dedupe(d: &mut Vec<Damage>) {
     let mut seen = std::collections::HashSet::new();
-    d.retain(|x| x.kind == "missing-receipt" || seen.insert((x.kind.clone(), x.file.clone())));
+    d.retain(|x| x.kind == ProblemKind::MissingReceipt || seen.insert((x.kind, x.file.clone())));
 }
 
 fn open_first(path: &Path) -> Result<(Vec<u8>, BufReader<File>), String> {
@@ -322,7 +340,7 @@ fn open_first(path: &Path) -> Result<(Vec<u8>, BufReader<File>), String> {
 
 /// The line's record, if it is a `segment-start` event.
 fn first_segment_start(line: &[u8]) -> Option<SegmentStart> {
-    if !contains(head_of(line), br#""kind":"event""#) || !contains(line, br#""segment-start""#) {
+    if kind_of(line) != Some("event") || !contains(line, br#""segment-start""#) {
         return None;
     }
     serde_json::from_slice::<SegmentStart>(line)
@@ -330,12 +348,22 @@ fn first_segment_start(line: &[u8]) -> Option<SegmentStart> {
         .filter(|s| s.event == "segment-start")
 }
 
-fn head_of(line: &[u8]) -> &[u8] {
-    &line[..line.len().min(140)]
-}
-
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// What the walk over the records gathers besides the report.
+#[derive(Default)]
+struct Seen {
+    removals: Vec<SegmentRemoved>,
+    cp_problems: Vec<Damage>,
+    /// Time of the newest `start` event.
+    last_start: Option<OffsetDateTime>,
+}
+
+/// Whether a log whose newest start was at `start` may still lack its first checkpoint.
+fn young(start: Option<OffsetDateTime>, grace: Duration, now: OffsetDateTime) -> bool {
+    start.is_some_and(|t| (now - t).unsigned_abs() < grace)
 }
 
 fn on_record(
@@ -344,21 +372,22 @@ fn on_record(
     file: &str,
     opts: &VerifyOptions,
     rep: &mut LogReport,
-    removals: &mut Vec<SegmentRemoved>,
-    cp_problems: &mut Vec<Damage>,
+    seen: &mut Seen,
 ) {
     rep.first_seq.get_or_insert(seq);
-    let head = head_of(line);
-    if contains(head, br#""kind":"checkpoint""#) {
+    let kind = kind_of(line);
+    if kind == Some("checkpoint") {
         let Some(key) = &opts.pubkey else { return };
         let bad = |m: String| damage(ProblemKind::BadCheckpointSignature, file, 0, Some(seq), m);
         let prev = read_head(line)
             .map(|h| hex::encode(h.prev))
             .unwrap_or_default();
         match serde_json::from_slice::<Checkpoint>(line) {
-            Err(e) => cp_problems.push(bad(format!("checkpoint seq {seq} is unreadable: {e}"))),
+            Err(e) => seen
+                .cp_problems
+                .push(bad(format!("checkpoint seq {seq} is unreadable: {e}"))),
             Ok(c) if c.covers_seq + 1 != seq || c.covers_hash != prev => {
-                cp_problems.push(bad(format!(
+                seen.cp_problems.push(bad(format!(
                     "checkpoint seq {seq} signs seq {} with hash {}, but the record before it is \
                      seq {} with hash {prev}: the records before it were rewritten",
                     c.covers_seq,
@@ -371,15 +400,23 @@ fn on_record(
                     rep.checkpoints += 1;
                     rep.signed_to = Some(c.covers_seq);
                 }
-                Err(m) => cp_problems.push(bad(format!("checkpoint seq {seq}: {m}"))),
+                Err(m) => seen
+                    .cp_problems
+                    .push(bad(format!("checkpoint seq {seq}: {m}"))),
             },
         }
-    } else if contains(head, br#""kind":"event""#)
-        && contains(line, br#""segment-removed""#)
-        && let Ok(r) = serde_json::from_slice::<SegmentRemoved>(line)
-        && r.event == "segment-removed"
-    {
-        removals.push(r);
+    } else if kind == Some("event") {
+        if contains(line, br#""segment-removed""#)
+            && let Ok(r) = serde_json::from_slice::<SegmentRemoved>(line)
+            && r.event == "segment-removed"
+        {
+            seen.removals.push(r);
+        } else if contains(line, br#""event":"start""#)
+            && let Ok(RecordView::Event(e)) = RecordView::parse(line)
+            && e.event == "start"
+        {
+            seen.last_start = e.time().or(seen.last_start);
+        }
     }
 }
 
@@ -440,12 +477,12 @@ fn check_receipts(
             ),
             None => format!("receipt seq {seq} hash {hash}: the record is not in the log"),
         };
-        rep.damage.push(Damage {
-            kind: ProblemKind::MissingReceipt.as_str().to_owned(),
-            file: file.clone(),
-            line: 0,
-            seq: Some(seq),
-            message: msg,
-        });
+        rep.damage.push(damage(
+            ProblemKind::MissingReceipt,
+            &file,
+            0,
+            Some(seq),
+            msg,
+        ));
     }
 }

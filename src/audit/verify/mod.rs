@@ -26,8 +26,9 @@ const LOOKAHEAD: usize = 1024;
 /// How many recent records are remembered to recognise a copied line.
 const RING: usize = 1024;
 
-/// What kind of damage a problem is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// What kind of damage a problem is; serialised as [`ProblemKind::as_str`] says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ProblemKind {
     /// A record's content no longer matches its hash, or a record was rewritten.
     Modified,

@@ -338,6 +338,56 @@ fn kinds_display_lowercase() {
     );
 }
 
+#[test]
+fn kinds_serialise_as_they_display() {
+    use ProblemKind::*;
+    for k in [
+        Modified,
+        MissingSegment,
+        BadCheckpointSignature,
+        MissingReceipt,
+    ] {
+        assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+    }
+}
+
+#[test]
+fn a_young_log_may_lack_its_first_checkpoint_within_the_grace() {
+    let (_, key) = crate::audit::checkpoint::generate().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let write = |start: &str| {
+        let rec = format!(
+            r#"{{"kind":"event","time":"{start}","event":"start","detail":"new log","policy_version":null}}"#
+        );
+        let (a, h) = forge(1, &GENESIS, &rec);
+        let (b, _) = forge(2, &h, &json(2));
+        std::fs::write(&path, [a, b].concat()).unwrap();
+    };
+    let verify = |grace: u64| {
+        let opts = VerifyOptions {
+            pubkey: Some(key.clone()),
+            checkpoint_grace: std::time::Duration::from_secs(grace),
+            ..VerifyOptions::default()
+        };
+        verify_log(std::slice::from_ref(&path), &opts)
+    };
+    write(&crate::audit::record::now_rfc3339());
+    let r = verify(0);
+    assert_eq!(r.damage[0].kind, ProblemKind::BadCheckpointSignature, "{r}");
+    assert!(!r.checkpoint_pending);
+    let r = verify(600);
+    assert!(r.is_ok() && r.checkpoint_pending, "{r}");
+    assert!(r.to_string().contains("first one is pending"), "{r}");
+    // Started long ago: the first checkpoint is overdue.
+    write("2020-01-01T00:00:00Z");
+    let r = verify(600);
+    assert!(!r.is_ok() && !r.checkpoint_pending, "{r}");
+    // Without a key nothing is pending.
+    let r = verify_log(std::slice::from_ref(&path), &VerifyOptions::default());
+    assert!(r.is_ok() && !r.checkpoint_pending, "{r}");
+}
+
 fn sample() -> Vec<u8> {
     build(6).0.concat()
 }

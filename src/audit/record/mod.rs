@@ -1,8 +1,12 @@
-//! The audit record kinds and their JSON form.
+//! The audit record kinds and their JSON form; [`view`] reads them back.
 
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Caller, Category, Country, Direction, Effect, Tags};
+
+pub mod view;
+
+pub use view::{CallerView, CompletionView, DecisionView, EventView, RecordView, TagsView};
 
 /// What the writer chains. Serialised with a `kind` field; the writer adds `seq`,
 /// `prev` and `hash`.
@@ -43,6 +47,10 @@ pub struct DecisionRecord {
     pub policy_version: String,
     /// Upstream name the request is routed to.
     pub upstream: Option<String>,
+    /// The exporting organisation of a PIPL export (registry id), as the gateway resolved it;
+    /// written only when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exporter: Option<String>,
 }
 
 /// How a forwarded transfer ended.
@@ -66,20 +74,24 @@ pub enum Outcome {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recheck {
     /// `upstream-metadata` or `upload-response`.
+    #[serde(default)]
     pub of: RecheckOf,
     pub decision: Effect,
     pub rule: String,
     pub article: String,
     pub reason: String,
     /// Origins and categories the upstream added (for an upload's response: its tags).
+    #[serde(default)]
     pub origins: Vec<Country>,
+    #[serde(default)]
     pub categories: Vec<Category>,
 }
 
 /// What a [`Recheck`] decided.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RecheckOf {
+    #[default]
     UpstreamMetadata,
     UploadResponse,
 }
@@ -97,6 +109,7 @@ pub struct CompletionRecord {
     pub duration_ms: u64,
     pub outcome: Outcome,
     pub detail: Option<String>,
+    /// The decision taken on the upstream's answer; written only when one was taken.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recheck: Option<Recheck>,
 }
