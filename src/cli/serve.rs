@@ -176,19 +176,7 @@ async fn start(path: PathBuf, cfg: Config, overrides: Overrides) -> Result<ExitC
         crate::alerts::spawn(al, hook, gateway.clone());
     }
 
-    tokio::spawn(crate::reload::on_sighup(
-        gateway.clone(),
-        path.clone(),
-        overrides.clone(),
-    ));
-    // Kept alive until the server stops.
-    let _watcher = match crate::reload::watch(gateway.clone(), path, overrides) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch files; reload with SIGHUP");
-            None
-        }
-    };
+    crate::reload::spawn(gateway.clone(), path, overrides);
     crate::proxy::server::serve(
         gateway,
         listener,
