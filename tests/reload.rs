@@ -1,21 +1,31 @@
-//! Hot reload end to end: a valid policy change takes effect without dropping a request;
-//! an invalid one is refused with an audit event and the old set keeps deciding.
+//! Hot reload end to end, with the real binary: every input reloads by itself when it
+//! changes — with a relative `--config`, through renames, symlinks and a Kubernetes
+//! `..data` swap — a file written in pieces is never served half-written, a set that
+//! fails validation or its own pack tests is refused with an audit event while the old
+//! set keeps deciding, and a replaced key stops validating tokens.
 
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use std::sync::Arc;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::{Gateway, Options, copy_dir, repo};
+use serde_json::Value;
 
 const CUSTOMERS: &str = "/datasets/eu-customers/customers.csv";
+const CLINICAL: &str = "/datasets/eu-clinical/records.csv";
+const WIKI: &str = "/datasets/public-wiki/sample.txt";
 
-async fn status(gw: &Gateway, client: &reqwest::Client, token: &str) -> (u16, String) {
+async fn get(gw: &Gateway, client: &reqwest::Client, path: &str, token: &str) -> (u16, String) {
     let r = client
-        .get(gw.url(CUSTOMERS))
+        .get(gw.url(path))
         .bearer_auth(token)
         .send()
         .await
@@ -24,11 +34,89 @@ async fn status(gw: &Gateway, client: &reqwest::Client, token: &str) -> (u16, St
     (r.status().as_u16(), id)
 }
 
+async fn status(gw: &Gateway, client: &reqwest::Client, token: &str) -> (u16, String) {
+    get(gw, client, CUSTOMERS, token).await
+}
+
+/// The audit events named `name`.
+fn events(gw: &Gateway, name: &str) -> Vec<Value> {
+    gw.records()
+        .into_iter()
+        .filter(|r| r["kind"] == "event" && r["event"] == name)
+        .collect()
+}
+
+/// Waits for the `n`th audit event named `name` (counting from 1).
+async fn nth_event(gw: &Gateway, name: &str, n: usize) -> Value {
+    let until = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < until {
+        if let Some(e) = events(gw, name).into_iter().nth(n - 1) {
+            return e;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no `{name}` event #{n} in {:#?}", gw.records());
+}
+
+/// A copy of the repository's policy pack (with its `tests/` unless `tests` is false).
+fn pack(tests: bool) -> (tempfile::TempDir, PathBuf) {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("policies");
+    copy_dir(&repo().join("policies"), &dir);
+    if !tests {
+        std::fs::remove_dir_all(dir.join("tests")).unwrap();
+    }
+    (t, dir)
+}
+
+/// Starts the real binary as the quickstart does: from its work dir with a relative
+/// `--config`. `setup` edits the work dir first.
+fn start_relative(opts: Options, setup: impl FnOnce(&Path)) -> Gateway {
+    let (dir, config, audit, store) = common::prepare(&opts);
+    setup(dir.path());
+    let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+    let mut child = Command::new(common::BIN)
+        .current_dir(dir.path())
+        .args(["serve", "--config", "gateway.yaml"])
+        .env("BORDERGATE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    std::thread::spawn(move || for _ in out.lines() {});
+    let base = line
+        .trim()
+        .strip_prefix("bordergate listening on ")
+        .unwrap_or_else(|| {
+            let err = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
+            panic!("gateway did not start: {line}{err}")
+        })
+        .to_string();
+    let addr = base.trim_start_matches("https://").parse().unwrap();
+    Gateway {
+        child,
+        dir,
+        addr,
+        base,
+        config,
+        audit,
+        store,
+    }
+}
+
+/// `text` without the part from `from` up to (not including) `to`.
+fn cut(text: &str, from: &str, to: &str) -> String {
+    let a = text.find(from).unwrap();
+    let b = a + text[a..].find(to).unwrap();
+    format!("{}{}", &text[..a], &text[b..])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_change_takes_effect_and_an_invalid_one_is_refused() {
-    let policies = tempfile::tempdir().unwrap();
-    let dir = policies.path().join("policies");
-    copy_dir(&repo().join("policies"), &dir);
+    let (_t, dir) = pack(true);
     let gw = Arc::new(Gateway::start(Options {
         policies: Some(dir.clone()),
         ..Options::default()
@@ -78,16 +166,32 @@ async fn a_policy_change_takes_effect_and_an_invalid_one_is_refused() {
         })
     };
 
-    // Withdraw the EU-US DPF decision: written to a temporary file, then renamed in.
+    // Withdraw the EU-US DPF decision, with the pack's case that expects it: each file
+    // written to a temporary file, then renamed in.
+    let replace = |name: &str, text: String| {
+        let tmp = dir.join(format!(".{}.tmp", name.replace('/', "-")));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, dir.join(name)).unwrap();
+    };
+    let cases = std::fs::read_to_string(dir.join("tests/eu.yaml")).unwrap();
+    let dpf_case = cases
+        .lines()
+        .find(|l| l.contains("rule: eu.adequacy.us-dpf"))
+        .unwrap();
+    let no_dpf = cases.replace(
+        dpf_case,
+        "  - { name: no DPF decision, to: US, org: dpf-us, expect: deny, rule: eu.chapter-v.no-basis }",
+    );
+    replace("tests/eu.yaml", no_dpf.replace(", reason: as a whole", ""));
     let eu = std::fs::read_to_string(dir.join("eu.yaml")).unwrap();
-    let start = eu.find("  - id: eu.adequacy.us-dpf\n").unwrap();
-    let end = eu.find("  - id: eu.adequacy.us-privacy-shield\n").unwrap();
-    std::fs::write(
-        dir.join(".eu.yaml.tmp"),
-        format!("{}{}", &eu[..start], &eu[end..]),
-    )
-    .unwrap();
-    std::fs::rename(dir.join(".eu.yaml.tmp"), dir.join("eu.yaml")).unwrap();
+    replace(
+        "eu.yaml",
+        cut(
+            &eu,
+            "  - id: eu.adequacy.us-dpf\n",
+            "  - id: eu.adequacy.us-privacy-shield\n",
+        ),
+    );
     let mut flipped = None;
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -97,7 +201,12 @@ async fn a_policy_change_takes_effect_and_an_invalid_one_is_refused() {
             break;
         }
     }
-    let id = flipped.expect("the valid change took effect");
+    let id = flipped.unwrap_or_else(|| {
+        panic!(
+            "the valid change took effect: {:#?}",
+            events(&gw, "reload-refused")
+        )
+    });
     let d = gw.decision(&id);
     assert_eq!(d["rule"], "eu.chapter-v.no-basis");
     let v2 = d["policy_version"].as_str().unwrap().to_string();
@@ -105,9 +214,12 @@ async fn a_policy_change_takes_effect_and_an_invalid_one_is_refused() {
         v1, v2,
         "each decision names the policy version that decided it"
     );
-    assert!(gw.records().iter().any(|r| r["kind"] == "event"
-        && r["event"] == "reload"
-        && r["policy_version"] == v2.as_str()));
+    let reload = nth_event(&gw, "reload", 1).await;
+    assert_eq!(reload["policy_version"], v2.as_str());
+    let detail = reload["detail"].as_str().unwrap();
+    for f in ["eu.yaml` changed", "tests/eu.yaml` changed"] {
+        assert!(detail.contains(f), "the cause names {f}: {detail}");
+    }
 
     // An invalid set is refused; the previous one keeps deciding.
     std::fs::write(
@@ -115,26 +227,10 @@ async fn a_policy_change_takes_effect_and_an_invalid_one_is_refused() {
         "id: zz\nname: broken\nlaw: x\nmembers: [XZ]\n",
     )
     .unwrap();
-    let mut refused = None;
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        refused = gw
-            .records()
-            .into_iter()
-            .find(|r| r["kind"] == "event" && r["event"] == "reload-refused");
-        if refused.is_some() {
-            break;
-        }
-    }
-    let refused = refused.expect("the invalid change was refused with an audit event");
+    let refused = nth_event(&gw, "reload-refused", 1).await;
     assert_eq!(refused["policy_version"], v2.as_str());
-    assert!(
-        refused["detail"]
-            .as_str()
-            .unwrap()
-            .contains("zz-broken.yaml"),
-        "{refused}"
-    );
+    let detail = refused["detail"].as_str().unwrap();
+    assert!(detail.contains("zz-broken.yaml"), "{detail}");
     let (s, id) = status(&gw, &client, &token).await;
     assert_eq!(s, 451);
     assert_eq!(gw.decision(&id)["policy_version"], v2.as_str());
@@ -148,4 +244,242 @@ async fn a_policy_change_takes_effect_and_an_invalid_one_is_refused() {
         let v = r["policy_version"].as_str().unwrap();
         assert!(v == v1 || v == v2, "{v}");
     }
+}
+
+/// (a) The quickstart's way to start: a relative `--config`, relative paths inside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_relative_config_a_registry_edit_reloads_by_itself() {
+    let gw = start_relative(
+        Options {
+            registry: Some("registry.yaml".into()),
+            ..Options::default()
+        },
+        |d| {
+            std::fs::copy(
+                repo().join("examples/quickstart/registry.yaml"),
+                d.join("registry.yaml"),
+            )
+            .unwrap();
+        },
+    );
+    let client = gw.client();
+    let token = gw.token("pipeline", "globex-us", "US", "analytics");
+    let (s, id) = status(&gw, &client, &token).await;
+    assert_eq!(s, 200, "globex-us is DPF-certified");
+    assert_eq!(gw.decision(&id)["rule"], "eu.adequacy.us-dpf");
+
+    // Globex's DPF list entry is withdrawn: the registry is edited in place.
+    let registry = gw.dir.path().join("registry.yaml");
+    let text = std::fs::read_to_string(&registry).unwrap();
+    let dpf = "      - kind: dpf\n        reference: DPF list entry (EU-US), Globex Inc.\n        categories: [personal, pseudonymous]\n        valid_from: 2023-07-17\n";
+    assert!(text.contains(dpf));
+    std::fs::write(&registry, text.replace(dpf, "")).unwrap();
+
+    let reload = nth_event(&gw, "reload", 1).await;
+    let detail = reload["detail"].as_str().unwrap();
+    assert!(detail.contains("`registry.yaml` changed"), "{detail}");
+    let (s, id) = status(&gw, &client, &token).await;
+    assert_eq!(s, 451, "globex-us no longer receives EU data");
+    let d = gw.decision(&id);
+    assert_eq!(d["rule"], "eu.chapter-v.no-basis");
+    assert_eq!(d["policy_version"], reload["policy_version"]);
+}
+
+/// (b) An overlay rewritten in place in two pieces, with a pause longer than a short
+/// debounce: the first piece alone would let EU health data go to GB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overlay_written_in_two_pieces_is_never_served_half_written() {
+    // Without the pack's tests: only waiting for the set to settle keeps the first
+    // piece out.
+    let (_t, dir) = pack(false);
+    let gw = Arc::new(Gateway::start(Options {
+        policies: Some(dir.clone()),
+        ..Options::default()
+    }));
+    let client = gw.client();
+    let token = gw.token("analyst", "wayne-gb", "GB", "research");
+    let (s, id) = get(&gw, &client, CLINICAL, &token).await;
+    assert_eq!(s, 403, "company policy refuses: {}", gw.decision(&id));
+    let v1 = gw.decision(&id)["policy_version"].clone();
+    assert_eq!(gw.decision(&id)["rule"], "org.special-stays-in-eea");
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let bg = {
+        let (gw, seen, stop, token) = (gw.clone(), seen.clone(), stop.clone(), token.clone());
+        tokio::spawn(async move {
+            let client = gw.client();
+            while !stop.load(Ordering::Relaxed) {
+                let r = get(&gw, &client, CLINICAL, &token).await;
+                seen.lock().unwrap().push(r);
+            }
+        })
+    };
+
+    // The same rules in the other order: the marketing rule, a pause, then the rule
+    // that keeps special-category data in the EEA.
+    let overlay = dir.join("org/example-corp.yaml");
+    let text = std::fs::read_to_string(&overlay).unwrap();
+    let special = text.find("  - id: org.special-stays-in-eea\n").unwrap();
+    let marketing = text
+        .find("  - id: org.no-transfer-for-marketing\n")
+        .unwrap();
+    let first = format!("{}{}", &text[..special], &text[marketing..]);
+    let second = &text[special..marketing];
+    let mut f = std::fs::File::create(&overlay).unwrap();
+    f.write_all(first.as_bytes()).unwrap();
+    f.sync_data().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    f.write_all(second.as_bytes()).unwrap();
+    drop(f);
+
+    let reload = nth_event(&gw, "reload", 1).await;
+    let (s, id) = get(&gw, &client, CLINICAL, &token).await;
+    stop.store(true, Ordering::Relaxed);
+    bg.await.unwrap();
+    assert_eq!(s, 403);
+    let d = gw.decision(&id);
+    assert_eq!(d["rule"], "org.special-stays-in-eea");
+    assert_eq!(d["policy_version"], reload["policy_version"]);
+    assert_ne!(d["policy_version"], v1, "the rewritten overlay is in force");
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.len() > 5,
+        "requests ran during the rewrite: {}",
+        seen.len()
+    );
+    let allowed: Vec<_> = seen.iter().filter(|(s, _)| *s != 403).collect();
+    assert!(allowed.is_empty(), "served half-written: {allowed:?}");
+    assert!(
+        events(&gw, "reload-refused").is_empty(),
+        "the first piece was never even tried"
+    );
+    assert_eq!(
+        events(&gw, "reload").len(),
+        1,
+        "one reload, of the whole file"
+    );
+}
+
+/// (c) The pack's own test cases run before a set goes into force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_that_fails_a_pack_test_is_refused_naming_the_case() {
+    let (_t, dir) = pack(true);
+    let gw = Gateway::start(Options {
+        policies: Some(dir.clone()),
+        ..Options::default()
+    });
+    let client = gw.client();
+    let token = gw.token("analyst", "wayne-gb", "GB", "research");
+    let (s, id) = get(&gw, &client, CLINICAL, &token).await;
+    assert_eq!(s, 403, "company policy refuses: {}", gw.decision(&id));
+    let v1 = gw.decision(&id)["policy_version"].clone();
+
+    // A valid overlay without the rule keeping special-category data in the EEA.
+    let overlay = dir.join("org/example-corp.yaml");
+    let text = std::fs::read_to_string(&overlay).unwrap();
+    let tmp = dir.join("org/.example-corp.yaml.tmp");
+    std::fs::write(
+        &tmp,
+        cut(
+            &text,
+            "  - id: org.special-stays-in-eea\n",
+            "  - id: org.no-transfer-for-marketing\n",
+        ),
+    )
+    .unwrap();
+    std::fs::rename(&tmp, &overlay).unwrap();
+
+    let refused = nth_event(&gw, "reload-refused", 1).await;
+    assert_eq!(refused["policy_version"], v1);
+    let detail = refused["detail"].as_str().unwrap();
+    assert!(detail.contains("example-corp.yaml` changed"), "{detail}");
+    assert!(
+        detail.contains("policy test case fails")
+            && detail.contains("`overlay keeps special-category data in the EEA`"),
+        "{detail}"
+    );
+    let (s, id) = get(&gw, &client, CLINICAL, &token).await;
+    assert_eq!(s, 403, "the old set keeps deciding");
+    let d = gw.decision(&id);
+    assert_eq!(d["rule"], "org.special-stays-in-eea");
+    assert_eq!(d["policy_version"], v1);
+    assert!(events(&gw, "reload").is_empty());
+}
+
+/// (d) A replaced HS secret: tokens of the old one fail without SIGHUP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_key_stops_validating_old_tokens_by_itself() {
+    let gw = Gateway::start(Options::default());
+    let client = gw.client();
+    let old = gw.token("alice", "acme-de", "DE", "analytics");
+    assert_eq!(status(&gw, &client, &old).await.0, 200);
+
+    let secret = gw.dir.path().join("hs256.secret");
+    let tmp = gw.dir.path().join("hs256.secret.new");
+    std::fs::write(
+        &tmp,
+        format!("{}\n", uuid::Uuid::new_v4().simple().to_string().repeat(2)),
+    )
+    .unwrap();
+    std::fs::rename(&tmp, &secret).unwrap();
+
+    let reload = nth_event(&gw, "reload", 1).await;
+    let detail = reload["detail"].as_str().unwrap();
+    assert!(detail.contains("hs256.secret` changed"), "{detail}");
+    let (s, id) = status(&gw, &client, &old).await;
+    assert_eq!(s, 401, "a token of the removed key");
+    assert_eq!(gw.decision(&id)["status"], 401);
+    let new = gw.token("alice", "acme-de", "DE", "analytics");
+    assert_eq!(status(&gw, &client, &new).await.0, 200);
+}
+
+/// (e) The catalog in a Kubernetes ConfigMap volume: files are symlinks into `..data`,
+/// itself a symlink that kubelet swaps to a new timestamped directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configmap_data_swap_of_the_catalog_reloads() {
+    fn version(d: &Path, stamp: &str, text: &str) {
+        std::fs::create_dir(d.join(stamp)).unwrap();
+        std::fs::write(d.join(stamp).join("catalog.yaml"), text).unwrap();
+    }
+    /// As kubelet does: a new `..data` symlink renamed over the old, then the old
+    /// directory removed.
+    fn swap(d: &Path, from: &str, to: &str) {
+        symlink(to, d.join("..data_tmp")).unwrap();
+        std::fs::rename(d.join("..data_tmp"), d.join("..data")).unwrap();
+        std::fs::remove_dir_all(d.join(from)).unwrap();
+    }
+    let full = Arc::new(Mutex::new(String::new()));
+    let gw = start_relative(Options::default(), |d| {
+        let text = std::fs::read_to_string(d.join("catalog.yaml")).unwrap();
+        std::fs::remove_file(d.join("catalog.yaml")).unwrap();
+        version(d, "..2026_01_01", &text);
+        symlink("..2026_01_01", d.join("..data")).unwrap();
+        symlink("..data/catalog.yaml", d.join("catalog.yaml")).unwrap();
+        *full.lock().unwrap() = text;
+    });
+    let d = gw.dir.path().to_path_buf();
+    let full = full.lock().unwrap().clone();
+    let client = gw.client();
+    let token = gw.token("alice", "acme-de", "DE", "analytics");
+    assert_eq!(get(&gw, &client, WIKI, &token).await.0, 200);
+
+    // The next version no longer lists the public wiki.
+    let without = cut(&full, "  - id: public-wiki\n", "  - id: support-bot\n");
+    version(&d, "..2026_02_01", &without);
+    swap(&d, "..2026_01_01", "..2026_02_01");
+    let reload = nth_event(&gw, "reload", 1).await;
+    let detail = reload["detail"].as_str().unwrap();
+    assert!(detail.contains("`catalog.yaml` changed"), "{detail}");
+    assert_eq!(
+        get(&gw, &client, WIKI, &token).await.0,
+        403,
+        "no longer in the catalog"
+    );
+
+    // And the one after that, in yet another directory: the watch followed the swap.
+    version(&d, "..2026_03_01", &full);
+    swap(&d, "..2026_02_01", "..2026_03_01");
+    nth_event(&gw, "reload", 2).await;
+    assert_eq!(get(&gw, &client, WIKI, &token).await.0, 200);
 }
