@@ -101,6 +101,8 @@ async fn start(path: PathBuf, cfg: Config, overrides: Overrides) -> Result<ExitC
     let header_timeout = Duration::from_secs(cfg.limits.header_timeout_secs.max(1));
     let grace = Duration::from_secs(cfg.listen.grace_secs);
     let mode = cfg.mode;
+    // Read before the build: a change from here on is reloaded.
+    let baseline = crate::reload::Baseline::read(&cfg);
     let snap = Snapshot::build(cfg).map_err(|d| {
         eprintln!("{d}");
         eprintln!("error: {} problem(s) found; not starting", d.0.len());
@@ -176,7 +178,7 @@ async fn start(path: PathBuf, cfg: Config, overrides: Overrides) -> Result<ExitC
         crate::alerts::spawn(al, hook, gateway.clone());
     }
 
-    crate::reload::spawn(gateway.clone(), path, overrides);
+    crate::reload::spawn(gateway.clone(), path, overrides, baseline);
     crate::proxy::server::serve(
         gateway,
         listener,

@@ -27,6 +27,16 @@ impl Fingerprint {
         )
     }
 
+    /// Only the entries of `files`.
+    pub fn restricted(&self, files: &[PathBuf]) -> Fingerprint {
+        Fingerprint(
+            files
+                .iter()
+                .filter_map(|f| Some((f.clone(), *self.0.get(f)?)))
+                .collect(),
+        )
+    }
+
     /// What differs from `before`, one entry per file: "`path` changed" (or added,
     /// removed), in path order.
     pub fn changes(&self, before: &Fingerprint) -> Vec<String> {
@@ -97,6 +107,9 @@ mod tests {
         // Rewritten with the same bytes: not a change.
         std::fs::write(d.join("catalog.yaml"), "a").unwrap();
         let after = Fingerprint::of(&inputs);
+        let catalog = [d.join("catalog.yaml")];
+        assert_eq!(after.restricted(&catalog), before.restricted(&catalog));
+        assert_eq!(after.restricted(&catalog).changes(&after).len(), 2);
         assert_eq!(
             after.changes(&before),
             vec![

@@ -29,9 +29,22 @@ pub const SETTLE: Duration = Duration::from_millis(1000);
 /// Longest wait for a changing set to settle before the change is refused.
 pub const MAX_WAIT: Duration = Duration::from_secs(10);
 
+/// The inputs of a config as read before its snapshot is built: what the reloader
+/// compares the files with, so a change made while the gateway was starting is not
+/// missed.
+#[derive(Clone, Debug)]
+pub struct Baseline(fingerprint::Fingerprint);
+
+impl Baseline {
+    pub fn read(cfg: &Config) -> Baseline {
+        Baseline(fingerprint::Fingerprint::of(&inputs::Inputs::of(cfg)))
+    }
+}
+
 /// Starts reloading on SIGHUP and on file changes, for as long as the process runs.
-/// `path` and `overrides` are those the gateway was started with. Needs a tokio runtime.
-pub fn spawn(gw: Arc<Gateway>, path: PathBuf, overrides: Overrides) {
+/// `path` and `overrides` are those the gateway was started with, `baseline` was read
+/// before the snapshot in force was built. Needs a tokio runtime.
+pub fn spawn(gw: Arc<Gateway>, path: PathBuf, overrides: Overrides, baseline: Baseline) {
     let (tx, rx) = std::sync::mpsc::channel();
     let hup = tx.clone();
     tokio::spawn(async move {
@@ -50,7 +63,7 @@ pub fn spawn(gw: Arc<Gateway>, path: PathBuf, overrides: Overrides) {
         }
     });
     let rt = tokio::runtime::Handle::current();
-    let w = worker::Worker::new(gw, path, overrides, tx, rx);
+    let w = worker::Worker::new(gw, path, overrides, baseline.0, (tx, rx));
     let started = std::thread::Builder::new()
         .name("bordergate-reload".into())
         .spawn(move || {

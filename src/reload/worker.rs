@@ -91,16 +91,23 @@ impl Worker {
         gw: Arc<Gateway>,
         path: PathBuf,
         overrides: Overrides,
-        tx: Sender<Msg>,
-        rx: Receiver<Msg>,
+        baseline: Fingerprint,
+        (tx, rx): (Sender<Msg>, Receiver<Msg>),
     ) -> Worker {
         let plan = Arc::new(ArcSwap::from_pointee(Plan::default()));
         let (events, filter) = (tx.clone(), plan.clone());
         let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if let Ok(ev) = res
-                && !ev.kind.is_access()
-                && ev.paths.iter().any(|p| filter.load().relevant(p))
-            {
+            let look = match res {
+                Ok(ev) => {
+                    // Events were lost (queue overflow): any input may have changed.
+                    ev.need_rescan()
+                        || !ev.kind.is_access()
+                            && ev.paths.iter().any(|p| filter.load().relevant(p))
+                }
+                // The fingerprint tells whether anything changed.
+                Err(_) => true,
+            };
+            if look {
                 let _ = events.send(Msg::Changed);
             }
         });
@@ -120,14 +127,17 @@ impl Worker {
             watcher,
             plan,
             watching: Default::default(),
-            in_force: Fingerprint::default(),
+            in_force: baseline,
             refused: None,
         }
     }
 
     pub fn run(mut self) {
         self.rewatch();
-        self.in_force = self.read();
+        // Changed since the set in force was read, before anything watched.
+        if self.read() != self.in_force {
+            let _ = self.tx.send(Msg::Changed);
+        }
         while let Ok(msg) = self.rx.recv() {
             self.cycle(msg == Msg::Hangup);
         }
@@ -198,15 +208,18 @@ impl Worker {
             match built {
                 Ok(s) => {
                     super::commit(&self.gw, s, &cause);
+                    // Inputs only the previous config named are no longer inputs.
+                    let now = now.restricted(&self.inputs().read_list());
                     self.in_force = now.clone();
                     self.refused = None;
+                    break Some(now);
                 }
                 Err(d) => {
                     super::refuse(&self.gw, &d, &cause);
                     self.refused = Some(now.clone());
+                    break Some(now);
                 }
             }
-            break Some(now);
         };
         self.rewatch();
         // A change made before the new watches were in place would go unseen.
