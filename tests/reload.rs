@@ -55,7 +55,34 @@ async fn nth_event(gw: &Gateway, name: &str, n: usize) -> Value {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("no `{name}` event #{n} in {:#?}", gw.records());
+    let all: Vec<Value> = gw
+        .records()
+        .into_iter()
+        .filter(|r| r["kind"] == "event")
+        .collect();
+    panic!("no `{name}` event #{n} among {all:#?}");
+}
+
+/// Sends the request until its status and decision record satisfy `want` (20 s at
+/// most) and returns that record. A reload's event is written before its set goes into
+/// force, so the first answer of the new set comes after it in the log.
+async fn until(
+    gw: &Gateway,
+    client: &reqwest::Client,
+    path: &str,
+    token: &str,
+    want: impl Fn(u16, &Value) -> bool,
+) -> Value {
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (s, id) = get(gw, client, path, token).await;
+        let d = gw.decision(&id);
+        if want(s, &d) {
+            return d;
+        }
+        assert!(Instant::now() < end, "still {s}: {d}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A copy of the repository's policy pack (with its `tests/` unless `tests` is false).
@@ -275,14 +302,49 @@ async fn with_a_relative_config_a_registry_edit_reloads_by_itself() {
     assert!(text.contains(dpf));
     std::fs::write(&registry, text.replace(dpf, "")).unwrap();
 
+    let d = until(&gw, &client, CUSTOMERS, &token, |s, _| s == 451).await;
+    assert_eq!(
+        d["rule"], "eu.chapter-v.no-basis",
+        "globex-us no longer receives EU data"
+    );
     let reload = nth_event(&gw, "reload", 1).await;
     let detail = reload["detail"].as_str().unwrap();
     assert!(detail.contains("`registry.yaml` changed"), "{detail}");
-    let (s, id) = status(&gw, &client, &token).await;
-    assert_eq!(s, 451, "globex-us no longer receives EU data");
-    let d = gw.decision(&id);
-    assert_eq!(d["rule"], "eu.chapter-v.no-basis");
     assert_eq!(d["policy_version"], reload["policy_version"]);
+}
+
+/// The files watched follow the config: a config naming another catalog is watched on
+/// that one, and the one it no longer names is not an input any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_naming_another_catalog_moves_the_watch_to_it() {
+    let gw = start_relative(Options::default(), |_| {});
+    let d = gw.dir.path();
+    let full = std::fs::read_to_string(d.join("catalog.yaml")).unwrap();
+    let without = cut(&full, "  - id: public-wiki\n", "  - id: support-bot\n");
+    std::fs::write(d.join("catalog-v2.yaml"), without).unwrap();
+    let client = gw.client();
+    let token = gw.token("alice", "acme-de", "DE", "analytics");
+    assert_eq!(get(&gw, &client, WIKI, &token).await.0, 200);
+
+    let cfg = std::fs::read_to_string(d.join("gateway.yaml")).unwrap();
+    let cfg = cfg.replace("catalog: catalog.yaml", "catalog: catalog-v2.yaml");
+    std::fs::write(d.join("gateway.yaml"), cfg).unwrap();
+    until(&gw, &client, WIKI, &token, |s, _| s == 403).await;
+    let first = nth_event(&gw, "reload", 1).await;
+    let detail = first["detail"].as_str().unwrap();
+    for f in ["`gateway.yaml` changed", "`catalog-v2.yaml` added"] {
+        assert!(detail.contains(f), "{detail}");
+    }
+
+    std::fs::write(d.join("catalog.yaml"), "not: [a catalog").unwrap();
+    std::fs::write(d.join("catalog-v2.yaml"), &full).unwrap();
+    until(&gw, &client, WIKI, &token, |s, _| s == 200).await;
+    let second = nth_event(&gw, "reload", 2).await;
+    assert_eq!(
+        second["detail"],
+        "new configuration and policies in force (file change: `catalog-v2.yaml` changed)"
+    );
+    assert!(events(&gw, "reload-refused").is_empty());
 }
 
 /// (b) An overlay rewritten in place in two pieces, with a pause longer than a short
@@ -329,16 +391,19 @@ async fn an_overlay_written_in_two_pieces_is_never_served_half_written() {
     let mut f = std::fs::File::create(&overlay).unwrap();
     f.write_all(first.as_bytes()).unwrap();
     f.sync_data().unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Longer than the old 250 ms debounce, well within `reload::SETTLE`.
+    tokio::time::sleep(Duration::from_millis(400)).await;
     f.write_all(second.as_bytes()).unwrap();
     drop(f);
 
     let reload = nth_event(&gw, "reload", 1).await;
-    let (s, id) = get(&gw, &client, CLINICAL, &token).await;
+    let d = until(&gw, &client, CLINICAL, &token, |_, d| {
+        d["policy_version"] == reload["policy_version"]
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     bg.await.unwrap();
-    assert_eq!(s, 403);
-    let d = gw.decision(&id);
+    assert_eq!(d["status"], 403);
     assert_eq!(d["rule"], "org.special-stays-in-eea");
     assert_eq!(d["policy_version"], reload["policy_version"]);
     assert_ne!(d["policy_version"], v1, "the rewritten overlay is in force");
@@ -424,14 +489,106 @@ async fn a_replaced_key_stops_validating_old_tokens_by_itself() {
     .unwrap();
     std::fs::rename(&tmp, &secret).unwrap();
 
+    let d = until(&gw, &client, CUSTOMERS, &old, |s, _| s == 401).await;
+    assert_eq!(d["status"], 401, "a token of the removed key");
     let reload = nth_event(&gw, "reload", 1).await;
     let detail = reload["detail"].as_str().unwrap();
     assert!(detail.contains("hs256.secret` changed"), "{detail}");
-    let (s, id) = status(&gw, &client, &old).await;
-    assert_eq!(s, 401, "a token of the removed key");
-    assert_eq!(gw.decision(&id)["status"], 401);
     let new = gw.token("alice", "acme-de", "DE", "analytics");
     assert_eq!(status(&gw, &client, &new).await.0, 200);
+}
+
+/// An Ed25519 key pair and its public key as PEM (SPKI).
+fn ed25519() -> (aws_lc_rs::signature::Ed25519KeyPair, String) {
+    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+    use base64::Engine;
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+    let kp = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+    let mut spki = vec![
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
+    spki.extend_from_slice(kp.public_key().as_ref());
+    let b64 = base64::engine::general_purpose::STANDARD.encode(spki);
+    (
+        kp,
+        format!("-----BEGIN PUBLIC KEY-----\n{b64}\n-----END PUBLIC KEY-----\n"),
+    )
+}
+
+/// A token for `alice` of `acme-de` signed with `kp` as key `ed`.
+fn ed25519_jwt(kp: &aws_lc_rs::signature::Ed25519KeyPair) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let now = common::now();
+    let claims = format!(
+        r#"{{"sub":"alice","org":"acme-de","jurisdiction":"DE","purpose":"analytics","iss":"bordergate-dev","aud":"bordergate","iat":{now},"exp":{}}}"#,
+        now + 600
+    );
+    let input = format!(
+        "{}.{}",
+        b64.encode(r#"{"alg":"EdDSA","kid":"ed"}"#),
+        b64.encode(claims)
+    );
+    let sig = kp.sign(input.as_bytes());
+    format!("{input}.{}", b64.encode(sig.as_ref()))
+}
+
+/// (d) A public key file given a new key: tokens of the removed one fail by themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_public_key_stops_validating_its_tokens_by_itself() {
+    let (old_key, old_pem) = ed25519();
+    let (new_key, new_pem) = ed25519();
+    let gw = start_relative(
+        Options {
+            extra_keys: "    - kid: ed\n      alg: EdDSA\n      public_key: keys/ed.pem\n".into(),
+            ..Options::default()
+        },
+        |d| {
+            std::fs::create_dir(d.join("keys")).unwrap();
+            std::fs::write(d.join("keys/ed.pem"), &old_pem).unwrap();
+        },
+    );
+    let client = gw.client();
+    let (old, new) = (ed25519_jwt(&old_key), ed25519_jwt(&new_key));
+    assert_eq!(status(&gw, &client, &old).await.0, 200);
+    assert_eq!(status(&gw, &client, &new).await.0, 401);
+
+    // Deleted, then written anew (as some deploy tools do).
+    let pem = gw.dir.path().join("keys/ed.pem");
+    std::fs::remove_file(&pem).unwrap();
+    std::fs::write(&pem, new_pem).unwrap();
+    until(&gw, &client, CUSTOMERS, &old, |s, _| s == 401).await;
+    let reload = nth_event(&gw, "reload", 1).await;
+    let detail = reload["detail"].as_str().unwrap();
+    assert!(detail.contains("`keys/ed.pem` changed"), "{detail}");
+    assert_eq!(status(&gw, &client, &new).await.0, 200);
+}
+
+/// A renewed listener certificate is a reload (the snapshot carries the TLS config).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_certificate_reloads() {
+    let gw = Gateway::start(Options::default());
+    let d = gw.dir.path();
+    for f in ["cert.pem", "key.pem"] {
+        std::fs::remove_file(d.join(f)).unwrap();
+    }
+    let out = Command::new(common::BIN)
+        .args(["certs", "dev", "--config"])
+        .arg(&gw.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reload = nth_event(&gw, "reload", 1).await;
+    let detail = reload["detail"].as_str().unwrap();
+    for f in ["cert.pem` changed", "key.pem` changed"] {
+        assert!(detail.contains(f), "{detail}");
+    }
+    assert!(events(&gw, "reload-refused").is_empty());
 }
 
 /// (e) The catalog in a Kubernetes ConfigMap volume: files are symlinks into `..data`,
@@ -468,18 +625,15 @@ async fn a_configmap_data_swap_of_the_catalog_reloads() {
     let without = cut(&full, "  - id: public-wiki\n", "  - id: support-bot\n");
     version(&d, "..2026_02_01", &without);
     swap(&d, "..2026_01_01", "..2026_02_01");
+    let refused = until(&gw, &client, WIKI, &token, |s, _| s == 403).await;
+    assert_eq!(refused["dataset"], Value::Null, "no longer in the catalog");
     let reload = nth_event(&gw, "reload", 1).await;
     let detail = reload["detail"].as_str().unwrap();
     assert!(detail.contains("`catalog.yaml` changed"), "{detail}");
-    assert_eq!(
-        get(&gw, &client, WIKI, &token).await.0,
-        403,
-        "no longer in the catalog"
-    );
 
     // And the one after that, in yet another directory: the watch followed the swap.
     version(&d, "..2026_03_01", &full);
     swap(&d, "..2026_02_01", "..2026_03_01");
+    until(&gw, &client, WIKI, &token, |s, _| s == 200).await;
     nth_event(&gw, "reload", 2).await;
-    assert_eq!(get(&gw, &client, WIKI, &token).await.0, 200);
 }
