@@ -85,15 +85,30 @@ async fn until(
     }
 }
 
-/// A copy of the repository's policy pack (with its `tests/` unless `tests` is false).
-fn pack(tests: bool) -> (tempfile::TempDir, PathBuf) {
+/// A gateway deciding with a copy of the repository's policy pack (with its `tests/`
+/// unless `tests` is false); the copy's directory is returned with it.
+fn with_pack(tests: bool) -> (tempfile::TempDir, PathBuf, Arc<Gateway>) {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("policies");
     copy_dir(&repo().join("policies"), &dir);
     if !tests {
         std::fs::remove_dir_all(dir.join("tests")).unwrap();
     }
-    (t, dir)
+    let gw = Gateway::start(Options {
+        policies: Some(dir.clone()),
+        ..Options::default()
+    });
+    (t, dir, Arc::new(gw))
+}
+
+/// The decision of the GB caller's request for EU health data, refused by the
+/// organisation overlay (company policy, not the law: 403).
+async fn clinical_to_gb(gw: &Gateway, client: &reqwest::Client, token: &str) -> Value {
+    let (s, id) = get(gw, client, CLINICAL, token).await;
+    let d = gw.decision(&id);
+    assert_eq!(s, 403, "company policy refuses: {d}");
+    assert_eq!(d["rule"], "org.special-stays-in-eea");
+    d
 }
 
 /// Starts the real binary as the quickstart does: from its work dir with a relative
@@ -143,11 +158,7 @@ fn cut(text: &str, from: &str, to: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_change_takes_effect_and_an_invalid_one_is_refused() {
-    let (_t, dir) = pack(true);
-    let gw = Arc::new(Gateway::start(Options {
-        policies: Some(dir.clone()),
-        ..Options::default()
-    }));
+    let (_t, dir, gw) = with_pack(true);
     let client = gw.client();
     let token = gw.token("pipeline", "globex-us", "US", "analytics");
     let (s, id) = status(&gw, &client, &token).await;
@@ -353,17 +364,10 @@ async fn a_config_naming_another_catalog_moves_the_watch_to_it() {
 async fn an_overlay_written_in_two_pieces_is_never_served_half_written() {
     // Without the pack's tests: only waiting for the set to settle keeps the first
     // piece out.
-    let (_t, dir) = pack(false);
-    let gw = Arc::new(Gateway::start(Options {
-        policies: Some(dir.clone()),
-        ..Options::default()
-    }));
+    let (_t, dir, gw) = with_pack(false);
     let client = gw.client();
     let token = gw.token("analyst", "wayne-gb", "GB", "research");
-    let (s, id) = get(&gw, &client, CLINICAL, &token).await;
-    assert_eq!(s, 403, "company policy refuses: {}", gw.decision(&id));
-    let v1 = gw.decision(&id)["policy_version"].clone();
-    assert_eq!(gw.decision(&id)["rule"], "org.special-stays-in-eea");
+    let v1 = clinical_to_gb(&gw, &client, &token).await["policy_version"].clone();
 
     let seen = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -429,16 +433,10 @@ async fn an_overlay_written_in_two_pieces_is_never_served_half_written() {
 /// (c) The pack's own test cases run before a set goes into force.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_that_fails_a_pack_test_is_refused_naming_the_case() {
-    let (_t, dir) = pack(true);
-    let gw = Gateway::start(Options {
-        policies: Some(dir.clone()),
-        ..Options::default()
-    });
+    let (_t, dir, gw) = with_pack(true);
     let client = gw.client();
     let token = gw.token("analyst", "wayne-gb", "GB", "research");
-    let (s, id) = get(&gw, &client, CLINICAL, &token).await;
-    assert_eq!(s, 403, "company policy refuses: {}", gw.decision(&id));
-    let v1 = gw.decision(&id)["policy_version"].clone();
+    let v1 = clinical_to_gb(&gw, &client, &token).await["policy_version"].clone();
 
     // A valid overlay without the rule keeping special-category data in the EEA.
     let overlay = dir.join("org/example-corp.yaml");
@@ -464,11 +462,8 @@ async fn a_change_that_fails_a_pack_test_is_refused_naming_the_case() {
             && detail.contains("`overlay keeps special-category data in the EEA`"),
         "{detail}"
     );
-    let (s, id) = get(&gw, &client, CLINICAL, &token).await;
-    assert_eq!(s, 403, "the old set keeps deciding");
-    let d = gw.decision(&id);
-    assert_eq!(d["rule"], "org.special-stays-in-eea");
-    assert_eq!(d["policy_version"], v1);
+    let d = clinical_to_gb(&gw, &client, &token).await;
+    assert_eq!(d["policy_version"], v1, "the old set keeps deciding");
     assert!(events(&gw, "reload").is_empty());
 }
 
@@ -573,16 +568,11 @@ async fn a_renewed_certificate_reloads() {
     for f in ["cert.pem", "key.pem"] {
         std::fs::remove_file(d.join(f)).unwrap();
     }
-    let out = Command::new(common::BIN)
+    let renewed = Command::new(common::BIN)
         .args(["certs", "dev", "--config"])
         .arg(&gw.config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .status();
+    assert!(renewed.unwrap().success());
     let reload = nth_event(&gw, "reload", 1).await;
     let detail = reload["detail"].as_str().unwrap();
     for f in ["cert.pem` changed", "key.pem` changed"] {
