@@ -101,6 +101,8 @@ async fn start(path: PathBuf, cfg: Config, overrides: Overrides) -> Result<ExitC
     let header_timeout = Duration::from_secs(cfg.limits.header_timeout_secs.max(1));
     let grace = Duration::from_secs(cfg.listen.grace_secs);
     let mode = cfg.mode;
+    // Read before the build: a change from here on is reloaded.
+    let baseline = crate::reload::Baseline::read(&cfg);
     let snap = Snapshot::build(cfg).map_err(|d| {
         eprintln!("{d}");
         eprintln!("error: {} problem(s) found; not starting", d.0.len());
@@ -176,19 +178,7 @@ async fn start(path: PathBuf, cfg: Config, overrides: Overrides) -> Result<ExitC
         crate::alerts::spawn(al, hook, gateway.clone());
     }
 
-    tokio::spawn(crate::reload::on_sighup(
-        gateway.clone(),
-        path.clone(),
-        overrides.clone(),
-    ));
-    // Kept alive until the server stops.
-    let _watcher = match crate::reload::watch(gateway.clone(), path, overrides) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch files; reload with SIGHUP");
-            None
-        }
-    };
+    crate::reload::spawn(gateway.clone(), path, overrides, baseline);
     crate::proxy::server::serve(
         gateway,
         listener,
