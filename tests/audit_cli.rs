@@ -63,6 +63,7 @@ fn decision(i: u64, sub: &str, dest: &str, allow: bool) -> Record {
         policy_version: "pv1".into(),
         upstream: Some("store".into()),
         exporter: None,
+        client_request_id: None,
     }))
 }
 

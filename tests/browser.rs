@@ -245,6 +245,7 @@ async fn seed(path: &Path) -> usize {
                 policy_version: "sha256:seed".into(),
                 upstream: Some("eu-store".into()),
                 exporter: None,
+                client_request_id: None,
             };
             let receipt = log.append(Record::Decision(Box::new(rec))).await.unwrap();
             n += 1;

@@ -512,7 +512,10 @@ async fn http_upstream_gets_clean_headers_and_never_the_token() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["x-request-id"], "pipeline-run-42");
+    // The gateway's id is its own and unique; the client's is kept beside it.
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_ne!(id, "pipeline-run-42");
+    assert_eq!(r.headers()["x-client-request-id"], "pipeline-run-42");
     assert_eq!(r.headers()["etag"], "\"v1\"");
     assert!(
         r.headers().get("x-internal").is_none(),
@@ -527,13 +530,15 @@ async fn http_upstream_gets_clean_headers_and_never_the_token() {
     assert!(s.headers.get("x-hop").is_none());
     assert_eq!(s.headers["x-forwarded-for"], "127.0.0.1");
     assert_eq!(s.headers["x-forwarded-proto"], "https");
-    assert_eq!(s.headers["x-request-id"], "pipeline-run-42");
+    assert_eq!(s.headers["x-request-id"], id.as_str());
+    assert_eq!(s.headers["x-client-request-id"], "pipeline-run-42");
     assert_eq!(
         s.headers["traceparent"],
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     );
-    let d = gw.decision("pipeline-run-42");
+    let d = gw.decision(&id);
     assert_eq!(d["upstream"], "mirror");
+    assert_eq!(d["client_request_id"], "pipeline-run-42");
 }
 
 #[tokio::test]

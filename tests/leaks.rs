@@ -96,3 +96,32 @@ async fn the_response_to_an_upload_is_decided_like_a_download() {
         .count();
     assert_eq!(up.requests().len(), allows);
 }
+
+/// Item 6: every record has the gateway's own unique request id; a client's `X-Request-Id`
+/// is kept beside it, never used as the id.
+#[tokio::test]
+async fn request_ids_are_the_gateways_and_unique() {
+    let gw = Gateway::start(Options::default());
+    let t = gw.token("alice", "acme-de", "DE", "analytics");
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let r = gw
+            .client()
+            .get(gw.url("/datasets/eu-customers/customers.csv"))
+            .bearer_auth(&t)
+            .header("x-request-id", "same-every-time")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-client-request-id"], "same-every-time");
+        ids.push(r.headers()["x-request-id"].to_str().unwrap().to_string());
+    }
+    assert_ne!(ids[0], ids[1]);
+    for id in &ids {
+        assert_ne!(id, "same-every-time");
+        let d = gw.decision(id);
+        assert_eq!(d["client_request_id"], "same-every-time");
+        assert_eq!(gw.completion(id).await["outcome"], "complete");
+    }
+}

@@ -469,6 +469,7 @@ async fn a_decision_record_reads_back() {
         policy_version: "v1".into(),
         upstream: None,
         exporter: None,
+        client_request_id: None,
     }));
     let (_dir, path) = tmp();
     let log = AuditLog::open(&path, 8).unwrap();

@@ -171,6 +171,7 @@ pub fn audit_log(set: &PolicySet, scenarios: &[Scenario], n: usize, date: time::
             policy_version: d.policy_version.to_string(),
             upstream: Some("eu-store".into()),
             exporter: None,
+            client_request_id: None,
         }));
         let Ok(json) = serde_json::to_vec(&rec) else {
             continue;

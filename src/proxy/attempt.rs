@@ -25,7 +25,10 @@ pub(super) fn escaped_path(raw: &str) -> String {
 /// A request on its way through the phases.
 pub(super) struct Attempt {
     pub started: Instant,
+    /// The gateway's own id of the request, unique.
     pub request_id: String,
+    /// The `X-Request-Id` the client sent, if well-formed.
+    pub client_request_id: Option<String>,
     pub method: Method,
     /// The decoded path once normalised; before that an escaped rendering of the raw one.
     pub path: String,
@@ -43,7 +46,8 @@ impl Attempt {
     pub fn new(parts: &Parts, enforce: bool, policy_version: std::sync::Arc<str>) -> Attempt {
         Attempt {
             started: Instant::now(),
-            request_id: super::headers::request_id(&parts.headers),
+            request_id: super::headers::request_id(),
+            client_request_id: super::headers::client_request_id(&parts.headers),
             method: parts.method.clone(),
             path: escaped_path(parts.uri.path()),
             direction: if matches!(parts.method, Method::PUT | Method::POST) {
@@ -117,6 +121,7 @@ impl Attempt {
             exporter: t
                 .and_then(|t| t.export.as_ref())
                 .and_then(|e| e.exporter.clone()),
+            client_request_id: self.client_request_id.clone(),
         }))
     }
 }

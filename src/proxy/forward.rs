@@ -26,6 +26,8 @@ pub(super) struct Forward<'a> {
     pub peer: SocketAddr,
     pub proto: &'static str,
     pub request_id: &'a str,
+    /// The client's own `X-Request-Id`, passed on as `X-Client-Request-Id`.
+    pub client_request_id: Option<&'a str>,
     pub limits: &'a Limits,
     pub tags: &'a TagHeaders,
 }
@@ -61,6 +63,12 @@ where
                 f.request_id,
                 &f.tags.lineage,
             );
+            if let Some(v) = f
+                .client_request_id
+                .and_then(|c| http::HeaderValue::from_str(c).ok())
+            {
+                req.headers_mut().insert("x-client-request-id", v);
+            }
             let resp = f.upstream.send_http(req, f.path_and_query).await?;
             let resp = f
                 .upstream

@@ -66,6 +66,7 @@ const UNTRUSTED_FAMILIES: &[&str] = &[
     "x-method-override",
     // Set by the gateway itself.
     "x-request-id",
+    "x-client-request-id",
     "traceparent",
     "tracestate",
     // Tags and the gateway's own signals.
@@ -162,8 +163,14 @@ pub fn clean_response_headers(headers: &mut HeaderMap) {
     }
 }
 
-/// Keeps a well-formed inbound `X-Request-Id` (1–128 of `[A-Za-z0-9._:-]`), else makes one.
-pub fn request_id(headers: &HeaderMap) -> String {
+/// A new request id, unique to this request (UUIDv7: time-ordered).
+pub fn request_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// A well-formed inbound `X-Request-Id` (1–128 of `[A-Za-z0-9._:-]`), kept beside the
+/// gateway's own id: a client's value need not be unique.
+pub fn client_request_id(headers: &HeaderMap) -> Option<String> {
     if let Some(v) = headers.get("x-request-id") {
         let b = v.as_bytes();
         if !b.is_empty()
@@ -172,10 +179,10 @@ pub fn request_id(headers: &HeaderMap) -> String {
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'))
             && let Ok(s) = std::str::from_utf8(b)
         {
-            return s.to_string();
+            return Some(s.to_string());
         }
     }
-    uuid::Uuid::now_v7().to_string()
+    None
 }
 
 /// W3C Trace Context `traceparent`: `00-<32 hex>-<16 hex>-<2 hex>`, ids not all zero.
@@ -296,9 +303,10 @@ mod tests {
     fn request_ids_and_traceparent() {
         let mut h = HeaderMap::new();
         h.insert("x-request-id", HeaderValue::from_static("abc-123"));
-        assert_eq!(request_id(&h), "abc-123");
+        assert_eq!(client_request_id(&h).as_deref(), Some("abc-123"));
         h.insert("x-request-id", HeaderValue::from_static("bad id\"{"));
-        assert_ne!(request_id(&h), "bad id\"{");
+        assert_eq!(client_request_id(&h), None);
+        assert_ne!(request_id(), request_id());
         assert!(valid_traceparent(
             b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         ));

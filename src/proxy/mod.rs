@@ -136,6 +136,14 @@ impl Gateway {
             }
             Err(p) => self.refuse(&mut a, p).await,
         };
+        let mut resp = resp;
+        if let Some(v) = a
+            .client_request_id
+            .as_deref()
+            .and_then(|c| HeaderValue::from_str(c).ok())
+        {
+            resp.headers_mut().insert("x-client-request-id", v);
+        }
         crate::metrics::global().request(a.decided, resp.status().as_u16(), a.started.elapsed());
         resp
     }
@@ -252,6 +260,7 @@ impl Gateway {
             peer,
             proto,
             request_id: &a.request_id,
+            client_request_id: a.client_request_id.as_deref(),
             limits: &snap.config.limits,
             tags: &snap.config.tags,
         };

@@ -51,6 +51,10 @@ pub struct DecisionRecord {
     /// written only when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exporter: Option<String>,
+    /// The `X-Request-Id` the client sent, kept apart from the gateway's own unique
+    /// `request_id`; written only when the client sent one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_request_id: Option<String>,
 }
 
 /// How a forwarded transfer ended.

@@ -120,6 +120,9 @@ pub struct DecisionView<'a> {
     /// The PIPL exporter the gateway resolved, when it wrote one.
     #[serde(borrow, default, deserialize_with = "opt_text")]
     pub exporter: Option<Cow<'a, str>>,
+    /// The `X-Request-Id` the client sent, when it sent one.
+    #[serde(borrow, default, deserialize_with = "opt_text")]
+    pub client_request_id: Option<Cow<'a, str>>,
 }
 
 fn download() -> Direction {
@@ -395,6 +398,7 @@ mod tests {
             policy_version: "pv1".into(),
             upstream: Some("store".into()),
             exporter: exporter.map(str::to_owned),
+            client_request_id: None,
         }
     }
 
