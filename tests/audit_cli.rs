@@ -193,6 +193,9 @@ fn drop_checkpoints(log: &Path) {
         .collect();
     rechain(&mut l);
     write(log, &l);
+    // A forger who shortens the log rewrites its head file too; what is left to catch
+    // them is the checkpoint signature.
+    let _ = std::fs::remove_file(bordergate::audit::head::path_for(log));
 }
 
 #[tokio::test]

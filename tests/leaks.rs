@@ -125,3 +125,56 @@ async fn request_ids_are_the_gateways_and_unique() {
         assert_eq!(gw.completion(id).await["outcome"], "complete");
     }
 }
+
+/// Item 6: a log emptied or cut between runs no longer restarts silently at seq 1 (its head
+/// file names the last durable record), and a symlinked or world-writable log is refused.
+#[tokio::test]
+async fn a_log_emptied_between_runs_or_placed_unsafely_is_refused() {
+    let mut gw = Gateway::start(Options::default());
+    let t = gw.token("alice", "acme-de", "DE", "analytics");
+    let r = gw
+        .client()
+        .get(gw.url("/datasets/eu-customers/customers.csv"))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let _ = r.bytes().await;
+    gw.stop();
+    let serve = |config: &std::path::Path| {
+        std::process::Command::new(common::BIN)
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("BORDERGATE_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let kept = std::fs::read(&gw.audit).unwrap();
+    std::fs::write(&gw.audit, b"").unwrap();
+    let o = serve(&gw.config);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("records were removed"), "{err}");
+    assert!(
+        std::fs::read(&gw.audit).unwrap().is_empty(),
+        "nothing was written"
+    );
+    // `audit verify` names it too.
+    let v = std::process::Command::new(common::BIN)
+        .args(["audit", "verify"])
+        .arg(&gw.audit)
+        .output()
+        .unwrap();
+    assert_eq!(v.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&v.stderr).contains("truncated"));
+
+    // A symlink in place of the log.
+    std::fs::write(gw.dir.path().join("real.log"), &kept).unwrap();
+    std::fs::remove_file(&gw.audit).unwrap();
+    std::os::unix::fs::symlink(gw.dir.path().join("real.log"), &gw.audit).unwrap();
+    let o = serve(&gw.config);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("symbolic link"), "{err}");
+}

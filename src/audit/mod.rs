@@ -15,6 +15,7 @@
 //!   `healthy()` is false. Restarting runs the tail check, which decides what is on disk.
 
 pub mod checkpoint;
+pub mod head;
 pub mod line;
 pub mod postgres;
 pub mod pseudo;
@@ -31,6 +32,7 @@ mod writer;
 mod tests;
 
 use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
@@ -144,11 +146,13 @@ impl AuditLog {
                 AuditError::Unavailable(format!("cannot create directory `{}`: {e}", dir.display()))
             })?;
         }
+        check_placement(path, dir)?;
         let existed = path.exists();
         let file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
+            .mode(0o640)
             .open(path)
             .map_err(|e| unavailable("open", e))?;
         let regular = file
@@ -167,6 +171,11 @@ impl AuditLog {
                 tracing::warn!(log = %name, error = %e, "cannot sync the audit log directory");
             }
         }
+        let head = if regular {
+            Some(Self::check_head(path, &resume, &name)?)
+        } else {
+            None
+        };
         let crashed = if regular {
             tail::unfinished(&file, resume.len)
         } else {
@@ -176,7 +185,39 @@ impl AuditLog {
         if regular {
             upkeep.path = Some(path.to_path_buf());
         }
-        Self::start(file, regular, resume, batch_max, name, upkeep, crashed)
+        Self::start(
+            file, regular, resume, batch_max, name, upkeep, crashed, head,
+        )
+    }
+
+    /// Checks the log's end against its head file (a log cut, emptied or replaced since
+    /// the last run is refused) and opens the head file for the writer.
+    fn check_head(path: &Path, resume: &Resume, name: &str) -> Result<head::HeadFile, AuditError> {
+        let hp = head::path_for(path);
+        let recorded = match head::read(&hp) {
+            Ok(h) => h,
+            Err(e) => {
+                // A head torn by a power loss: the log itself decides.
+                tracing::warn!(log = %name, error = %e, "ignoring an unreadable head file");
+                None
+            }
+        };
+        let last = (resume.seq > 1).then_some(head::Head {
+            seq: resume.seq - 1,
+            hash: resume.prev,
+        });
+        head::check(last, recorded, name, true).map_err(AuditError::Corrupt)?;
+        let f = head::HeadFile::open(&hp)
+            .map_err(|e| AuditError::Unavailable(format!("cannot open `{}`: {e}", hp.display())))?;
+        if let Some(l) = last
+            && let Err(e) = f.write(&l)
+        {
+            return Err(AuditError::Unavailable(format!(
+                "cannot write `{}`: {e}",
+                hp.display()
+            )));
+        }
+        Ok(f)
     }
 
     fn start<F: LogFile>(
@@ -187,6 +228,7 @@ impl AuditLog {
         name: String,
         upkeep: upkeep::Upkeep,
         crashed: Vec<(u64, String)>,
+        head: Option<head::HeadFile>,
     ) -> Result<AuditLog, AuditError> {
         let shared = Arc::new(Shared::default());
         let (tx, rx) = mpsc::channel();
@@ -208,6 +250,7 @@ impl AuditLog {
         );
         let mut writer = writer;
         writer.upkeep = upkeep;
+        writer.head = head;
         std::thread::Builder::new()
             .name("bordergate-audit".into())
             .spawn(move || writer.run(rx))
@@ -367,6 +410,40 @@ impl Options {
             },
         }
     }
+}
+
+/// Refuses a log whose placement lets someone else redirect or rewrite it: a symbolic
+/// link (whoever controls the link chooses where the evidence goes), a file writable by
+/// everyone, or a directory writable by everyone without the sticky bit (anyone could
+/// replace the file).
+fn check_placement(path: &Path, dir: Option<&Path>) -> Result<(), AuditError> {
+    use std::os::unix::fs::PermissionsExt;
+    let refuse = |m: String| Err(AuditError::Unavailable(m));
+    if let Ok(md) = fs::symlink_metadata(path) {
+        if md.file_type().is_symlink() {
+            return refuse(format!(
+                "`{}` is a symbolic link; give the log's real path",
+                path.display()
+            ));
+        }
+        if md.is_file() && md.permissions().mode() & 0o002 != 0 {
+            return refuse(format!(
+                "`{}` is writable by everyone; `chmod o-w` it",
+                path.display()
+            ));
+        }
+    }
+    let dir = dir.unwrap_or(Path::new("."));
+    if let Ok(md) = fs::metadata(dir) {
+        let mode = md.permissions().mode();
+        if mode & 0o002 != 0 && mode & 0o1000 == 0 {
+            return refuse(format!(
+                "the directory `{}` of the audit log is writable by everyone; anyone could replace the log (`chmod o-w` it, or use a directory of its own)",
+                dir.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn shut_down() -> AuditError {

@@ -179,6 +179,8 @@ async fn a_torn_tail_at_every_offset_is_repaired() {
     let kept = verify_file(&path).records - 1; // records before the torn one
     for cut in last_start + 1..good.len() {
         fs::write(&path, &good[..cut]).unwrap();
+        // A record torn by a crash was never durable, so the head file never named it.
+        let _ = fs::remove_file(super::head::path_for(&path));
         let log = AuditLog::open(&path, 8).unwrap();
         let rc = log.append(event("after repair")).await.unwrap();
         log.shutdown().await;
@@ -213,6 +215,7 @@ async fn a_torn_first_record_starts_a_new_log() {
     let (_dir, path) = tmp();
     let good = small_log(&path).await;
     fs::write(&path, &good[..40]).unwrap();
+    fs::remove_file(super::head::path_for(&path)).unwrap();
     let log = AuditLog::open(&path, 8).unwrap();
     log.shutdown().await;
     assert_eq!(assert_verifies(&path).records, 3);
@@ -370,6 +373,7 @@ fn faulty(path: &Path) -> (AuditLog, Faults) {
         "test log".into(),
         Default::default(),
         Vec::new(),
+        None,
     )
     .unwrap();
     (log, faults)
@@ -482,4 +486,65 @@ async fn a_decision_record_reads_back() {
     assert_eq!(l.value["caller"]["jurisdiction"], "US");
     assert_eq!(l.value["path"], "/datasets/ehr/\"quoted\"\nnewline");
     assert_eq!(l.value["status"], 451);
+}
+
+#[tokio::test]
+async fn a_log_cut_or_emptied_between_runs_is_refused_and_named_by_verify() {
+    let (_dir, path) = tmp();
+    let good = small_log(&path).await;
+    let last_start = good[..good.len() - 1]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .unwrap()
+        + 1;
+    // The last durable record cut away: the head file still names it.
+    fs::write(&path, &good[..last_start]).unwrap();
+    let r = super::verify::verify_log(std::slice::from_ref(&path), &Default::default());
+    assert!(
+        r.damage
+            .iter()
+            .any(|d| d.kind == ProblemKind::Truncated && d.message.contains("records were removed")),
+        "{r}"
+    );
+    match AuditLog::open(&path, 8) {
+        Err(AuditError::Corrupt(m)) => assert!(m.contains("records were removed"), "{m}"),
+        other => panic!("a cut log was continued: {other:?}"),
+    }
+    // Emptied, or deleted: the same.
+    fs::write(&path, b"").unwrap();
+    assert!(matches!(
+        AuditLog::open(&path, 8),
+        Err(AuditError::Corrupt(_))
+    ));
+    fs::remove_file(&path).unwrap();
+    assert!(matches!(
+        AuditLog::open(&path, 8),
+        Err(AuditError::Corrupt(_))
+    ));
+    // Restored, it continues.
+    fs::write(&path, &good).unwrap();
+    let log = AuditLog::open(&path, 8).unwrap();
+    log.shutdown().await;
+    assert!(verify_file(&path).is_ok());
+}
+
+#[test]
+fn a_symlinked_or_world_writable_log_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, path) = tmp();
+    fs::write(&path, b"").unwrap();
+    let link = dir.path().join("link.log");
+    std::os::unix::fs::symlink(&path, &link).unwrap();
+    let e = AuditLog::open(&link, 8).unwrap_err().to_string();
+    assert!(e.contains("symbolic link"), "{e}");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
+    let e = AuditLog::open(&path, 8).unwrap_err().to_string();
+    assert!(e.contains("writable by everyone"), "{e}");
+    let open = dir.path().join("open");
+    fs::create_dir(&open).unwrap();
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+    let e = AuditLog::open(&open.join("a.log"), 8)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("writable by everyone"), "{e}");
 }

@@ -182,6 +182,8 @@ pub(crate) struct Writer<F> {
     hashes: Vec<[u8; HASH_LEN]>,
     /// Checkpoints, rotation and retention.
     pub upkeep: Upkeep,
+    /// The head file beside the log, rewritten after every batch.
+    pub head: Option<super::head::HeadFile>,
 }
 
 impl<F: LogFile> Writer<F> {
@@ -209,6 +211,7 @@ impl<F: LogFile> Writer<F> {
             buf: Vec::with_capacity(batch_max * 512),
             hashes: Vec::with_capacity(batch_max),
             upkeep: Upkeep::default(),
+            head: None,
         }
     }
 
@@ -239,6 +242,7 @@ impl<F: LogFile> Writer<F> {
             }
             if let Some(ack) = stop {
                 self.final_checkpoint();
+                self.sync_head();
                 stop_writer(&self.shared, rx, ack, &self.name);
                 return;
             }
@@ -300,6 +304,32 @@ impl<F: LogFile> Writer<F> {
         self.len += self.buf.len() as u64;
         self.shared.write_failing.store(false, Ordering::SeqCst);
         release(batch, seq0, self.hashes.iter().map(hex::encode));
+        self.write_head();
+    }
+
+    /// Names the last durable record in the head file (a failure is logged: the log itself
+    /// is durable; only the detection of a cut between runs is weakened).
+    fn write_head(&mut self) {
+        let Some(h) = &self.head else {
+            return;
+        };
+        let head = super::head::Head {
+            seq: self.seq.saturating_sub(1),
+            hash: self.prev,
+        };
+        if let Err(e) = h.write(&head) {
+            tracing::warn!(log = %self.name, error = %e, "cannot write the audit log's head file");
+            self.head = None;
+        }
+    }
+
+    /// Makes the head file durable (at shutdown).
+    pub(crate) fn sync_head(&self) {
+        if let Some(h) = &self.head
+            && let Err(e) = h.sync()
+        {
+            tracing::warn!(log = %self.name, error = %e, "cannot sync the audit log's head file");
+        }
     }
 
     fn poison(&self) {

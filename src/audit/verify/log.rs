@@ -196,6 +196,12 @@ pub fn verify_log(paths: &[PathBuf], opts: &VerifyOptions) -> LogReport {
             return rep;
         }
     };
+    // Read before the log: the writer updates the head only after a batch is durable, so
+    // a live log is never behind the head read first.
+    let recorded_head = files
+        .last()
+        .and_then(|a| crate::audit::head::read(&crate::audit::head::path_for(a)).ok())
+        .flatten();
     let mut state: Option<(u64, [u8; HASH_LEN])> = None;
     let mut gaps: Vec<Gap> = Vec::new();
     let mut seen = Seen::default();
@@ -299,8 +305,43 @@ pub fn verify_log(paths: &[PathBuf], opts: &VerifyOptions) -> LogReport {
     if !opts.receipts.is_empty() {
         check_receipts(&files, opts, &removals, &mut rep);
     }
+    check_head_file(&files, recorded_head, &mut rep);
     dedupe(&mut rep.damage);
     rep
+}
+
+/// Compares where the chain ends with the head file beside the active log (see
+/// [`crate::audit::head`]): records cut from the end, or a log emptied or replaced, are
+/// named even without a checkpoint key.
+fn check_head_file(
+    files: &[PathBuf],
+    recorded: Option<crate::audit::head::Head>,
+    rep: &mut LogReport,
+) {
+    // No head file (an old log, a copy) or a torn one: nothing to compare with.
+    let (Some(active), Some(recorded)) = (files.last(), recorded) else {
+        return;
+    };
+    let last = match (rep.last_seq, rep.last_hash.as_deref()) {
+        (Some(seq), Some(h)) => {
+            let mut hash = [0u8; HASH_LEN];
+            if hex::decode_to_slice(h, &mut hash).is_err() {
+                return;
+            }
+            Some(crate::audit::head::Head { seq, hash })
+        }
+        _ => None,
+    };
+    let name = display_name(active);
+    if let Err(e) = crate::audit::head::check(last, Some(recorded), &name, false) {
+        rep.damage.push(damage(
+            ProblemKind::Truncated,
+            &name,
+            0,
+            Some(recorded.seq),
+            e,
+        ));
+    }
 }
 
 fn display_name(p: &Path) -> String {
