@@ -185,9 +185,8 @@ impl AuditLog {
         if regular {
             upkeep.path = Some(path.to_path_buf());
         }
-        Self::start(
-            file, regular, resume, batch_max, name, upkeep, crashed, head,
-        )
+        upkeep.head = head;
+        Self::start(file, regular, resume, batch_max, name, upkeep, crashed)
     }
 
     /// Checks the log's end against its head file (a log cut, emptied or replaced since
@@ -228,7 +227,6 @@ impl AuditLog {
         name: String,
         upkeep: upkeep::Upkeep,
         crashed: Vec<(u64, String)>,
-        head: Option<head::HeadFile>,
     ) -> Result<AuditLog, AuditError> {
         let shared = Arc::new(Shared::default());
         let (tx, rx) = mpsc::channel();
@@ -250,7 +248,6 @@ impl AuditLog {
         );
         let mut writer = writer;
         writer.upkeep = upkeep;
-        writer.head = head;
         std::thread::Builder::new()
             .name("bordergate-audit".into())
             .spawn(move || writer.run(rx))

@@ -373,7 +373,6 @@ fn faulty(path: &Path) -> (AuditLog, Faults) {
         "test log".into(),
         Default::default(),
         Vec::new(),
-        None,
     )
     .unwrap();
     (log, faults)

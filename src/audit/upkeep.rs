@@ -1,4 +1,5 @@
-//! The writer's upkeep between batches: signed checkpoints, segment rotation and retention.
+//! The writer's upkeep between batches: the head file, signed checkpoints, segment
+//! rotation and retention.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -25,6 +26,8 @@ pub struct Upkeep {
     pub rotate_after: Option<Duration>,
     pub retain_segments: Option<usize>,
     pub retain_age: Option<Duration>,
+    /// The head file beside the log, rewritten after every batch (see [`super::head`]).
+    pub head: Option<super::head::HeadFile>,
     pub(crate) since_checkpoint: u64,
     pub(crate) last_checkpoint: Option<Instant>,
     pub(crate) segment_started: Option<Instant>,

@@ -182,8 +182,6 @@ pub(crate) struct Writer<F> {
     hashes: Vec<[u8; HASH_LEN]>,
     /// Checkpoints, rotation and retention.
     pub upkeep: Upkeep,
-    /// The head file beside the log, rewritten after every batch.
-    pub head: Option<super::head::HeadFile>,
 }
 
 impl<F: LogFile> Writer<F> {
@@ -211,7 +209,6 @@ impl<F: LogFile> Writer<F> {
             buf: Vec::with_capacity(batch_max * 512),
             hashes: Vec::with_capacity(batch_max),
             upkeep: Upkeep::default(),
-            head: None,
         }
     }
 
@@ -310,7 +307,7 @@ impl<F: LogFile> Writer<F> {
     /// Names the last durable record in the head file (a failure is logged: the log itself
     /// is durable; only the detection of a cut between runs is weakened).
     fn write_head(&mut self) {
-        let Some(h) = &self.head else {
+        let Some(h) = &self.upkeep.head else {
             return;
         };
         let head = super::head::Head {
@@ -319,13 +316,13 @@ impl<F: LogFile> Writer<F> {
         };
         if let Err(e) = h.write(&head) {
             tracing::warn!(log = %self.name, error = %e, "cannot write the audit log's head file");
-            self.head = None;
+            self.upkeep.head = None;
         }
     }
 
     /// Makes the head file durable (at shutdown).
     pub(crate) fn sync_head(&self) {
-        if let Some(h) = &self.head
+        if let Some(h) = &self.upkeep.head
             && let Err(e) = h.sync()
         {
             tracing::warn!(log = %self.name, error = %e, "cannot sync the audit log's head file");
