@@ -6,9 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::pin::Pin;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use hyper::service::service_fn;
@@ -17,6 +16,7 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tokio_rustls::TlsAcceptor;
 
 use super::Gateway;
@@ -190,84 +190,110 @@ async fn flush_refused(gw: Arc<Gateway>, refused: Arc<RefusedHeads>) {
     }
 }
 
-/// The connection's IO, shared so the listener can still answer `408` after the HTTP
-/// layer gave up on a slow request head. The lock is per connection and uncontended.
-struct SharedIo<I>(Arc<Mutex<IoState<I>>>);
+/// A connection's IO as the HTTP layer sees it: notes whether the peer ever spoke and
+/// whether a request head is arriving unanswered, and hands the IO back when the HTTP
+/// layer drops it, so the listener can still answer `408` after a slow request head.
+/// Nothing is locked: the flags live in the wrapper, and only "spoke" is shared (one
+/// atomic, set per read that brought bytes).
+struct Watched<I> {
+    /// Always `Some` until dropped.
+    io: Option<I>,
+    /// Bytes were read since the last write: a request head is arriving.
+    unanswered: bool,
+    /// Set once any byte was read.
+    heard: Arc<AtomicBool>,
+    back: Option<oneshot::Sender<Returned<I>>>,
+}
 
-struct IoState<I> {
+/// The IO of a dropped [`Watched`], and whether a request head was arriving unanswered.
+struct Returned<I> {
     io: I,
-    /// Bytes read since the last write: non-zero while a request head is arriving.
-    unanswered: u64,
-    /// Whether any byte was ever read.
-    spoke: bool,
+    unanswered: bool,
 }
 
-fn poisoned() -> std::io::Error {
-    std::io::Error::other("connection state poisoned")
+impl<I> Watched<I> {
+    /// Wraps `io`; returns the flag "the peer sent a byte" and where the IO comes back.
+    fn new(io: I) -> (Self, Arc<AtomicBool>, oneshot::Receiver<Returned<I>>) {
+        let (tx, rx) = oneshot::channel();
+        let heard = Arc::new(AtomicBool::new(false));
+        let w = Watched {
+            io: Some(io),
+            unanswered: false,
+            heard: heard.clone(),
+            back: Some(tx),
+        };
+        (w, heard, rx)
+    }
+
+    fn io(&mut self) -> std::io::Result<Pin<&mut I>>
+    where
+        I: Unpin,
+    {
+        self.io
+            .as_mut()
+            .map(Pin::new)
+            .ok_or_else(|| std::io::Error::other("connection already handed back"))
+    }
 }
 
-impl<I: AsyncRead + Unpin> AsyncRead for SharedIo<I> {
+impl<I> Drop for Watched<I> {
+    fn drop(&mut self) {
+        if let (Some(io), Some(back)) = (self.io.take(), self.back.take()) {
+            // Nobody waiting: the IO is dropped (closed) here instead.
+            let _ = back.send(Returned {
+                io,
+                unanswered: self.unanswered,
+            });
+        }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
     fn poll_read(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        let Ok(mut st) = self.0.lock() else {
-            return Poll::Ready(Err(poisoned()));
-        };
+        let this = &mut *self;
         let before = buf.filled().len();
-        let r = Pin::new(&mut st.io).poll_read(cx, buf);
-        let n = (buf.filled().len() - before) as u64;
-        st.unanswered += n;
-        st.spoke |= n > 0;
+        let r = this.io()?.poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.unanswered = true;
+            this.heard.store(true, Ordering::Relaxed);
+        }
         r
     }
 }
 
-impl<I: AsyncWrite + Unpin> AsyncWrite for SharedIo<I> {
+impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
     fn poll_write(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        let Ok(mut st) = self.0.lock() else {
-            return Poll::Ready(Err(poisoned()));
-        };
-        st.unanswered = 0;
-        Pin::new(&mut st.io).poll_write(cx, data)
+        self.unanswered = false;
+        self.io()?.poll_write(cx, data)
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let Ok(mut st) = self.0.lock() else {
-            return Poll::Ready(Err(poisoned()));
-        };
-        Pin::new(&mut st.io).poll_flush(cx)
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.io()?.poll_flush(cx)
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let Ok(mut st) = self.0.lock() else {
-            return Poll::Ready(Err(poisoned()));
-        };
-        Pin::new(&mut st.io).poll_shutdown(cx)
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.io()?.poll_shutdown(cx)
     }
 
     fn poll_write_vectored(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        let Ok(mut st) = self.0.lock() else {
-            return Poll::Ready(Err(poisoned()));
-        };
-        st.unanswered = 0;
-        Pin::new(&mut st.io).poll_write_vectored(cx, bufs)
+        self.unanswered = false;
+        self.io()?.poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.0
-            .lock()
-            .map(|st| st.io.is_write_vectored())
-            .unwrap_or(false)
+        self.io.as_ref().is_some_and(|io| io.is_write_vectored())
     }
 }
 
@@ -283,11 +309,7 @@ async fn serve_one<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let shared = Arc::new(Mutex::new(IoState {
-        io,
-        unanswered: 0,
-        spoke: false,
-    }));
+    let (io, heard, mut returned) = Watched::new(io);
     let Conn {
         peer,
         proto,
@@ -304,40 +326,99 @@ async fn serve_one<I>(
             )
         }
     });
-    let conn = builder.serve_connection(TokioIo::new(SharedIo(shared.clone())), svc);
-    let mut conn = Box::pin(watcher.watch(conn));
-    let result = tokio::select! {
-        r = &mut conn => r,
-        () = silent_for(&shared, first_byte) => {
-            tracing::debug!(%peer, "connection sent nothing within the header timeout; closed");
-            return;
+    let result = {
+        // Dropped at the end of this block, which hands the IO back through `returned`.
+        let mut conn = pin!(watcher.watch(builder.serve_connection(TokioIo::new(io), svc)));
+        tokio::select! {
+            r = &mut conn => r,
+            () = silent_for(&heard, first_byte) => {
+                tracing::debug!(%peer, "connection sent nothing within the header timeout; closed");
+                return;
+            }
         }
     };
-    drop(conn);
-    if let Err(e) = result {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
-        if let Some(h) = e.downcast_ref::<hyper::Error>() {
-            refused.count(h);
-            if h.is_timeout() {
-                // A request head began but did not finish in time: answer 408.
-                let st = Arc::try_unwrap(shared)
-                    .ok()
-                    .and_then(|m| m.into_inner().ok());
-                if let Some(mut st) = st
-                    && st.unanswered > 0
-                {
-                    let _ = st.io.write_all(REQUEST_TIMEOUT).await;
-                    let _ = st.io.shutdown().await;
-                }
-            }
+    let Err(e) = result else { return };
+    tracing::debug!(%peer, error = %e, "connection ended with an error");
+    let Some(h) = e.downcast_ref::<hyper::Error>() else {
+        return;
+    };
+    refused.count(h);
+    if h.is_timeout() {
+        // A request head began but did not finish in time: answer 408.
+        if let Ok(Returned {
+            mut io,
+            unanswered: true,
+        }) = returned.try_recv()
+        {
+            let _ = io.write_all(REQUEST_TIMEOUT).await;
+            let _ = io.shutdown().await;
         }
     }
 }
 
 /// Resolves if the connection has not sent a byte `within` its start; otherwise never.
-async fn silent_for<I>(shared: &Mutex<IoState<I>>, within: Duration) {
+async fn silent_for(heard: &AtomicBool, within: Duration) {
     tokio::time::sleep(within).await;
-    if shared.lock().map(|st| st.spoke).unwrap_or(false) {
+    if heard.load(Ordering::Relaxed) {
         std::future::pending::<()>().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, duplex};
+
+    #[tokio::test]
+    async fn the_io_comes_back_on_drop_with_an_unanswered_head() {
+        let (client, server) = duplex(1024);
+        let (mut w, heard, mut back) = Watched::new(server);
+        let mut client = client;
+        client.write_all(b"GET / HT").await.unwrap();
+        let mut buf = [0u8; 16];
+        let n = w.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"GET / HT");
+        assert!(heard.load(Ordering::Relaxed));
+        assert!(back.try_recv().is_err(), "handed back while still in use");
+        drop(w);
+        let Returned { mut io, unanswered } = back.try_recv().unwrap();
+        assert!(unanswered);
+        // The handed-back IO is the connection itself.
+        io.write_all(REQUEST_TIMEOUT).await.unwrap();
+        drop(io);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, REQUEST_TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn a_write_answers_what_was_read() {
+        let (mut client, server) = duplex(1024);
+        let (mut w, heard, mut back) = Watched::new(server);
+        client.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        w.read_exact(&mut buf).await.unwrap();
+        w.write_all(b"pong").await.unwrap();
+        drop(w);
+        assert!(heard.load(Ordering::Relaxed));
+        assert!(!back.try_recv().unwrap().unanswered);
+    }
+
+    #[tokio::test]
+    async fn silence_is_noticed_only_when_nothing_was_read() {
+        let (_client, server) = duplex(1024);
+        let (_w, heard, _back) = Watched::new(server);
+        let within = Duration::from_millis(50);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), silent_for(&heard, within))
+                .await
+                .is_ok()
+        );
+        heard.store(true, Ordering::Relaxed);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), silent_for(&heard, within))
+                .await
+                .is_err()
+        );
     }
 }
