@@ -1,19 +1,18 @@
-//! The listener: TCP accept, TLS (rustls, HTTP/1.1 and HTTP/2 by ALPN), per-connection
-//! limits, and graceful shutdown.
+//! The proxy listener's connections: rustls (HTTP/1.1 and HTTP/2 by ALPN) over the shared
+//! accept loop ([`crate::net`]), per-connection limits, `408` for slow request heads, and
+//! graceful shutdown that flushes the audit log.
 
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
 use std::pin::{Pin, pin};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::Watcher;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -21,6 +20,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::Gateway;
 use crate::audit::{Record, record::EventRecord};
+use crate::net::{Peer, Serve};
 
 /// Serves connections until `shutdown` resolves, then lets in-flight requests finish for
 /// up to `grace` and flushes the audit log.
@@ -48,100 +48,77 @@ pub async fn serve(
         .max_pending_accept_reset_streams(32)
         .max_local_error_reset_streams(64)
         .keep_alive_interval(Some(Duration::from_secs(30)));
-    let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
     let refused = Arc::new(RefusedHeads::default());
     let flusher = tokio::spawn(flush_refused(gateway.clone(), refused.clone()));
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let gw = gateway.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let tls = tls.clone();
-        let refused = refused.clone();
-        tokio::spawn(async move {
-            match tls {
-                Some(acceptor) => {
-                    let handshake =
-                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
-                            .await;
-                    let tls_stream = match handshake {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "tls handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "tls handshake timed out");
-                            return;
-                        }
-                    };
-                    let cert: Option<Arc<[u8]>> = tls_stream
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|c| c.first())
-                        .map(|c| Arc::from(c.as_ref()));
-                    let conn = Conn {
-                        peer,
-                        proto: "https",
-                        cert,
-                        refused,
-                        first_byte: header_timeout,
-                    };
-                    serve_one(gw, &builder, watcher, tls_stream, conn).await;
-                }
-                None => {
-                    let conn = Conn {
-                        peer,
-                        proto: "http",
-                        cert: None,
-                        refused,
-                        first_byte: header_timeout,
-                    };
-                    serve_one(gw, &builder, watcher, stream, conn).await
-                }
-            }
-        });
-    }
-    drop(listener);
-    tracing::info!(
-        grace_secs = grace.as_secs(),
-        "shutting down: waiting for in-flight requests"
-    );
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("grace period ended with requests still in flight");
-    }
+    let conns = Arc::new(Connections {
+        gateway: gateway.clone(),
+        builder,
+        refused: refused.clone(),
+        first_byte: header_timeout,
+    });
+    crate::net::serve("proxy", listener, tls, conns, grace, shutdown).await;
     flusher.abort();
     refused.flush(&gateway);
     gateway.audit().shutdown().await;
 }
 
-/// What a connection brings to each of its requests.
-struct Conn {
-    peer: SocketAddr,
-    proto: &'static str,
-    /// The TLS client certificate (DER), when one was presented.
-    cert: Option<Arc<[u8]>>,
+/// What serves each proxy connection.
+struct Connections {
+    gateway: Arc<Gateway>,
+    builder: Builder<TokioExecutor>,
     refused: Arc<RefusedHeads>,
     /// A connection that sends not one byte within this time is closed (the HTTP layer's
     /// header timeout only starts once bytes arrive, and protocol sniffing has none).
     first_byte: Duration,
+}
+
+impl Serve for Connections {
+    async fn serve<I>(&self, io: I, peer: Peer, watcher: Watcher)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (io, heard, mut returned) = Watched::new(io);
+        let Peer { addr, proto, cert } = peer;
+        let gw = self.gateway.clone();
+        let svc = service_fn(move |req| {
+            let gw = gw.clone();
+            let cert = cert.clone();
+            async move {
+                Ok::<_, std::convert::Infallible>(
+                    gw.handle_with_cert(req, addr, proto, cert.as_deref()).await,
+                )
+            }
+        });
+        let result = {
+            // Dropped at the end of this block, which hands the IO back through `returned`.
+            let mut conn =
+                pin!(watcher.watch(self.builder.serve_connection(TokioIo::new(io), svc)));
+            tokio::select! {
+                r = &mut conn => r,
+                () = silent_for(&heard, self.first_byte) => {
+                    tracing::debug!(peer = %addr, "connection sent nothing within the header timeout; closed");
+                    return;
+                }
+            }
+        };
+        let Err(e) = result else { return };
+        tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
+        let Some(h) = e.downcast_ref::<hyper::Error>() else {
+            return;
+        };
+        self.refused.count(h);
+        if h.is_timeout() {
+            // A request head began but did not finish in time: answer 408.
+            if let Ok(Returned {
+                mut io,
+                unanswered: true,
+            }) = returned.try_recv()
+            {
+                let _ = io.write_all(REQUEST_TIMEOUT).await;
+                let _ = io.shutdown().await;
+            }
+        }
+    }
 }
 
 /// Requests refused by the HTTP layer before they reached the gateway (malformed or
@@ -299,62 +276,6 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
 
 const REQUEST_TIMEOUT: &[u8] =
     b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
-
-async fn serve_one<I>(
-    gw: Arc<Gateway>,
-    builder: &Builder<TokioExecutor>,
-    watcher: hyper_util::server::graceful::Watcher,
-    io: I,
-    c: Conn,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (io, heard, mut returned) = Watched::new(io);
-    let Conn {
-        peer,
-        proto,
-        cert,
-        refused,
-        first_byte,
-    } = c;
-    let svc = service_fn(move |req| {
-        let gw = gw.clone();
-        let cert = cert.clone();
-        async move {
-            Ok::<_, std::convert::Infallible>(
-                gw.handle_with_cert(req, peer, proto, cert.as_deref()).await,
-            )
-        }
-    });
-    let result = {
-        // Dropped at the end of this block, which hands the IO back through `returned`.
-        let mut conn = pin!(watcher.watch(builder.serve_connection(TokioIo::new(io), svc)));
-        tokio::select! {
-            r = &mut conn => r,
-            () = silent_for(&heard, first_byte) => {
-                tracing::debug!(%peer, "connection sent nothing within the header timeout; closed");
-                return;
-            }
-        }
-    };
-    let Err(e) = result else { return };
-    tracing::debug!(%peer, error = %e, "connection ended with an error");
-    let Some(h) = e.downcast_ref::<hyper::Error>() else {
-        return;
-    };
-    refused.count(h);
-    if h.is_timeout() {
-        // A request head began but did not finish in time: answer 408.
-        if let Ok(Returned {
-            mut io,
-            unanswered: true,
-        }) = returned.try_recv()
-        {
-            let _ = io.write_all(REQUEST_TIMEOUT).await;
-            let _ = io.shutdown().await;
-        }
-    }
-}
 
 /// Resolves if the connection has not sent a byte `within` its start; otherwise never.
 async fn silent_for(heard: &AtomicBool, within: Duration) {
