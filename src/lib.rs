@@ -17,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod metrics;
 pub mod model;
+pub mod net;
 pub mod pipl;
 pub mod policy;
 pub mod proxy;

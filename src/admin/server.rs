@@ -1,4 +1,5 @@
-//! Accept loop of the admin listener: TCP, optional TLS, HTTP/1.1 and HTTP/2.
+//! The admin listener's connections: HTTP/1.1 and HTTP/2 over the shared accept loop
+//! ([`crate::net`]), TCP with optional TLS.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -7,10 +8,16 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::Watcher;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use super::Admin;
+use crate::net::{Peer, Serve};
+
+/// How long open admin connections may take to finish once the listener stops.
+const GRACE: Duration = Duration::from_secs(5);
 
 /// Serves admin connections until `shutdown` resolves.
 pub async fn serve(
@@ -29,46 +36,29 @@ pub async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(64);
-    let builder = Arc::new(builder);
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let admin = admin.clone();
-        let builder = builder.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let admin = admin.clone();
-                async move { Ok::<_, std::convert::Infallible>(admin.handle(req).await) }
-            });
-            let result = match tls {
-                Some(acceptor) => {
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
-                        .await
-                    {
-                        Ok(Ok(s)) => builder.serve_connection(TokioIo::new(s), svc).await,
-                        _ => {
-                            tracing::debug!(%peer, "admin tls handshake failed");
-                            return;
-                        }
-                    }
-                }
-                None => builder.serve_connection(TokioIo::new(stream), svc).await,
-            };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "admin connection ended with an error");
-            }
+    let conns = Arc::new(AdminConnections { admin, builder });
+    crate::net::serve("admin", listener, tls, conns, GRACE, shutdown).await;
+}
+
+/// What serves each admin connection.
+struct AdminConnections {
+    admin: Arc<Admin>,
+    builder: Builder<TokioExecutor>,
+}
+
+impl Serve for AdminConnections {
+    async fn serve<I>(&self, io: I, peer: Peer, watcher: Watcher)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let admin = self.admin.clone();
+        let svc = service_fn(move |req| {
+            let admin = admin.clone();
+            async move { Ok::<_, std::convert::Infallible>(admin.handle(req).await) }
         });
+        let conn = self.builder.serve_connection(TokioIo::new(io), svc);
+        if let Err(e) = watcher.watch(conn).await {
+            tracing::debug!(peer = %peer.addr, error = %e, "admin connection ended with an error");
+        }
     }
 }

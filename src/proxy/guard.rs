@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Version, header, request::Parts};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Frame;
 
 use super::BoxError;
+use super::body::{Hook, Hooked};
 use crate::config::Limits;
 use crate::respond::Kind;
 
@@ -137,8 +138,10 @@ impl BodyLimit {
 
 /// A request body with an idle timeout between frames and a size cap. Trailers are
 /// dropped: a client can't smuggle credentials, tags or framing after the body.
-pub struct Limited<B> {
-    inner: B,
+pub type Limited<B> = Hooked<B, BodyGuard>;
+
+/// The hook of [`Limited`]: the idle timer and the bytes seen against the cap.
+pub struct BodyGuard {
     idle: Duration,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     max: u64,
@@ -147,71 +150,41 @@ pub struct Limited<B> {
 
 impl<B> Limited<B> {
     pub fn new(inner: B, limits: &Limits) -> Self {
-        Limited {
+        Hooked::with_hook(
             inner,
-            idle: Duration::from_secs(limits.body_timeout_secs.max(1)),
-            sleep: None,
-            max: limits.max_body_bytes,
-            seen: 0,
-        }
+            BodyGuard {
+                idle: Duration::from_secs(limits.body_timeout_secs.max(1)),
+                sleep: None,
+                max: limits.max_body_bytes,
+                seen: 0,
+            },
+        )
     }
 }
 
-impl<B> Body for Limited<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
+impl Hook for BodyGuard {
+    const KEEP_TRAILERS: bool = false;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        loop {
-            match Pin::new(&mut this.inner).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    this.sleep = None;
-                    match frame.into_data() {
-                        Ok(d) => {
-                            this.seen = this.seen.saturating_add(d.len() as u64);
-                            if this.seen > this.max {
-                                return Poll::Ready(Some(Err(Box::new(BodyLimit::TooLarge(
-                                    this.max,
-                                )))));
-                            }
-                            return Poll::Ready(Some(Ok(Frame::data(d))));
-                        }
-                        // Trailers (and any other frame) are dropped.
-                        Err(_) => continue,
-                    }
-                }
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => {
-                    let idle = this.idle;
-                    let sleep = this
-                        .sleep
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
-                    if sleep.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Some(Err(Box::new(BodyLimit::Timeout(
-                            idle.as_secs(),
-                        )))));
-                    }
-                    return Poll::Pending;
-                }
+    fn on_frame(&mut self, frame: &Frame<Bytes>) -> Result<(), BoxError> {
+        self.sleep = None;
+        if let Some(d) = frame.data_ref() {
+            self.seen = self.seen.saturating_add(d.len() as u64);
+            if self.seen > self.max {
+                return Err(Box::new(BodyLimit::TooLarge(self.max)));
             }
         }
+        Ok(())
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+    fn on_pending(&mut self, cx: &mut Context<'_>) -> Result<(), BoxError> {
+        let idle = self.idle;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Err(Box::new(BodyLimit::Timeout(idle.as_secs()))),
+            Poll::Pending => Ok(()),
+        }
     }
 }
 

@@ -1,26 +1,26 @@
-//! The listener: TCP accept, TLS (rustls, HTTP/1.1 and HTTP/2 by ALPN), per-connection
-//! limits, and graceful shutdown.
+//! The proxy listener's connections: rustls (HTTP/1.1 and HTTP/2 by ALPN) over the shared
+//! accept loop ([`crate::net`]), per-connection limits, `408` for slow request heads, and
+//! graceful shutdown that flushes the audit log.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::time::Duration;
-
-use std::pin::Pin;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::Watcher;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tokio_rustls::TlsAcceptor;
 
 use super::Gateway;
 use crate::audit::{Record, record::EventRecord};
+use crate::net::{Peer, Serve};
 
 /// Serves connections until `shutdown` resolves, then lets in-flight requests finish for
 /// up to `grace` and flushes the audit log.
@@ -48,100 +48,77 @@ pub async fn serve(
         .max_pending_accept_reset_streams(32)
         .max_local_error_reset_streams(64)
         .keep_alive_interval(Some(Duration::from_secs(30)));
-    let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
     let refused = Arc::new(RefusedHeads::default());
     let flusher = tokio::spawn(flush_refused(gateway.clone(), refused.clone()));
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let gw = gateway.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let tls = tls.clone();
-        let refused = refused.clone();
-        tokio::spawn(async move {
-            match tls {
-                Some(acceptor) => {
-                    let handshake =
-                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
-                            .await;
-                    let tls_stream = match handshake {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "tls handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "tls handshake timed out");
-                            return;
-                        }
-                    };
-                    let cert: Option<Arc<[u8]>> = tls_stream
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|c| c.first())
-                        .map(|c| Arc::from(c.as_ref()));
-                    let conn = Conn {
-                        peer,
-                        proto: "https",
-                        cert,
-                        refused,
-                        first_byte: header_timeout,
-                    };
-                    serve_one(gw, &builder, watcher, tls_stream, conn).await;
-                }
-                None => {
-                    let conn = Conn {
-                        peer,
-                        proto: "http",
-                        cert: None,
-                        refused,
-                        first_byte: header_timeout,
-                    };
-                    serve_one(gw, &builder, watcher, stream, conn).await
-                }
-            }
-        });
-    }
-    drop(listener);
-    tracing::info!(
-        grace_secs = grace.as_secs(),
-        "shutting down: waiting for in-flight requests"
-    );
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("grace period ended with requests still in flight");
-    }
+    let conns = Arc::new(Connections {
+        gateway: gateway.clone(),
+        builder,
+        refused: refused.clone(),
+        first_byte: header_timeout,
+    });
+    crate::net::serve("proxy", listener, tls, conns, grace, shutdown).await;
     flusher.abort();
     refused.flush(&gateway);
     gateway.audit().shutdown().await;
 }
 
-/// What a connection brings to each of its requests.
-struct Conn {
-    peer: SocketAddr,
-    proto: &'static str,
-    /// The TLS client certificate (DER), when one was presented.
-    cert: Option<Arc<[u8]>>,
+/// What serves each proxy connection.
+struct Connections {
+    gateway: Arc<Gateway>,
+    builder: Builder<TokioExecutor>,
     refused: Arc<RefusedHeads>,
     /// A connection that sends not one byte within this time is closed (the HTTP layer's
     /// header timeout only starts once bytes arrive, and protocol sniffing has none).
     first_byte: Duration,
+}
+
+impl Serve for Connections {
+    async fn serve<I>(&self, io: I, peer: Peer, watcher: Watcher)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (io, heard, mut returned) = Watched::new(io);
+        let Peer { addr, proto, cert } = peer;
+        let gw = self.gateway.clone();
+        let svc = service_fn(move |req| {
+            let gw = gw.clone();
+            let cert = cert.clone();
+            async move {
+                Ok::<_, std::convert::Infallible>(
+                    gw.handle_with_cert(req, addr, proto, cert.as_deref()).await,
+                )
+            }
+        });
+        let result = {
+            // Dropped at the end of this block, which hands the IO back through `returned`.
+            let mut conn =
+                pin!(watcher.watch(self.builder.serve_connection(TokioIo::new(io), svc)));
+            tokio::select! {
+                r = &mut conn => r,
+                () = silent_for(&heard, self.first_byte) => {
+                    tracing::debug!(peer = %addr, "connection sent nothing within the header timeout; closed");
+                    return;
+                }
+            }
+        };
+        let Err(e) = result else { return };
+        tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
+        let Some(h) = e.downcast_ref::<hyper::Error>() else {
+            return;
+        };
+        self.refused.count(h);
+        if h.is_timeout() {
+            // A request head began but did not finish in time: answer 408.
+            if let Ok(Returned {
+                mut io,
+                unanswered: true,
+            }) = returned.try_recv()
+            {
+                let _ = io.write_all(REQUEST_TIMEOUT).await;
+                let _ = io.shutdown().await;
+            }
+        }
+    }
 }
 
 /// Requests refused by the HTTP layer before they reached the gateway (malformed or
@@ -190,154 +167,179 @@ async fn flush_refused(gw: Arc<Gateway>, refused: Arc<RefusedHeads>) {
     }
 }
 
-/// The connection's IO, shared so the listener can still answer `408` after the HTTP
-/// layer gave up on a slow request head. The lock is per connection and uncontended.
-struct SharedIo<I>(Arc<Mutex<IoState<I>>>);
+/// A connection's IO as the HTTP layer sees it: notes whether the peer ever spoke and
+/// whether a request head is arriving unanswered, and hands the IO back when the HTTP
+/// layer drops it, so the listener can still answer `408` after a slow request head.
+/// Nothing is locked: the flags live in the wrapper, and only "spoke" is shared (one
+/// atomic, set per read that brought bytes).
+struct Watched<I> {
+    /// Always `Some` until dropped.
+    io: Option<I>,
+    /// Bytes were read since the last write: a request head is arriving.
+    unanswered: bool,
+    /// Set once any byte was read.
+    heard: Arc<AtomicBool>,
+    back: Option<oneshot::Sender<Returned<I>>>,
+}
 
-struct IoState<I> {
+/// The IO of a dropped [`Watched`], and whether a request head was arriving unanswered.
+struct Returned<I> {
     io: I,
-    /// Bytes read since the last write: non-zero while a request head is arriving.
-    unanswered: u64,
-    /// Whether any byte was ever read.
-    spoke: bool,
+    unanswered: bool,
 }
 
-fn poisoned() -> std::io::Error {
-    std::io::Error::other("connection state poisoned")
+impl<I> Watched<I> {
+    /// Wraps `io`; returns the flag "the peer sent a byte" and where the IO comes back.
+    fn new(io: I) -> (Self, Arc<AtomicBool>, oneshot::Receiver<Returned<I>>) {
+        let (tx, rx) = oneshot::channel();
+        let heard = Arc::new(AtomicBool::new(false));
+        let w = Watched {
+            io: Some(io),
+            unanswered: false,
+            heard: heard.clone(),
+            back: Some(tx),
+        };
+        (w, heard, rx)
+    }
+
+    fn io(&mut self) -> std::io::Result<Pin<&mut I>>
+    where
+        I: Unpin,
+    {
+        self.io
+            .as_mut()
+            .map(Pin::new)
+            .ok_or_else(|| std::io::Error::other("connection already handed back"))
+    }
 }
 
-impl<I: AsyncRead + Unpin> AsyncRead for SharedIo<I> {
+impl<I> Drop for Watched<I> {
+    fn drop(&mut self) {
+        if let (Some(io), Some(back)) = (self.io.take(), self.back.take()) {
+            // Nobody waiting: the IO is dropped (closed) here instead.
+            let _ = back.send(Returned {
+                io,
+                unanswered: self.unanswered,
+            });
+        }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
     fn poll_read(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        let Ok(mut st) = self.0.lock() else {
-            return Poll::Ready(Err(poisoned()));
-        };
+        let this = &mut *self;
         let before = buf.filled().len();
-        let r = Pin::new(&mut st.io).poll_read(cx, buf);
-        let n = (buf.filled().len() - before) as u64;
-        st.unanswered += n;
-        st.spoke |= n > 0;
+        let r = this.io()?.poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.unanswered = true;
+            this.heard.store(true, Ordering::Relaxed);
+        }
         r
     }
 }
 
-impl<I: AsyncWrite + Unpin> AsyncWrite for SharedIo<I> {
+impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
     fn poll_write(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        let Ok(mut st) = self.0.lock() else {
-            return Poll::Ready(Err(poisoned()));
-        };
-        st.unanswered = 0;
-        Pin::new(&mut st.io).poll_write(cx, data)
+        self.unanswered = false;
+        self.io()?.poll_write(cx, data)
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let Ok(mut st) = self.0.lock() else {
-            return Poll::Ready(Err(poisoned()));
-        };
-        Pin::new(&mut st.io).poll_flush(cx)
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.io()?.poll_flush(cx)
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let Ok(mut st) = self.0.lock() else {
-            return Poll::Ready(Err(poisoned()));
-        };
-        Pin::new(&mut st.io).poll_shutdown(cx)
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.io()?.poll_shutdown(cx)
     }
 
     fn poll_write_vectored(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        let Ok(mut st) = self.0.lock() else {
-            return Poll::Ready(Err(poisoned()));
-        };
-        st.unanswered = 0;
-        Pin::new(&mut st.io).poll_write_vectored(cx, bufs)
+        self.unanswered = false;
+        self.io()?.poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.0
-            .lock()
-            .map(|st| st.io.is_write_vectored())
-            .unwrap_or(false)
+        self.io.as_ref().is_some_and(|io| io.is_write_vectored())
     }
 }
 
 const REQUEST_TIMEOUT: &[u8] =
     b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
 
-async fn serve_one<I>(
-    gw: Arc<Gateway>,
-    builder: &Builder<TokioExecutor>,
-    watcher: hyper_util::server::graceful::Watcher,
-    io: I,
-    c: Conn,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let shared = Arc::new(Mutex::new(IoState {
-        io,
-        unanswered: 0,
-        spoke: false,
-    }));
-    let Conn {
-        peer,
-        proto,
-        cert,
-        refused,
-        first_byte,
-    } = c;
-    let svc = service_fn(move |req| {
-        let gw = gw.clone();
-        let cert = cert.clone();
-        async move {
-            Ok::<_, std::convert::Infallible>(
-                gw.handle_with_cert(req, peer, proto, cert.as_deref()).await,
-            )
-        }
-    });
-    let conn = builder.serve_connection(TokioIo::new(SharedIo(shared.clone())), svc);
-    let mut conn = Box::pin(watcher.watch(conn));
-    let result = tokio::select! {
-        r = &mut conn => r,
-        () = silent_for(&shared, first_byte) => {
-            tracing::debug!(%peer, "connection sent nothing within the header timeout; closed");
-            return;
-        }
-    };
-    drop(conn);
-    if let Err(e) = result {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
-        if let Some(h) = e.downcast_ref::<hyper::Error>() {
-            refused.count(h);
-            if h.is_timeout() {
-                // A request head began but did not finish in time: answer 408.
-                let st = Arc::try_unwrap(shared)
-                    .ok()
-                    .and_then(|m| m.into_inner().ok());
-                if let Some(mut st) = st
-                    && st.unanswered > 0
-                {
-                    let _ = st.io.write_all(REQUEST_TIMEOUT).await;
-                    let _ = st.io.shutdown().await;
-                }
-            }
-        }
+/// Resolves if the connection has not sent a byte `within` its start; otherwise never.
+async fn silent_for(heard: &AtomicBool, within: Duration) {
+    tokio::time::sleep(within).await;
+    if heard.load(Ordering::Relaxed) {
+        std::future::pending::<()>().await;
     }
 }
 
-/// Resolves if the connection has not sent a byte `within` its start; otherwise never.
-async fn silent_for<I>(shared: &Mutex<IoState<I>>, within: Duration) {
-    tokio::time::sleep(within).await;
-    if shared.lock().map(|st| st.spoke).unwrap_or(false) {
-        std::future::pending::<()>().await;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, duplex};
+
+    #[tokio::test]
+    async fn the_io_comes_back_on_drop_with_an_unanswered_head() {
+        let (client, server) = duplex(1024);
+        let (mut w, heard, mut back) = Watched::new(server);
+        let mut client = client;
+        client.write_all(b"GET / HT").await.unwrap();
+        let mut buf = [0u8; 16];
+        let n = w.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"GET / HT");
+        assert!(heard.load(Ordering::Relaxed));
+        assert!(back.try_recv().is_err(), "handed back while still in use");
+        drop(w);
+        let Returned { mut io, unanswered } = back.try_recv().unwrap();
+        assert!(unanswered);
+        // The handed-back IO is the connection itself.
+        io.write_all(REQUEST_TIMEOUT).await.unwrap();
+        drop(io);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, REQUEST_TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn a_write_answers_what_was_read() {
+        let (mut client, server) = duplex(1024);
+        let (mut w, heard, mut back) = Watched::new(server);
+        client.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        w.read_exact(&mut buf).await.unwrap();
+        w.write_all(b"pong").await.unwrap();
+        drop(w);
+        assert!(heard.load(Ordering::Relaxed));
+        assert!(!back.try_recv().unwrap().unanswered);
+    }
+
+    #[tokio::test]
+    async fn silence_is_noticed_only_when_nothing_was_read() {
+        let (_client, server) = duplex(1024);
+        let (_w, heard, _back) = Watched::new(server);
+        let within = Duration::from_millis(50);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), silent_for(&heard, within))
+                .await
+                .is_ok()
+        );
+        heard.store(true, Ordering::Relaxed);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), silent_for(&heard, within))
+                .await
+                .is_err()
+        );
     }
 }
