@@ -19,6 +19,27 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
+/// Where a listener's TLS configuration comes from, asked once per connection: the
+/// gateway's current snapshot, so a reload that renews a certificate takes effect for new
+/// connections without a restart.
+#[derive(Clone)]
+pub struct Tls(Arc<dyn Fn() -> Arc<rustls::ServerConfig> + Send + Sync>);
+
+impl Tls {
+    pub fn new(f: impl Fn() -> Arc<rustls::ServerConfig> + Send + Sync + 'static) -> Tls {
+        Tls(Arc::new(f))
+    }
+
+    /// One configuration for the listener's lifetime.
+    pub fn fixed(cfg: Arc<rustls::ServerConfig>) -> Tls {
+        Tls::new(move || cfg.clone())
+    }
+
+    fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from((self.0)())
+    }
+}
+
 /// Who is on the other end of an accepted connection.
 #[derive(Clone, Debug)]
 pub struct Peer {
@@ -44,7 +65,7 @@ pub trait Serve: Send + Sync + 'static {
 pub async fn serve<S: Serve>(
     name: &'static str,
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Tls>,
     server: Arc<S>,
     grace: Duration,
     shutdown: impl Future<Output = ()>,
@@ -109,11 +130,11 @@ async fn connection<S: Serve>(
     name: &'static str,
     stream: TcpStream,
     addr: SocketAddr,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Tls>,
     server: Arc<S>,
     watcher: Watcher,
 ) {
-    let Some(acceptor) = tls else {
+    let Some(acceptor) = tls.map(|t| t.acceptor()) else {
         let peer = Peer {
             addr,
             proto: "http",

@@ -63,6 +63,8 @@ pub enum Kind {
     PreconditionFailed,
     /// Something failed inside the gateway (500).
     Internal,
+    /// The token is valid but lacks the role the endpoint needs (403).
+    RoleRequired,
 }
 
 impl Kind {
@@ -85,6 +87,7 @@ impl Kind {
             Kind::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             Kind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Kind::RoleRequired => StatusCode::FORBIDDEN,
         }
     }
 
@@ -112,6 +115,7 @@ impl Kind {
             Kind::InsufficientStorage => "insufficient-storage",
             Kind::PreconditionFailed => "precondition-failed",
             Kind::Internal => "internal",
+            Kind::RoleRequired => "role-required",
         }
     }
 
@@ -138,6 +142,7 @@ impl Kind {
             Kind::InsufficientStorage => "Insufficient storage",
             Kind::PreconditionFailed => "Precondition failed",
             Kind::Internal => "Internal error",
+            Kind::RoleRequired => "Role required",
         }
     }
 }
@@ -274,6 +279,27 @@ impl Problem {
             Bytes::from(body)
         };
         (status, h, payload)
+    }
+
+    /// The answer as HTTP/1.1 bytes with `connection: close`, for a connection the HTTP
+    /// layer has already given up on (a request head that never finished).
+    pub fn into_http1_close(self) -> Vec<u8> {
+        let (status, headers, body) = self.into_parts(false);
+        let mut out = format!(
+            "HTTP/1.1 {} {}\r\nconnection: close\r\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        )
+        .into_bytes();
+        for (name, value) in &headers {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&body);
+        out
     }
 
     /// The answer with a body of type `B` (the proxy's or the admin listener's).

@@ -372,3 +372,59 @@ async fn verify_without_a_key_says_signatures_are_unchecked() {
     assert_eq!(v["signatures"]["checked"], false);
     assert_eq!(v["signatures"]["status"], "unchecked");
 }
+
+/// The admin API's `/policy/explain` answers from the serving snapshot through the same
+/// classification and decision as the gateway: its rule is the one the gateway records.
+#[tokio::test]
+async fn policy_explain_on_the_admin_api_agrees_with_the_gateway() {
+    let a = start(Options::default());
+    let officer = a.officer();
+    let plain = a.gw.token("alice", "acme-de", "DE", "analytics");
+    let q = "/policy/explain?path=/datasets/eu-customers/customers.csv&jurisdiction=US&org=acme-us&purpose=analytics";
+    assert_eq!(a.get(q, Some(&plain)).await.status(), 403);
+    let r = a.get(q, Some(&officer)).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["decision"]["effect"], "deny");
+    assert_eq!(v["transfer"]["destination"], "US");
+    assert!(
+        v["remedies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "dpf")
+    );
+    let us = a.gw.token("bob", "acme-us", "US", "analytics");
+    let g =
+        a.gw.client()
+            .get(a.gw.url("/datasets/eu-customers/customers.csv"))
+            .bearer_auth(&us)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(g.status(), 451);
+    let p: Value = g.json().await.unwrap();
+    assert_eq!(p["rule"], v["decision"]["rule"]);
+    // Refused before classification, and questions that cannot be asked.
+    let v: Value = a
+        .get(
+            "/policy/explain?path=/nowhere&jurisdiction=DE&org=acme-de&purpose=analytics",
+            Some(&officer),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["decision"]["rule"], "gateway.not-in-catalog");
+    let r = a
+        .get(
+            "/policy/explain?dataset=nope&jurisdiction=DE&org=x&purpose=analytics",
+            Some(&officer),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    let r = a
+        .get("/policy/explain?path=/x&colour=red", Some(&officer))
+        .await;
+    assert_eq!(r.status(), 400);
+}

@@ -579,6 +579,18 @@ async fn a_renewed_certificate_reloads() {
         assert!(detail.contains(f), "{detail}");
     }
     assert!(events(&gw, "reload-refused").is_empty());
+    // New connections get the renewed certificate: a client trusting only it connects.
+    let pem = std::fs::read(d.join("cert.pem")).unwrap();
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+        .build()
+        .unwrap();
+    let r = client
+        .get(gw.url("/datasets/public-wiki/sample.txt"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "served with the renewed certificate");
 }
 
 /// (e) The catalog in a Kubernetes ConfigMap volume: files are symlinks into `..data`,

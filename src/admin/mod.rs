@@ -11,6 +11,7 @@
 //! | `/audit/records`   | token with role `compliance-officer` | JSON records; query parameters are the [`Filter`] fields plus `limit` and `order=asc\|desc` |
 //! | `/audit/verify`    | token with role `compliance-officer` | JSON [`LogReport`] of [`verify_log`] over every segment, checkpoint signatures checked with the key of `audit.checkpoint_key` |
 //! | `/audit/report`    | token with role `compliance-officer` | the Art. 30 record of [`report_with`] for `from`/`to`, `format=json\|html\|md\|csv` (JSON adds the page's [`overview`]) |
+//! | `/policy/explain`  | token with role `compliance-officer` | the decision a transfer would get now, explained, from the serving snapshot through [`crate::transfer::question`] (the gateway's own classification and decision): `path` or `dataset`, `jurisdiction`, `org`, `purpose`, optional `upload=true`, `lineage=a,b`, `as_of=YYYY-MM-DD`; the JSON of `policy explain --json` |
 //! | `/`, `/ui/app.js`, `/ui/app.css` | anyone (the page asks for a token) | the officer's page, assets built in |
 //!
 //! The audit endpoints read every segment of the log: the rotated ones
@@ -41,6 +42,7 @@ use crate::audit::query::{Filter, expand, for_each, query};
 use crate::audit::report::report_with;
 use crate::audit::verify::{LogReport, ProblemKind, VerifyOptions, verify_log};
 use crate::proxy::Gateway;
+use crate::respond::{Kind, Problem};
 
 pub use server::serve;
 
@@ -70,7 +72,7 @@ const EPOCH: &str = "1970-01-01";
 /// Query parameters, decoded, in order.
 type Params = Vec<(String, String)>;
 /// An error answer: status and detail.
-type Failure = (StatusCode, String);
+type Failure = Problem;
 
 /// The body type of every admin response.
 pub type AdminBody = Full<Bytes>;
@@ -144,13 +146,10 @@ impl Admin {
     /// Answers one admin request.
     pub async fn handle<B>(&self, req: Request<B>) -> Response<AdminBody> {
         if !matches!(*req.method(), Method::GET | Method::HEAD) {
-            let mut r = problem(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "only GET and HEAD are served here",
+            return answer(
+                Problem::new(Kind::MethodNotAllowed, "only GET and HEAD are served here")
+                    .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD")),
             );
-            r.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-            return r;
         }
         let path = req.uri().path();
         let q = req.uri().query().unwrap_or("");
@@ -160,23 +159,24 @@ impl Admin {
             "/metrics" => self.metrics(),
             "/" | "/index.html" => ui::page(),
             p if p.starts_with("/ui/") => ui::asset(p),
-            p if p.starts_with("/audit/") => {
+            p if p.starts_with("/audit/") || p == "/policy/explain" => {
                 if let Err(r) = self.officer(req.headers()) {
                     return *r;
                 }
                 let params = match parse_query(q) {
                     Ok(p) => p,
-                    Err(e) => return problem(StatusCode::BAD_REQUEST, &e),
+                    Err(e) => return answer(bad(e)),
                 };
                 let result = match p {
                     "/audit/records" => self.records(params).await,
                     "/audit/verify" => self.verify(params).await,
                     "/audit/report" => self.report(params).await,
-                    _ => return problem(StatusCode::NOT_FOUND, "no such audit endpoint"),
+                    "/policy/explain" => self.explain(params),
+                    _ => return answer(Problem::new(Kind::NotFound, "no such audit endpoint")),
                 };
-                result.unwrap_or_else(|(status, msg)| problem(status, &msg))
+                result.unwrap_or_else(answer)
             }
-            _ => problem(StatusCode::NOT_FOUND, "no such admin endpoint"),
+            _ => answer(Problem::new(Kind::NotFound, "no such admin endpoint")),
         }
     }
 
@@ -185,18 +185,18 @@ impl Admin {
         let state = self.gateway.state();
         match state.auth.authenticate_headers(headers) {
             Err(e) => {
-                let mut r = problem(StatusCode::UNAUTHORIZED, &e.to_string());
-                r.headers_mut().insert(
+                let mut p = Problem::from(&e);
+                p.headers.insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer realm=\"bordergate-admin\""),
                 );
-                Err(Box::new(r))
+                Err(Box::new(answer(p)))
             }
             Ok(a) if a.role.as_deref() == Some(OFFICER_ROLE) => Ok(()),
-            Ok(_) => Err(Box::new(problem(
-                StatusCode::FORBIDDEN,
-                &format!("the audit endpoints need a token with role `{OFFICER_ROLE}`"),
-            ))),
+            Ok(_) => Err(Box::new(answer(Problem::new(
+                Kind::RoleRequired,
+                format!("the audit endpoints need a token with role `{OFFICER_ROLE}`"),
+            )))),
         }
     }
 
@@ -244,11 +244,94 @@ impl Admin {
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
                 s,
             ),
-            Err(_) => problem(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "cannot render the metrics",
-            ),
+            Err(_) => answer(Problem::new(Kind::Internal, "cannot render the metrics")),
         }
+    }
+
+    /// `/policy/explain`: the serving snapshot's answer to a transfer question.
+    fn explain(&self, params: Params) -> Result<Response<AdminBody>, Failure> {
+        use crate::transfer::question::{About, Question};
+        let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        for (k, _) in &params {
+            if ![
+                "path",
+                "dataset",
+                "jurisdiction",
+                "org",
+                "purpose",
+                "upload",
+                "lineage",
+                "as_of",
+            ]
+            .contains(&k.as_str())
+            {
+                return Err(unknown(k));
+            }
+        }
+        let need = |v: Option<String>, k: &str| v.ok_or_else(|| bad(format!("`{k}` is required")));
+        let about = match (get("path"), get("dataset")) {
+            (Some(p), None) => About::Path(p),
+            (None, Some(d)) => About::Dataset(d),
+            _ => return Err(bad("give exactly one of `path` and `dataset`".into())),
+        };
+        let jurisdiction =
+            crate::model::Country::parse(&need(get("jurisdiction"), "jurisdiction")?)
+                .map_err(bad)?;
+        let purpose = need(get("purpose"), "purpose")?;
+        crate::model::check_purpose(&purpose).map_err(bad)?;
+        let as_of = match get("as_of") {
+            Some(d) => time::Date::parse(
+                &d,
+                time::macros::format_description!("[year]-[month]-[day]"),
+            )
+            .map_err(|_| {
+                bad(format!(
+                    "`as_of` `{}` is not a date like 2026-01-31",
+                    d.escape_default()
+                ))
+            })?,
+            None => time::OffsetDateTime::now_utc().date(),
+        };
+        let q = Question {
+            about,
+            caller: crate::model::Caller {
+                sub: "admin-explain".into(),
+                org: need(get("org"), "org")?,
+                jurisdiction,
+                purpose,
+            },
+            direction: if get("upload").as_deref() == Some("true") {
+                crate::model::Direction::Upload
+            } else {
+                crate::model::Direction::Download
+            },
+            lineage: get("lineage")
+                .map(|l| {
+                    l.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            as_of,
+            exporter: None,
+        };
+        let snap = self.gateway.state();
+        // Remedies are tried on a copy: the serving set is never touched.
+        let mut policies = snap.policies.clone();
+        let a = crate::transfer::question::answer(
+            &q,
+            &snap.catalog,
+            &snap.routes,
+            &mut policies,
+            self.gateway.exports(),
+        )
+        .map_err(bad)?;
+        Ok(json_response(
+            StatusCode::OK,
+            &crate::transfer::question::to_json(&a),
+        ))
     }
 
     async fn records(&self, params: Params) -> Result<Response<AdminBody>, Failure> {
@@ -447,17 +530,17 @@ pub fn readiness(status: AuditStatus) -> (bool, &'static str) {
     }
 }
 
-fn bad(msg: String) -> (StatusCode, String) {
-    (StatusCode::BAD_REQUEST, msg)
+fn bad(msg: String) -> Problem {
+    Problem::new(Kind::BadRequest, msg)
 }
 
 fn unknown(k: &str) -> Failure {
     bad(format!("unknown query parameter `{}`", k.escape_default()))
 }
 
-fn internal(msg: String) -> (StatusCode, String) {
+fn internal(msg: String) -> Problem {
     tracing::error!(error = %msg, "admin request failed");
-    (StatusCode::INTERNAL_SERVER_ERROR, msg)
+    Problem::new(Kind::Internal, msg)
 }
 
 /// Splits query parameters into the filter and the rest.
@@ -552,20 +635,9 @@ fn json_response(status: StatusCode, v: &Value) -> Response<AdminBody> {
     )
 }
 
-/// An RFC 9457 problem answer.
-fn problem(status: StatusCode, detail: &str) -> Response<AdminBody> {
-    let body = json!({
-        "type": "about:blank",
-        "title": status.canonical_reason().unwrap_or("error"),
-        "status": status.as_u16(),
-        "detail": detail,
-    });
-    let mut r = json_response(status, &body);
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    r
+/// A problem answer of the admin listener (the one table in [`crate::respond`]).
+fn answer(p: Problem) -> Response<AdminBody> {
+    p.into_response_with(false)
 }
 
 /// Serves the admin listener on `listener` (bound by `serve` before the audit log is
@@ -576,11 +648,15 @@ pub fn spawn(
     source: AuditSource,
     max_records: usize,
 ) -> String {
-    let tls = gateway
-        .state()
-        .admin_tls
-        .clone()
-        .map(tokio_rustls::TlsAcceptor::from);
+    let tls = gateway.state().admin_tls.clone().map(|initial| {
+        let gw = gateway.clone();
+        crate::net::Tls::new(move || {
+            gw.state()
+                .admin_tls
+                .clone()
+                .unwrap_or_else(|| initial.clone())
+        })
+    });
     let scheme = if tls.is_some() { "https" } else { "http" };
     let local = listener
         .local_addr()

@@ -11,7 +11,6 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::Watcher;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
 use super::Admin;
 use crate::net::{Peer, Serve};
@@ -23,7 +22,7 @@ const GRACE: Duration = Duration::from_secs(5);
 pub async fn serve(
     admin: Arc<Admin>,
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<crate::net::Tls>,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut builder = Builder::new(TokioExecutor::new());

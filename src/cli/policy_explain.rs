@@ -10,7 +10,7 @@ use crate::catalog::Catalog;
 use crate::model::{Caller, Country, Direction, Tags, check_purpose};
 use crate::policy::{PolicySet, diff as pdiff, explain as pexplain, whatif};
 use crate::snapshot::Routes;
-use crate::transfer::{Ask, Subject, Transfer};
+use crate::transfer::question::{self, About, Answer, Question};
 
 /// What `policy explain` decides: a dataset, a request path, or tags given directly.
 #[derive(clap::Args, Debug)]
@@ -178,14 +178,6 @@ fn given_tags(a: &Args) -> Result<Tags, ExitCode> {
     .map_err(usage)
 }
 
-/// A transfer explained, as `policy explain --json` prints it.
-#[derive(serde::Serialize)]
-struct Explained<'a> {
-    transfer: &'a Transfer,
-    #[serde(flatten)]
-    explanation: &'a pexplain::Explanation,
-}
-
 fn explain_inner(a: Args) -> Result<ExitCode, ExitCode> {
     let cfg = super::load_config(&super::config_path(a.config.clone()))?;
     let date = parse_date(a.as_of.as_deref())?;
@@ -202,89 +194,59 @@ fn explain_inner(a: Args) -> Result<ExitCode, ExitCode> {
             a.org.escape_default()
         );
     }
-    let routes = Routes::from_config(&cfg);
-    let caller = Caller {
-        sub: "policy-explain".into(),
-        org: a.org.clone(),
-        jurisdiction: dest,
-        purpose: a.purpose.clone(),
+    let about = match (&a.path, &a.dataset) {
+        (Some(p), _) => About::Path(p.clone()),
+        (None, Some(id)) => About::Dataset(id.clone()),
+        (None, None) => About::Tags(given_tags(&a)?),
     };
-    let direction = if a.upload {
-        Direction::Upload
-    } else {
-        Direction::Download
+    let q = Question {
+        about,
+        caller: Caller {
+            sub: "policy-explain".into(),
+            org: a.org.clone(),
+            jurisdiction: dest,
+            purpose: a.purpose.clone(),
+        },
+        direction: if a.upload {
+            Direction::Upload
+        } else {
+            Direction::Download
+        },
+        lineage: a.lineage.clone(),
+        as_of: date,
+        exporter: a.exporter.clone(),
     };
-    let normalized;
-    let (subject, route) = match (&a.path, &a.dataset) {
-        (Some(p), _) => {
-            normalized = crate::catalog::path::normalize(p)
-                .map_err(|e| usage(format!("path `{}`: {e}", p.escape_default())))?;
-            let route = match routes.route_for(&normalized.decoded, direction) {
-                Ok(r) => Some(r),
-                Err((_, problem)) => {
-                    return Ok(refused_before_classification(&a, &problem));
-                }
-            };
-            (Subject::Path(&normalized.decoded), route)
-        }
-        (None, Some(id)) => {
-            let entry = catalog.get(id).ok_or_else(|| {
-                usage(format!(
-                    "unknown catalog id `{}` in `{}`",
-                    id.escape_default(),
-                    cfg.catalog.display()
-                ))
-            })?;
-            // The route of the entry's prefix, when it has one: it gives the default origin.
-            let route = match &entry.matcher {
-                crate::catalog::Matcher::Prefix(p) => routes.find(p),
-                crate::catalog::Matcher::Regex(_) => None,
-            };
-            (Subject::Dataset(id), route)
-        }
-        (None, None) => (Subject::Tags(given_tags(&a)?), None),
-    };
-    let at = time::OffsetDateTime::now_utc().replace_date(date);
-    let ask = Ask {
-        subject,
-        direction,
-        caller: &caller,
-        lineage: &a.lineage,
-        at,
-    };
-    let mut t = match crate::transfer::classify(&catalog, &ask, route.map(|r| r.place())) {
-        Ok(t) => t,
-        Err(u) => {
-            let problem = crate::respond::Problem::from(u);
-            return Ok(refused_before_classification(&a, &problem));
-        }
-    };
-    if let (Some(x), Some(e)) = (&a.exporter, t.export.as_mut())
-        && e.exporter.is_none()
-    {
-        e.exporter = Some(x.clone());
-    }
     // PIPL volumes: counted from the audit trail as the gateway counts them at start-up.
     let counter = crate::pipl::ExportCounter::new();
-    if t.export.is_some()
-        && let Err(err) = crate::pipl::seed_from_trail(
-            &counter,
-            &catalog,
-            &crate::snapshot::operators(&cfg),
-            &cfg.audit.path,
-            date.year(),
-        )
-    {
+    if let Err(err) = crate::pipl::seed_from_trail(
+        &counter,
+        &catalog,
+        &crate::snapshot::operators(&cfg),
+        &cfg.audit.path,
+        date.year(),
+    ) {
         eprintln!("warning: PIPL volumes not counted from the audit log: {err}");
     }
-    let volume = t.volume(&counter);
-    let e = t.explain(&mut set, date, volume.as_ref());
+    let routes = Routes::from_config(&cfg);
+    let answer = question::answer(&q, &catalog, &routes, &mut set, &counter)
+        .map_err(|e| usage(format!("{e} (catalog `{}`)", cfg.catalog.display())))?;
     if a.json {
-        return Ok(print_json(&Explained {
-            transfer: &t,
-            explanation: &e,
-        }));
+        return Ok(print_json(&question::to_json(&answer)));
     }
+    let (t, e) = match &answer {
+        Answer::Refused(p) => {
+            return Ok(emit(&format!(
+                "decision: Deny (refused before classification)\nrule:     {}\nstatus:   {}\nreason:   {}\n",
+                p.record_rule(),
+                p.status().as_u16(),
+                p.detail
+            )));
+        }
+        Answer::Explained {
+            transfer,
+            explanation,
+        } => (transfer, explanation),
+    };
     let mut text = String::new();
     let _ = writeln!(
         text,
@@ -308,33 +270,8 @@ fn explain_inner(a: Args) -> Result<ExitCode, ExitCode> {
         t.destination,
         a.purpose
     );
-    text.push_str(&pexplain::render(&e));
+    text.push_str(&pexplain::render(e));
     Ok(emit(&text))
-}
-
-/// A request the gateway refuses before it can classify it (no route, no catalog entry,
-/// uploads not accepted, unknown lineage): explained as the gateway records it.
-fn refused_before_classification(a: &Args, p: &crate::respond::Problem) -> ExitCode {
-    let v = serde_json::json!({
-        "decision": {
-            "effect": "deny",
-            "rule": p.record_rule(),
-            "article": p.article.clone().unwrap_or_default(),
-            "reason": p.detail,
-        },
-        "status": p.status().as_u16(),
-        "trace": [],
-        "remedies": [],
-    });
-    if a.json {
-        return print_json(&v);
-    }
-    emit(&format!(
-        "decision: Deny (refused before classification)\nrule:     {}\nstatus:   {}\nreason:   {}\n",
-        p.record_rule(),
-        p.status().as_u16(),
-        p.detail
-    ))
 }
 
 pub fn what_if(a: WhatIfArgs) -> ExitCode {

@@ -136,11 +136,20 @@ async fn start(path: PathBuf, cfg: Config, overrides: Overrides) -> Result<ExitC
         }
     };
     let local = listener.local_addr().unwrap_or(addr);
-    let tls = snap.tls.clone().map(tokio_rustls::TlsAcceptor::from);
-    let scheme = if tls.is_some() { "https" } else { "http" };
+    let initial_tls = snap.tls.clone();
+    let scheme = if initial_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let version = snap.policies.version.to_string();
     let webhook = snap.webhook.clone();
     let gateway = Arc::new(Gateway::new(snap, audit));
+    // The certificate of each new connection is the current snapshot's (a reload renews it).
+    let tls = initial_tls.map(|initial| {
+        let gw = gateway.clone();
+        crate::net::Tls::new(move || gw.state().tls.clone().unwrap_or_else(|| initial.clone()))
+    });
     let year = crate::pipl::year_of(time::OffsetDateTime::now_utc());
     let started = std::time::Instant::now();
     let snap = gateway.state();

@@ -312,7 +312,7 @@ pub struct Expiry {
 }
 
 /// The loaded policy pack and registry.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct PolicySet {
     /// "sha256:" + hex SHA-256 over the loaded files.
     pub version: Arc<str>,

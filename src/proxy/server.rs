@@ -16,7 +16,6 @@ use hyper_util::server::graceful::Watcher;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tokio_rustls::TlsAcceptor;
 
 use super::Gateway;
 use crate::audit::{Record, record::EventRecord};
@@ -27,7 +26,7 @@ use crate::net::{Peer, Serve};
 pub async fn serve(
     gateway: Arc<Gateway>,
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<crate::net::Tls>,
     header_timeout: Duration,
     grace: Duration,
     shutdown: impl Future<Output = ()>,
@@ -114,7 +113,12 @@ impl Serve for Connections {
                 unanswered: true,
             }) = returned.try_recv()
             {
-                let _ = io.write_all(REQUEST_TIMEOUT).await;
+                let answer = crate::respond::Problem::new(
+                    crate::respond::Kind::RequestTimeout,
+                    "the request head did not arrive within the header timeout",
+                )
+                .into_http1_close();
+                let _ = io.write_all(&answer).await;
                 let _ = io.shutdown().await;
             }
         }
@@ -274,9 +278,6 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
     }
 }
 
-const REQUEST_TIMEOUT: &[u8] =
-    b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
-
 /// Resolves if the connection has not sent a byte `within` its start; otherwise never.
 async fn silent_for(heard: &AtomicBool, within: Duration) {
     tokio::time::sleep(within).await;
@@ -305,11 +306,13 @@ mod tests {
         let Returned { mut io, unanswered } = back.try_recv().unwrap();
         assert!(unanswered);
         // The handed-back IO is the connection itself.
-        io.write_all(REQUEST_TIMEOUT).await.unwrap();
+        io.write_all(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
+            .await
+            .unwrap();
         drop(io);
         let mut got = Vec::new();
         client.read_to_end(&mut got).await.unwrap();
-        assert_eq!(got, REQUEST_TIMEOUT);
+        assert_eq!(got, b"HTTP/1.1 408 Request Timeout\r\n\r\n");
     }
 
     #[tokio::test]
