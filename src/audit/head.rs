@@ -6,6 +6,10 @@
 //! It is evidence against accidents and careless tampering only: whoever can rewrite the
 //! log can rewrite this file too. Signed checkpoints exported off the host, and receipts
 //! kept by clients, are what hold against a deliberate one.
+//!
+//! The writer holds an exclusive lock (`flock`) on the head file for the log's lifetime, so
+//! a second gateway pointed at the same log is refused before it reads or writes a byte
+//! of it; the head file's path does not change when the log rotates.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -74,22 +78,51 @@ pub fn read(path: &Path) -> Result<Option<Head>, String> {
     }
 }
 
-/// The open head file the writer rewrites.
+/// The open, locked head file the writer rewrites.
 #[derive(Debug)]
 pub struct HeadFile {
     file: File,
 }
 
 impl HeadFile {
-    pub fn open(path: &Path) -> io::Result<HeadFile> {
+    /// Opens (or creates) the head file of a log and takes its exclusive lock; returns the
+    /// head it named (`None`: new, or unreadable — see [`read`]). Fails when another
+    /// process holds the lock: another gateway writes this log.
+    pub fn lock(path: &Path) -> Result<(HeadFile, Result<Option<Head>, String>), String> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
-            .truncate(true)
+            .truncate(false)
             .mode(0o640)
-            .open(path)?;
-        Ok(HeadFile { file })
+            .open(path)
+            .map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(format!(
+                    "another process is writing this audit log (it holds the lock on `{}`); one log has one writer: give this gateway a log of its own",
+                    path.display()
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(format!("cannot lock `{}`: {e}", path.display()));
+            }
+        }
+        let mut bytes = Vec::with_capacity(LEN);
+        let recorded = match std::io::Read::read_to_end(&mut &file, &mut bytes) {
+            Ok(0) => Ok(None),
+            Ok(_) => decode(&bytes)
+                .map(Some)
+                .ok_or_else(|| format!("`{}` is not a readable head file", path.display())),
+            Err(e) => Err(format!("cannot read `{}`: {e}", path.display())),
+        };
+        if bytes.len() != LEN {
+            // Whatever it held, the first write makes it exactly one head line.
+            file.set_len(0)
+                .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+        }
+        Ok((HeadFile { file }, recorded))
     }
 
     /// Rewrites the head in place (one write, no fsync: the log's own fdatasync made the
@@ -149,7 +182,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("audit.log.head");
         assert_eq!(read(&p).unwrap(), None);
-        let f = HeadFile::open(&p).unwrap();
+        let (f, before) = HeadFile::lock(&p).unwrap();
+        assert_eq!(before, Ok(None));
+        assert!(HeadFile::lock(&p).unwrap_err().contains("another process"));
         let h = Head {
             seq: 42,
             hash: [7; HASH_LEN],

@@ -148,6 +148,14 @@ impl AuditLog {
         }
         check_placement(path, dir)?;
         let existed = path.exists();
+        // A device or pipe is written to but never read; anything else is a log file, and
+        // its head file's lock is taken before a byte of it is read.
+        let device = fs::metadata(path).is_ok_and(|m| !m.is_file());
+        let locked = if device {
+            None
+        } else {
+            Some(head::HeadFile::lock(&head::path_for(path)).map_err(AuditError::Unavailable)?)
+        };
         let file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -159,7 +167,6 @@ impl AuditLog {
             .metadata()
             .map_err(|e| unavailable("open", e))?
             .is_file();
-        // Devices and pipes are written to but never read.
         let resume = if regular {
             tail::recover(&file, &name)?
         } else {
@@ -171,10 +178,9 @@ impl AuditLog {
                 tracing::warn!(log = %name, error = %e, "cannot sync the audit log directory");
             }
         }
-        let head = if regular {
-            Some(Self::check_head(path, &resume, &name)?)
-        } else {
-            None
+        let head = match locked {
+            Some((f, recorded)) if regular => Some(Self::check_head(f, recorded, &resume, &name)?),
+            _ => None,
         };
         let crashed = if regular {
             tail::unfinished(&file, resume.len)
@@ -189,32 +195,28 @@ impl AuditLog {
         Self::start(file, regular, resume, batch_max, name, upkeep, crashed)
     }
 
-    /// Checks the log's end against its head file (a log cut, emptied or replaced since
-    /// the last run is refused) and opens the head file for the writer.
-    fn check_head(path: &Path, resume: &Resume, name: &str) -> Result<head::HeadFile, AuditError> {
-        let hp = head::path_for(path);
-        let recorded = match head::read(&hp) {
-            Ok(h) => h,
-            Err(e) => {
-                // A head torn by a power loss: the log itself decides.
-                tracing::warn!(log = %name, error = %e, "ignoring an unreadable head file");
-                None
-            }
-        };
+    /// Checks the log's end against its (locked) head file — a log cut, emptied or
+    /// replaced since the last run is refused — and names the current end in it.
+    fn check_head(
+        f: head::HeadFile,
+        recorded: Result<Option<head::Head>, String>,
+        resume: &Resume,
+        name: &str,
+    ) -> Result<head::HeadFile, AuditError> {
+        let recorded = recorded.unwrap_or_else(|e| {
+            // A head torn by a power loss: the log itself decides.
+            tracing::warn!(log = %name, error = %e, "ignoring an unreadable head file");
+            None
+        });
         let last = (resume.seq > 1).then_some(head::Head {
             seq: resume.seq - 1,
             hash: resume.prev,
         });
         head::check(last, recorded, name, true).map_err(AuditError::Corrupt)?;
-        let f = head::HeadFile::open(&hp)
-            .map_err(|e| AuditError::Unavailable(format!("cannot open `{}`: {e}", hp.display())))?;
-        if let Some(l) = last
-            && let Err(e) = f.write(&l)
-        {
-            return Err(AuditError::Unavailable(format!(
-                "cannot write `{}`: {e}",
-                hp.display()
-            )));
+        if let Some(l) = last {
+            f.write(&l).map_err(|e| {
+                AuditError::Unavailable(format!("cannot write the head file of `{name}`: {e}"))
+            })?;
         }
         Ok(f)
     }

@@ -184,6 +184,8 @@ impl<F: LogFile> Writer<F> {
             }
         };
         let seg = segments::segment_name(&path, n);
+        // The segment is closed durable.
+        self.sync_pending();
         if let Err(e) = std::fs::rename(&path, &seg) {
             tracing::error!(error = %e, segment = %seg.display(), "cannot rotate the audit log");
             return;

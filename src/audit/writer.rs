@@ -182,7 +182,18 @@ pub(crate) struct Writer<F> {
     hashes: Vec<[u8; HASH_LEN]>,
     /// Checkpoints, rotation and retention.
     pub upkeep: Upkeep,
+    /// Why the log was poisoned, for the batches refused after it.
+    poisoned_because: String,
+    /// Records written but not yet fdatasync'ed, since when: a batch that nobody waits for
+    /// (completion records, the writer's own events) is synced with the next batch someone
+    /// awaits, or after [`SYNC_DEFER`], whichever comes first.
+    unsynced_since: Option<std::time::Instant>,
 }
+
+/// Longest a written record nobody waits for stays without an fdatasync. A crash in that
+/// window loses only such records; a decision whose completion was lost gets an
+/// `unknown-crashed` completion at the next start.
+pub(crate) const SYNC_DEFER: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl<F: LogFile> Writer<F> {
     #[allow(clippy::too_many_arguments)]
@@ -209,6 +220,8 @@ impl<F: LogFile> Writer<F> {
             buf: Vec::with_capacity(batch_max * 512),
             hashes: Vec::with_capacity(batch_max),
             upkeep: Upkeep::default(),
+            poisoned_because: String::new(),
+            unsynced_since: None,
         }
     }
 
@@ -217,7 +230,11 @@ impl<F: LogFile> Writer<F> {
         let _guard = StopOnExit(self.shared.clone());
         let mut batch: Vec<Pending> = Vec::with_capacity(self.batch_max);
         loop {
-            let first = match self.upkeep.next_due() {
+            let due = match (self.upkeep.next_due(), self.sync_due()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let first = match due {
                 None => match rx.recv() {
                     Ok(m) => m,
                     Err(_) => break,
@@ -225,6 +242,9 @@ impl<F: LogFile> Writer<F> {
                 Some(wait) => match rx.recv_timeout(wait) {
                     Ok(m) => m,
                     Err(RecvTimeoutError::Timeout) => {
+                        if self.sync_due() == Some(std::time::Duration::ZERO) {
+                            self.sync_pending();
+                        }
                         self.tick();
                         continue;
                     }
@@ -239,7 +259,10 @@ impl<F: LogFile> Writer<F> {
             }
             if let Some(ack) = stop {
                 self.final_checkpoint();
+                self.sync_pending();
                 self.sync_head();
+                // Release the log's lock before anyone learns it stopped.
+                self.upkeep.head = None;
                 stop_writer(&self.shared, rx, ack, &self.name);
                 return;
             }
@@ -248,12 +271,22 @@ impl<F: LogFile> Writer<F> {
 
     /// Writes one batch: one write, one fdatasync, then every waiter learns its receipt.
     pub fn commit(&mut self, batch: &mut Vec<Pending>) {
-        if self.shared.state.load(Ordering::SeqCst) == POISONED {
-            fail_batch(
-                batch,
-                &self.name,
-                "the audit log refuses records after an earlier fdatasync failure; restart the gateway",
+        if self.shared.state.load(Ordering::SeqCst) != POISONED
+            && self.regular
+            && !matches!(self.file.len(), Ok(l) if l == self.len)
+        {
+            // Someone else appended (or cut): the chain on disk is no longer the one this
+            // writer continues. Fail closed: refuse every record from now on.
+            self.poison();
+            self.poisoned_because = format!(
+                "`{}` changed under the gateway (records it did not write, or a cut); it refuses further records: check the log with `bordergate audit verify` and restart",
+                self.name
             );
+            tracing::error!(log = %self.name, error = %self.poisoned_because, "audit log poisoned");
+        }
+        if self.shared.state.load(Ordering::SeqCst) == POISONED {
+            let msg = self.poisoned_because.clone();
+            fail_batch(batch, &self.name, &msg);
             return;
         }
         self.buf.clear();
@@ -276,12 +309,25 @@ impl<F: LogFile> Writer<F> {
                 let _ = self.file.set_len(self.len);
                 if !matches!(self.file.len(), Ok(l) if l == self.len) {
                     // A partial line stays in the file: appending after it would break the chain.
-                    self.poison();
                     msg.push_str("; the partial write could not be rolled back");
+                    self.poison();
+                    self.poisoned_because = format!(
+                        "a partial write could not be rolled back from `{}`; it refuses further records: restart the gateway",
+                        self.name
+                    );
                 }
             }
             tracing::error!(log = %self.name, error = %msg, "audit batch failed");
             fail_batch(batch, &self.name, &msg);
+            return;
+        }
+        if !batch.iter().any(|p| p.done.is_some()) {
+            // Nobody waits for these records: sync them with the next awaited batch.
+            self.len += self.buf.len() as u64;
+            self.shared.write_failing.store(false, Ordering::SeqCst);
+            self.unsynced_since
+                .get_or_insert_with(std::time::Instant::now);
+            batch.clear();
             return;
         }
         let synced = std::time::Instant::now();
@@ -293,14 +339,40 @@ impl<F: LogFile> Writer<F> {
                 "fdatasync of `{}` failed: {e}; the audit log refuses further records",
                 self.name
             );
+            self.poisoned_because = "the audit log refuses records after an earlier fdatasync failure; restart the gateway".into();
             tracing::error!(log = %self.name, error = %msg, "audit log poisoned");
             fail_batch(batch, &self.name, &msg);
             return;
         }
         crate::metrics::global().audit_commit(batch.len(), synced.elapsed());
         self.len += self.buf.len() as u64;
+        self.unsynced_since = None;
         self.shared.write_failing.store(false, Ordering::SeqCst);
         release(batch, seq0, self.hashes.iter().map(hex::encode));
+        self.write_head();
+    }
+
+    /// How long until the written-but-unsynced records must be synced (none: nothing waits).
+    fn sync_due(&self) -> Option<std::time::Duration> {
+        self.unsynced_since
+            .map(|t| SYNC_DEFER.saturating_sub(t.elapsed()))
+    }
+
+    /// Makes the written records durable now (before rotation, at shutdown, after
+    /// [`SYNC_DEFER`]); a failure poisons the log, like any failed fdatasync.
+    pub(crate) fn sync_pending(&mut self) {
+        if self.unsynced_since.is_none() || self.shared.state.load(Ordering::SeqCst) == POISONED {
+            return;
+        }
+        self.unsynced_since = None;
+        let synced = std::time::Instant::now();
+        if let Err(e) = self.file.sync_data() {
+            self.poison();
+            self.poisoned_because = "the audit log refuses records after an earlier fdatasync failure; restart the gateway".into();
+            tracing::error!(log = %self.name, error = %e, "fdatasync failed; audit log poisoned");
+            return;
+        }
+        crate::metrics::global().audit_commit(0, synced.elapsed());
         self.write_head();
     }
 

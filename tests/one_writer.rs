@@ -1,0 +1,95 @@
+//! One log, one writer: a second gateway pointed at a running gateway's audit log is
+//! refused before it writes anything, and a running gateway that finds records it did not
+//! write in its log stops accepting (fail closed) instead of forking the chain.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{Gateway, Options};
+
+fn lines(p: &std::path::Path) -> usize {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
+
+/// The status of one download a DE analyst is allowed to make.
+async fn fetch(gw: &Gateway, token: &str) -> reqwest::StatusCode {
+    gw.client()
+        .get(gw.url("/datasets/eu-customers/customers.csv"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn a_second_gateway_on_the_same_log_is_refused_and_writes_nothing() {
+    let gw = Gateway::start(Options::default());
+    let t = gw.token("alice", "acme-de", "DE", "analytics");
+    let get = || fetch(&gw, &t);
+    assert_eq!(get().await, 200);
+    // Let the completion land, then count.
+    let last = gw
+        .records()
+        .into_iter()
+        .rev()
+        .find(|r| r["kind"] == "decision")
+        .unwrap();
+    let _ = gw.completion(last["request_id"].as_str().unwrap()).await;
+    let before = std::fs::read(&gw.audit).unwrap();
+    // Same config (same log), another port.
+    let o = std::process::Command::new(common::BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&gw.config)
+        .env("BORDERGATE_LOG", "warn")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("another process is writing this audit log"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&gw.audit).unwrap(),
+        before,
+        "the second gateway wrote nothing"
+    );
+    // The first one goes on, and its chain verifies.
+    assert_eq!(get().await, 200);
+    let v = std::process::Command::new(common::BIN)
+        .args(["audit", "verify"])
+        .arg(&gw.audit)
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+}
+
+#[tokio::test]
+async fn records_the_gateway_did_not_write_stop_it_fail_closed() {
+    let gw = Gateway::start(Options::default());
+    let t = gw.token("alice", "acme-de", "DE", "analytics");
+    let get = || fetch(&gw, &t);
+    assert_eq!(get().await, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Another writer that ignores the lock appends a line.
+    let n = lines(&gw.audit);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&gw.audit)
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"{\"kind\":\"event\",\"event\":\"forged\"}\n").unwrap();
+    drop(f);
+    // The next request cannot be made durable: refused 503, nothing forwarded.
+    assert_eq!(get().await, 503);
+    assert_eq!(get().await, 503);
+    assert_eq!(
+        lines(&gw.audit),
+        n + 1,
+        "nothing was chained after the foreign line"
+    );
+}
