@@ -137,12 +137,12 @@ pub struct ReportArgs {
     /// Log files or directories, oldest first.
     #[arg(required = true)]
     files: Vec<PathBuf>,
-    /// First day (or RFC 3339 time).
-    #[arg(long)]
+    /// First day (or RFC 3339 time); default: the log's beginning.
+    #[arg(long, default_value = "1970-01-01")]
     from: String,
-    /// Last day, inclusive (or RFC 3339 time).
+    /// Last day, inclusive (or RFC 3339 time); default: today.
     #[arg(long)]
-    to: String,
+    to: Option<String>,
     #[arg(long, default_value = "md", value_parser = ["md", "html", "csv", "json"])]
     format: String,
     /// Check checkpoint signatures with this public key for the verification header.
@@ -232,6 +232,13 @@ fn verify(
     }
     Ok(if rep.is_ok() {
         ExitCode::SUCCESS
+    } else if rep
+        .damage
+        .iter()
+        .all(|d| d.kind == crate::audit::ProblemKind::Unreadable)
+    {
+        // Nothing could be read: the command could not run, which says nothing of the log.
+        ExitCode::from(2)
     } else {
         ExitCode::from(1)
     })
@@ -284,6 +291,13 @@ fn keygen(out: &Path) -> Result<ExitCode, String> {
     if out.exists() {
         return Err(format!("`{}` exists; not overwriting a key", out.display()));
     }
+    let public = write_keypair(out)?;
+    println!("{}", public.to_base64());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a new checkpoint signing key to `out` (0600) and its public key to `out.pub`.
+pub(super) fn write_keypair(out: &Path) -> Result<PublicKey, String> {
     let (der, public) = checkpoint::generate()?;
     write_private(out, &der).map_err(|e| format!("cannot write `{}`: {e}", out.display()))?;
     let mut pub_path = out.as_os_str().to_owned();
@@ -297,8 +311,7 @@ fn keygen(out: &Path) -> Result<ExitCode, String> {
         pub_path.display(),
         public.id
     );
-    println!("{}", public.to_base64());
-    Ok(ExitCode::SUCCESS)
+    Ok(public)
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -333,6 +346,13 @@ const COLUMNS: &[(&str, &str)] = &[
 ];
 
 fn cell(v: &Value, ptr: &str) -> String {
+    // A decision's status 0 means "forwarded": its completion holds the upstream's status.
+    if ptr == "/status"
+        && v.get("kind").and_then(Value::as_str) == Some("decision")
+        && v.get("status").and_then(Value::as_u64) == Some(0)
+    {
+        return "fwd".into();
+    }
     match v.pointer(ptr) {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),
@@ -518,7 +538,11 @@ fn report(a: ReportArgs) -> Result<ExitCode, String> {
         receipts: Vec::new(),
         checkpoint_grace: Duration::from_secs(a.checkpoint_grace),
     };
-    let r = report_with(&a.files, &a.from, &a.to, pseudo.as_ref(), &opts)?;
+    let to = a.to.clone().unwrap_or_else(|| {
+        let d = time::OffsetDateTime::now_utc().date();
+        format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+    });
+    let r = report_with(&a.files, &a.from, &to, pseudo.as_ref(), &opts)?;
     let text = match a.format.as_str() {
         "html" => r.to_html(),
         "csv" => r.to_csv(),

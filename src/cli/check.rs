@@ -18,9 +18,14 @@ pub struct Args {
 
 pub fn run(a: Args) -> ExitCode {
     let path = super::config_path(a.config);
-    let cfg = match super::load_config(&path) {
+    // Problems in the files are what `check` finds: exit 1, like those `Snapshot::build` finds.
+    let cfg = match crate::config::Config::load(&path) {
         Ok(c) => c,
-        Err(code) => return code,
+        Err(d) => {
+            eprintln!("{d}");
+            eprintln!("error: {} problem(s) found", d.0.len());
+            return ExitCode::from(1);
+        }
     };
     if let Err(e) = super::ensure_dev_material(&cfg) {
         eprintln!("error: {e}");

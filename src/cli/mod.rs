@@ -80,8 +80,25 @@ fn load_config_with(path: &Path, overrides: &Overrides) -> Result<Config, ExitCo
     })
 }
 
+/// The config to use: the one given, else the quickstart — in the current directory (the
+/// repository root), else in the repository this binary was built from, so `bordergate
+/// token` and `serve` work from any directory of a checkout.
 fn config_path(p: Option<PathBuf>) -> PathBuf {
-    p.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
+    if let Some(p) = p {
+        return p;
+    }
+    let here = PathBuf::from(DEFAULT_CONFIG);
+    if here.is_file() {
+        return here;
+    }
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG);
+    if built.is_file() {
+        return built;
+    }
+    eprintln!(
+        "note: no `--config` given and `{DEFAULT_CONFIG}` is not in the current directory; run from the repository root or give `--config FILE`"
+    );
+    here
 }
 
 /// Creates the development certificate and HS256 secret the config asks for, if missing.
@@ -100,6 +117,16 @@ fn ensure_dev_material(cfg: &Config) -> Result<(), String> {
         {
             eprintln!("generated development secret `{}`", p.display());
         }
+    }
+    if cfg.audit.generate_checkpoint_key
+        && let Some(k) = &cfg.audit.checkpoint_key
+        && !k.exists()
+    {
+        if let Some(dir) = k.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+        }
+        audit::write_keypair(k)?;
     }
     Ok(())
 }

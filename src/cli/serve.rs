@@ -32,13 +32,20 @@ pub struct Args {
     admin_listen: Option<SocketAddr>,
 }
 
+/// The service log on stderr: `BORDERGATE_LOG` (an `EnvFilter`, default `info`; rustls'
+/// per-connection warnings such as a client sending an IP address as SNI are kept at
+/// `error`), `BORDERGATE_LOG_FORMAT=json` for JSON lines, colour only on a terminal and
+/// never with `NO_COLOR` set.
 fn init_logging() {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_env("BORDERGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("BORDERGATE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,rustls=error"));
     let json = std::env::var("BORDERGATE_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     if json {
         let _ = b.json().try_init();

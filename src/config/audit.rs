@@ -24,6 +24,9 @@ pub struct AuditConfig {
     /// PKCS#8 Ed25519 key that signs checkpoints (`bordergate audit keygen`); none: no checkpoints.
     #[serde(default)]
     pub checkpoint_key: Option<PathBuf>,
+    /// Development only: create `checkpoint_key` (and its `.pub`) on first run if missing.
+    #[serde(default)]
+    pub generate_checkpoint_key: bool,
     /// A checkpoint after this many records …
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: u64,

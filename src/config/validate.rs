@@ -266,6 +266,12 @@ fn check_audit(a: &AuditConfig, out: &mut FileDiagnostics<'_>) {
 
 /// The sink's own settings: `path` for the file sink, `postgres` for postgres.
 fn check_audit_sink(a: &AuditConfig, out: &mut FileDiagnostics<'_>) {
+    if a.generate_checkpoint_key && a.checkpoint_key.is_none() {
+        out.at(
+            "audit.generate_checkpoint_key",
+            "`generate_checkpoint_key` needs `checkpoint_key` (where to create it)",
+        );
+    }
     match a.sink {
         AuditSinkKind::File => {
             if a.path.as_os_str().is_empty() {

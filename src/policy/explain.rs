@@ -194,12 +194,18 @@ fn why(d: &Decision, trace: &[TraceStep]) -> String {
 pub fn render(e: &Explanation) -> String {
     let d = &e.decision;
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "decision: {:?}{}",
-        d.effect,
-        d.ground.map(|g| format!(" ({g:?})")).unwrap_or_default()
-    );
+    let effect = match d.effect {
+        crate::model::Effect::Allow => "Allow",
+        crate::model::Effect::Deny => "Deny",
+    };
+    let ground = match d.ground {
+        None => "",
+        Some(crate::model::DenyGround::Transfer) => " (transfer grounds)",
+        Some(crate::model::DenyGround::Purpose) => " (purpose grounds)",
+        Some(crate::model::DenyGround::Authorization) => " (authorisation grounds)",
+        Some(crate::model::DenyGround::Withdrawn) => " (data withdrawn)",
+    };
+    let _ = writeln!(s, "decision: {effect}{ground}");
     let _ = writeln!(s, "rule:     {}", d.rule);
     let _ = writeln!(s, "article:  {}", d.article);
     let _ = writeln!(s, "reason:   {}", d.reason);
