@@ -5,6 +5,7 @@
 //! (`jku`, `x5u`, `jwk`, `x5c`) or demand unknown processing (`crit`) are refused.
 //! Keys and validation rules are built once in [`Authenticator::from_config`].
 
+mod cache;
 mod dev;
 mod error;
 mod keys;
@@ -14,6 +15,7 @@ mod tests;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -75,6 +77,10 @@ pub struct Authenticator {
     keys: Vec<Key>,
     by_kid: HashMap<String, usize>,
     max_token_bytes: usize,
+    /// Seconds past `exp` a token is still accepted (`auth.leeway_secs`).
+    leeway_secs: u64,
+    /// Tokens this key set verified; dropped with the authenticator on reload.
+    verified: cache::TokenCache,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -119,6 +125,8 @@ impl Authenticator {
             keys,
             by_kid,
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+            leeway_secs: cfg.leeway_secs.min(300),
+            verified: cache::TokenCache::new(cache::CAPACITY),
         })
     }
 
@@ -149,10 +157,39 @@ impl Authenticator {
     }
 
     /// Validates the value of an `Authorization` header and returns the caller with
-    /// the token's certificate binding.
+    /// the token's certificate binding. A token verified before, and not expired since,
+    /// is answered from the cache without touching a key (see [`cache`]).
     pub fn verify(&self, authorization: Option<&[u8]>) -> Result<Authenticated, AuthError> {
+        self.verify_shared(authorization).map(Arc::unwrap_or_clone)
+    }
+
+    /// [`Authenticator::verify`], sharing the cached result.
+    pub fn verify_shared(
+        &self,
+        authorization: Option<&[u8]>,
+    ) -> Result<Arc<Authenticated>, AuthError> {
         let value = authorization.ok_or(AuthError::Missing)?;
+        // A hit is byte for byte a token that passed every check below, so only the
+        // size and the scheme are looked at before the lookup.
+        let raw = bearer_bytes(value, self.max_token_bytes)?;
+        let key = cache::TokenCache::key(raw);
+        let now = cache::unix_now();
+        if let Some(hit) = self.verified.get(&key, now) {
+            return Ok(hit);
+        }
         let token = bearer_token(value, self.max_token_bytes)?;
+        let (auth, exp) = self.verify_uncached(token)?;
+        let auth = Arc::new(auth);
+        if let Some(exp) = exp {
+            self.verified
+                .put(key, Arc::clone(&auth), exp.saturating_add(self.leeway_secs));
+        }
+        Ok(auth)
+    }
+
+    /// Full verification of one token: header, key, signature, claims. Returns the
+    /// token's `exp` (unix seconds) for the cache.
+    fn verify_uncached(&self, token: &str) -> Result<(Authenticated, Option<u64>), AuthError> {
         let header = parse_header(token, &self.by_kid)?;
 
         let mut last = AuthError::BadAlgorithm("no key for this algorithm");
@@ -172,7 +209,11 @@ impl Authenticator {
         Err(last)
     }
 
-    fn verify_with(&self, token: &str, key: &Key) -> Result<Authenticated, AuthError> {
+    fn verify_with(
+        &self,
+        token: &str,
+        key: &Key,
+    ) -> Result<(Authenticated, Option<u64>), AuthError> {
         let data =
             jsonwebtoken::decode::<ObjectOnly<Claims>>(token, &key.decoding, &key.validation)
                 .map_err(|e| error::from_jwt(&e))?;
@@ -199,17 +240,26 @@ impl Authenticator {
                 )
             }
         };
-        Ok(Authenticated {
-            caller: Caller {
-                sub,
-                org,
-                jurisdiction,
-                purpose,
+        // jsonwebtoken has checked `exp` (required) as a number; a fractional one is
+        // cached to its whole second, which only ends the entry earlier.
+        let exp = c
+            .exp
+            .filter(|e| e.is_finite() && *e >= 0.0)
+            .map(|e| e as u64);
+        Ok((
+            Authenticated {
+                caller: Caller {
+                    sub,
+                    org,
+                    jurisdiction,
+                    purpose,
+                },
+                cnf_x5t_s256,
+                kid: key.kid.clone(),
+                role,
             },
-            cnf_x5t_s256,
-            kid: key.kid.clone(),
-            role,
-        })
+            exp,
+        ))
     }
 }
 
@@ -229,8 +279,8 @@ fn identifier(v: Option<String>, name: &'static str) -> Result<String, AuthError
     Ok(v)
 }
 
-/// Extracts the token from exactly `Bearer <token>` (scheme case-insensitive, one space).
-fn bearer_token(value: &[u8], max: usize) -> Result<&str, AuthError> {
+/// The bytes after exactly `Bearer ` (scheme case-insensitive, one space), size-checked.
+fn bearer_bytes(value: &[u8], max: usize) -> Result<&[u8], AuthError> {
     const SCHEME: &[u8] = b"bearer";
     if value.len() > max + SCHEME.len() + 1 {
         return Err(AuthError::TooLarge(max));
@@ -241,7 +291,12 @@ fn bearer_token(value: &[u8], max: usize) -> Result<&str, AuthError> {
     if !scheme_ok {
         return Err(AuthError::Invalid("expected `Bearer <token>`".into()));
     }
-    let token = &value[SCHEME.len() + 1..];
+    Ok(&value[SCHEME.len() + 1..])
+}
+
+/// Extracts the token from exactly `Bearer <token>` (scheme case-insensitive, one space).
+fn bearer_token(value: &[u8], max: usize) -> Result<&str, AuthError> {
+    let token = bearer_bytes(value, max)?;
     if token.is_empty() {
         return Err(AuthError::Invalid("empty bearer token".into()));
     }
@@ -355,6 +410,9 @@ struct Claims {
     iss: Option<String>,
     #[serde(default)]
     cnf: Option<Confirmation>,
+    /// Expiry, for how long the verified token may be cached.
+    #[serde(default)]
+    exp: Option<f64>,
     /// What the caller may do beyond fetching data (admin listener).
     #[serde(default)]
     role: Option<String>,

@@ -787,3 +787,74 @@ fn durations_parse() {
         assert!(parse_duration(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn a_verified_token_is_cached_until_its_expiry_and_only_successes_are() {
+    let d = tempfile::tempdir().unwrap();
+    let a = hs_auth(d.path());
+    let good = hs(&claims());
+    let first = a.verify_shared(Some(&bearer(&good))).unwrap();
+    let again = a.verify_shared(Some(&bearer(&good))).unwrap();
+    assert!(
+        Arc::ptr_eq(&first, &again),
+        "the second answer is the cached one"
+    );
+    assert_eq!(a.verified.len(), 1);
+
+    // A refused token is never remembered, so it is refused again every time.
+    let bad = hs(&with(claims(), "exp", json!(now() - 100)));
+    assert_eq!(code(&a, &bad), "expired");
+    assert_eq!(code(&a, &bad), "expired");
+    assert_eq!(a.verified.len(), 1);
+
+    // One byte changed in the signature: another key, verified (and refused) afresh.
+    let mut forged = good.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    assert_ne!(code(&a, &forged), "ok");
+}
+
+#[test]
+fn a_cached_token_past_its_expiry_and_leeway_is_not_served() {
+    let d = tempfile::tempdir().unwrap();
+    let a = hs_auth(d.path());
+    let t = hs(&claims());
+    let key = cache::TokenCache::key(t.as_bytes());
+    let ok = a.verify_shared(Some(&bearer(&t))).unwrap();
+    let now = cache::unix_now();
+    assert!(a.verified.get(&key, now).is_some());
+    // exp = now + 600, leeway 30: served through exp + 30, gone the second after.
+    assert!(a.verified.get(&key, now + 630).is_some());
+    assert!(a.verified.get(&key, now + 631).is_none());
+    assert_eq!(
+        a.verified.len(),
+        0,
+        "an expired entry is dropped when found"
+    );
+    a.verified.put(key, ok, now - 1);
+    assert!(a.verified.get(&key, now).is_none());
+}
+
+#[test]
+fn a_new_key_set_starts_with_an_empty_cache() {
+    let d = tempfile::tempdir().unwrap();
+    let a = hs_auth(d.path());
+    let t = hs(&claims());
+    assert!(check(&a, &t).is_ok());
+    // The key set as a reload that removed the HS256 key would build it.
+    let other = Authenticator::from_config(&auth_cfg(
+        vec![key_cfg(
+            None,
+            "RS256",
+            None,
+            Some(write(d.path(), "rs.pem", &rsa().public)),
+        )],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(other.verified.len(), 0);
+    assert!(
+        check(&other, &t).is_err(),
+        "the removed key's token is refused at once"
+    );
+}
