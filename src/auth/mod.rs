@@ -8,6 +8,7 @@
 mod dev;
 mod error;
 mod keys;
+mod lifetime;
 
 #[cfg(test)]
 mod tests;
@@ -75,6 +76,8 @@ pub struct Authenticator {
     keys: Vec<Key>,
     by_kid: HashMap<String, usize>,
     max_token_bytes: usize,
+    /// When tokens were issued and for how long: see [`lifetime::Lifetime`].
+    lifetime: lifetime::Lifetime,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -119,6 +122,7 @@ impl Authenticator {
             keys,
             by_kid,
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+            lifetime: lifetime::Lifetime::of(cfg),
         })
     }
 
@@ -177,6 +181,7 @@ impl Authenticator {
             jsonwebtoken::decode::<ObjectOnly<Claims>>(token, &key.decoding, &key.validation)
                 .map_err(|e| error::from_jwt(&e))?;
         let ObjectOnly(c) = data.claims;
+        self.lifetime.check(c.iat, c.exp)?;
         let sub = identifier(c.sub, "sub")?;
         let org = identifier(c.org, "org")?;
         let jurisdiction = c
@@ -355,6 +360,12 @@ struct Claims {
     iss: Option<String>,
     #[serde(default)]
     cnf: Option<Confirmation>,
+    /// Issued at (NumericDate): bounded by [`lifetime::Lifetime`].
+    #[serde(default)]
+    iat: Option<f64>,
+    /// Expiry (NumericDate; checked by jsonwebtoken), read to bound the lifetime.
+    #[serde(default)]
+    exp: Option<f64>,
     /// What the caller may do beyond fetching data (admin listener).
     #[serde(default)]
     role: Option<String>,
