@@ -210,6 +210,7 @@ impl Authenticator {
                 org,
                 jurisdiction,
                 purpose,
+                claimed_jurisdiction: None,
             },
             cnf_x5t_s256,
             kid: key.kid.clone(),

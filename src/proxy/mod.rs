@@ -160,8 +160,18 @@ impl Gateway {
     ) -> Result<Decided<'s>, Problem> {
         let path = admit::admit(parts, body_empty, &snap.config.limits)?;
         a.path.clone_from(&path.decoded);
-        let caller = authenticate::authenticate(&snap.auth, &parts.headers, client_cert)?;
+        let mut caller = authenticate::authenticate(&snap.auth, &parts.headers, client_cert)?;
+        let held = crate::transfer::claim::hold_to_registry(
+            &mut caller,
+            &snap.policies,
+            snap.config.auth.jurisdiction_claim,
+        );
         let caller = a.caller.insert(caller);
+        held.map_err(|m| {
+            let mut p = Problem::from(&m);
+            p.policy_version = Some(snap.policies.version.to_string());
+            p
+        })?;
         let routed = classify::route(snap, parts, &path, a.direction).map_err(|(up, p)| {
             a.upstream = up.map(str::to_string);
             p
