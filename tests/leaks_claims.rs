@@ -331,3 +331,126 @@ async fn a_withdrawn_entry_under_a_live_prefix_is_refused() {
     assert_eq!(up.requests().len(), 2);
     assert!(up.requests().iter().all(|s| !s.uri.contains("old-")));
 }
+
+/// An upstream as many are: a 304 to a matching `If-None-Match` without the tag headers of
+/// its 200, which labels the rows `x-data-origin: DE`, `x-data-categories: personal`.
+fn revalidating_api() -> common::Responder {
+    Arc::new(|s: &common::Seen| {
+        let etag = "\"rows-v1\"";
+        if s.headers.get("if-none-match").is_some_and(|v| v == etag) {
+            return http::Response::builder()
+                .status(304)
+                .header("etag", etag)
+                .body(Bytes::new())
+                .unwrap();
+        }
+        http::Response::builder()
+            .status(200)
+            .header("etag", etag)
+            .header("last-modified", "Tue, 21 Oct 2025 07:28:00 GMT")
+            .header("x-data-origin", "DE")
+            .header("x-data-categories", "personal")
+            .body(Bytes::from_static(EU_ROWS))
+            .unwrap()
+    })
+}
+
+/// Item 9 (d): a conditional GET is decided on the full, tagged response, never on a bare
+/// 304: a refused US caller with `If-None-Match` gets the refusal, not a 304 that says the
+/// data exists; an allowed caller still gets its 304 (from the gateway), without the body.
+#[tokio::test]
+async fn a_304_is_decided_like_the_200_it_stands_for() {
+    let up = Upstream::start(revalidating_api()).await;
+    // Catalogued as public: only the upstream's labels say the rows are EU personal data.
+    let gw = Gateway::start(Options {
+        extra_upstreams: format!(
+            "  - name: labelled\n    url: {}\n    jurisdiction: DE\n    timeout_secs: 5\n",
+            up.url()
+        ),
+        extra_routes: "  - prefix: /l/\n    upstream: labelled\n".into(),
+        extra_catalog: "  - id: labelled\n    kind: dataset\n    match: { prefix: /l/ }\n    origins: [IE]\n    categories: [public]\n    purposes: [analytics]\n".into(),
+        ..Options::default()
+    });
+    let cond = |t: &str, inm: &str| {
+        gw.client()
+            .get(gw.url("/l/rows.csv"))
+            .bearer_auth(t.to_string())
+            .header("if-none-match", inm.to_string())
+    };
+    let us = gw.token("mallory", "acme-us", "US", "analytics");
+    for inm in ["\"rows-v1\"", "W/\"rows-v1\"", "*"] {
+        let r = cond(&us, inm).send().await.unwrap();
+        assert_eq!(r.status(), 451, "{inm}");
+        assert!(r.headers().get("etag").is_none());
+        let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+        let body = r.text().await.unwrap();
+        assert!(!body.contains("Mustermann"));
+        assert_eq!(problem(&body)["rule"], "eu.chapter-v.no-basis");
+        let c = gw.completion(&id).await;
+        assert_eq!(c["outcome"], "refused", "{c}");
+        assert_eq!(c["status"], 451);
+        assert_eq!(c["recheck"]["decision"], "deny");
+    }
+    // HEAD alike.
+    let r = gw
+        .client()
+        .head(gw.url("/l/rows.csv"))
+        .bearer_auth(&us)
+        .header("if-none-match", "\"rows-v1\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 451);
+
+    let de = gw.token("alice", "acme-de", "DE", "analytics");
+    let r = cond(&de, "\"rows-v1\"").send().await.unwrap();
+    assert_eq!(r.status(), 304);
+    assert_eq!(r.headers()["etag"], "\"rows-v1\"");
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(r.bytes().await.unwrap().is_empty());
+    let c = gw.completion(&id).await;
+    assert_eq!(c["status"], 304);
+    assert_eq!(c["outcome"], "complete");
+    assert_eq!(c["bytes_out"], 0);
+    // A tag that no longer matches: the full rows; If-Modified-Since as well.
+    let r = cond(&de, "\"rows-v0\"").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("Mustermann"));
+    let r = gw
+        .client()
+        .get(gw.url("/l/rows.csv"))
+        .bearer_auth(&de)
+        .header("if-modified-since", "Wed, 22 Oct 2025 07:28:00 GMT")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    let r = gw
+        .client()
+        .get(gw.url("/l/rows.csv"))
+        .bearer_auth(&de)
+        .header("if-match", "\"rows-v0\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 412);
+    assert_eq!(
+        problem(&r.text().await.unwrap())["type"],
+        "urn:bordergate:problem:precondition-failed"
+    );
+
+    // The upstream was never asked a condition, so it never answered a bare 304, and it
+    // saw only requests the log allowed.
+    let seen = up.requests();
+    for s in &seen {
+        for h in [
+            "if-none-match",
+            "if-modified-since",
+            "if-match",
+            "if-unmodified-since",
+        ] {
+            assert!(s.headers.get(h).is_none(), "{h} reached the upstream");
+        }
+    }
+    upstream_saw_only_allowed(&gw, &up, "labelled");
+}

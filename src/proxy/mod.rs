@@ -17,6 +17,7 @@ mod forward;
 pub mod guard;
 pub mod headers;
 mod response;
+mod revalidate;
 pub mod server;
 pub mod sigv4;
 pub mod upstream;
@@ -64,6 +65,13 @@ struct Decided<'s> {
     routed: Routed<'s>,
     decision: Decision,
     at: time::OffsetDateTime,
+}
+
+/// True when the gateway, not the upstream, evaluates the request's conditions: a GET or
+/// HEAD to an http(s) upstream (see [`revalidate`]).
+fn revalidated(up: &upstream::Upstream, method: &http::Method) -> bool {
+    matches!(up.target, upstream::Target::Http { .. })
+        && matches!(*method, http::Method::GET | http::Method::HEAD)
 }
 
 fn receipt_header(r: &Receipt) -> Option<HeaderValue> {
@@ -306,6 +314,10 @@ impl Gateway {
             Ok(decision) => decision,
             Err(ended) => return ended.answer(completion, &a.request_id, a.is_head()),
         };
+        // The conditions the upstream was not asked, on the answer that was decided.
+        if revalidated(up, &parts.method) {
+            resp = revalidate::answer(&parts.headers, resp, &a.request_id, a.is_head());
+        }
         completion.set_status(resp.status().as_u16());
         let h = resp.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&a.request_id) {
@@ -335,6 +347,10 @@ impl Gateway {
         completion: &mut Completion,
     ) -> Result<Decision, Ended> {
         response::check_redirect(resp, &a.path)?;
+        let unconditional = snap
+            .upstream(route)
+            .is_some_and(|u| revalidated(u, &a.method));
+        response::check_unasked_304(resp, unconditional)?;
         let tags = &snap.config.tags;
         let extra = response::declared_tags(
             resp.headers(),
