@@ -454,3 +454,118 @@ async fn a_304_is_decided_like_the_200_it_stands_for() {
     }
     upstream_saw_only_allowed(&gw, &up, "labelled");
 }
+
+/// A fresh Ed25519 key pair.
+fn ed25519() -> aws_lc_rs::signature::Ed25519KeyPair {
+    use aws_lc_rs::signature::Ed25519KeyPair;
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+    Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap()
+}
+
+/// A JWKS document of the given (kid, key) pairs.
+fn jwks(keys: &[(&str, &aws_lc_rs::signature::Ed25519KeyPair)]) -> String {
+    use aws_lc_rs::signature::KeyPair;
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let keys: Vec<Value> = keys
+        .iter()
+        .map(|(kid, k)| {
+            serde_json::json!({
+                "kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA",
+                "kid": kid, "x": b64.encode(k.public_key().as_ref()),
+            })
+        })
+        .collect();
+    serde_json::json!({ "keys": keys }).to_string()
+}
+
+/// A token of alice (acme-de, DE) signed with `key` as `kid`.
+fn ed25519_jwt(kid: &str, key: &aws_lc_rs::signature::Ed25519KeyPair) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let now = common::now();
+    let claims = format!(
+        r#"{{"sub":"alice","org":"acme-de","jurisdiction":"DE","purpose":"analytics","iss":"bordergate-dev","aud":"bordergate","iat":{now},"exp":{}}}"#,
+        now + 600
+    );
+    let input = format!(
+        "{}.{}",
+        b64.encode(format!(r#"{{"alg":"EdDSA","kid":"{kid}"}}"#)),
+        b64.encode(claims)
+    );
+    let sig = key.sign(input.as_bytes());
+    format!("{input}.{}", b64.encode(sig.as_ref()))
+}
+
+/// Waits (20 s at most) until `token` gets `want` on the EU API.
+async fn until_status(gw: &Gateway, token: &str, want: u16) -> String {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (s, id, _) = get(gw, "/h/eu/rows.csv", token).await;
+        if s == want {
+            return id;
+        }
+        assert!(std::time::Instant::now() < end, "still {s}, want {want}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The audit `reload` events so far.
+fn reloads(gw: &Gateway) -> Vec<Value> {
+    gw.records()
+        .into_iter()
+        .filter(|r| r["kind"] == "event" && r["event"] == "reload")
+        .collect()
+}
+
+/// Item 9 (c): the JWKS file is watched: a key removed from it — by an atomic rename over
+/// the file or by rewriting it in place — stops validating its tokens within seconds,
+/// without SIGHUP, and the reload is in the audit log naming the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_removed_from_the_jwks_file_stops_validating_by_itself() {
+    let (k1, k2, k3) = (ed25519(), ed25519(), ed25519());
+    let keys = tempfile::tempdir().unwrap();
+    let file = keys.path().join("keys.jwks");
+    std::fs::write(&file, jwks(&[("k1", &k1), ("k2", &k2)])).unwrap();
+    let up = Upstream::start(eu_api()).await;
+    let gw = Gateway::start(api_options(
+        &up.url(),
+        &format!("  jwks: {}\n", file.display()),
+    ));
+    let (t1, t2, t3) = (
+        ed25519_jwt("k1", &k1),
+        ed25519_jwt("k2", &k2),
+        ed25519_jwt("k3", &k3),
+    );
+    assert_eq!(get(&gw, "/h/eu/rows.csv", &t1).await.0, 200);
+    assert_eq!(get(&gw, "/h/eu/rows.csv", &t2).await.0, 200);
+    assert_eq!(get(&gw, "/h/eu/rows.csv", &t3).await.0, 401);
+    assert!(reloads(&gw).is_empty());
+
+    // Atomically: a new file renamed over the old one, without k1.
+    let tmp = keys.path().join(".keys.jwks.tmp");
+    std::fs::write(&tmp, jwks(&[("k2", &k2), ("k3", &k3)])).unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    let id = until_status(&gw, &t1, 401).await;
+    let d = gw.decision(&id);
+    assert_eq!(d["decision"], "deny");
+    assert_eq!(d["rule"], "auth.unknown-key");
+    let r = reloads(&gw);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert!(
+        r[0]["detail"].as_str().unwrap().contains("keys.jwks"),
+        "{}",
+        r[0]
+    );
+    assert_eq!(get(&gw, "/h/eu/rows.csv", &t2).await.0, 200);
+    assert_eq!(get(&gw, "/h/eu/rows.csv", &t3).await.0, 200);
+
+    // In place: the same file truncated and written again, without k2.
+    std::fs::write(&file, jwks(&[("k3", &k3)])).unwrap();
+    until_status(&gw, &t2, 401).await;
+    assert!(reloads(&gw).len() >= 2);
+    assert_eq!(get(&gw, "/h/eu/rows.csv", &t1).await.0, 401);
+    assert_eq!(get(&gw, "/h/eu/rows.csv", &t3).await.0, 200);
+    upstream_saw_only_allowed(&gw, &up, "eu-api");
+}
