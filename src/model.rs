@@ -322,9 +322,13 @@ impl Tags {
 pub struct Caller {
     pub sub: String,
     pub org: String,
-    /// Where the caller will process the data.
+    /// Where the caller will process the data: the token's claim, or the registry's
+    /// country for the caller's organisation under `auth.jurisdiction_claim: registry`.
     pub jurisdiction: Country,
     pub purpose: String,
+    /// The token's `jurisdiction` claim when the registry's country replaced it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claimed_jurisdiction: Option<Country>,
 }
 
 /// Whether data leaves through the gateway (download) or enters an upstream (upload).

@@ -17,6 +17,7 @@ use crate::proxy::ResBody;
 use crate::proxy::guard::{BodyLimit, Refusal};
 use crate::proxy::upstream::UpstreamFailure;
 use crate::transfer::Unclassified;
+use crate::transfer::claim::{self, JurisdictionMismatch};
 
 /// Why a request was not served. Each variant has a stable `type` URI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +66,9 @@ pub enum Kind {
     Internal,
     /// The token is valid but lacks the role the endpoint needs (403).
     RoleRequired,
+    /// The token's `jurisdiction` claim contradicts the registry's country for its
+    /// organisation (403).
+    JurisdictionMismatch,
 }
 
 impl Kind {
@@ -87,7 +91,7 @@ impl Kind {
             Kind::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             Kind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            Kind::RoleRequired => StatusCode::FORBIDDEN,
+            Kind::RoleRequired | Kind::JurisdictionMismatch => StatusCode::FORBIDDEN,
         }
     }
 
@@ -116,6 +120,7 @@ impl Kind {
             Kind::PreconditionFailed => "precondition-failed",
             Kind::Internal => "internal",
             Kind::RoleRequired => "role-required",
+            Kind::JurisdictionMismatch => "jurisdiction-mismatch",
         }
     }
 
@@ -143,6 +148,7 @@ impl Kind {
             Kind::PreconditionFailed => "Precondition failed",
             Kind::Internal => "Internal error",
             Kind::RoleRequired => "Role required",
+            Kind::JurisdictionMismatch => "Jurisdiction claim contradicts the registry",
         }
     }
 }
@@ -373,6 +379,18 @@ impl From<&AuthError> for Problem {
             Ok(v) => p.with_header(header::WWW_AUTHENTICATE, v),
             Err(_) => p,
         }
+    }
+}
+
+/// 403: the token's jurisdiction claim contradicts the registry (`auth.jurisdiction_claim:
+/// refuse`); the record names `auth.jurisdiction-mismatch`.
+impl From<&JurisdictionMismatch> for Problem {
+    fn from(m: &JurisdictionMismatch) -> Problem {
+        let mut p = Problem::new(Kind::JurisdictionMismatch, m.to_string());
+        p.decision = Some("deny");
+        p.rule = Some(claim::JURISDICTION_MISMATCH.to_string());
+        p.article = Some(claim::JURISDICTION_MISMATCH_ARTICLE.to_string());
+        p
     }
 }
 

@@ -30,6 +30,7 @@ fn decision(i: u64, sub: &str, dest: &str, allow: bool) -> Record {
             org: "acme-ml".into(),
             jurisdiction: c(dest),
             purpose: "training".into(),
+            claimed_jurisdiction: None,
         }),
         method: "GET".into(),
         path: "/datasets/eu-patients/part-0.parquet".into(),

@@ -228,6 +228,7 @@ async fn seed(path: &Path) -> usize {
                     org: k.org.into(),
                     jurisdiction: dest,
                     purpose: k.purpose.into(),
+                    claimed_jurisdiction: None,
                 }),
                 method: "GET".into(),
                 path: format!("/datasets/{}/part-{i}.parquet", k.dataset),

@@ -252,6 +252,7 @@ impl Admin {
     fn explain(&self, params: Params) -> Result<Response<AdminBody>, Failure> {
         use crate::transfer::question::{About, Question};
         let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let snap = self.gateway.state();
         for (k, _) in &params {
             if ![
                 "path",
@@ -299,6 +300,7 @@ impl Admin {
                 org: need(get("org"), "org")?,
                 jurisdiction,
                 purpose,
+                claimed_jurisdiction: None,
             },
             direction: if get("upload").as_deref() == Some("true") {
                 crate::model::Direction::Upload
@@ -316,8 +318,8 @@ impl Admin {
                 .unwrap_or_default(),
             as_of,
             exporter: None,
+            jurisdiction_claim: snap.config.auth.jurisdiction_claim,
         };
-        let snap = self.gateway.state();
         // Remedies are tried on a copy: the serving set is never touched.
         let mut policies = snap.policies.clone();
         let a = crate::transfer::question::answer(

@@ -455,6 +455,7 @@ async fn a_decision_record_reads_back() {
             org: "acme".into(),
             jurisdiction: us,
             purpose: "training".into(),
+            claimed_jurisdiction: None,
         }),
         method: "GET".into(),
         path: "/datasets/ehr/\"quoted\"\nnewline".into(),

@@ -33,6 +33,12 @@ pub enum AuthError {
     Expired,
     #[error("token is not valid yet")]
     NotYetValid,
+    /// `iat` lies further in the future than the leeway allows.
+    #[error("token was issued in the future")]
+    IssuedInFuture,
+    /// `exp` − `iat` is longer than `auth.max_token_lifetime_secs`.
+    #[error("token lifetime is longer than the {0} s allowed")]
+    LifetimeTooLong(u64),
     #[error("token issuer is not the configured issuer")]
     WrongIssuer,
     #[error("token audience does not include the configured audience")]
@@ -63,6 +69,8 @@ impl AuthError {
             AuthError::BadSignature => "bad-signature",
             AuthError::Expired => "expired",
             AuthError::NotYetValid => "not-yet-valid",
+            AuthError::IssuedInFuture => "issued-in-future",
+            AuthError::LifetimeTooLong(_) => "lifetime-too-long",
             AuthError::WrongIssuer => "wrong-issuer",
             AuthError::WrongAudience => "wrong-audience",
             AuthError::MissingClaim(_) => "missing-claim",

@@ -9,6 +9,7 @@ mod cache;
 mod dev;
 mod error;
 mod keys;
+mod lifetime;
 
 #[cfg(test)]
 mod tests;
@@ -81,6 +82,8 @@ pub struct Authenticator {
     leeway_secs: u64,
     /// Tokens this key set verified; dropped with the authenticator on reload.
     verified: cache::TokenCache,
+    /// When tokens were issued and for how long: see [`lifetime::Lifetime`].
+    lifetime: lifetime::Lifetime,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -127,6 +130,7 @@ impl Authenticator {
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
             leeway_secs: cfg.leeway_secs.min(300),
             verified: cache::TokenCache::new(cache::CAPACITY),
+            lifetime: lifetime::Lifetime::of(cfg),
         })
     }
 
@@ -218,6 +222,7 @@ impl Authenticator {
             jsonwebtoken::decode::<ObjectOnly<Claims>>(token, &key.decoding, &key.validation)
                 .map_err(|e| error::from_jwt(&e))?;
         let ObjectOnly(c) = data.claims;
+        self.lifetime.check(c.iat, c.exp)?;
         let sub = identifier(c.sub, "sub")?;
         let org = identifier(c.org, "org")?;
         let jurisdiction = c
@@ -253,6 +258,7 @@ impl Authenticator {
                     org,
                     jurisdiction,
                     purpose,
+                    claimed_jurisdiction: None,
                 },
                 cnf_x5t_s256,
                 kid: key.kid.clone(),
@@ -410,7 +416,11 @@ struct Claims {
     iss: Option<String>,
     #[serde(default)]
     cnf: Option<Confirmation>,
-    /// Expiry, for how long the verified token may be cached.
+    /// Issued at (NumericDate): bounded by [`lifetime::Lifetime`].
+    #[serde(default)]
+    iat: Option<f64>,
+    /// Expiry (NumericDate; checked by jsonwebtoken), read to bound the lifetime and
+    /// for how long the verified token may be cached.
     #[serde(default)]
     exp: Option<f64>,
     /// What the caller may do beyond fetching data (admin listener).

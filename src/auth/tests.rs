@@ -47,6 +47,8 @@ fn auth_cfg(keys: Vec<KeyConfig>, jwks: Option<PathBuf>) -> AuthConfig {
         leeway_secs: 30,
         keys,
         jwks,
+        max_token_lifetime_secs: crate::config::DEFAULT_MAX_TOKEN_LIFETIME_SECS,
+        jurisdiction_claim: crate::config::JurisdictionClaim::default(),
     }
 }
 

@@ -206,6 +206,7 @@ fn explain_inner(a: Args) -> Result<ExitCode, ExitCode> {
             org: a.org.clone(),
             jurisdiction: dest,
             purpose: a.purpose.clone(),
+            claimed_jurisdiction: None,
         },
         direction: if a.upload {
             Direction::Upload
@@ -215,6 +216,7 @@ fn explain_inner(a: Args) -> Result<ExitCode, ExitCode> {
         lineage: a.lineage.clone(),
         as_of: date,
         exporter: a.exporter.clone(),
+        jurisdiction_claim: cfg.auth.jurisdiction_claim,
     };
     // PIPL volumes: counted from the audit trail as the gateway counts them at start-up.
     let counter = crate::pipl::ExportCounter::new();

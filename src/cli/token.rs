@@ -47,6 +47,14 @@ pub fn run(a: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let max = cfg.auth.max_token_lifetime_secs;
+    if max > 0 && ttl.as_secs() > max {
+        eprintln!(
+            "error: --ttl {} is longer than the {max} s `auth.max_token_lifetime_secs` allows; the gateway would refuse the token",
+            a.ttl
+        );
+        return ExitCode::from(2);
+    }
     let Some(key) = cfg
         .auth
         .keys

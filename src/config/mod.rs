@@ -151,10 +151,41 @@ pub struct AuthConfig {
     /// A JWKS document (file) with public keys.
     #[serde(default)]
     pub jwks: Option<PathBuf>,
+    /// Longest lifetime (`exp` − `iat`) a token may claim, in seconds; default 24 h. While
+    /// set, a token must carry `iat`. `0` sets no maximum (`iat` is then optional, and only
+    /// checked not to lie in the future).
+    #[serde(default = "default_max_token_lifetime")]
+    pub max_token_lifetime_secs: u64,
+    /// What to do when a token's `jurisdiction` disagrees with the registry's country for
+    /// its `org` (default `refuse`).
+    #[serde(default)]
+    pub jurisdiction_claim: JurisdictionClaim,
 }
 
 fn default_leeway() -> u64 {
     30
+}
+
+/// Default of [`AuthConfig::max_token_lifetime_secs`]: one day.
+pub const DEFAULT_MAX_TOKEN_LIFETIME_SECS: u64 = 24 * 60 * 60;
+
+fn default_max_token_lifetime() -> u64 {
+    DEFAULT_MAX_TOKEN_LIFETIME_SECS
+}
+
+/// How a caller's `jurisdiction` claim is held against the registry's country for the
+/// caller's organisation. An organisation the registry does not list is taken at its claim
+/// in every mode (the registry only knows the organisations that hold mechanisms).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JurisdictionClaim {
+    /// A claim other than the registry's country is refused (403 `jurisdiction-mismatch`).
+    #[default]
+    Refuse,
+    /// The registry's country is the destination; the record keeps the claim beside it.
+    Registry,
+    /// The claim is the destination, whatever the registry says.
+    Trust,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -154,6 +154,7 @@ pub fn audit_log(set: &PolicySet, scenarios: &[Scenario], n: usize, date: time::
                 org: s.org.to_string(),
                 jurisdiction: *dest,
                 purpose: s.purpose.to_string(),
+                claimed_jurisdiction: None,
             }),
             method: "GET".into(),
             path: format!("/datasets/{}/part-{:04}.parquet", s.dataset, i % 1000),

@@ -6,7 +6,7 @@
 //! file beside the target that is fsynced and renamed over it, so a reader sees the old file or
 //! the new one, never a partial one.
 
-mod conditional;
+pub(crate) mod conditional;
 #[cfg(test)]
 mod tests;
 

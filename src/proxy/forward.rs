@@ -63,6 +63,9 @@ where
                 f.request_id,
                 &f.tags.lineage,
             );
+            if super::revalidated(f.upstream, &parts.method) {
+                super::revalidate::strip_conditions(req.headers_mut());
+            }
             if let Some(v) = f
                 .client_request_id
                 .and_then(|c| http::HeaderValue::from_str(c).ok())

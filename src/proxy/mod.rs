@@ -17,6 +17,7 @@ mod forward;
 pub mod guard;
 pub mod headers;
 mod response;
+mod revalidate;
 pub mod server;
 pub mod sigv4;
 pub mod upstream;
@@ -64,6 +65,13 @@ struct Decided<'s> {
     routed: Routed<'s>,
     decision: Decision,
     at: time::OffsetDateTime,
+}
+
+/// True when the gateway, not the upstream, evaluates the request's conditions: a GET or
+/// HEAD to an http(s) upstream (see [`revalidate`]).
+fn revalidated(up: &upstream::Upstream, method: &http::Method) -> bool {
+    matches!(up.target, upstream::Target::Http { .. })
+        && matches!(*method, http::Method::GET | http::Method::HEAD)
 }
 
 fn receipt_header(r: &Receipt) -> Option<HeaderValue> {
@@ -160,8 +168,18 @@ impl Gateway {
     ) -> Result<Decided<'s>, Problem> {
         let path = admit::admit(parts, body_empty, &snap.config.limits)?;
         a.path.clone_from(&path.decoded);
-        let caller = authenticate::authenticate(&snap.auth, &parts.headers, client_cert)?;
+        let mut caller = authenticate::authenticate(&snap.auth, &parts.headers, client_cert)?;
+        let held = crate::transfer::claim::hold_to_registry(
+            &mut caller,
+            &snap.policies,
+            snap.config.auth.jurisdiction_claim,
+        );
         let caller = a.caller.insert(caller);
+        held.map_err(|m| {
+            let mut p = Problem::from(&m);
+            p.policy_version = Some(snap.policies.version.to_string());
+            p
+        })?;
         let routed = classify::route(snap, parts, &path, a.direction).map_err(|(up, p)| {
             a.upstream = up.map(str::to_string);
             p
@@ -296,6 +314,10 @@ impl Gateway {
             Ok(decision) => decision,
             Err(ended) => return ended.answer(completion, &a.request_id, a.is_head()),
         };
+        // The conditions the upstream was not asked, on the answer that was decided.
+        if revalidated(up, &parts.method) {
+            resp = revalidate::answer(&parts.headers, resp, &a.request_id, a.is_head());
+        }
         completion.set_status(resp.status().as_u16());
         let h = resp.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&a.request_id) {
@@ -325,6 +347,10 @@ impl Gateway {
         completion: &mut Completion,
     ) -> Result<Decision, Ended> {
         response::check_redirect(resp, &a.path)?;
+        let unconditional = snap
+            .upstream(route)
+            .is_some_and(|u| revalidated(u, &a.method));
+        response::check_unasked_304(resp, unconditional)?;
         let tags = &snap.config.tags;
         let extra = response::declared_tags(
             resp.headers(),

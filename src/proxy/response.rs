@@ -105,6 +105,23 @@ pub(super) fn check_redirect(resp: &Response<ResBody>, path: &str) -> Result<(),
     Ok(())
 }
 
+/// Refuses a 304 to a request the upstream was asked without conditions (a GET or HEAD to
+/// an http(s) upstream, see `proxy::revalidate`): it cannot stand for a response that was
+/// decided (502).
+pub(super) fn check_unasked_304(
+    resp: &Response<ResBody>,
+    unconditional: bool,
+) -> Result<(), Ended> {
+    if unconditional && resp.status() == http::StatusCode::NOT_MODIFIED {
+        return Err(Ended::failed(
+            Kind::BadGateway,
+            "the upstream answered 304 to a request without conditions".into(),
+            "upstream 304 without conditions".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// True if `location`, resolved against the request `path` on the gateway's origin, stays
 /// on that origin.
 fn same_origin(path: &str, location: &str) -> bool {

@@ -47,13 +47,11 @@ pub struct Upstream {
 /// Most redirects followed for one request.
 const MAX_REDIRECTS: usize = 5;
 
-/// Client request headers passed on when following a redirect: conditions and ranges.
+/// Client request headers passed on when following a redirect: ranges (the other
+/// conditions are evaluated by the gateway, see `proxy::revalidate`).
 const REDIRECT_HEADERS: &[header::HeaderName] = &[
     header::RANGE,
     header::IF_RANGE,
-    header::IF_MATCH,
-    header::IF_NONE_MATCH,
-    header::IF_MODIFIED_SINCE,
     header::ACCEPT,
     header::ACCEPT_ENCODING,
     header::USER_AGENT,

@@ -8,6 +8,7 @@
 //! that refuse a transfer before any regime is asked — a withdrawal, an upload whose
 //! lineage is undeclared — are inputs of the decision, not checks of one caller.
 
+pub mod claim;
 pub mod question;
 #[cfg(test)]
 mod tests;

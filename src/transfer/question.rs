@@ -35,6 +35,9 @@ pub struct Question {
     pub as_of: Date,
     /// PIPL exporter when neither the catalog entry nor the route's upstream names one.
     pub exporter: Option<String>,
+    /// How the caller's jurisdiction is held against the registry, as the gateway's
+    /// `auth.jurisdiction_claim` says ([`super::claim`]).
+    pub jurisdiction_claim: crate::config::JurisdictionClaim,
 }
 
 /// The answer: the transfer explained, or the refusal the gateway answers before it can
@@ -58,11 +61,25 @@ pub fn answer(
     policies: &mut PolicySet,
     counter: &ExportCounter,
 ) -> Result<Answer, String> {
-    let normalized;
+    let normalized = match &q.about {
+        About::Path(p) => Some(
+            crate::catalog::path::normalize(p)
+                .map_err(|e| format!("path `{}`: {e}", p.escape_default()))?,
+        ),
+        _ => None,
+    };
+    // The gateway holds the claim to the registry right after authentication, before routing.
+    let mut caller = q.caller.clone();
+    if let Err(m) = super::claim::hold_to_registry(&mut caller, policies, q.jurisdiction_claim) {
+        let mut p = Problem::from(&m);
+        p.policy_version = Some(policies.version.to_string());
+        return Ok(Answer::Refused(p));
+    }
     let (subject, route) = match &q.about {
         About::Path(p) => {
-            normalized = crate::catalog::path::normalize(p)
-                .map_err(|e| format!("path `{}`: {e}", p.escape_default()))?;
+            let Some(normalized) = &normalized else {
+                return Err(format!("path `{}` is not normalised", p.escape_default()));
+            };
             match routes.route_for(&normalized.decoded, q.direction) {
                 Ok(r) => (Subject::Path(&normalized.decoded), Some(r)),
                 Err((_, problem)) => return Ok(Answer::Refused(problem)),
@@ -84,7 +101,7 @@ pub fn answer(
     let ask = Ask {
         subject,
         direction: q.direction,
-        caller: &q.caller,
+        caller: &caller,
         lineage: &q.lineage,
         at: time::OffsetDateTime::now_utc().replace_date(q.as_of),
     };

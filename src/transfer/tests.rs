@@ -63,6 +63,7 @@ fn caller(org: &str, j: &str, purpose: &str) -> Caller {
         org: org.into(),
         jurisdiction: Country::parse(j).unwrap(),
         purpose: purpose.into(),
+        claimed_jurisdiction: None,
     }
 }
 

@@ -373,6 +373,7 @@ mod tests {
                 org: "acme".into(),
                 jurisdiction: c("US"),
                 purpose: "training".into(),
+                claimed_jurisdiction: None,
             }),
             method: "GET".into(),
             path: "/datasets/ehr/\"quoted\"".into(),

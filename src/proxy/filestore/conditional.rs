@@ -84,7 +84,7 @@ fn digits(s: &str) -> Option<u64> {
 /// (If-Match); otherwise the `W/` prefix is ignored (If-None-Match). `*` matches; the caller only
 /// asks when a representation exists. Splitting on commas is enough because our own tags never
 /// contain one, so a tag that does can never match anyway.
-pub(super) fn etag_matches<'a, I>(values: I, current: &str, strong: bool) -> bool
+pub(crate) fn etag_matches<'a, I>(values: I, current: &str, strong: bool) -> bool
 where
     I: IntoIterator<Item = &'a HeaderValue>,
 {
@@ -111,7 +111,7 @@ pub(super) fn epoch_secs(t: SystemTime) -> u64 {
 }
 
 /// The date in a header that must hold exactly one valid HTTP-date; anything else is ignored.
-fn header_date(headers: &HeaderMap, name: &HeaderName) -> Option<u64> {
+pub(crate) fn header_date(headers: &HeaderMap, name: &HeaderName) -> Option<u64> {
     let mut values = headers.get_all(name).iter();
     let value = values.next()?;
     if values.next().is_some() {
