@@ -26,6 +26,9 @@
 #                          load generator on the rest; see BENCH_SERVER_CPUS, BENCH_CLIENT_CPUS)
 #   BENCH_PORT=18480       first of the 7 consecutive loopback ports used
 #   BENCH_KEEP=1           keep the work dir (printed) for inspection
+#   BENCH_PERF=1           record each bordergate 1 KiB point with `perf record -e cpu-clock -g`
+#                          (software clock: works in VMs without PMU); reports (user + kernel
+#                          symbols, by self time) land in bench/results/perf-<id>-<conns>.txt
 #
 # Output: one markdown table on stdout, also written to bench/results/latest.md (and a
 # timestamped copy with the raw numbers next to it, git-ignored). Exit status 1 if a check
@@ -415,10 +418,21 @@ wrk_point() {
   threads=$(( c < NCLI ? c : NCLI ))
   tok=$(token)
   [ "$kind" = large ] && reset_hwm $SPIDS
+  local perf_pid=
+  if [ "${BENCH_PERF:-0}" = 1 ] && [ "$INST" != - ] && [ "$kind" = small ] && command -v perf > /dev/null; then
+    perf record -q -e cpu-clock -F 2000 -g -p "${SPIDS%% *}" -o "$WORK/perf-$id-$c.data" > /dev/null 2>&1 &
+    perf_pid=$!
+  fi
   s0=$(ticks $SPIDS); o0=$(ticks $OPIDS); child_ticks; c0=$CT; m0=$(read_stat)
   out=$("${ON_CLIENT[@]}" wrk -t"$threads" -c"$c" -d"${SECS}s" --timeout 10s --latency \
         -H "Authorization: Bearer $tok" "$URLBASE/$obj" 2>&1) || { fail "$LABEL c=$c: wrk failed: $out"; return 0; }
   s1=$(ticks $SPIDS); o1=$(ticks $OPIDS); child_ticks; c1=$CT; m1=$(read_stat)
+  if [ -n "$perf_pid" ]; then
+    kill -INT "$perf_pid" 2> /dev/null || true
+    wait "$perf_pid" 2> /dev/null || true
+    perf report -q -i "$WORK/perf-$id-$c.data" --no-children --sort sym --percent-limit 0.7 --stdio -g none \
+      > "$BENCH/results/perf-$id-$c.txt" 2> /dev/null || true
+  fi
   echo "$out" > "$WORK/logs/wrk-$kind-$id-$c.txt"
   reqs=$(awk '/requests in/ {print $1}' <<< "$out")
   dur=$(awk '/requests in/ {sub(/s,$/, "", $4); print $4}' <<< "$out")
