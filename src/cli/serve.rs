@@ -178,6 +178,22 @@ async fn start(path: PathBuf, cfg: Config, overrides: Overrides) -> Result<ExitC
             return Err(ExitCode::from(2));
         }
     }
+    if let Some(since) = snap.config.lineage.since(time::OffsetDateTime::now_utc()) {
+        let started = std::time::Instant::now();
+        match crate::lineage::seed_from_trail(gateway.recent_downloads(), &audit_cfg.path, since) {
+            Ok(n) => {
+                tracing::info!(downloads = n, window_days = snap.config.lineage.window_days, elapsed = ?started.elapsed(), "recent personal-data downloads read from the audit trail");
+            }
+            Err(e) => {
+                // Without them an upload could launder data downloaded before the restart.
+                eprintln!(
+                    "error: cannot read recent personal-data downloads from the audit trail: {e}"
+                );
+                gateway.audit().shutdown().await;
+                return Err(ExitCode::from(2));
+            }
+        }
+    }
     gateway.audit().append_nowait(event(
         "listen",
         &format!("{scheme}://{local} mode={mode:?}"),

@@ -2,20 +2,21 @@
 //! http(s) upstream, with the client's body counted and held to the limits.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http::Request;
 use http::request::Parts;
 use http_body::Body;
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Either};
 
 use super::body::Counted;
 use super::upstream::{Target, Upstream, UpstreamFailure};
 use super::{BoxError, ResBody, guard, headers};
 use crate::catalog::path::NormalizedPath;
 use crate::config::{Limits, TagHeaders};
+use crate::lineage::digest::{Mismatch, Sha256, Verified};
 use crate::respond::Problem;
 
 /// What a forwarded request carries besides its head and body.
@@ -30,6 +31,9 @@ pub(super) struct Forward<'a> {
     pub client_request_id: Option<&'a str>,
     pub limits: &'a Limits,
     pub tags: &'a TagHeaders,
+    /// The digest an upload's body must have, and where a mismatch is noted; the body is
+    /// cut before its end when its bytes do not have it.
+    pub verify: Option<(Sha256, Arc<OnceLock<Mismatch>>)>,
 }
 
 /// Sends the request; the file store's own refusals (404, 416, …) come back as answers.
@@ -43,7 +47,12 @@ where
     B: Body<Data = Bytes> + Send + Sync + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
-    let body = Counted::new(guard::Limited::new(body, f.limits), bytes_in);
+    let limited = guard::Limited::new(body, f.limits);
+    let body = match &f.verify {
+        Some((d, cell)) => Either::Left(Verified::new(limited, *d, cell.clone())),
+        None => Either::Right(limited),
+    };
+    let body = Counted::new(body, bytes_in);
     match &f.upstream.target {
         Target::File(store) => Ok(store
             .answer(&parts.method, &f.path.decoded, &parts.headers, body)

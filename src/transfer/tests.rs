@@ -86,6 +86,8 @@ fn ask<'a>(subject: Subject<'a>, direction: Direction, c: &'a Caller, l: &'a [St
         caller: c,
         lineage: l,
         at: OffsetDateTime::now_utc(),
+        digests: &[],
+        recent: None,
     }
 }
 

@@ -55,6 +55,10 @@ pub struct DecisionRecord {
     /// `request_id`; written only when the client sent one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_request_id: Option<String>,
+    /// An upload's: the uploader's recent personal-data downloads its declared lineage did
+    /// not cover, and what was done (`refuse` or `flag`); written only when there were any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub undeclared_recent: Option<crate::transfer::Unaccounted>,
 }
 
 /// How a forwarded transfer ended.
