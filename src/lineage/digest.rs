@@ -238,13 +238,22 @@ pub struct Verified<B> {
     inner: B,
     declared: Sha256,
     ctx: Option<aws_lc_rs::digest::Context>,
+    /// The body's length, when it declared one, and the bytes seen: the frame that
+    /// reaches it is the last, even if the end of the stream comes in a frame of its own.
+    length: Option<u64>,
+    seen: u64,
     /// Set when the bytes did not match, for the caller to record.
     mismatch: Arc<OnceLock<Mismatch>>,
 }
 
 impl<B> Verified<B> {
-    pub fn new(inner: B, declared: Sha256, mismatch: Arc<OnceLock<Mismatch>>) -> Self {
+    pub fn new(inner: B, declared: Sha256, mismatch: Arc<OnceLock<Mismatch>>) -> Self
+    where
+        B: Body,
+    {
         Verified {
+            length: inner.size_hint().exact(),
+            seen: 0,
             inner,
             declared,
             ctx: Some(aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256)),
@@ -290,8 +299,9 @@ where
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Some(d), Some(ctx)) = (frame.data_ref(), this.ctx.as_mut()) {
                     ctx.update(d);
+                    this.seen += d.len() as u64;
                 }
-                if this.inner.is_end_stream() {
+                if this.inner.is_end_stream() || this.length == Some(this.seen) {
                     this.check()?;
                 }
                 Poll::Ready(Some(Ok(frame)))
@@ -480,5 +490,39 @@ mod tests {
         );
         assert!(b.frame().await.unwrap().is_err());
         assert!(cell.get().is_some());
+    }
+
+    /// A body of known length whose end comes after its last data frame (an h2 client
+    /// sending END_STREAM on its own): the last data frame is still withheld.
+    #[tokio::test]
+    async fn a_body_of_known_length_is_checked_on_its_last_byte() {
+        struct Sized<B>(B, u64);
+        impl<B: Body<Data = Bytes, Error = BoxError> + Unpin> Body for Sized<B> {
+            type Data = Bytes;
+            type Error = BoxError;
+            fn poll_frame(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+            ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+                Pin::new(&mut self.0).poll_frame(cx)
+            }
+            fn size_hint(&self) -> SizeHint {
+                SizeHint::with_exact(self.1)
+            }
+        }
+        let frames: Frames = vec![
+            Ok(Frame::data(Bytes::from_static(b"wei"))),
+            Ok(Frame::data(Bytes::from_static(b"ghtz"))),
+        ];
+        let cell = Arc::new(OnceLock::new());
+        let mut b = Verified::new(Sized(stream(frames), 7), sha(b"weights"), cell.clone());
+        assert_eq!(
+            b.frame().await.unwrap().unwrap().into_data().unwrap(),
+            "wei"
+        );
+        assert!(
+            b.frame().await.unwrap().is_err(),
+            "the last frame is withheld"
+        );
     }
 }
