@@ -178,7 +178,11 @@ async fn start(path: PathBuf, cfg: Config, overrides: Overrides) -> Result<ExitC
             return Err(ExitCode::from(2));
         }
     }
-    if let Some(since) = snap.config.lineage.since(time::OffsetDateTime::now_utc()) {
+    // The PostgreSQL store is not read back at start-up: the index fills as downloads are
+    // served (see the README's lineage limits).
+    if let Some(since) = snap.config.lineage.since(time::OffsetDateTime::now_utc())
+        && audit_cfg.sink == crate::config::AuditSinkKind::File
+    {
         let started = std::time::Instant::now();
         match crate::lineage::seed_from_trail(gateway.recent_downloads(), &audit_cfg.path, since) {
             Ok(n) => {
