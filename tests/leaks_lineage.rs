@@ -450,6 +450,34 @@ async fn a_body_that_does_not_match_its_declared_digest_never_arrives_whole() {
         );
         assert!(s.body.len() < real.len());
     }
+    // Into the file store: nothing is stored, not even in part.
+    let (status, id, _, text) = upload(
+        &gw,
+        &bob,
+        "/registry/us/innocent.bin",
+        "public-wiki",
+        &[("content-digest", claimed.clone())],
+        reqwest::Body::from(real.clone()),
+    )
+    .await;
+    assert_eq!(status, 400, "file store: {text}");
+    assert_eq!(gw.completion(&id).await["outcome"], "aborted");
+    let dir = gw.store.join("registry/us");
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        !left
+            .iter()
+            .any(|n| n.to_string_lossy().contains("innocent")),
+        "{left:?}"
+    );
+    assert!(
+        !left
+            .iter()
+            .any(|n| n.to_string_lossy().starts_with(".bordergate-tmp-")),
+        "{left:?}"
+    );
     // The same bytes with their own digest go through whole.
     let (status, _, _, text) = upload(
         &gw,
@@ -514,4 +542,67 @@ async fn a_download_whose_response_names_a_known_artifact_is_decided_as_it() {
     assert_eq!(status, 451, "{body}");
     assert!(body.contains("lineage.undeclared-recent"), "{body}");
     only_allowed_reached(&gw, &up);
+}
+
+/// A search API in Germany that answers a POST with EU personal data, labelled.
+fn search_api() -> common::Responder {
+    Arc::new(|_: &common::Seen| {
+        http::Response::builder()
+            .status(200)
+            .header("x-data-origin", "DE")
+            .header("x-data-categories", "personal")
+            .body(Bytes::from_static(
+                b"id,name,email\n1,Erika Mustermann,erika@example.de\n",
+            ))
+            .unwrap()
+    })
+}
+
+#[tokio::test]
+async fn data_in_the_response_to_an_upload_counts_as_a_download() {
+    let up = Upstream::start(registry()).await;
+    let search = Upstream::start(search_api()).await;
+    let keep = tempfile::tempdir().unwrap();
+    let mut opts = options(&up.url(), "");
+    opts.audit_path = Some(keep.path().join("audit.log"));
+    opts.extra_upstreams.push_str(&format!(
+        "  - name: search\n    url: {}\n    jurisdiction: DE\n    timeout_secs: 5\n",
+        search.url()
+    ));
+    opts.extra_routes
+        .push_str("  - prefix: /h/\n    upstream: search\n    uploads: true\n");
+    opts.extra_catalog.push_str("  - id: eu-search\n    kind: dataset\n    match: { prefix: /h/eu/ }\n    origins: [DE]\n    categories: [personal]\n    purposes: [analytics]\n");
+    let mut gw = Gateway::start(opts.clone());
+    let dave = gw.token("dave", "acme-de", "DE", "analytics");
+    let r = gw
+        .client()
+        .post(gw.url("/h/eu/search"))
+        .bearer_auth(&dave)
+        .header("bordergate-lineage", "public-wiki")
+        .body("{\"q\": \"*\"}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("Mustermann"));
+    for restarted in [false, true] {
+        if restarted {
+            gw.stop();
+            gw = Gateway::start(opts.clone());
+        }
+        let dave = gw.token("dave", "acme-de", "DE", "analytics");
+        let (status, _, _, body) = upload(
+            &gw,
+            &dave,
+            "/hub/us/ranker.bin",
+            "public-wiki",
+            &[],
+            reqwest::Body::from(&b"ranker"[..]),
+        )
+        .await;
+        assert_eq!(status, 451, "restarted {restarted}: {body}");
+        assert!(body.contains("lineage.undeclared-recent"), "{body}");
+        assert!(body.contains("`eu-search`"), "{body}");
+    }
+    assert!(up.requests().is_empty(), "{:?}", up.requests());
 }

@@ -8,7 +8,9 @@
 //! starts to flow (a 2xx answer to a GET whose decision moved data — allowed, or refused in
 //! shadow mode): a client that aborts half way has still received personal data. On
 //! seeding, a download counts unless its completion says no data left (refused on the
-//! upstream's answer, a non-2xx status); one without a completion (a crash) counts.
+//! upstream's answer, a non-2xx status); one without a completion (a crash) counts. The
+//! response body of an upload is a download too (decided as one on the completion's
+//! `recheck`), and counts the same way.
 
 pub mod digest;
 
@@ -210,7 +212,7 @@ impl RecentDownloads {
         };
         // Decisions waiting for their completion, by sequence number; a completion follows
         // its decision closely, so this holds about as many as were in flight.
-        let mut pending: HashMap<u64, (String, String, RecentDownload)> = HashMap::new();
+        let mut pending: HashMap<u64, (String, String, RecentDownload, Direction)> = HashMap::new();
         let mut n = 0;
         let mut add = |sub: &str, org: &str, d: RecentDownload| {
             if d.categories.iter().any(|c| c.is_personal()) {
@@ -222,35 +224,48 @@ impl RecentDownloads {
             match RecordView::from_value(&v) {
                 Ok(RecordView::Decision(d)) => {
                     let moved = d.decision == Effect::Allow || !d.enforced;
-                    if d.direction != Direction::Download || !moved || d.method == "HEAD" {
+                    if !moved || d.method == "HEAD" {
                         return true;
                     }
-                    let (Some(caller), Some(at), Some(tags)) = (&d.caller, d.time(), d.tags())
-                    else {
+                    let (Some(caller), Some(at)) = (&d.caller, d.time()) else {
                         return true;
                     };
+                    let tags = match d.direction {
+                        Direction::Download => d.tags().unwrap_or_default(),
+                        // An upload's response body is known by its completion's recheck.
+                        Direction::Upload => Tags::default(),
+                    };
                     let rd = RecentDownload::of(d.dataset.as_deref(), &tags, at);
+                    let (sub, org) = (caller.sub.to_string(), caller.org.to_string());
                     match d.seq {
                         Some(seq) => {
-                            pending
-                                .insert(seq, (caller.sub.to_string(), caller.org.to_string(), rd));
+                            pending.insert(seq, (sub, org, rd, d.direction));
                         }
-                        None => add(&caller.sub, &caller.org, rd),
+                        None if d.direction == Direction::Download => add(&sub, &org, rd),
+                        None => {}
                     }
                 }
                 Ok(RecordView::Completion(c)) => {
-                    let Some((sub, org, mut rd)) = c.decision_seq.and_then(|s| pending.remove(&s))
+                    let Some((sub, org, mut rd, direction)) =
+                        c.decision_seq.and_then(|s| pending.remove(&s))
                     else {
                         return true;
                     };
+                    let crashed = c.outcome == Some(crate::audit::Outcome::UnknownCrashed);
                     let served = (200..300).contains(&c.status) && !c.refused();
-                    if served || c.outcome == Some(crate::audit::Outcome::UnknownCrashed) {
-                        if let Some(r) = &c.recheck
-                            && r.of == RecheckOf::UpstreamMetadata
-                        {
+                    match (&c.recheck, direction) {
+                        (Some(r), Direction::Download) if r.of == RecheckOf::UpstreamMetadata => {
                             rd.origins.extend(r.origins.iter().copied());
                             rd.categories.extend(r.categories.iter().copied());
                         }
+                        (Some(r), Direction::Upload) if r.of == RecheckOf::UploadResponse => {
+                            rd.origins.extend(r.origins.iter().copied());
+                            rd.categories.extend(r.categories.iter().copied());
+                        }
+                        (_, Direction::Upload) => return true,
+                        _ => {}
+                    }
+                    if served || crashed {
                         add(&sub, &org, rd);
                     }
                 }
@@ -258,9 +273,12 @@ impl RecentDownloads {
             }
             true
         })?;
-        // Decisions with no completion (yet): data may have moved.
-        for (_, (sub, org, rd)) in pending {
-            add(&sub, &org, rd);
+        // Downloads with no completion (yet): data may have moved. (An upload's response
+        // is known only by its completion.)
+        for (_, (sub, org, rd, direction)) in pending {
+            if direction == Direction::Download {
+                add(&sub, &org, rd);
+            }
         }
         Ok(n)
     }

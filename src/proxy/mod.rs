@@ -479,6 +479,15 @@ impl Gateway {
         if let Some(e) = &t.export {
             self.exports.record(e);
         }
+        // The response body of an upload is a download too (downloads are noted in `served`).
+        if of == RecheckOf::UploadResponse
+            && resp.status().is_success()
+            && (second.is_allow() || !a.enforce)
+            && let Some(since) = snap.config.lineage.since(at)
+        {
+            self.recent
+                .served(caller, t.dataset.as_deref(), &t.tags, at, since);
+        }
         Ok(second)
     }
 }
