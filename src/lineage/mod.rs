@@ -349,6 +349,77 @@ mod tests {
     }
 
     #[test]
+    fn seeding_counts_what_was_served_and_what_may_have_been() {
+        let now = OffsetDateTime::now_utc();
+        let t = |d: i64| {
+            (now - Duration::days(d))
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap()
+        };
+        let decision = |seq: u64, sub: &str, dataset: &str, days: i64, extra: &str| {
+            format!(
+                r#"{{"seq":{seq},"kind":"decision","time":"{}","caller":{{"sub":"{sub}","org":"acme","jurisdiction":"DE","purpose":"p"}},"method":"GET","dataset":"{dataset}","tags":{{"origins":["DE"],"categories":["personal"]}},"decision":"allow"{extra}}}"#,
+                t(days)
+            )
+        };
+        let completion = |seq: u64, of: u64, status: u16, extra: &str| {
+            format!(
+                r#"{{"seq":{seq},"kind":"completion","time":"{}","decision_seq":{of},"status":{status}{extra}}}"#,
+                t(0)
+            )
+        };
+        let lines = [
+            // Served.
+            decision(1, "served", "eu", 1, ""),
+            completion(2, 1, 200, r#","outcome":"complete""#),
+            // Refused on the upstream's answer; a 404: nothing left.
+            decision(3, "refused", "eu", 1, ""),
+            completion(4, 3, 451, r#","outcome":"refused""#),
+            decision(5, "missing", "eu", 1, ""),
+            completion(6, 5, 404, ""),
+            // Crashed, or no completion at all: may have moved.
+            decision(7, "crashed", "eu", 1, ""),
+            completion(8, 7, 0, r#","outcome":"unknown-crashed""#),
+            decision(9, "open", "eu", 1, ""),
+            // Out of the window; refused up front; public data.
+            decision(10, "old", "eu", 40, ""),
+            decision(11, "denied", "eu", 1, r#","decision":"deny""#)
+                .replace(r#","decision":"allow""#, ""),
+            decision(12, "public", "wiki", 1, "").replace(r#"["personal"]"#, r#"["public"]"#),
+            // An upload whose response body was EU personal data.
+            decision(13, "searcher", "search", 1, r#","direction":"upload""#),
+            completion(
+                14,
+                13,
+                200,
+                r#","recheck":{"of":"upload-response","decision":"allow","rule":"r","article":"a","reason":"x","origins":["FR"],"categories":["health"]}"#,
+            ),
+            // An upload without data coming back.
+            decision(15, "uploader", "store", 1, r#","direction":"upload""#),
+            completion(16, 15, 201, ""),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        let idx = RecentDownloads::new(100);
+        let since = now - Duration::days(30);
+        let n = seed_from_trail(&idx, &path, since).unwrap();
+        let has = |sub: &str| !idx.of(sub, "acme", since).is_empty();
+        assert!(has("served") && has("crashed") && has("open"));
+        assert!(!has("refused") && !has("missing"));
+        assert!(!has("old") && !has("denied") && !has("public") && !has("uploader"));
+        let s = idx.of("searcher", "acme", since);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].origins, [c("FR")].into());
+        assert_eq!(n, 4);
+        // No trail yet: nothing, no error.
+        assert_eq!(
+            seed_from_trail(&idx, &dir.path().join("none.log"), since).unwrap(),
+            0
+        );
+    }
+
+    #[test]
     fn the_index_is_bounded_without_dropping_a_principals_data() {
         let idx = RecentDownloads::new(16);
         let now = OffsetDateTime::now_utc();
