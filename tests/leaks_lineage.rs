@@ -606,3 +606,69 @@ async fn data_in_the_response_to_an_upload_counts_as_a_download() {
     }
     assert!(up.requests().is_empty(), "{:?}", up.requests());
 }
+
+fn pg_dsn() -> String {
+    std::env::var("BORDERGATE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".into())
+}
+
+/// A client for clean-up, or None (after a note) when no server runs outside CI.
+async fn pg() -> Option<tokio_postgres::Client> {
+    match tokio_postgres::connect(&pg_dsn(), tokio_postgres::NoTls).await {
+        Ok((client, conn)) => {
+            tokio::spawn(conn);
+            Some(client)
+        }
+        Err(e) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("PostgreSQL at `{}` is required in CI: {e}", pg_dsn());
+            }
+            eprintln!("skipping: no PostgreSQL at `{}`: {e}", pg_dsn());
+            None
+        }
+    }
+}
+
+/// With the PostgreSQL store, a replica started later reads the whole fleet's trail: a
+/// download through one replica refuses the laundering upload through another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_the_postgres_store_share_what_they_served() {
+    let Some(c) = pg().await else { return };
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let t = format!("bgt_lineage_{}", &id[..10]);
+    let up = Upstream::start(registry()).await;
+    let opts = Options {
+        extra_audit: format!(
+            "  sink: postgres\n  postgres:\n    dsn: {}\n    table: {t}\n",
+            pg_dsn()
+        ),
+        ..options(&up.url(), "")
+    };
+    let a = Gateway::start(opts.clone());
+    let alice = a.token("alice", "acme-de", "DE", "training");
+    download_eu(&a, &alice).await;
+    // Replica B starts after the download and has served nothing itself.
+    let b = Gateway::start(opts);
+    let alice = b.token("alice", "acme-de", "DE", "training");
+    let r = b
+        .client()
+        .put(b.url("/hub/us/support-bot-v2.bin"))
+        .bearer_auth(&alice)
+        .header("bordergate-lineage", "public-wiki")
+        .body("weights")
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body = r.text().await.unwrap();
+    assert_eq!(status, 451, "{body}");
+    assert!(body.contains("lineage.undeclared-recent"), "{body}");
+    assert!(body.contains("`eu-customers`"), "{body}");
+    assert!(up.requests().is_empty(), "{:?}", up.requests());
+    drop((a, b));
+    let _ = c
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS {t}; DROP TABLE IF EXISTS {t}_head"
+        ))
+        .await;
+}

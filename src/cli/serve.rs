@@ -178,13 +178,19 @@ async fn start(path: PathBuf, cfg: Config, overrides: Overrides) -> Result<ExitC
             return Err(ExitCode::from(2));
         }
     }
-    // The PostgreSQL store is not read back at start-up: the index fills as downloads are
-    // served (see the README's lineage limits).
-    if let Some(since) = snap.config.lineage.since(time::OffsetDateTime::now_utc())
-        && audit_cfg.sink == crate::config::AuditSinkKind::File
-    {
+    // Recent personal-data downloads, for the lineage check of uploads: from the file trail,
+    // or from the PostgreSQL store (the whole fleet's trail).
+    if let Some(since) = snap.config.lineage.since(time::OffsetDateTime::now_utc()) {
         let started = std::time::Instant::now();
-        match crate::lineage::seed_from_trail(gateway.recent_downloads(), &audit_cfg.path, since) {
+        let index = gateway.recent_downloads();
+        let seeded = match (&audit_cfg.sink, &audit_cfg.postgres) {
+            (crate::config::AuditSinkKind::Postgres, Some(pg)) => match pg.connection_string() {
+                Ok(conn) => index.seed_postgres(&conn, &pg.table, since).await,
+                Err(e) => Err(e),
+            },
+            _ => crate::lineage::seed_from_trail(index, &audit_cfg.path, since),
+        };
+        match seeded {
             Ok(n) => {
                 tracing::info!(downloads = n, window_days = snap.config.lineage.window_days, elapsed = ?started.elapsed(), "recent personal-data downloads read from the audit trail");
             }

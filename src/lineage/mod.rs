@@ -1,7 +1,7 @@
 //! What the gateway knows of where an upload's data came from, beyond what its uploader
 //! declares: each principal's recent personal-data downloads ([`RecentDownloads`], held in
-//! memory, bounded, seeded from the audit trail at start-up and updated as downloads are
-//! served) and the content digests of catalog artifacts ([`digest`]).
+//! memory, bounded, seeded at start-up from the audit trail — the file log or the shared
+//! PostgreSQL store — and updated as downloads are served) and the content digests of catalog artifacts ([`digest`]).
 //!
 //! A principal is the token's subject within its organisation, as the audit record names
 //! the caller (`caller.sub`, `caller.org`). A download counts from the moment its body
@@ -210,83 +210,134 @@ impl RecentDownloads {
             from: Some(from),
             ..Default::default()
         };
-        // Decisions waiting for their completion, by sequence number; a completion follows
-        // its decision closely, so this holds about as many as were in flight.
-        let mut pending: HashMap<u64, (String, String, RecentDownload, Direction)> = HashMap::new();
-        let mut n = 0;
-        let mut add = |sub: &str, org: &str, d: RecentDownload| {
-            if d.categories.iter().any(|c| c.is_personal()) {
-                self.record(sub, org, d, since);
-                n += 1;
-            }
-        };
+        let mut seeder = Seeder::new(self, since);
         crate::audit::query::for_each(paths, &filter, |v| {
-            match RecordView::from_value(&v) {
-                Ok(RecordView::Decision(d)) => {
-                    let moved = d.decision == Effect::Allow || !d.enforced;
-                    if !moved || d.method == "HEAD" {
-                        return true;
-                    }
-                    let (Some(caller), Some(at)) = (&d.caller, d.time()) else {
-                        return true;
-                    };
-                    let tags = match d.direction {
-                        Direction::Download => d.tags().unwrap_or_default(),
-                        // An upload's response body is known by its completion's recheck.
-                        Direction::Upload => Tags::default(),
-                    };
-                    let rd = RecentDownload::of(d.dataset.as_deref(), &tags, at);
-                    let (sub, org) = (caller.sub.to_string(), caller.org.to_string());
-                    match d.seq {
-                        Some(seq) => {
-                            pending.insert(seq, (sub, org, rd, d.direction));
-                        }
-                        None if d.direction == Direction::Download => add(&sub, &org, rd),
-                        None => {}
-                    }
-                }
-                Ok(RecordView::Completion(c)) => {
-                    let Some((sub, org, mut rd, direction)) =
-                        c.decision_seq.and_then(|s| pending.remove(&s))
-                    else {
-                        return true;
-                    };
-                    let crashed = c.outcome == Some(crate::audit::Outcome::UnknownCrashed);
-                    let served = (200..300).contains(&c.status) && !c.refused();
-                    match (&c.recheck, direction) {
-                        (Some(r), Direction::Download) if r.of == RecheckOf::UpstreamMetadata => {
-                            rd.origins.extend(r.origins.iter().copied());
-                            rd.categories.extend(r.categories.iter().copied());
-                        }
-                        (Some(r), Direction::Upload) if r.of == RecheckOf::UploadResponse => {
-                            rd.origins.extend(r.origins.iter().copied());
-                            rd.categories.extend(r.categories.iter().copied());
-                        }
-                        (_, Direction::Upload) => return true,
-                        _ => {}
-                    }
-                    if served || crashed {
-                        add(&sub, &org, rd);
-                    }
-                }
-                _ => {}
+            if let Ok(r) = RecordView::from_value(&v) {
+                seeder.feed(&r);
             }
             true
         })?;
-        // Downloads with no completion (yet): data may have moved. (An upload's response
-        // is known only by its completion.)
-        for (_, (sub, org, rd, direction)) in pending {
+        Ok(seeder.finish())
+    }
+
+    /// Adds the personal-data downloads recorded since `since` in the PostgreSQL store
+    /// `table` (the whole fleet's trail). Returns the number of downloads added.
+    pub async fn seed_postgres(
+        &self,
+        conn: &str,
+        table: &str,
+        since: OffsetDateTime,
+    ) -> Result<usize, String> {
+        let from = since
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|e| e.to_string())?;
+        let mut seeder = Seeder::new(self, since);
+        crate::audit::postgres::dump::for_each_line_since(conn, table, &from, &mut |line| {
+            if let Ok(r) = RecordView::parse(line.as_bytes()) {
+                seeder.feed(&r);
+            }
+        })
+        .await?;
+        Ok(seeder.finish())
+    }
+}
+
+/// Reads records in log order into an index: a decision waits for its completion to say
+/// whether data was served.
+struct Seeder<'i> {
+    index: &'i RecentDownloads,
+    since: OffsetDateTime,
+    /// Decisions waiting for their completion, by sequence number; a completion follows
+    /// its decision closely, so this holds about as many as were in flight.
+    pending: HashMap<u64, (String, String, RecentDownload, Direction)>,
+    added: usize,
+}
+
+impl<'i> Seeder<'i> {
+    fn new(index: &'i RecentDownloads, since: OffsetDateTime) -> Seeder<'i> {
+        Seeder {
+            index,
+            since,
+            pending: HashMap::new(),
+            added: 0,
+        }
+    }
+
+    fn add(&mut self, sub: &str, org: &str, d: RecentDownload) {
+        if d.categories.iter().any(|c| c.is_personal()) {
+            self.index.record(sub, org, d, self.since);
+            self.added += 1;
+        }
+    }
+
+    fn feed(&mut self, r: &RecordView<'_>) {
+        match r {
+            RecordView::Decision(d) => {
+                let moved = d.decision == Effect::Allow || !d.enforced;
+                if !moved || d.method == "HEAD" {
+                    return;
+                }
+                let (Some(caller), Some(at)) = (&d.caller, d.time()) else {
+                    return;
+                };
+                let tags = match d.direction {
+                    Direction::Download => d.tags().unwrap_or_default(),
+                    // An upload's response body is known by its completion's recheck.
+                    Direction::Upload => Tags::default(),
+                };
+                let rd = RecentDownload::of(d.dataset.as_deref(), &tags, at);
+                let (sub, org) = (caller.sub.to_string(), caller.org.to_string());
+                match d.seq {
+                    Some(seq) => {
+                        self.pending.insert(seq, (sub, org, rd, d.direction));
+                    }
+                    None if d.direction == Direction::Download => self.add(&sub, &org, rd),
+                    None => {}
+                }
+            }
+            RecordView::Completion(c) => {
+                let Some((sub, org, mut rd, direction)) =
+                    c.decision_seq.and_then(|s| self.pending.remove(&s))
+                else {
+                    return;
+                };
+                let crashed = c.outcome == Some(crate::audit::Outcome::UnknownCrashed);
+                let served = (200..300).contains(&c.status) && !c.refused();
+                match (&c.recheck, direction) {
+                    (Some(r), Direction::Download) if r.of == RecheckOf::UpstreamMetadata => {
+                        rd.origins.extend(r.origins.iter().copied());
+                        rd.categories.extend(r.categories.iter().copied());
+                    }
+                    (Some(r), Direction::Upload) if r.of == RecheckOf::UploadResponse => {
+                        rd.origins.extend(r.origins.iter().copied());
+                        rd.categories.extend(r.categories.iter().copied());
+                    }
+                    (_, Direction::Upload) => return,
+                    _ => {}
+                }
+                if served || crashed {
+                    self.add(&sub, &org, rd);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Downloads with no completion (yet) count: data may have moved. (An upload's
+    /// response is known only by its completion.) Returns the number added.
+    fn finish(mut self) -> usize {
+        for (_, (sub, org, rd, direction)) in std::mem::take(&mut self.pending) {
             if direction == Direction::Download {
-                add(&sub, &org, rd);
+                self.add(&sub, &org, rd);
             }
         }
-        Ok(n)
+        self.added
     }
 }
 
 /// Seeds `index` from the audit trail at `audit_path` (a log file and its rotated
 /// segments) with the personal-data downloads since `since`. Returns the number added (0
-/// when there is no trail yet, or the sink is not a file).
+/// when there is no trail yet).
 pub fn seed_from_trail(
     index: &RecentDownloads,
     audit_path: &std::path::Path,
