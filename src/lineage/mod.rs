@@ -1,7 +1,8 @@
 //! What the gateway knows of where an upload's data came from, beyond what its uploader
 //! declares: each principal's recent personal-data downloads ([`RecentDownloads`], held in
 //! memory, bounded, seeded at start-up from the audit trail — the file log or the shared
-//! PostgreSQL store — and updated as downloads are served) and the content digests of catalog artifacts ([`digest`]).
+//! PostgreSQL store — and updated as downloads are served) and the content digests of
+//! catalog artifacts ([`digest`]).
 //!
 //! A principal is the token's subject within its organisation, as the audit record names
 //! the caller (`caller.sub`, `caller.org`). A download counts from the moment its body
