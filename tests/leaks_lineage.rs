@@ -440,6 +440,30 @@ async fn a_body_that_does_not_match_its_declared_digest_never_arrives_whole() {
             "{c}"
         );
     }
+    // HTTP/1.1 clients alike, with a length and chunked.
+    let head = |framing: &str| {
+        format!(
+            "PUT /hub/globex/h1.bin HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {bob}\r\nbordergate-lineage: public-wiki\r\ncontent-digest: {claimed}\r\n{framing}\r\nconnection: close\r\n\r\n"
+        )
+        .into_bytes()
+    };
+    let mut with_length = head(&format!("content-length: {}", real.len()));
+    with_length.extend_from_slice(&real);
+    let mut chunked = head("transfer-encoding: chunked");
+    for c in real.chunks(16 * 1024) {
+        chunked.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+        chunked.extend_from_slice(c);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    for (how, req) in [
+        ("http/1.1 length", with_length),
+        ("http/1.1 chunked", chunked),
+    ] {
+        let (status, text) = common::raw_request(&gw, &req).await;
+        assert_eq!(status, 400, "{how}: {text}");
+        assert!(text.contains("digest-mismatch"), "{how}: {text}");
+    }
     // The upstream may have seen the request start, never its whole body.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     for s in up.requests() {
