@@ -696,3 +696,75 @@ async fn replicas_on_the_postgres_store_share_what_they_served() {
         ))
         .await;
 }
+
+/// An exact copy of a known artifact uploaded with no digest at all: the gateway hashes the
+/// body as it streams and decides the upload again as the artifact before its end.
+#[tokio::test]
+async fn a_known_artifact_uploaded_without_a_digest_is_recognised_by_its_bytes() {
+    let up = Upstream::start(registry()).await;
+    let gw = Gateway::start(options(&up.url(), ""));
+    let bob = gw.token("bob", "acme-de", "DE", "training");
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        EU_WEIGHTS.chunks(8).map(|c| Ok(c.to_vec())).collect();
+    let bodies = [
+        ("/hub/us/innocent.bin", reqwest::Body::from(EU_WEIGHTS)),
+        (
+            "/hub/us/innocent.bin",
+            reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)),
+        ),
+        ("/registry/us/innocent.bin", reqwest::Body::from(EU_WEIGHTS)),
+    ];
+    for (path, body) in bodies {
+        let (status, id, h, text) = upload(&gw, &bob, path, "public-wiki", &[], body).await;
+        assert_eq!(status, 451, "{path}: {text}");
+        assert!(text.contains("eu.chapter-v.no-basis"), "{text}");
+        assert!(
+            h["bordergate-decision"]
+                .to_str()
+                .unwrap()
+                .starts_with("deny")
+        );
+        // Allowed on its declaration, refused on its content: on the completion.
+        assert_eq!(gw.decision(&id)["decision"], "allow");
+        let c = gw.completion(&id).await;
+        assert_eq!(c["outcome"], "refused", "{c}");
+        assert_eq!(c["recheck"]["of"], "upload-content", "{c}");
+        assert_eq!(c["recheck"]["decision"], "deny");
+        assert_eq!(c["recheck"]["origins"], serde_json::json!(["DE"]));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        up.requests().iter().all(|s| s.body.as_ref() != EU_WEIGHTS),
+        "the upstream got the whole artifact"
+    );
+    assert!(!gw.store.join("registry/us/innocent.bin").exists());
+
+    // To an importer with a mechanism it is lawful: allowed, and the completion says why.
+    let (status, id, _, text) = upload(
+        &gw,
+        &bob,
+        "/hub/globex/copy.bin",
+        "public-wiki",
+        &[],
+        reqwest::Body::from(EU_WEIGHTS),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    let c = gw.completion(&id).await;
+    assert_eq!(c["outcome"], "complete", "{c}");
+    assert_eq!(c["recheck"]["of"], "upload-content");
+    assert_eq!(c["recheck"]["decision"], "allow");
+    assert!(up.requests().iter().any(|s| s.body.as_ref() == EU_WEIGHTS));
+    // Other bytes are not held up.
+    let (status, id, _, text) = upload(
+        &gw,
+        &bob,
+        "/hub/us/wiki.bin",
+        "public-wiki",
+        &[],
+        reqwest::Body::from(&b"wiki embeddings"[..]),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    assert!(gw.completion(&id).await.get("recheck").is_none());
+}

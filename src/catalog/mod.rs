@@ -217,6 +217,11 @@ impl Catalog {
         .filter_map(|key| self.prefixes.get(key).copied())
     }
 
+    /// True when some entry lists content digests.
+    pub fn has_digests(&self) -> bool {
+        !self.by_digest.is_empty()
+    }
+
     /// The entry that lists content digest `d`.
     pub fn by_digest(&self, d: &crate::lineage::digest::Sha256) -> Option<&Entry> {
         self.by_digest.get(d).and_then(|&i| self.entries.get(i))

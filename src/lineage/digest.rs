@@ -230,24 +230,58 @@ impl std::fmt::Display for Mismatch {
 
 impl std::error::Error for Mismatch {}
 
+/// Called with the digest of a whole upload body, before its end reaches the upstream; an
+/// error cuts the body (a known artifact whose tags refuse the upload).
+pub type KnownCheck = Box<dyn FnOnce(Sha256) -> Result<(), BoxError> + Send + Sync>;
+
+/// What the digest of a whole upload body is checked against.
+#[derive(Default)]
+pub struct Expect {
+    /// The digest the upload declared, and where a mismatch is noted.
+    pub declared: Option<(Sha256, Arc<OnceLock<Mismatch>>)>,
+    /// The check of the digest against the catalog's known artifacts.
+    pub known: Option<KnownCheck>,
+}
+
+impl Expect {
+    /// True when there is nothing to check (the body need not be hashed).
+    pub fn is_empty(&self) -> bool {
+        self.declared.is_none() && self.known.is_none()
+    }
+}
+
 /// A request body that hashes its bytes as they stream and, when they do not have the
-/// declared digest, yields an error instead of its last frame (or of its end), so the
-/// receiver never sees a complete body. One frame at most is in hand at any time: nothing
-/// is buffered beyond what the inner body yields.
+/// declared digest (or are a known artifact the upload may not carry), yields an error
+/// instead of its last frame (or of its end), so the receiver never sees a complete body.
+/// One frame at most is in hand at any time: nothing is buffered beyond what the inner
+/// body yields.
 pub struct Verified<B> {
     inner: B,
-    declared: Sha256,
+    expect: Expect,
     ctx: Option<aws_lc_rs::digest::Context>,
     /// The body's length, when it declared one, and the bytes seen: the frame that
     /// reaches it is the last, even if the end of the stream comes in a frame of its own.
     length: Option<u64>,
     seen: u64,
-    /// Set when the bytes did not match, for the caller to record.
-    mismatch: Arc<OnceLock<Mismatch>>,
 }
 
 impl<B> Verified<B> {
+    /// Checks `inner` against the `declared` digest; a mismatch is noted in `mismatch`.
     pub fn new(inner: B, declared: Sha256, mismatch: Arc<OnceLock<Mismatch>>) -> Self
+    where
+        B: Body,
+    {
+        Verified::with(
+            inner,
+            Expect {
+                declared: Some((declared, mismatch)),
+                known: None,
+            },
+        )
+    }
+
+    /// Checks `inner` against `expect`.
+    pub fn with(inner: B, expect: Expect) -> Self
     where
         B: Body,
     {
@@ -255,13 +289,13 @@ impl<B> Verified<B> {
             length: inner.size_hint().exact(),
             seen: 0,
             inner,
-            declared,
+            expect,
             ctx: Some(aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256)),
-            mismatch,
         }
     }
 
-    /// Finishes the digest; an error when it is not the declared one.
+    /// Finishes the digest; an error when it is not the declared one, or the known check
+    /// refuses it.
     fn check(&mut self) -> Result<(), BoxError> {
         let Some(ctx) = self.ctx.take() else {
             return Ok(());
@@ -270,15 +304,20 @@ impl<B> Verified<B> {
         let mut computed = [0u8; 32];
         computed.copy_from_slice(d.as_ref());
         let computed = Sha256(computed);
-        if computed == self.declared {
-            return Ok(());
+        if let Some((declared, cell)) = &self.expect.declared
+            && *declared != computed
+        {
+            let m = Mismatch {
+                declared: *declared,
+                computed,
+            };
+            let _ = cell.set(m.clone());
+            return Err(Box::new(m));
         }
-        let m = Mismatch {
-            declared: self.declared,
-            computed,
-        };
-        let _ = self.mismatch.set(m.clone());
-        Err(Box::new(m))
+        match self.expect.known.take() {
+            Some(k) => k(computed),
+            None => Ok(()),
+        }
     }
 }
 
@@ -490,6 +529,26 @@ mod tests {
         );
         assert!(b.frame().await.unwrap().is_err());
         assert!(cell.get().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_known_check_sees_the_digest_and_can_cut_the_body() {
+        let seen = Arc::new(OnceLock::new());
+        let s2 = seen.clone();
+        let known: KnownCheck = Box::new(move |d| {
+            let _ = s2.set(d);
+            Err("a known artifact".into())
+        });
+        let expect = Expect {
+            declared: None,
+            known: Some(known),
+        };
+        let mut b = Verified::with(
+            http_body_util::Full::new(Bytes::from_static(b"weights")),
+            expect,
+        );
+        assert!(b.frame().await.unwrap().is_err());
+        assert_eq!(seen.get(), Some(&sha(b"weights")));
     }
 
     /// A body of known length whose end comes after its last data frame (an h2 client

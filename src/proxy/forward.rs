@@ -2,8 +2,8 @@
 //! http(s) upstream, with the client's body counted and held to the limits.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http::Request;
@@ -16,7 +16,7 @@ use super::upstream::{Target, Upstream, UpstreamFailure};
 use super::{BoxError, ResBody, guard, headers};
 use crate::catalog::path::NormalizedPath;
 use crate::config::{Limits, TagHeaders};
-use crate::lineage::digest::{Mismatch, Sha256, Verified};
+use crate::lineage::digest::{Expect, Verified};
 use crate::respond::Problem;
 
 /// What a forwarded request carries besides its head and body.
@@ -31,26 +31,27 @@ pub(super) struct Forward<'a> {
     pub client_request_id: Option<&'a str>,
     pub limits: &'a Limits,
     pub tags: &'a TagHeaders,
-    /// The digest an upload's body must have, and where a mismatch is noted; the body is
-    /// cut before its end when its bytes do not have it.
-    pub verify: Option<(Sha256, Arc<OnceLock<Mismatch>>)>,
 }
 
 /// Sends the request; the file store's own refusals (404, 416, …) come back as answers.
+/// `expect`: what the digest of the client's body is checked against (the body is cut
+/// before its end when the check fails); when empty the body is not hashed.
 pub(super) async fn forward<B>(
     f: &Forward<'_>,
     parts: &Parts,
     body: B,
     bytes_in: Arc<AtomicU64>,
+    expect: Expect,
 ) -> Result<http::Response<ResBody>, UpstreamFailure>
 where
     B: Body<Data = Bytes> + Send + Sync + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
     let limited = guard::Limited::new(body, f.limits);
-    let body = match &f.verify {
-        Some((d, cell)) => Either::Left(Verified::new(limited, *d, cell.clone())),
-        None => Either::Right(limited),
+    let body = if expect.is_empty() {
+        Either::Right(limited)
+    } else {
+        Either::Left(Verified::with(limited, expect))
     };
     let body = Counted::new(body, bytes_in);
     match &f.upstream.target {

@@ -12,6 +12,7 @@ mod attempt;
 mod authenticate;
 pub mod body;
 mod classify;
+mod content;
 pub mod filestore;
 mod forward;
 pub mod guard;
@@ -232,7 +233,7 @@ impl Gateway {
     #[allow(clippy::too_many_arguments)]
     async fn transfer<B>(
         &self,
-        snap: &Snapshot,
+        snap: &Arc<Snapshot>,
         a: &mut Attempt,
         d: Decided<'_>,
         parts: Parts,
@@ -267,6 +268,7 @@ impl Gateway {
         // Forward.
         let up = d.routed.upstream;
         let mismatch = Arc::new(std::sync::OnceLock::new());
+        let content = Arc::new(std::sync::OnceLock::new());
         let f = forward::Forward {
             upstream: up,
             path: &d.path,
@@ -277,9 +279,23 @@ impl Gateway {
             client_request_id: a.client_request_id.as_deref(),
             limits: &snap.config.limits,
             tags: &snap.config.tags,
-            verify: d.body_digest.map(|x| (x, mismatch.clone())),
         };
-        let forwarded = forward::forward(&f, &parts, body, bytes_in).await;
+        let expect = crate::lineage::digest::Expect {
+            declared: d.body_digest.map(|x| (x, mismatch.clone())),
+            known: match (a.transfer.as_ref(), a.caller.as_ref()) {
+                (Some(t), Some(c)) => content::known_check(
+                    snap,
+                    t,
+                    d.routed.route.operator.as_deref(),
+                    &c.org,
+                    d.at,
+                    a.enforce,
+                    content.clone(),
+                ),
+                _ => None,
+            },
+        };
+        let forwarded = forward::forward(&f, &parts, body, bytes_in, expect).await;
         if let Some(m) = mismatch.get() {
             // The body was cut before its end: whatever the upstream answered, it did not
             // get the upload.
@@ -294,6 +310,23 @@ impl Gateway {
                 resp.headers_mut().insert("audit-receipt", v);
             }
             return resp;
+        }
+        if let Some(c) = content.get() {
+            // The upload's bytes are a known artifact: decided again as derived from it.
+            tracing::info!(request_id = %a.request_id, artifact = %c.artifact, digest = %c.digest, rule = %c.decision.rule, "upload content is a known artifact");
+            if let Err(ended) = response::recheck(
+                RecheckOf::UploadContent,
+                &c.decision,
+                &c.tags,
+                a.enforce,
+                &mut completion,
+            ) {
+                let mut resp = ended.answer(completion, &a.request_id, a.is_head());
+                if let Some(v) = receipt_h {
+                    resp.headers_mut().insert("audit-receipt", v);
+                }
+                return resp;
+            }
         }
         let mut resp = match forwarded {
             Ok(r) => r,

@@ -81,7 +81,7 @@ pub enum Outcome {
 /// is decided as a download of the same path (`upload-response`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recheck {
-    /// `upstream-metadata` or `upload-response`.
+    /// `upstream-metadata`, `upload-response` or `upload-content`.
     #[serde(default)]
     pub of: RecheckOf,
     pub decision: Effect,
@@ -102,6 +102,9 @@ pub enum RecheckOf {
     #[default]
     UpstreamMetadata,
     UploadResponse,
+    /// The bytes of an upload are a catalog artifact's (by content digest), not in its
+    /// declared lineage: decided again as derived from it before the body's end.
+    UploadContent,
 }
 
 /// One per forwarded request, after the transfer ends.
