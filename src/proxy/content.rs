@@ -1,5 +1,6 @@
-//! The content check of an upload: the digest of its body, as it streams, against the
-//! catalog's known artifacts. An upload whose bytes are a known artifact not in its lineage
+//! The content checks of an upload: the digest of its body, as it streams, against the
+//! digest it declared and against the catalog's known artifacts, and how they end the
+//! transfer. An upload whose bytes are a known artifact not in its lineage
 //! is decided again as derived from it before the body's end reaches the upstream; a
 //! refusal cuts the body there (see [`crate::lineage::digest::Verified`]).
 //!
@@ -10,8 +11,12 @@ use std::sync::{Arc, OnceLock};
 
 use time::OffsetDateTime;
 
-use crate::lineage::digest::{KnownCheck, Sha256};
+use super::body::Completion;
+use super::response::{self, Ended};
+use crate::audit::record::RecheckOf;
+use crate::lineage::digest::{KnownCheck, Mismatch, Sha256};
 use crate::model::{Decision, Direction, Tags};
+use crate::respond::Problem;
 use crate::snapshot::Snapshot;
 use crate::transfer::Transfer;
 
@@ -65,4 +70,35 @@ pub(super) fn known_check(
         });
         if refused { Err(msg.into()) } else { Ok(()) }
     }))
+}
+
+/// How the body checks ended the transfer, if they did: bytes that do not have their
+/// declared digest (`aborted`, 400), or a known artifact's bytes refused (`refused`, the
+/// refusal's status). Whatever the upstream answered, it did not get the whole body. An
+/// allowed re-decision is recorded on `completion`, and the transfer goes on.
+pub(super) fn ended(
+    mismatch: &OnceLock<Mismatch>,
+    content: &OnceLock<ContentDecision>,
+    enforce: bool,
+    request_id: &str,
+    completion: &mut Completion,
+) -> Option<Ended> {
+    if let Some(m) = mismatch.get() {
+        tracing::warn!(request_id, error = %m, "upload body does not match its declared digest");
+        return Some(Ended {
+            problem: Problem::from(m),
+            outcome: crate::audit::Outcome::Aborted,
+            detail: m.to_string().into(),
+        });
+    }
+    let c = content.get()?;
+    tracing::info!(request_id, artifact = %c.artifact, digest = %c.digest, rule = %c.decision.rule, "upload content is a known artifact");
+    response::recheck(
+        RecheckOf::UploadContent,
+        &c.decision,
+        &c.tags,
+        enforce,
+        completion,
+    )
+    .err()
 }

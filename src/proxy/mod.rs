@@ -296,37 +296,18 @@ impl Gateway {
             },
         };
         let forwarded = forward::forward(&f, &parts, body, bytes_in, expect).await;
-        if let Some(m) = mismatch.get() {
-            // The body was cut before its end: whatever the upstream answered, it did not
-            // get the upload.
-            tracing::warn!(request_id = %a.request_id, upstream = %up.name, error = %m, "upload body does not match its declared digest");
-            let ended = Ended {
-                problem: Problem::from(m),
-                outcome: crate::audit::Outcome::Aborted,
-                detail: m.to_string().into(),
-            };
+        if let Some(ended) = content::ended(
+            &mismatch,
+            &content,
+            a.enforce,
+            &a.request_id,
+            &mut completion,
+        ) {
             let mut resp = ended.answer(completion, &a.request_id, a.is_head());
             if let Some(v) = receipt_h {
                 resp.headers_mut().insert("audit-receipt", v);
             }
             return resp;
-        }
-        if let Some(c) = content.get() {
-            // The upload's bytes are a known artifact: decided again as derived from it.
-            tracing::info!(request_id = %a.request_id, artifact = %c.artifact, digest = %c.digest, rule = %c.decision.rule, "upload content is a known artifact");
-            if let Err(ended) = response::recheck(
-                RecheckOf::UploadContent,
-                &c.decision,
-                &c.tags,
-                a.enforce,
-                &mut completion,
-            ) {
-                let mut resp = ended.answer(completion, &a.request_id, a.is_head());
-                if let Some(v) = receipt_h {
-                    resp.headers_mut().insert("audit-receipt", v);
-                }
-                return resp;
-            }
         }
         let mut resp = match forwarded {
             Ok(r) => r,
