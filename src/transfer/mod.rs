@@ -94,8 +94,9 @@ pub struct Recent<'a> {
 /// The uploader's recent personal-data downloads an upload's declared lineage does not
 /// cover. A download is covered when its catalog entry is in the upload's lineage
 /// (declared, matched by digest, or an ancestor of either), or when the upload's tags
-/// already carry all its origins and categories; downloads whose origins include the
-/// upload's destination are not checked (the data goes back where it came from).
+/// already carry all its origins (other than the destination) and categories; a download
+/// whose only origin is the upload's destination is not checked (the data goes back where
+/// it came from).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Unaccounted {
     /// `refuse`: the upload is refused; `flag`: it was decided with these downloads
@@ -338,14 +339,18 @@ fn unaccounted_downloads(
     let downloads: Vec<RecentDownload> = r
         .downloads
         .iter()
-        .filter(|d| !d.origins.contains(&destination))
         .filter(|d| {
+            // Data going back to its own (only) origin country crosses no border.
+            let mut abroad = d.origins.iter().filter(|o| **o != destination).peekable();
+            if abroad.peek().is_none() {
+                return false;
+            }
             let in_lineage = d
                 .dataset
                 .as_ref()
                 .is_some_and(|id| tags.lineage.contains(id));
-            let in_tags =
-                d.origins.is_subset(&tags.origins) && d.categories.is_subset(&tags.categories);
+            let in_tags = abroad.all(|o| tags.origins.contains(o))
+                && d.categories.is_subset(&tags.categories);
             !(in_lineage || in_tags)
         })
         .cloned()

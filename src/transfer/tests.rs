@@ -353,6 +353,24 @@ fn recent_downloads_the_lineage_does_not_cover_refuse_or_are_folded_in() {
             .unaccounted
             .is_none()
     );
+    // ... unless it also came from elsewhere.
+    let mixed = [crate::lineage::RecentDownload {
+        origins: [Country::parse("DE").unwrap(), Country::parse("FR").unwrap()].into(),
+        ..downloads[0].clone()
+    }];
+    let mut a = ask(
+        Subject::Path("/registry/us/m.bin"),
+        Direction::Upload,
+        &c,
+        &wiki,
+    );
+    a.recent = Some(Recent {
+        downloads: &mixed,
+        action: UndeclaredRecent::Refuse,
+        window_days: 30,
+    });
+    let t = classify(&cat, &a, Some(place("DE", None))).unwrap();
+    assert!(t.unaccounted.is_some());
     // Flag: decided as derived from the recent data, and flagged.
     let t = upload(&wiki, UndeclaredRecent::Flag, "US");
     assert!(t.flagged().is_some());
