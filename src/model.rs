@@ -357,6 +357,9 @@ pub enum DenyGround {
     Authorization,
     /// The data was withdrawn (erasure, consent withdrawn): GDPR Art. 17.
     Withdrawn,
+    /// An upload's declared lineage does not cover personal data its uploader recently
+    /// downloaded.
+    Lineage,
 }
 
 /// One origin's verdict inside a decision.

@@ -40,6 +40,11 @@ pub enum Kind {
     TransferRefused,
     /// The data was withdrawn (erasure, consent withdrawn) (451).
     Withdrawn,
+    /// An upload's declared lineage does not cover personal data its uploader recently
+    /// downloaded (451).
+    LineageUnaccounted,
+    /// An upload's body does not have the content digest it declared (400).
+    DigestMismatch,
     /// The upstream could not be reached or answered badly (502).
     BadGateway,
     /// The audit record could not be made durable (503).
@@ -74,12 +79,14 @@ pub enum Kind {
 impl Kind {
     pub fn status(self) -> StatusCode {
         match self {
-            Kind::BadPath | Kind::BadRequest => StatusCode::BAD_REQUEST,
+            Kind::BadPath | Kind::BadRequest | Kind::DigestMismatch => StatusCode::BAD_REQUEST,
             Kind::Unauthenticated => StatusCode::UNAUTHORIZED,
             Kind::Forbidden | Kind::NotInCatalog => StatusCode::FORBIDDEN,
             Kind::NotFound => StatusCode::NOT_FOUND,
             Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Kind::TransferRefused | Kind::Withdrawn => StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+            Kind::TransferRefused | Kind::Withdrawn | Kind::LineageUnaccounted => {
+                StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS
+            }
             Kind::BadGateway => StatusCode::BAD_GATEWAY,
             Kind::AuditUnavailable | Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Kind::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -107,6 +114,8 @@ impl Kind {
             Kind::MethodNotAllowed => "method-not-allowed",
             Kind::TransferRefused => "transfer-refused",
             Kind::Withdrawn => "data-withdrawn",
+            Kind::LineageUnaccounted => "lineage-unaccounted",
+            Kind::DigestMismatch => "digest-mismatch",
             Kind::BadGateway => "upstream-unavailable",
             Kind::AuditUnavailable => "audit-unavailable",
             Kind::Unavailable => "unavailable",
@@ -135,6 +144,8 @@ impl Kind {
             Kind::MethodNotAllowed => "Method not allowed",
             Kind::TransferRefused => "Transfer refused for legal reasons",
             Kind::Withdrawn => "Data withdrawn",
+            Kind::LineageUnaccounted => "Declared lineage does not cover recent downloads",
+            Kind::DigestMismatch => "Body does not match its declared digest",
             Kind::BadGateway => "Upstream unavailable",
             Kind::AuditUnavailable => "Audit log unavailable",
             Kind::Unavailable => "Gateway unavailable",
@@ -351,6 +362,7 @@ impl From<&Decision> for Problem {
         let kind = match d.ground {
             Some(DenyGround::Transfer) | None => Kind::TransferRefused,
             Some(DenyGround::Withdrawn) => Kind::Withdrawn,
+            Some(DenyGround::Lineage) => Kind::LineageUnaccounted,
             Some(DenyGround::Purpose) | Some(DenyGround::Authorization) => Kind::Forbidden,
         };
         let p =
@@ -390,6 +402,16 @@ impl From<&JurisdictionMismatch> for Problem {
         p.decision = Some("deny");
         p.rule = Some(claim::JURISDICTION_MISMATCH.to_string());
         p.article = Some(claim::JURISDICTION_MISMATCH_ARTICLE.to_string());
+        p
+    }
+}
+
+/// 400: the upload's body was cut before its end because its bytes do not have the digest
+/// it declared.
+impl From<&crate::lineage::digest::Mismatch> for Problem {
+    fn from(m: &crate::lineage::digest::Mismatch) -> Problem {
+        let mut p = Problem::new(Kind::DigestMismatch, m.to_string());
+        p.rule = Some("lineage.digest-mismatch".into());
         p
     }
 }

@@ -65,6 +65,7 @@ fn decision(i: u64, sub: &str, dest: &str, allow: bool) -> Record {
         upstream: Some("store".into()),
         exporter: None,
         client_request_id: None,
+        undeclared_recent: None,
     }))
 }
 

@@ -247,6 +247,7 @@ async fn seed(path: &Path) -> usize {
                 upstream: Some("eu-store".into()),
                 exporter: None,
                 client_request_id: None,
+                undeclared_recent: None,
             };
             let receipt = log.append(Record::Decision(Box::new(rec))).await.unwrap();
             n += 1;

@@ -114,9 +114,13 @@ fn the_gateway_and_explain_decide_every_request_alike() {
         failure_persistence: None,
         ..PropConfig::default()
     });
+    // Each case is its own principal: `policy explain` does not see anyone's downloads, so
+    // a case must not inherit the lineage check of an earlier case's download.
+    let cases_run = std::sync::atomic::AtomicU64::new(0);
     runner
         .run(&request(), |r| {
-            let token = gw.token("prop", r.org, r.place, r.purpose);
+            let n = cases_run.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let token = gw.token(&format!("prop-{n}"), r.org, r.place, r.purpose);
             let lineage = r.lineage.join(",");
             let mut headers = Vec::new();
             if !lineage.is_empty() {

@@ -474,6 +474,7 @@ async fn a_decision_record_reads_back() {
         upstream: None,
         exporter: None,
         client_request_id: None,
+        undeclared_recent: None,
     }));
     let (_dir, path) = tmp();
     let log = AuditLog::open(&path, 8).unwrap();

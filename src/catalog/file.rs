@@ -16,6 +16,8 @@
 //!     subjects: 60000                    # individuals whose personal information it holds (PIPL volumes)
 //!     exporter: acme-cn                  # registry id of the data handler exporting it from China
 //!     important_data: false              # important data (PRC Data Security Law Art. 21)
+//!     digests: [sha256:9f86d0…]          # content digests of the artifact's files (uploads and
+//!                                        # downloads carrying one are decided as this entry)
 //! ```
 
 use std::collections::{BTreeSet, HashMap};
@@ -87,6 +89,9 @@ struct EntryFile {
     /// Important data under the PRC Data Security Law Art. 21.
     #[serde(default)]
     important_data: bool,
+    /// Known content digests of the entry's files (`sha256:<hex>`).
+    #[serde(default)]
+    digests: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -118,6 +123,7 @@ pub(super) struct Built {
     pub prefixes: HashMap<String, usize>,
     pub regexes: Option<regex::RegexSet>,
     pub regex_entries: Vec<usize>,
+    pub by_digest: HashMap<crate::lineage::digest::Sha256, usize>,
 }
 
 /// Collects diagnostics for one file.
@@ -283,6 +289,7 @@ pub(super) fn build(path: &Path, text: &str) -> Result<Built, Diagnostics> {
     let mut entries = Vec::with_capacity(n);
     let mut by_id: HashMap<String, usize> = HashMap::with_capacity(n);
     let mut prefixes: HashMap<String, usize> = HashMap::new();
+    let mut by_digest = HashMap::new();
     let mut regex_sources: Vec<String> = Vec::new();
     let mut regex_entries = Vec::new();
 
@@ -404,7 +411,28 @@ pub(super) fn build(path: &Path, text: &str) -> Result<Built, Diagnostics> {
             Some(Withdrawal { date, reason })
         });
 
+        let mut digests = Vec::new();
+        for d in &e.digests {
+            match crate::lineage::digest::Sha256::parse(&d.value) {
+                Ok(x) => match by_digest.get(&x) {
+                    Some(&first) if first != idx => errs.at(
+                        d,
+                        format!(
+                            "digest `{x}` of `{}` is also listed on `{}` (a digest names one artifact)",
+                            esc(&id),
+                            entries.get(first).map_or("", |f: &Entry| f.id.as_str())
+                        ),
+                    ),
+                    _ => {
+                        by_digest.insert(x, idx);
+                        digests.push(x);
+                    }
+                },
+                Err(m) => errs.at(d, m),
+            }
+        }
         entries.push(Entry {
+            digests,
             id,
             kind: e.kind,
             tags: Tags::default(),
@@ -473,6 +501,7 @@ pub(super) fn build(path: &Path, text: &str) -> Result<Built, Diagnostics> {
             prefixes,
             regexes,
             regex_entries,
+            by_digest,
         })
     } else {
         Err(Diagnostics(errs.list))

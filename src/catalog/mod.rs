@@ -80,6 +80,8 @@ pub struct Entry {
     pub exporter: Option<String>,
     /// Important data (PRC Data Security Law Art. 21), on the entry or anything it derives from.
     pub important_data: bool,
+    /// Known content digests of the entry's files.
+    pub digests: Vec<crate::lineage::digest::Sha256>,
 }
 
 /// The entry a path resolved to, and the tags of every entry that matched it.
@@ -114,6 +116,8 @@ pub struct Catalog {
     /// All regex entries in one set; `regex_entries[i]` is the entry of pattern `i`.
     regexes: Option<regex::RegexSet>,
     regex_entries: Vec<usize>,
+    /// Known content digest → entry index.
+    by_digest: HashMap<crate::lineage::digest::Sha256, usize>,
 }
 
 impl Catalog {
@@ -143,6 +147,7 @@ impl Catalog {
             prefixes: built.prefixes,
             regexes: built.regexes,
             regex_entries: built.regex_entries,
+            by_digest: built.by_digest,
         })
     }
 
@@ -210,6 +215,16 @@ impl Catalog {
             }
         })
         .filter_map(|key| self.prefixes.get(key).copied())
+    }
+
+    /// True when some entry lists content digests.
+    pub fn has_digests(&self) -> bool {
+        !self.by_digest.is_empty()
+    }
+
+    /// The entry that lists content digest `d`.
+    pub fn by_digest(&self, d: &crate::lineage::digest::Sha256) -> Option<&Entry> {
+        self.by_digest.get(d).and_then(|&i| self.entries.get(i))
     }
 
     pub fn get(&self, id: &str) -> Option<&Entry> {

@@ -178,6 +178,32 @@ async fn start(path: PathBuf, cfg: Config, overrides: Overrides) -> Result<ExitC
             return Err(ExitCode::from(2));
         }
     }
+    // Recent personal-data downloads, for the lineage check of uploads: from the file trail,
+    // or from the PostgreSQL store (the whole fleet's trail).
+    if let Some(since) = snap.config.lineage.since(time::OffsetDateTime::now_utc()) {
+        let started = std::time::Instant::now();
+        let index = gateway.recent_downloads();
+        let seeded = match (&audit_cfg.sink, &audit_cfg.postgres) {
+            (crate::config::AuditSinkKind::Postgres, Some(pg)) => match pg.connection_string() {
+                Ok(conn) => index.seed_postgres(&conn, &pg.table, since).await,
+                Err(e) => Err(e),
+            },
+            _ => crate::lineage::seed_from_trail(index, &audit_cfg.path, since),
+        };
+        match seeded {
+            Ok(n) => {
+                tracing::info!(downloads = n, window_days = snap.config.lineage.window_days, elapsed = ?started.elapsed(), "recent personal-data downloads read from the audit trail");
+            }
+            Err(e) => {
+                // Without them an upload could launder data downloaded before the restart.
+                eprintln!(
+                    "error: cannot read recent personal-data downloads from the audit trail: {e}"
+                );
+                gateway.audit().shutdown().await;
+                return Err(ExitCode::from(2));
+            }
+        }
+    }
     gateway.audit().append_nowait(event(
         "listen",
         &format!("{scheme}://{local} mode={mode:?}"),

@@ -74,6 +74,9 @@ pub struct Config {
     pub tags: TagHeaders,
     #[serde(default)]
     pub limits: Limits,
+    /// Checks of an upload's declared lineage against the uploader's recent downloads.
+    #[serde(default)]
+    pub lineage: LineageConfig,
     /// The admin listener (health, metrics, audit endpoints, the officer's page); off if absent.
     #[serde(default)]
     pub admin: Option<AdminConfig>,
@@ -316,6 +319,59 @@ pub struct AdminConfig {
 
 fn default_admin_max_records() -> usize {
     5000
+}
+
+/// What an upload whose uploader recently downloaded personal data its declared lineage does
+/// not cover gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UndeclaredRecent {
+    /// Refused (451, `lineage.undeclared-recent`): fail closed.
+    #[default]
+    Refuse,
+    /// Decided as if the recent downloads were declared too, and flagged on the record and
+    /// in the `bordergate-lineage-flag` response header.
+    Flag,
+}
+
+/// The `lineage:` section: checks of an upload's declared lineage against what the
+/// gateway saw the uploader download (see `crate::lineage`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineageConfig {
+    /// How far back an uploader's personal-data downloads count; 0 turns the check off.
+    #[serde(default = "default_lineage_window")]
+    pub window_days: u32,
+    #[serde(default)]
+    pub undeclared_recent: UndeclaredRecent,
+    /// Principals the in-memory index holds at most (the least recently active beyond it
+    /// are forgotten, with a warning).
+    #[serde(default = "default_lineage_principals")]
+    pub max_principals: usize,
+}
+
+fn default_lineage_window() -> u32 {
+    30
+}
+fn default_lineage_principals() -> usize {
+    100_000
+}
+
+impl Default for LineageConfig {
+    fn default() -> Self {
+        LineageConfig {
+            window_days: default_lineage_window(),
+            undeclared_recent: UndeclaredRecent::default(),
+            max_principals: default_lineage_principals(),
+        }
+    }
+}
+
+impl LineageConfig {
+    /// The start of the window for a decision at `at`; `None` when the check is off.
+    pub fn since(&self, at: time::OffsetDateTime) -> Option<time::OffsetDateTime> {
+        (self.window_days > 0).then(|| at - time::Duration::days(i64::from(self.window_days)))
+    }
 }
 
 /// Header names through which upstream responses and uploads carry tag information.

@@ -33,6 +33,21 @@ impl Config {
             );
         }
         check_audit(&self.audit, &mut out);
+        if self.lineage.window_days > 3650 {
+            out.at(
+                "lineage.window_days",
+                format!(
+                    "`lineage.window_days` {} is more than 3650 (ten years)",
+                    self.lineage.window_days
+                ),
+            );
+        }
+        if self.lineage.max_principals == 0 {
+            out.at(
+                "lineage.max_principals",
+                "`lineage.max_principals` must be at least 1".to_string(),
+            );
+        }
         out.into_vec()
     }
 

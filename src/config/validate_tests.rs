@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::*;
-use crate::config::{Lines, Overrides, parse_yaml};
+use crate::config::{Lines, Overrides, UndeclaredRecent, parse_yaml};
 
 fn problems(text: &str) -> Vec<(Option<usize>, String)> {
     match Config::from_text(Path::new("gateway.yaml"), text, &Overrides::default()) {
@@ -229,4 +229,55 @@ fn the_postgres_sink_needs_a_connection_without_an_inline_password() {
     assert!(!dsn_has_password(
         "host=127.0.0.1 user=postgres dbname=test"
     ));
+}
+
+#[test]
+fn the_lineage_section_has_fail_closed_defaults_and_bounds() {
+    let base = "\
+listen:
+  address: 127.0.0.1:8080
+  plaintext: true
+auth:
+  issuer: i
+  audience: a
+  keys:
+    - kid: k
+      alg: HS256
+      secret: {env: X}
+upstreams:
+  - name: eu-store
+    url: http://127.0.0.1:9
+    jurisdiction: DE
+routes:
+  - prefix: /eu/
+    upstream: eu-store
+catalog: c.yaml
+policies: p
+audit:
+  path: a.log
+";
+    let cfg = Config::from_text(Path::new("gateway.yaml"), base, &Overrides::default()).unwrap();
+    assert_eq!(cfg.lineage.window_days, 30);
+    assert_eq!(cfg.lineage.undeclared_recent, UndeclaredRecent::Refuse);
+    let flag = format!("{base}lineage:\n  undeclared_recent: flag\n  window_days: 0\n");
+    let cfg = Config::from_text(Path::new("gateway.yaml"), &flag, &Overrides::default()).unwrap();
+    assert_eq!(cfg.lineage.undeclared_recent, UndeclaredRecent::Flag);
+    assert!(
+        cfg.lineage.since(time::OffsetDateTime::now_utc()).is_none(),
+        "0: off"
+    );
+    let bad = format!("{base}lineage:\n  window_days: 4000\n  max_principals: 0\n");
+    let got = problems(&bad);
+    assert!(
+        got.iter()
+            .any(|(_, m)| m.contains("`lineage.window_days` 4000")),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|(_, m)| m.contains("`lineage.max_principals`")),
+        "{got:?}"
+    );
+    let unknown = format!("{base}lineage:\n  undeclared_recent: ignore\n");
+    assert!(!problems(&unknown).is_empty());
 }

@@ -204,6 +204,7 @@ pub fn render(e: &Explanation) -> String {
         Some(crate::model::DenyGround::Purpose) => " (purpose grounds)",
         Some(crate::model::DenyGround::Authorization) => " (authorisation grounds)",
         Some(crate::model::DenyGround::Withdrawn) => " (data withdrawn)",
+        Some(crate::model::DenyGround::Lineage) => " (lineage does not cover recent downloads)",
     };
     let _ = writeln!(s, "decision: {effect}{ground}");
     let _ = writeln!(s, "rule:     {}", d.rule);

@@ -173,6 +173,7 @@ pub fn audit_log(set: &PolicySet, scenarios: &[Scenario], n: usize, date: time::
             upstream: Some("eu-store".into()),
             exporter: None,
             client_request_id: None,
+            undeclared_recent: None,
         }));
         let Ok(json) = serde_json::to_vec(&rec) else {
             continue;

@@ -122,6 +122,7 @@ impl Attempt {
                 .and_then(|t| t.export.as_ref())
                 .and_then(|e| e.exporter.clone()),
             client_request_id: self.client_request_id.clone(),
+            undeclared_recent: t.and_then(|t| t.unaccounted.clone()),
         }))
     }
 }

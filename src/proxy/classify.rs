@@ -6,10 +6,12 @@ use http::request::Parts;
 use time::OffsetDateTime;
 
 use crate::catalog::path::NormalizedPath;
+use crate::lineage::RecentDownloads;
+use crate::lineage::digest::{self, Declared, Sha256};
 use crate::model::{Caller, Direction};
 use crate::respond::{Kind, Problem};
 use crate::snapshot::{Route, Snapshot};
-use crate::transfer::{Ask, Subject, Transfer};
+use crate::transfer::{Ask, Recent, Subject, Transfer};
 
 use super::upstream::Upstream;
 
@@ -76,7 +78,10 @@ pub(super) fn declared_lineage(headers: &HeaderMap, name: &str) -> Result<Vec<St
     Ok(ids)
 }
 
-/// Classifies the request routed by `r`.
+/// Classifies the request routed by `r`. An upload is classified with the digests it
+/// declares and, when the lineage check is on, against its uploader's recent downloads in
+/// `recent`; the digest its body must have comes back beside the transfer.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn classify(
     snap: &Snapshot,
     r: &Routed<'_>,
@@ -85,10 +90,18 @@ pub(super) fn classify(
     direction: Direction,
     headers: &HeaderMap,
     at: OffsetDateTime,
-) -> Result<Transfer, Problem> {
-    let lineage = match direction {
-        Direction::Upload => declared_lineage(headers, &snap.config.tags.lineage)?,
-        Direction::Download => Vec::new(),
+    recent: &RecentDownloads,
+) -> Result<(Transfer, Option<Sha256>), Problem> {
+    let cfg = &snap.config.lineage;
+    let (lineage, declared, downloads) = match direction {
+        Direction::Upload => (
+            declared_lineage(headers, &snap.config.tags.lineage)?,
+            digest::declared(headers, &path.decoded)
+                .map_err(|m| Problem::new(Kind::BadRequest, m))?,
+            cfg.since(at)
+                .map(|since| recent.of(&caller.sub, &caller.org, since)),
+        ),
+        Direction::Download => (Vec::new(), Declared::default(), None),
     };
     let ask = Ask {
         subject: Subject::Path(&path.decoded),
@@ -96,10 +109,13 @@ pub(super) fn classify(
         caller,
         lineage: &lineage,
         at,
+        digests: &declared.all,
+        recent: downloads.as_deref().map(|d| Recent {
+            downloads: d,
+            action: cfg.undeclared_recent,
+            window_days: cfg.window_days,
+        }),
     };
-    Ok(crate::transfer::classify(
-        &snap.catalog,
-        &ask,
-        Some(r.route.place()),
-    )?)
+    let t = crate::transfer::classify(&snap.catalog, &ask, Some(r.route.place()))?;
+    Ok((t, declared.body))
 }

@@ -9,13 +9,14 @@ use bytes::Bytes;
 use http::Request;
 use http::request::Parts;
 use http_body::Body;
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Either};
 
 use super::body::Counted;
 use super::upstream::{Target, Upstream, UpstreamFailure};
 use super::{BoxError, ResBody, guard, headers};
 use crate::catalog::path::NormalizedPath;
 use crate::config::{Limits, TagHeaders};
+use crate::lineage::digest::{Expect, Verified};
 use crate::respond::Problem;
 
 /// What a forwarded request carries besides its head and body.
@@ -33,17 +34,26 @@ pub(super) struct Forward<'a> {
 }
 
 /// Sends the request; the file store's own refusals (404, 416, …) come back as answers.
+/// `expect`: what the digest of the client's body is checked against (the body is cut
+/// before its end when the check fails); when empty the body is not hashed.
 pub(super) async fn forward<B>(
     f: &Forward<'_>,
     parts: &Parts,
     body: B,
     bytes_in: Arc<AtomicU64>,
+    expect: Expect,
 ) -> Result<http::Response<ResBody>, UpstreamFailure>
 where
     B: Body<Data = Bytes> + Send + Sync + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
-    let body = Counted::new(guard::Limited::new(body, f.limits), bytes_in);
+    let limited = guard::Limited::new(body, f.limits);
+    let body = if expect.is_empty() {
+        Either::Right(limited)
+    } else {
+        Either::Left(Verified::with(limited, expect))
+    };
+    let body = Counted::new(body, bytes_in);
     match &f.upstream.target {
         Target::File(store) => Ok(store
             .answer(&parts.method, &f.path.decoded, &parts.headers, body)

@@ -12,6 +12,7 @@ mod attempt;
 mod authenticate;
 pub mod body;
 mod classify;
+mod content;
 pub mod filestore;
 mod forward;
 pub mod guard;
@@ -57,6 +58,8 @@ pub struct Gateway {
     audit: AuditLog,
     /// PIPL cumulative export volumes; outlives snapshot reloads.
     exports: crate::pipl::ExportCounter,
+    /// Every principal's recent personal-data downloads; outlives snapshot reloads.
+    recent: crate::lineage::RecentDownloads,
 }
 
 /// A request that passed every phase before `record`.
@@ -65,6 +68,8 @@ struct Decided<'s> {
     routed: Routed<'s>,
     decision: Decision,
     at: time::OffsetDateTime,
+    /// The digest an upload's body must have.
+    body_digest: Option<crate::lineage::digest::Sha256>,
 }
 
 /// True when the gateway, not the upstream, evaluates the request's conditions: a GET or
@@ -81,10 +86,17 @@ fn receipt_header(r: &Receipt) -> Option<HeaderValue> {
 impl Gateway {
     pub fn new(state: Snapshot, audit: AuditLog) -> Gateway {
         Gateway {
-            state: ArcSwap::from_pointee(state),
             audit,
+            recent: crate::lineage::RecentDownloads::new(state.config.lineage.max_principals),
             exports: crate::pipl::ExportCounter::new(),
+            state: ArcSwap::from_pointee(state),
         }
+    }
+
+    /// The index of recent personal-data downloads (seed it from the audit trail before
+    /// serving).
+    pub fn recent_downloads(&self) -> &crate::lineage::RecentDownloads {
+        &self.recent
     }
 
     /// The PIPL export counter (seed it from the audit trail before serving).
@@ -186,7 +198,7 @@ impl Gateway {
         })?;
         a.upstream = Some(routed.upstream.name.clone());
         let at = time::OffsetDateTime::now_utc();
-        let t = classify::classify(
+        let (t, body_digest) = classify::classify(
             snap,
             &routed,
             &path,
@@ -194,6 +206,7 @@ impl Gateway {
             a.direction,
             &parts.headers,
             at,
+            &self.recent,
         )?;
         let t = a.transfer.insert(t);
         let volume = t.volume(&self.exports);
@@ -206,6 +219,7 @@ impl Gateway {
             routed,
             decision,
             at,
+            body_digest,
         })
     }
 
@@ -237,7 +251,7 @@ impl Gateway {
     #[allow(clippy::too_many_arguments)]
     async fn transfer<B>(
         &self,
-        snap: &Snapshot,
+        snap: &Arc<Snapshot>,
         a: &mut Attempt,
         d: Decided<'_>,
         parts: Parts,
@@ -271,6 +285,8 @@ impl Gateway {
 
         // Forward.
         let up = d.routed.upstream;
+        let mismatch = Arc::new(std::sync::OnceLock::new());
+        let content = Arc::new(std::sync::OnceLock::new());
         let f = forward::Forward {
             upstream: up,
             path: &d.path,
@@ -282,7 +298,36 @@ impl Gateway {
             limits: &snap.config.limits,
             tags: &snap.config.tags,
         };
-        let mut resp = match forward::forward(&f, &parts, body, bytes_in).await {
+        let expect = crate::lineage::digest::Expect {
+            declared: d.body_digest.map(|x| (x, mismatch.clone())),
+            known: match (a.transfer.as_ref(), a.caller.as_ref()) {
+                (Some(t), Some(c)) => content::known_check(
+                    snap,
+                    t,
+                    d.routed.route.operator.as_deref(),
+                    &c.org,
+                    d.at,
+                    a.enforce,
+                    content.clone(),
+                ),
+                _ => None,
+            },
+        };
+        let forwarded = forward::forward(&f, &parts, body, bytes_in, expect).await;
+        if let Some(ended) = content::ended(
+            &mismatch,
+            &content,
+            a.enforce,
+            &a.request_id,
+            &mut completion,
+        ) {
+            let mut resp = ended.answer(completion, &a.request_id, a.is_head());
+            if let Some(v) = receipt_h {
+                resp.headers_mut().insert("audit-receipt", v);
+            }
+            return resp;
+        }
+        let mut resp = match forwarded {
             Ok(r) => r,
             Err(failure) => {
                 let detail = failure.detail();
@@ -319,7 +364,18 @@ impl Gateway {
             resp = revalidate::answer(&parts.headers, resp, &a.request_id, a.is_head());
         }
         completion.set_status(resp.status().as_u16());
+        self.served(snap, a, &resp, &decision, d.at);
+        let flag = a.transfer.as_ref().and_then(|t| t.flagged()).and_then(|u| {
+            HeaderValue::from_str(&format!(
+                "undeclared-recent; datasets=\"{}\"",
+                u.datasets().join(",")
+            ))
+            .ok()
+        });
         let h = resp.headers_mut();
+        if let Some(v) = flag {
+            h.insert("bordergate-lineage-flag", v);
+        }
         if let Ok(v) = HeaderValue::from_str(&a.request_id) {
             h.insert("x-request-id", v);
         }
@@ -330,6 +386,35 @@ impl Gateway {
             h.insert("audit-receipt", v);
         }
         resp.map(|b| Metered::new(b, completion).boxed())
+    }
+
+    /// Notes a personal-data download as its body starts to flow (a 2xx answer to a GET
+    /// whose decision moves data), for the lineage check of the caller's later uploads.
+    fn served(
+        &self,
+        snap: &Snapshot,
+        a: &Attempt,
+        resp: &Response<ResBody>,
+        decision: &Decision,
+        at: time::OffsetDateTime,
+    ) {
+        let moved = decision.is_allow() || !a.enforce;
+        if a.direction != Direction::Download
+            || a.is_head()
+            || !resp.status().is_success()
+            || !moved
+        {
+            return;
+        }
+        let (Some(caller), Some(t), Some(since)) = (
+            a.caller.as_ref(),
+            a.transfer.as_ref(),
+            snap.config.lineage.since(at),
+        ) else {
+            return;
+        };
+        self.recent
+            .served(caller, t.dataset.as_deref(), &t.tags, at, since);
     }
 
     /// Checks the upstream's answer before its first byte: redirects; then, for a download,
@@ -368,6 +453,19 @@ impl Gateway {
                         return Ok(decision);
                     };
                     let mut added = extra;
+                    // An artifact the response's content digest names: decided as it.
+                    let mut by_digest = false;
+                    for d in crate::lineage::digest::of_response(resp.headers(), resp.status()) {
+                        if let Some(more) = snap
+                            .catalog
+                            .by_digest(&d)
+                            .and_then(|e| t.absorb_artifact(e))
+                        {
+                            added.origins.extend(more.origins);
+                            added.categories.extend(more.categories);
+                            by_digest = true;
+                        }
+                    }
                     added.origins.retain(|o| !t.tags.origins.contains(o));
                     added.categories.retain(|c| !t.tags.categories.contains(c));
                     if !t.absorb_upstream(
@@ -376,7 +474,8 @@ impl Gateway {
                         route.operator.as_deref(),
                         &caller.org,
                         at,
-                    ) {
+                    ) && !by_digest
+                    {
                         return Ok(decision);
                     }
                     (RecheckOf::UpstreamMetadata, &*t, added)
@@ -392,6 +491,8 @@ impl Gateway {
                         caller,
                         lineage: &[],
                         at,
+                        digests: &[],
+                        recent: None,
                     };
                     let mut t = crate::transfer::classify(&snap.catalog, &ask, Some(route.place()))
                         .map_err(|e| Ended {
@@ -417,6 +518,15 @@ impl Gateway {
         response::recheck(of, &second, &added, a.enforce, completion)?;
         if let Some(e) = &t.export {
             self.exports.record(e);
+        }
+        // The response body of an upload is a download too (downloads are noted in `served`).
+        if of == RecheckOf::UploadResponse
+            && resp.status().is_success()
+            && (second.is_allow() || !a.enforce)
+            && let Some(since) = snap.config.lineage.since(at)
+        {
+            self.recent
+                .served(caller, t.dataset.as_deref(), &t.tags, at, since);
         }
         Ok(second)
     }

@@ -185,6 +185,9 @@ pub(super) fn recheck(
         detail: match of {
             RecheckOf::UpstreamMetadata => "refused after upstream metadata added tags",
             RecheckOf::UploadResponse => "the upload's response body was refused",
+            RecheckOf::UploadContent => {
+                "the upload's content is a catalog artifact and was refused; the upstream body was cut before its end"
+            }
         }
         .into(),
     })

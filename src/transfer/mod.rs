@@ -16,6 +16,9 @@ mod tests;
 use time::{Date, OffsetDateTime};
 
 use crate::catalog::{Catalog, Entry, EntryKind};
+use crate::config::UndeclaredRecent;
+use crate::lineage::RecentDownload;
+use crate::lineage::digest::Sha256;
 use crate::model::{Caller, Category, Country, Decision, DenyGround, Direction, Effect, Tags};
 use crate::pipl::{Export, ExportCounter};
 use crate::policy::explain::Explanation;
@@ -30,6 +33,10 @@ pub mod rules {
     /// An upload across a border that declares no lineage cannot be classified.
     pub const LINEAGE_UNDECLARED: &str = "upload.lineage-undeclared";
     pub const LINEAGE_UNDECLARED_ARTICLE: &str = "GDPR Chapter V, Art. 44";
+    /// An upload whose uploader recently downloaded personal data its declared lineage
+    /// does not cover (refused with `lineage.undeclared_recent: refuse`).
+    pub const UNDECLARED_RECENT: &str = "lineage.undeclared-recent";
+    pub const UNDECLARED_RECENT_ARTICLE: &str = "GDPR Chapter V, Art. 44; Art. 5(2)";
 }
 
 /// Where a request is routed: the upstream's facts classification needs.
@@ -68,6 +75,46 @@ pub struct Ask<'a> {
     pub lineage: &'a [String],
     /// When the transfer happens (decides the PIPL counting year).
     pub at: OffsetDateTime,
+    /// Content digests an upload declares; an upload matching a catalog artifact's digest
+    /// is derived from that artifact, whatever else it declares.
+    pub digests: &'a [Sha256],
+    /// The uploader's recent personal-data downloads, to check the declared lineage
+    /// against (none: not checked — tools asking questions, a check turned off).
+    pub recent: Option<Recent<'a>>,
+}
+
+/// What the gateway saw an uploader download recently, and what to do about data the
+/// declared lineage does not cover.
+#[derive(Clone, Copy, Debug)]
+pub struct Recent<'a> {
+    pub downloads: &'a [RecentDownload],
+    pub action: UndeclaredRecent,
+    pub window_days: u32,
+}
+
+/// The uploader's recent personal-data downloads an upload's declared lineage does not
+/// cover. A download is covered when its catalog entry is in the upload's lineage
+/// (declared, matched by digest, or an ancestor of either), or when the upload's tags
+/// already carry all its origins (other than the destination) and categories; a download
+/// whose only origin is the upload's destination is not checked (the data goes back where
+/// it came from).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Unaccounted {
+    /// `refuse`: the upload is refused; `flag`: it was decided with these downloads
+    /// folded into its lineage, and flagged.
+    pub action: UndeclaredRecent,
+    pub window_days: u32,
+    pub downloads: Vec<RecentDownload>,
+}
+
+impl Unaccounted {
+    /// The catalog ids of the downloads (`personal data` for one without).
+    pub fn datasets(&self) -> Vec<&str> {
+        self.downloads
+            .iter()
+            .map(|d| d.dataset.as_deref().unwrap_or("personal data"))
+            .collect()
+    }
 }
 
 /// Why a request could not be classified: it is refused before any decision.
@@ -141,6 +188,9 @@ pub struct Transfer {
     /// Set when an upload declares no lineage and crosses a border.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub undeclared: Option<UndeclaredCrossing>,
+    /// The uploader's recent downloads the upload's lineage does not cover.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unaccounted: Option<Unaccounted>,
     /// The PIPL export the transfer makes, if it is one.
     #[serde(skip)]
     pub export: Option<Export>,
@@ -203,6 +253,7 @@ pub fn classify(
         ),
     };
     let mut undeclared = None;
+    let mut unaccounted = None;
     match ask.direction {
         Direction::Download => {
             if let Some(j) = stored_in
@@ -217,7 +268,16 @@ pub fn classify(
             if is_store {
                 tags = Tags::default();
             }
-            if ask.lineage.is_empty() {
+            // Artifacts the upload's content digests name are part of its lineage.
+            let mut declared: Vec<String> = ask.lineage.to_vec();
+            for d in ask.digests {
+                if let Some(e) = catalog.by_digest(d)
+                    && !declared.contains(&e.id)
+                {
+                    declared.push(e.id.clone());
+                }
+            }
+            if declared.is_empty() {
                 if caller.jurisdiction != destination {
                     undeclared = Some(UndeclaredCrossing {
                         from: caller.jurisdiction,
@@ -227,7 +287,7 @@ pub fn classify(
                     tags.origins.insert(caller.jurisdiction);
                 }
             } else {
-                let ids: Vec<&str> = ask.lineage.iter().map(String::as_str).collect();
+                let ids: Vec<&str> = declared.iter().map(String::as_str).collect();
                 let t = catalog
                     .lineage_tags(&ids)
                     .map_err(Unclassified::BadLineage)?;
@@ -236,7 +296,12 @@ pub fn classify(
                 } else {
                     tags.absorb(&t);
                 }
-                tags.lineage.extend(ask.lineage.iter().cloned());
+                tags.lineage.extend(declared.iter().cloned());
+            }
+            if let Some(r) = ask.recent
+                && undeclared.is_none()
+            {
+                unaccounted = unaccounted_downloads(catalog, &mut tags, destination, &r);
             }
         }
     }
@@ -250,6 +315,7 @@ pub fn classify(
         purpose: caller.purpose.clone(),
         withdrawal,
         undeclared,
+        unaccounted,
         export: None,
     };
     t.export = t.export_of(
@@ -261,6 +327,58 @@ pub fn classify(
         },
     );
     Ok(t)
+}
+
+/// The downloads of `r` the upload's `tags` do not cover (see [`Unaccounted`]). With
+/// `flag`, they are folded into `tags`: the upload is decided as derived from them.
+fn unaccounted_downloads(
+    catalog: &Catalog,
+    tags: &mut Tags,
+    destination: Country,
+    r: &Recent<'_>,
+) -> Option<Unaccounted> {
+    let downloads: Vec<RecentDownload> = r
+        .downloads
+        .iter()
+        .filter(|d| {
+            // Data going back to its own (only) origin country crosses no border.
+            let mut abroad = d.origins.iter().filter(|o| **o != destination).peekable();
+            if abroad.peek().is_none() {
+                return false;
+            }
+            let in_lineage = d
+                .dataset
+                .as_ref()
+                .is_some_and(|id| tags.lineage.contains(id));
+            let in_tags = abroad.all(|o| tags.origins.contains(o))
+                && d.categories.is_subset(&tags.categories);
+            !(in_lineage || in_tags)
+        })
+        .cloned()
+        .collect();
+    if downloads.is_empty() {
+        return None;
+    }
+    if r.action == UndeclaredRecent::Flag {
+        for d in &downloads {
+            match d.dataset.as_deref().and_then(|id| catalog.get(id)) {
+                Some(e) => {
+                    tags.absorb(&e.tags);
+                    tags.lineage.insert(e.id.clone());
+                }
+                None => {
+                    tags.origins.extend(d.origins.iter().copied());
+                    tags.categories.extend(d.categories.iter().copied());
+                }
+            }
+        }
+        tags.anonymity_assessed = false;
+    }
+    Some(Unaccounted {
+        action: r.action,
+        window_days: r.window_days,
+        downloads,
+    })
 }
 
 impl Transfer {
@@ -282,6 +400,7 @@ impl Transfer {
             purpose: purpose.to_string(),
             withdrawal: None,
             undeclared: None,
+            unaccounted: None,
             export: None,
         }
     }
@@ -326,6 +445,26 @@ impl Transfer {
             },
         );
         true
+    }
+
+    /// Folds in the artifact `e` a download's content digest names (the upstream's
+    /// `ETag`, `X-Linked-Etag`, `Content-Digest`): its purposes, derogations and lineage;
+    /// its origins and categories are returned, to be added with
+    /// [`Transfer::absorb_upstream`] (which recomputes the PIPL export). `None`: the
+    /// transfer already is, or derives from, that artifact.
+    pub fn absorb_artifact(&mut self, e: &Entry) -> Option<Tags> {
+        if self.dataset.as_deref() == Some(e.id.as_str()) || self.tags.lineage.contains(&e.id) {
+            return None;
+        }
+        let mut rest = e.tags.clone();
+        let added = Tags {
+            origins: std::mem::take(&mut rest.origins),
+            categories: std::mem::take(&mut rest.categories),
+            ..Tags::default()
+        };
+        self.tags.absorb(&rest);
+        self.tags.lineage.insert(e.id.clone());
+        Some(added)
     }
 
     /// The policy query of this transfer as of `date`.
@@ -411,7 +550,21 @@ impl Transfer {
     /// True when the decision is a refusal of the transfer itself that no mechanism or
     /// derogation could lift (withdrawn data, undeclared lineage).
     pub fn refused_by_catalog(&self, date: Date) -> bool {
-        self.withdrawn_on(date).is_some() || self.undeclared.is_some()
+        self.withdrawn_on(date).is_some() || self.undeclared.is_some() || self.refused_lineage()
+    }
+
+    /// True when the upload is refused for recent downloads its lineage does not cover.
+    fn refused_lineage(&self) -> bool {
+        self.unaccounted
+            .as_ref()
+            .is_some_and(|u| u.action == UndeclaredRecent::Refuse)
+    }
+
+    /// The recent downloads an allowed upload was flagged for, if any.
+    pub fn flagged(&self) -> Option<&Unaccounted> {
+        self.unaccounted
+            .as_ref()
+            .filter(|u| u.action == UndeclaredRecent::Flag)
     }
 
     fn withdrawn_on(&self, date: Date) -> Option<&Withdrawn> {
@@ -444,6 +597,25 @@ impl Transfer {
                 format!(
                     "the upload declares no lineage, so its data cannot be classified and may not move from {} to {}",
                     u.from, u.to
+                ),
+            ));
+        }
+        if let Some(u) = self.unaccounted.as_ref().filter(|_| self.refused_lineage()) {
+            let seen: Vec<String> = u.downloads.iter().map(RecentDownload::describe).collect();
+            let declared: Vec<&str> = self.tags.lineage.iter().map(String::as_str).collect();
+            return Some(deny(
+                DenyGround::Lineage,
+                rules::UNDECLARED_RECENT,
+                rules::UNDECLARED_RECENT_ARTICLE,
+                format!(
+                    "the uploader downloaded {} within the last {} days, and the upload's declared lineage ({}) does not cover it; declare it in the lineage header",
+                    seen.join(", "),
+                    u.window_days,
+                    if declared.is_empty() {
+                        "none".to_string()
+                    } else {
+                        format!("`{}`", declared.join("`, `"))
+                    }
                 ),
             ));
         }

@@ -104,6 +104,8 @@ pub fn answer(
         caller: &caller,
         lineage: &q.lineage,
         at: time::OffsetDateTime::now_utc().replace_date(q.as_of),
+        digests: &[],
+        recent: None,
     };
     let mut t = match classify(catalog, &ask, route.map(|r| r.place())) {
         Ok(t) => t,

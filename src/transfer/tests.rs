@@ -87,6 +87,8 @@ fn ask<'a>(subject: Subject<'a>, direction: Direction, c: &'a Caller, l: &'a [St
         caller: c,
         lineage: l,
         at: OffsetDateTime::now_utc(),
+        digests: &[],
+        recent: None,
     }
 }
 
@@ -298,4 +300,116 @@ fn a_withdrawn_entry_refuses_under_a_live_prefix_and_nested_entries_inherit_it()
         decide(Subject::Dataset("erased-part")).rule,
         rules::WITHDRAWN
     );
+}
+
+#[test]
+fn recent_downloads_the_lineage_does_not_cover_refuse_or_are_folded_in() {
+    let cat = catalog();
+    let set = policies();
+    let c = caller("acme-de", "DE", "training");
+    let now = OffsetDateTime::now_utc();
+    let eu = crate::lineage::RecentDownload {
+        dataset: Some("eu-customers".into()),
+        origins: [Country::parse("DE").unwrap()].into(),
+        categories: [Category::Personal].into(),
+        at: now,
+    };
+    let downloads = [eu];
+    let upload = |lineage: &[String], action, to: &str| {
+        let mut a = ask(
+            Subject::Path("/registry/us/m.bin"),
+            Direction::Upload,
+            &c,
+            lineage,
+        );
+        a.recent = Some(Recent {
+            downloads: &downloads,
+            action,
+            window_days: 30,
+        });
+        classify(&cat, &a, Some(place(to, Some("acme-us")))).unwrap()
+    };
+    let wiki = vec!["wiki".to_string()];
+    let t = upload(&wiki, UndeclaredRecent::Refuse, "US");
+    let d = t.decide(&set, now.date(), None);
+    assert_eq!(d.rule, rules::UNDECLARED_RECENT);
+    assert_eq!(d.ground, Some(DenyGround::Lineage));
+    assert!(
+        d.reason.contains("`eu-customers` (DE; personal)"),
+        "{}",
+        d.reason
+    );
+    assert!(t.refused_by_catalog(now.date()));
+    // Declared: covered, decided by the regime.
+    let both = vec!["wiki".to_string(), "eu-customers".to_string()];
+    let t = upload(&both, UndeclaredRecent::Refuse, "US");
+    assert!(t.unaccounted.is_none());
+    assert_eq!(
+        t.decide(&set, now.date(), None).rule,
+        "eu.chapter-v.no-basis"
+    );
+    // Back into the data's own origin country: not checked.
+    assert!(
+        upload(&wiki, UndeclaredRecent::Refuse, "DE")
+            .unaccounted
+            .is_none()
+    );
+    // ... unless it also came from elsewhere.
+    let mixed = [crate::lineage::RecentDownload {
+        origins: [Country::parse("DE").unwrap(), Country::parse("FR").unwrap()].into(),
+        ..downloads[0].clone()
+    }];
+    let mut a = ask(
+        Subject::Path("/registry/us/m.bin"),
+        Direction::Upload,
+        &c,
+        &wiki,
+    );
+    a.recent = Some(Recent {
+        downloads: &mixed,
+        action: UndeclaredRecent::Refuse,
+        window_days: 30,
+    });
+    let t = classify(&cat, &a, Some(place("DE", None))).unwrap();
+    assert!(t.unaccounted.is_some());
+    // Flag: decided as derived from the recent data, and flagged.
+    let t = upload(&wiki, UndeclaredRecent::Flag, "US");
+    assert!(t.flagged().is_some());
+    assert!(t.tags.lineage.contains("eu-customers"));
+    assert!(t.tags.is_personal());
+    assert_eq!(
+        t.decide(&set, now.date(), None).rule,
+        "eu.chapter-v.no-basis"
+    );
+}
+
+#[test]
+fn a_declared_digest_of_a_known_artifact_is_lineage() {
+    let text = format!(
+        "{CATALOG}  - id: eu-model\n    kind: model\n    match: {{ prefix: /models/eu/ }}\n    derived_from: [eu-customers]\n    digests: [\"sha256:{}\"]\n",
+        "ab".repeat(32)
+    );
+    let cat = Catalog::parse(Path::new("catalog.yaml"), &text).unwrap();
+    let c = caller("acme-de", "DE", "training");
+    let d = crate::lineage::digest::Sha256([0xab; 32]);
+    let wiki = vec!["wiki".to_string()];
+    let mut a = ask(
+        Subject::Path("/registry/us/m.bin"),
+        Direction::Upload,
+        &c,
+        &wiki,
+    );
+    let digests = [d];
+    a.digests = &digests;
+    let t = classify(&cat, &a, Some(place("US", Some("acme-us")))).unwrap();
+    assert!(t.tags.lineage.contains("eu-model"));
+    assert!(t.tags.lineage.contains("eu-customers"));
+    assert!(t.tags.is_personal());
+    // A digest on two entries is a catalog error.
+    let twice = format!(
+        "{text}  - id: copy\n    kind: model\n    match: {{ prefix: /models/copy/ }}\n    derived_from: [eu-customers]\n    digests: [\"sha256:{}\"]\n",
+        "ab".repeat(32)
+    );
+    let e = Catalog::parse(Path::new("catalog.yaml"), &twice).unwrap_err();
+    assert!(e.to_string().contains("also listed on `eu-model`"), "{e}");
 }

@@ -105,6 +105,31 @@ async fn stream_rows(
     Ok(head)
 }
 
+/// Calls `each` with the line of every decision and completion record of `table` from
+/// `since` (RFC 3339) on, in `seq` order, streaming; returns how many. Used at start-up on
+/// the gateway's own runtime (the lineage index), so it is async.
+pub async fn for_each_line_since(
+    conn: &str,
+    table: &str,
+    since: &str,
+    each: &mut (dyn FnMut(&str) + Send),
+) -> Result<u64, String> {
+    let sql = Sql::new(table)?;
+    let client = connect(&pg_config(conn)?).await?;
+    let err = |e: tokio_postgres::Error| format!("cannot read `{table}`: {e}");
+    let rows = client
+        .query_raw(&sql.decisions_since(), std::iter::once(since))
+        .await
+        .map_err(err)?;
+    let mut rows = std::pin::pin!(rows);
+    let mut n = 0u64;
+    while let Some(r) = rows.try_next().await.map_err(err)? {
+        each(r.get::<_, &str>(0));
+        n += 1;
+    }
+    Ok(n)
+}
+
 /// Checks the whole chain stored in `table`: every line's hash and link (by the file
 /// verifier, so gaps and modified rows are named by seq), the copied columns, and the head.
 pub fn verify_postgres(conn: &str, table: &str) -> Result<PgVerifyReport, String> {

@@ -97,6 +97,15 @@ FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text
     }
 
     /// Every row in chain order, for `audit verify --postgres` and `audit export`.
+    /// The lines of decisions and completions from `$1` (RFC 3339 text) on, in `seq` order
+    /// (the time index bounds the scan).
+    pub fn decisions_since(&self) -> String {
+        format!(
+            "SELECT line FROM {} WHERE time >= CAST($1::text AS timestamptz) AND kind IN ('decision', 'completion') ORDER BY seq",
+            self.table
+        )
+    }
+
     pub fn all(&self) -> String {
         format!(
             "SELECT seq, prev, hash, line FROM {} ORDER BY seq",

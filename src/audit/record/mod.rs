@@ -55,6 +55,10 @@ pub struct DecisionRecord {
     /// `request_id`; written only when the client sent one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_request_id: Option<String>,
+    /// An upload's: the uploader's recent personal-data downloads its declared lineage did
+    /// not cover, and what was done (`refuse` or `flag`); written only when there were any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub undeclared_recent: Option<crate::transfer::Unaccounted>,
 }
 
 /// How a forwarded transfer ended.
@@ -77,7 +81,7 @@ pub enum Outcome {
 /// is decided as a download of the same path (`upload-response`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recheck {
-    /// `upstream-metadata` or `upload-response`.
+    /// `upstream-metadata`, `upload-response` or `upload-content`.
     #[serde(default)]
     pub of: RecheckOf,
     pub decision: Effect,
@@ -98,6 +102,9 @@ pub enum RecheckOf {
     #[default]
     UpstreamMetadata,
     UploadResponse,
+    /// The bytes of an upload are a catalog artifact's (by content digest), not in its
+    /// declared lineage: decided again as derived from it before the body's end.
+    UploadContent,
 }
 
 /// One per forwarded request, after the transfer ends.

@@ -123,6 +123,9 @@ pub struct DecisionView<'a> {
     /// The `X-Request-Id` the client sent, when it sent one.
     #[serde(borrow, default, deserialize_with = "opt_text")]
     pub client_request_id: Option<Cow<'a, str>>,
+    /// An upload's recent downloads its lineage did not cover, when the writer wrote them.
+    #[serde(default)]
+    pub undeclared_recent: Option<crate::transfer::Unaccounted>,
 }
 
 fn download() -> Direction {
@@ -400,6 +403,7 @@ mod tests {
             upstream: Some("store".into()),
             exporter: exporter.map(str::to_owned),
             client_request_id: None,
+            undeclared_recent: None,
         }
     }
 
