@@ -39,18 +39,37 @@ pub fn check_head(parts: &Parts, limits: &Limits) -> Result<(), Refusal> {
     if hosts.next().is_some() {
         return Err(refuse(Kind::BadRequest, "more than one `host` header"));
     }
+    if let Some(h) = host
+        && !valid_host(h.as_bytes())
+    {
+        return Err(refuse(
+            Kind::BadRequest,
+            "`host` is not a host[:port] (RFC 3986 reg-name, IPv4 or [IPv6])",
+        ));
+    }
+    if let Some(a) = parts.uri.authority()
+        && !valid_host(a.as_str().as_bytes())
+    {
+        return Err(refuse(
+            Kind::BadRequest,
+            "the request's authority is not a host[:port] (no userinfo)",
+        ));
+    }
     match parts.version {
         Version::HTTP_11 if host.is_none() => {
             return Err(refuse(Kind::BadRequest, "HTTP/1.1 request without `host`"));
         }
-        Version::HTTP_2 | Version::HTTP_3 => {
-            if let (Some(h), Some(a)) = (host, parts.uri.authority())
-                && !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes())
-            {
-                return Err(refuse(Kind::BadRequest, "`host` differs from `:authority`"));
-            }
-        }
         _ => {}
+    }
+    // The authority of the target (HTTP/2 `:authority`; HTTP/1 absolute-form is refused
+    // before this) and `Host` name one host, or the request is ambiguous.
+    if let (Some(h), Some(a)) = (host, parts.uri.authority())
+        && !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes())
+    {
+        return Err(refuse(
+            Kind::BadRequest,
+            "`host` differs from the request's authority (`:authority`)",
+        ));
     }
     // A body on GET/HEAD is what CL.0 desync rides on: a backend that ignores it reads
     // the body as the next request. Refused, never forwarded.
@@ -104,6 +123,93 @@ pub fn check_head(parts: &Parts, limits: &Limits) -> Result<(), Refusal> {
         }
     }
     Ok(())
+}
+
+/// Whether `v` is a `host [ ":" port ]` as RFC 9110 §7.2 and RFC 3986 §3.2.2 define it:
+/// a reg-name (unreserved, percent-encoded or sub-delim characters, not empty), an IPv4
+/// address (a reg-name by its characters) or an IPv6 literal in brackets; the port, when
+/// present, 1 to 5 digits up to 65535. IPvFuture literals, userinfo, an empty host and an
+/// empty port are refused: no client of a gateway needs them, and each is a way to make
+/// two parsers see two hosts.
+pub fn valid_host(v: &[u8]) -> bool {
+    let port = if let Some(rest) = v.strip_prefix(b"[") {
+        let Some(end) = rest.iter().position(|b| *b == b']') else {
+            return false;
+        };
+        let literal = &rest[..end];
+        let ok = std::str::from_utf8(literal)
+            .ok()
+            .is_some_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok());
+        if !ok {
+            return false;
+        }
+        match &rest[end + 1..] {
+            [] => None,
+            [b':', port @ ..] => Some(port),
+            _ => return false,
+        }
+    } else {
+        let (host, port) = match v.iter().rposition(|b| *b == b':') {
+            Some(i) => (&v[..i], Some(&v[i + 1..])),
+            None => (v, None),
+        };
+        if host.is_empty() || !reg_name(host) {
+            return false;
+        }
+        port
+    };
+    match port {
+        None => true,
+        Some(p) => {
+            !p.is_empty()
+                && p.len() <= 5
+                && p.iter().all(u8::is_ascii_digit)
+                && std::str::from_utf8(p)
+                    .ok()
+                    .and_then(|s| s.parse::<u32>().ok())
+                    .is_some_and(|n| n <= 65535)
+        }
+    }
+}
+
+/// RFC 3986 reg-name: `*( unreserved / pct-encoded / sub-delims )`.
+fn reg_name(h: &[u8]) -> bool {
+    let mut i = 0;
+    while i < h.len() {
+        let b = h[i];
+        if b == b'%' {
+            if !(h.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && h.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+            {
+                return false;
+            }
+            i += 3;
+            continue;
+        }
+        let ok = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            );
+        if !ok {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// A request body broke a limit while streaming.
@@ -228,6 +334,56 @@ mod tests {
             .body(())
             .unwrap();
         assert!(check_head(&parts(h2ok), &l).is_ok());
+    }
+
+    #[test]
+    fn hosts_must_be_host_and_port() {
+        for ok in [
+            "gw.example",
+            "GW.example:8443",
+            "127.0.0.1",
+            "127.0.0.1:9000",
+            "[::1]",
+            "[2001:db8::1]:443",
+            "xn--bcher-kva.example",
+            "a%41b",
+            "localhost:1",
+        ] {
+            assert!(valid_host(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "",
+            ":443",
+            "gw.example:",
+            "gw.example:99999",
+            "gw.example:12a",
+            "user@gw.example",
+            "gw.example/x",
+            "gw.example?x",
+            "gw.example#x",
+            "gw example",
+            "gw\\example",
+            "gw.example:80:80",
+            "[::1",
+            "[::1]x",
+            "[v1.x]",
+            "[gw.example]",
+            "a%4",
+            "a%zz",
+            "b\u{fc}cher.example",
+            "gw.example\t",
+        ] {
+            assert!(!valid_host(bad.as_bytes()), "{bad:?}");
+        }
+        let l = Limits::default();
+        let bad = http::Request::get("/a")
+            .header("host", "evil@gw.example")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            check_head(&parts(bad), &l).unwrap_err().kind,
+            Kind::BadRequest
+        );
     }
 
     #[test]
