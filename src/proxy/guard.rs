@@ -1,16 +1,20 @@
 //! Request-head guards and request-body limits: ambiguity and resource checks that run
-//! before a request is decided, and the body wrapper that enforces `limits:` while it streams.
+//! before a request is decided, and the body wrapper that enforces `limits:` while it
+//! streams and tells the forward phase how the client's body went.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::Context;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Version, header, request::Parts};
 use http_body::Frame;
+use tokio::sync::oneshot;
 
 use super::BoxError;
 use super::body::{Hook, Hooked};
+use super::pace::{Pace, PaceLimits, Stall};
 use crate::config::Limits;
 use crate::respond::Kind;
 
@@ -212,20 +216,27 @@ fn reg_name(h: &[u8]) -> bool {
     true
 }
 
-/// A request body broke a limit while streaming.
-#[derive(Debug, thiserror::Error)]
+/// A request body broke a limit, or could not be read, while streaming.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BodyLimit {
     #[error("request body stalled: nothing received for {0} s")]
     Timeout(u64),
+    #[error("request body too slow: {0}")]
+    TooSlow(String),
     #[error("request body is larger than the {0} bytes allowed")]
     TooLarge(u64),
+    /// The client's body broke off or its framing was broken (bad chunk sizes, a
+    /// connection closed before the declared length).
+    #[error("request body could not be read: {0}")]
+    Broken(String),
 }
 
 impl BodyLimit {
     pub fn kind(&self) -> Kind {
         match self {
-            BodyLimit::Timeout(_) => Kind::RequestTimeout,
+            BodyLimit::Timeout(_) | BodyLimit::TooSlow(_) => Kind::RequestTimeout,
             BodyLimit::TooLarge(_) => Kind::PayloadTooLarge,
+            BodyLimit::Broken(_) => Kind::BadRequest,
         }
     }
 
@@ -242,29 +253,99 @@ impl BodyLimit {
     }
 }
 
-/// A request body with an idle timeout between frames and a size cap. Trailers are
-/// dropped: a client can't smuggle credentials, tags or framing after the body.
-pub type Limited<B> = Hooked<B, BodyGuard>;
-
-/// The hook of [`Limited`]: the idle timer and the bytes seen against the cap.
-pub struct BodyGuard {
-    idle: Duration,
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-    max: u64,
-    seen: u64,
+/// What the forward phase learns of a request body while it streams to the upstream:
+/// whether the gateway is waiting on the client (so a stall is the client's, not the
+/// upstream's), and why the body failed, if it did. Shared by the body and the forward
+/// phase through atomics; nothing is locked.
+#[derive(Debug, Default)]
+pub struct Upload {
+    waiting: AtomicBool,
+    failed: OnceLock<BodyLimit>,
 }
 
-impl<B> Limited<B> {
+impl Upload {
+    /// A watch, and what resolves once the body ended (or was dropped).
+    pub fn watch() -> (Arc<Upload>, oneshot::Sender<()>, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        (Arc::new(Upload::default()), tx, rx)
+    }
+
+    /// Whether the gateway is waiting on the client for the next piece of the body.
+    pub fn waiting_on_client(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Why the client's body failed, if it did.
+    pub fn failed(&self) -> Option<&BodyLimit> {
+        self.failed.get()
+    }
+}
+
+/// A request body held to `limits:` as it streams: an idle limit, a minimum rate (see
+/// [`super::pace`]) and a size cap. Any failure of the client's body — a limit, broken
+/// chunk framing, a connection closed early — is a [`BodyLimit`], noted in the
+/// [`Upload`] watch, so it is answered and recorded as the client's (408, 413, 400;
+/// `aborted`), never as the upstream's. Trailers are dropped: a client can't smuggle
+/// credentials, tags or framing after the body.
+pub type Limited<B> = Hooked<B, BodyGuard>;
+
+/// The hook of [`Limited`]: the pace, the bytes seen against the cap, the watch.
+pub struct BodyGuard {
+    pace: Pace,
+    max: u64,
+    seen: u64,
+    upload: Arc<Upload>,
+    ended: Option<oneshot::Sender<()>>,
+}
+
+/// The pace a request body is held to.
+pub fn body_pace(limits: &Limits) -> PaceLimits {
+    PaceLimits {
+        idle: Duration::from_secs(limits.body_timeout_secs.max(1)),
+        min_rate: limits.body_min_bytes_per_sec,
+        window: Duration::from_secs(limits.body_rate_window_secs.max(1)),
+        grace: Duration::from_secs(limits.body_rate_grace_secs),
+    }
+}
+
+impl<B: http_body::Body> Limited<B> {
+    /// A guarded body nobody watches.
     pub fn new(inner: B, limits: &Limits) -> Self {
+        let (upload, ended, _) = Upload::watch();
+        Self::watched(inner, limits, upload, ended)
+    }
+
+    /// A guarded body reporting to `upload`; `ended` fires when it ends (at once if it is
+    /// empty).
+    pub fn watched(
+        inner: B,
+        limits: &Limits,
+        upload: Arc<Upload>,
+        ended: oneshot::Sender<()>,
+    ) -> Self {
+        let ended = if inner.is_end_stream() {
+            let _ = ended.send(());
+            None
+        } else {
+            Some(ended)
+        };
         Hooked::with_hook(
             inner,
             BodyGuard {
-                idle: Duration::from_secs(limits.body_timeout_secs.max(1)),
-                sleep: None,
+                pace: Pace::new(body_pace(limits)),
                 max: limits.max_body_bytes,
                 seen: 0,
+                upload,
+                ended,
             },
         )
+    }
+}
+
+impl BodyGuard {
+    fn fail(&mut self, b: BodyLimit) -> BoxError {
+        let _ = self.upload.failed.set(b.clone());
+        Box::new(b)
     }
 }
 
@@ -272,25 +353,43 @@ impl Hook for BodyGuard {
     const KEEP_TRAILERS: bool = false;
 
     fn on_frame(&mut self, frame: &Frame<Bytes>) -> Result<(), BoxError> {
-        self.sleep = None;
-        if let Some(d) = frame.data_ref() {
-            self.seen = self.seen.saturating_add(d.len() as u64);
-            if self.seen > self.max {
-                return Err(Box::new(BodyLimit::TooLarge(self.max)));
-            }
+        self.upload.waiting.store(false, Ordering::Relaxed);
+        let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+        if let Err(s) = self.pace.on_data(n) {
+            return Err(self.fail(stalled(s)));
+        }
+        self.seen = self.seen.saturating_add(n);
+        if self.seen > self.max {
+            return Err(self.fail(BodyLimit::TooLarge(self.max)));
         }
         Ok(())
     }
 
     fn on_pending(&mut self, cx: &mut Context<'_>) -> Result<(), BoxError> {
-        let idle = self.idle;
-        let sleep = self
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
-        match sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Err(Box::new(BodyLimit::Timeout(idle.as_secs()))),
-            Poll::Pending => Ok(()),
+        self.upload.waiting.store(true, Ordering::Relaxed);
+        match self.pace.on_pending(cx) {
+            Ok(()) => Ok(()),
+            Err(s) => Err(self.fail(stalled(s))),
         }
+    }
+
+    fn map_error(&mut self, e: BoxError) -> BoxError {
+        self.upload.waiting.store(false, Ordering::Relaxed);
+        self.fail(BodyLimit::Broken(e.to_string()))
+    }
+
+    fn on_end(&mut self) {
+        self.upload.waiting.store(false, Ordering::Relaxed);
+        if let Some(tx) = self.ended.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn stalled(s: Stall) -> BodyLimit {
+    match s {
+        Stall::Idle(d) => BodyLimit::Timeout(d.as_secs()),
+        slow @ Stall::Slow { .. } => BodyLimit::TooSlow(slow.to_string()),
     }
 }
 
@@ -458,6 +557,40 @@ mod tests {
         let got = Limited::new(s, &Limits::default()).collect().await.unwrap();
         assert!(got.trailers().is_none());
         assert_eq!(got.to_bytes().as_ref(), b"ab");
+    }
+
+    #[tokio::test]
+    async fn a_broken_body_is_the_clients_failure_and_the_end_is_signalled() {
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"ab"))),
+            Err("invalid chunk size".into()),
+        ];
+        let (upload, ended, mut rx) = Upload::watch();
+        let b = Limited::watched(
+            StreamBody::new(futures_util::stream::iter(frames)),
+            &Limits::default(),
+            upload.clone(),
+            ended,
+        );
+        let e = b.collect().await.unwrap_err();
+        assert!(matches!(
+            BodyLimit::find(e.as_ref()),
+            Some(BodyLimit::Broken(_))
+        ));
+        assert_eq!(upload.failed().unwrap().kind(), Kind::BadRequest);
+        // Dropped without an end: the receiver sees the sender go.
+        assert!(rx.try_recv().is_err());
+
+        let (upload, ended, rx) = Upload::watch();
+        let b = Limited::watched(
+            Full::new(Bytes::from_static(b"whole")),
+            &Limits::default(),
+            upload.clone(),
+            ended,
+        );
+        assert_eq!(b.collect().await.unwrap().to_bytes().as_ref(), b"whole");
+        assert!(rx.await.is_ok());
+        assert!(upload.failed().is_none());
     }
 
     #[tokio::test]

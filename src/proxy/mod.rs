@@ -16,6 +16,7 @@ pub mod filestore;
 mod forward;
 pub mod guard;
 pub mod headers;
+pub mod pace;
 mod response;
 pub mod server;
 pub mod sigv4;
@@ -269,9 +270,15 @@ impl Gateway {
             Err(failure) => {
                 let detail = failure.detail();
                 tracing::warn!(request_id = %a.request_id, upstream = %up.name, error = %detail, "upstream failed");
+                // A client whose body stalled, trickled or broke ended the transfer itself.
+                let outcome = if failure.is_client() {
+                    crate::audit::Outcome::Aborted
+                } else {
+                    crate::audit::Outcome::UpstreamError
+                };
                 let ended = Ended {
                     problem: Problem::from((up.name.as_str(), &failure)),
-                    outcome: crate::audit::Outcome::UpstreamError,
+                    outcome,
                     detail: detail.into(),
                 };
                 let mut resp = ended.answer(completion, &a.request_id, a.is_head());
