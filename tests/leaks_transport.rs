@@ -513,7 +513,7 @@ async fn redirects_that_leave_the_origin_are_refused() {
         ..Options::default()
     });
     let t = gw.token("alice", "acme-de", "DE", "analytics");
-    for i in 0..REDIRECTS.len() {
+    for (i, up) in ups.iter().enumerate() {
         let r = raw::tls(
             &gw,
             format!(
@@ -541,7 +541,7 @@ async fn redirects_that_leave_the_origin_are_refused() {
         assert_eq!(c["status"], 502, "r{i}: {c}");
         assert_eq!(c["outcome"], "upstream-error", "r{i}: {c}");
         assert_eq!(c["bytes_out"], 0, "r{i}: {c}");
-        assert_eq!(ups[i].count(), 1, "r{i}");
+        assert_eq!(up.count(), 1, "r{i}");
     }
 }
 
@@ -645,4 +645,64 @@ async fn malformed_hosts_are_refused_on_http1_and_h2() {
     task.abort();
     assert_eq!(up.count(), 4, "nothing more reached the upstream");
     assert_eq!(up.count(), allows(&gw, "mirror"));
+}
+
+/// Item 8: a raw `#` in an HTTP/1.1 request target, which the HTTP parser would strip, is
+/// refused with a 400 problem and its deny record — also after a request with a body on
+/// the same connection, and when pipelined — and nothing of it reaches the upstream; the
+/// connection is closed after the refusal. `%23` is an ordinary (refused-as-ambiguous)
+/// path byte, and a `#` in a header value is nothing special.
+#[tokio::test]
+async fn a_raw_fragment_in_the_request_target_is_refused() {
+    let up = Upstream::start(receipt()).await;
+    let gw = Gateway::start(mirror(&up.url(), 5, ""));
+    let t = gw.token("alice", "acme-de", "DE", "analytics");
+    let get = |target: &str, close: bool| {
+        format!(
+            "GET {target} HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {t}\r\nx-note: a#b\r\n{}\r\n",
+            if close { "connection: close\r\n" } else { "" }
+        )
+    };
+    // Alone.
+    let r = raw::tls(&gw, get("/mirror/eu-customers/a#/../../x", true).as_bytes()).await;
+    assert_eq!(r.status(), 400, "{}", r.text());
+    assert_eq!(problem_type(&r), "urn:bordergate:problem:bad-path");
+    assert!(r.text().contains("raw `#`"), "{}", r.text());
+    let d = decision_of(&gw, &r);
+    assert_eq!(d["decision"], "deny");
+    assert_eq!(d["status"], 400);
+    assert_eq!(up.requests().len(), 0);
+
+    // After an upload on the same connection, whose body looks like a request line with
+    // a `#`: the body is skipped, the real second request is refused, a third is not
+    // served (the connection closes after the refusal).
+    let body = "GET /x#y HTTP/1.1\r\n\r\n";
+    let upload = format!(
+        "PUT /mirror/eu-customers/u HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {t}\r\nbordergate-lineage: public-wiki\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let pipelined = format!(
+        "{upload}{}{}",
+        get("/mirror/eu-customers/b#c", false),
+        get("/mirror/eu-customers/c", true)
+    );
+    let r = raw::tls(&gw, pipelined.as_bytes()).await;
+    assert_eq!(r.statuses(), vec![200, 400], "{}", r.text());
+    let seen = up.requests();
+    assert_eq!(seen.len(), 1, "only the upload was forwarded");
+    assert_eq!(seen[0].method, "PUT");
+    assert_eq!(seen[0].body.as_ref(), body.as_bytes());
+    assert_eq!(seen.len(), allows(&gw, "mirror"));
+    // The refusal was recorded like any other malformed request.
+    let denies = gw
+        .records()
+        .iter()
+        .filter(|r| r["kind"] == "decision" && r["decision"] == "deny" && r["status"] == 400)
+        .count();
+    assert_eq!(denies, 2);
+
+    // Without a `#`, the same requests are served.
+    let r = raw::tls(&gw, get("/mirror/eu-customers/a", true).as_bytes()).await;
+    assert_eq!(r.status(), 200, "{}", r.text());
+    assert_eq!(up.requests().len(), allows(&gw, "mirror"));
 }

@@ -17,6 +17,7 @@ mod forward;
 pub mod guard;
 pub mod headers;
 pub mod pace;
+pub mod rawline;
 mod response;
 pub mod server;
 pub mod sigv4;
