@@ -706,3 +706,75 @@ async fn a_raw_fragment_in_the_request_target_is_refused() {
     assert_eq!(r.status(), 200, "{}", r.text());
     assert_eq!(up.requests().len(), allows(&gw, "mirror"));
 }
+
+/// Item 5, the response direction: a client that stops taking a download, or takes a
+/// trickle of it, is cut by `send_timeout_secs` / `send_min_bytes_per_sec` (only time the
+/// gateway waits on the client counts) and the transfer is recorded `aborted`.
+#[tokio::test]
+async fn a_client_that_stops_reading_or_reads_a_trickle_is_cut() {
+    let gw = Gateway::start(Options {
+        limits: "  send_timeout_secs: 2\n  send_min_bytes_per_sec: 100000\n  body_rate_window_secs: 1\n  body_rate_grace_secs: 1\n".into(),
+        ..Options::default()
+    });
+    let t = gw.token("alice", "acme-de", "DE", "analytics");
+    let big: u64 = 256 << 20;
+    let f = std::fs::File::create(gw.store.join("datasets/eu-customers/huge.bin")).unwrap();
+    f.set_len(big).unwrap();
+    for trickle in [false, true] {
+        let cfg = raw::tls_config(&gw, None, &[&rustls::version::TLS13], &[b"http/1.1"]);
+        let mut s = raw::tls_connect(&gw, cfg).await.unwrap();
+        s.write_all(
+            format!(
+                "GET /datasets/eu-customers/huge.bin HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {t}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let started = Instant::now();
+        let mut head = vec![0u8; 1024];
+        let n = s.read(&mut head).await.unwrap();
+        let id = RawResponse {
+            bytes: head[..n].to_vec(),
+        }
+        .request_id()
+        .unwrap();
+        let mut got = n as u64;
+        let mut buf = vec![0u8; 512];
+        // Reads 512 bytes per 500 ms (the TLS layer beneath takes at most a record of 16 KiB
+        // per read: ≤ 32 KB/s), or nothing at all, until the gateway gives up.
+        let ended = loop {
+            if started.elapsed() > Duration::from_secs(60) {
+                break false;
+            }
+            // The client's own buffers hold megabytes after the cut: the record says it.
+            if gw
+                .records()
+                .iter()
+                .any(|r| r["kind"] == "completion" && r["request_id"] == id.as_str())
+            {
+                break true;
+            }
+            if !trickle {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break true,
+                Ok(Ok(n)) => got += n as u64,
+                Err(_) => break true,
+            }
+        };
+        assert!(ended, "trickle={trickle}: never cut");
+        let c = gw.completion(&id).await;
+        assert_eq!(c["outcome"], "aborted", "trickle={trickle}: {c}");
+        assert!(c["bytes_out"].as_u64().unwrap() < big, "{c}");
+        assert!(got < big);
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "trickle={trickle}: cut after {:?}",
+            started.elapsed()
+        );
+    }
+}

@@ -368,6 +368,15 @@ pub struct Limits {
     /// Waiting time at the start of a request body during which its rate is not checked.
     #[serde(default = "default_body_rate_window")]
     pub body_rate_grace_secs: u64,
+    /// Seconds a client may take none of a response the gateway is sending it (the
+    /// connection is closed after).
+    #[serde(default = "default_send_timeout")]
+    pub send_timeout_secs: u64,
+    /// Minimum rate at which a client takes a response, in bytes per second, averaged
+    /// over `body_rate_window_secs` after `body_rate_grace_secs`, counting only time the
+    /// gateway waits on the client; slower, the connection is closed. 0 turns it off.
+    #[serde(default = "default_body_min_rate")]
+    pub send_min_bytes_per_sec: u64,
     /// Largest request body, in bytes (413 above).
     #[serde(default = "default_max_body")]
     pub max_body_bytes: u64,
@@ -400,6 +409,9 @@ fn default_body_min_rate() -> u64 {
 fn default_body_rate_window() -> u64 {
     10
 }
+fn default_send_timeout() -> u64 {
+    60
+}
 fn default_max_body() -> u64 {
     64 << 30
 }
@@ -423,6 +435,8 @@ impl Default for Limits {
             body_min_bytes_per_sec: default_body_min_rate(),
             body_rate_window_secs: default_body_rate_window(),
             body_rate_grace_secs: default_body_rate_window(),
+            send_timeout_secs: default_send_timeout(),
+            send_min_bytes_per_sec: default_body_min_rate(),
             max_body_bytes: default_max_body(),
             max_header_bytes: default_max_header_bytes(),
             max_headers: default_max_headers(),

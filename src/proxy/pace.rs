@@ -68,7 +68,10 @@ pub struct Pace {
     graced: bool,
     window_waited: Duration,
     window_bytes: u64,
+    /// The timer, kept across waits (reset, not reallocated).
     sleep: Option<Pin<Box<Sleep>>>,
+    /// Whether `sleep` is set for the current wait.
+    armed: bool,
 }
 
 impl Pace {
@@ -86,6 +89,7 @@ impl Pace {
             window_waited: Duration::ZERO,
             window_bytes: 0,
             sleep: None,
+            armed: false,
         }
     }
 
@@ -96,7 +100,7 @@ impl Pace {
 
     /// `n` bytes arrived.
     pub fn on_data(&mut self, n: u64) -> Result<(), Stall> {
-        self.sleep = None;
+        self.armed = false;
         self.idle_since = None;
         if let Some(p) = self.pending_since.take() {
             self.commit(Instant::now().saturating_duration_since(p));
@@ -118,14 +122,21 @@ impl Pace {
         // Each round commits the wait so far and moves the deadline forward; a few rounds
         // at most (a window and the idle limit can fall due together).
         for _ in 0..4 {
-            let deadline = self.deadline();
-            let sleep = self
-                .sleep
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            if !self.armed {
+                let deadline = self.deadline();
+                match &mut self.sleep {
+                    Some(s) => s.as_mut().reset(deadline),
+                    None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                }
+                self.armed = true;
+            }
+            let Some(sleep) = self.sleep.as_mut() else {
+                return Ok(());
+            };
             if sleep.as_mut().poll(cx) == Poll::Pending {
                 return Ok(());
             }
-            self.sleep = None;
+            self.armed = false;
             self.check(Instant::now())?;
         }
         Ok(())

@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use super::Gateway;
+use super::pace::{Pace, PaceLimits};
 use super::rawline::{Flags, LineScan};
 use crate::audit::{Record, record::EventRecord};
 use crate::net::{Peer, Serve};
@@ -57,6 +58,12 @@ pub async fn serve(
         refused: refused.clone(),
         first_byte: header_timeout,
         max_line: limits.max_header_bytes.max(8192),
+        send: PaceLimits {
+            idle: Duration::from_secs(limits.send_timeout_secs.max(1)),
+            min_rate: limits.send_min_bytes_per_sec,
+            window: Duration::from_secs(limits.body_rate_window_secs.max(1)),
+            grace: Duration::from_secs(limits.body_rate_grace_secs),
+        },
     });
     crate::net::serve("proxy", listener, tls, conns, grace, shutdown).await;
     flusher.abort();
@@ -75,6 +82,8 @@ struct Connections {
     /// The longest HTTP/1 line the raw request-line scanner follows (the HTTP layer's
     /// buffer).
     max_line: usize,
+    /// The pace a client must take responses at.
+    send: PaceLimits,
 }
 
 impl Serve for Connections {
@@ -82,7 +91,7 @@ impl Serve for Connections {
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (io, heard, mut returned, flags) = Watched::new(io, self.max_line);
+        let (io, heard, mut returned, flags) = Watched::new(io, self.max_line, self.send);
         let Peer { addr, proto, cert } = peer;
         let gw = self.gateway.clone();
         let served = Arc::new(AtomicU64::new(0));
@@ -206,6 +215,9 @@ struct Watched<I> {
     back: Option<oneshot::Sender<Returned<I>>>,
     /// The raw HTTP/1 request lines (see [`super::rawline`]).
     scan: LineScan,
+    /// The pace at which the client takes what is written to it: a client that stops
+    /// reading, or reads a trickle, fails the write and the connection closes.
+    send: Pace,
 }
 
 /// The IO of a dropped [`Watched`], and whether a request head was arriving unanswered.
@@ -220,6 +232,7 @@ impl<I> Watched<I> {
     fn new(
         io: I,
         max_line: usize,
+        send: PaceLimits,
     ) -> (
         Self,
         Arc<AtomicBool>,
@@ -235,6 +248,7 @@ impl<I> Watched<I> {
             heard: heard.clone(),
             back: Some(tx),
             scan,
+            send: Pace::new(send),
         };
         (w, heard, rx, flags)
     }
@@ -280,6 +294,30 @@ impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
     }
 }
 
+impl<I> Watched<I> {
+    /// Holds a write's outcome to the send pace: bytes taken count, a wait on the client
+    /// is timed, and a broken limit fails the write.
+    fn paced<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<std::io::Result<T>>,
+        taken: impl Fn(&T) -> u64,
+    ) -> Poll<std::io::Result<T>> {
+        let stall = match &r {
+            Poll::Ready(Ok(t)) => self.send.on_data(taken(t)).err(),
+            Poll::Ready(Err(_)) => None,
+            Poll::Pending => self.send.on_pending(cx).err(),
+        };
+        match stall {
+            None => r,
+            Some(s) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the client is not taking the response: {s}"),
+            ))),
+        }
+    }
+}
+
 impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
     fn poll_write(
         mut self: Pin<&mut Self>,
@@ -287,11 +325,13 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         self.unanswered = false;
-        self.io()?.poll_write(cx, data)
+        let r = self.io()?.poll_write(cx, data);
+        self.paced(cx, r, |n| *n as u64)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.io()?.poll_flush(cx)
+        let r = self.io()?.poll_flush(cx);
+        self.paced(cx, r, |()| 0)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -304,7 +344,8 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         self.unanswered = false;
-        self.io()?.poll_write_vectored(cx, bufs)
+        let r = self.io()?.poll_write_vectored(cx, bufs);
+        self.paced(cx, r, |n| *n as u64)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -325,10 +366,19 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, duplex};
 
+    fn test_pace() -> PaceLimits {
+        PaceLimits {
+            idle: Duration::from_secs(60),
+            min_rate: 0,
+            window: Duration::from_secs(10),
+            grace: Duration::from_secs(10),
+        }
+    }
+
     #[tokio::test]
     async fn the_io_comes_back_on_drop_with_an_unanswered_head() {
         let (client, server) = duplex(1024);
-        let (mut w, heard, mut back, _) = Watched::new(server, 8192);
+        let (mut w, heard, mut back, _) = Watched::new(server, 8192, test_pace());
         let mut client = client;
         client.write_all(b"GET / HT").await.unwrap();
         let mut buf = [0u8; 16];
@@ -352,7 +402,7 @@ mod tests {
     #[tokio::test]
     async fn a_write_answers_what_was_read() {
         let (mut client, server) = duplex(1024);
-        let (mut w, heard, mut back, _) = Watched::new(server, 8192);
+        let (mut w, heard, mut back, _) = Watched::new(server, 8192, test_pace());
         client.write_all(b"ping").await.unwrap();
         let mut buf = [0u8; 4];
         w.read_exact(&mut buf).await.unwrap();
@@ -365,7 +415,7 @@ mod tests {
     #[tokio::test]
     async fn silence_is_noticed_only_when_nothing_was_read() {
         let (_client, server) = duplex(1024);
-        let (_w, heard, _back, _) = Watched::new(server, 8192);
+        let (_w, heard, _back, _) = Watched::new(server, 8192, test_pace());
         let within = Duration::from_millis(50);
         assert!(
             tokio::time::timeout(Duration::from_millis(500), silent_for(&heard, within))
