@@ -270,7 +270,11 @@ impl Gateway {
             Ok(r) => r,
             Err(failure) => {
                 let detail = failure.detail();
-                tracing::warn!(request_id = %a.request_id, upstream = %up.name, error = %detail, "upstream failed");
+                if failure.is_client() {
+                    tracing::info!(request_id = %a.request_id, upstream = %up.name, error = %detail, "client's request body failed");
+                } else {
+                    tracing::warn!(request_id = %a.request_id, upstream = %up.name, error = %detail, "upstream failed");
+                }
                 // A client whose body stalled, trickled or broke ended the transfer itself.
                 let outcome = if failure.is_client() {
                     crate::audit::Outcome::Aborted
