@@ -463,6 +463,10 @@ impl From<(&str, &UpstreamFailure)> for Problem {
                 Kind::GatewayTimeout,
                 format!("upstream `{upstream}` did not answer in time"),
             ),
+            UpstreamFailure::Stalled(s) => Problem::new(
+                Kind::GatewayTimeout,
+                format!("upstream `{upstream}` took none of the request body for {s} s"),
+            ),
             UpstreamFailure::Unreachable(_) => Problem::new(
                 Kind::BadGateway,
                 format!("upstream `{upstream}` could not be reached"),

@@ -227,9 +227,24 @@ pub struct UpstreamConfig {
     pub client_cert: Option<PathBuf>,
     #[serde(default)]
     pub client_key: Option<PathBuf>,
-    /// Seconds to wait for the upstream's response head.
+    /// Seconds to wait for the upstream's response head once the request is sent in full
+    /// (its head and all of its body): the time an upload takes to stream is not counted.
     #[serde(default = "default_upstream_timeout")]
     pub timeout_secs: u64,
+    /// Seconds to wait for a connection to an http(s) upstream (default: `timeout_secs`,
+    /// at most 10).
+    #[serde(default)]
+    pub connect_timeout_secs: Option<u64>,
+    /// Longest pause the upstream may make in either direction, in seconds: not taking
+    /// any of an upload it is being sent, or not sending the next piece of its response
+    /// body (504 before the response head; the transfer is cut after it).
+    #[serde(default = "default_upstream_idle")]
+    pub idle_timeout_secs: u64,
+    /// Minimum rate of the upstream's response body, in bytes per second averaged over
+    /// 10-second windows after a 10-second grace period, counting only time spent waiting
+    /// on the upstream (a slow client does not count against it); 0 turns it off.
+    #[serde(default)]
+    pub min_bytes_per_sec: u64,
     /// Origins (`https://host[:port]`) a redirect from this upstream may lead to. The
     /// gateway follows such redirects itself (GET and HEAD, same data, no new decision)
     /// and streams the result; a redirect to any other host is refused.
@@ -255,6 +270,9 @@ pub struct S3Config {
 
 fn default_upstream_timeout() -> u64 {
     30
+}
+fn default_upstream_idle() -> u64 {
+    60
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -425,6 +443,27 @@ pub struct Limits {
     /// Seconds a client may pause between two pieces of a request body (408 after).
     #[serde(default = "default_body_timeout")]
     pub body_timeout_secs: u64,
+    /// Minimum rate of a request body, in bytes per second averaged over
+    /// `body_rate_window_secs`, after `body_rate_grace_secs` (408 below); only time the
+    /// gateway spends waiting on the client counts, never time the upstream takes to read
+    /// it. 0 turns it off.
+    #[serde(default = "default_body_min_rate")]
+    pub body_min_bytes_per_sec: u64,
+    /// The window the request-body rate is averaged over, in seconds.
+    #[serde(default = "default_body_rate_window")]
+    pub body_rate_window_secs: u64,
+    /// Waiting time at the start of a request body during which its rate is not checked.
+    #[serde(default = "default_body_rate_window")]
+    pub body_rate_grace_secs: u64,
+    /// Seconds a client may take none of a response the gateway is sending it (the
+    /// connection is closed after).
+    #[serde(default = "default_send_timeout")]
+    pub send_timeout_secs: u64,
+    /// Minimum rate at which a client takes a response, in bytes per second, averaged
+    /// over `body_rate_window_secs` after `body_rate_grace_secs`, counting only time the
+    /// gateway waits on the client; slower, the connection is closed. 0 turns it off.
+    #[serde(default = "default_body_min_rate")]
+    pub send_min_bytes_per_sec: u64,
     /// Largest request body, in bytes (413 above).
     #[serde(default = "default_max_body")]
     pub max_body_bytes: u64,
@@ -451,6 +490,15 @@ fn default_max_token() -> usize {
 fn default_body_timeout() -> u64 {
     30
 }
+fn default_body_min_rate() -> u64 {
+    500
+}
+fn default_body_rate_window() -> u64 {
+    10
+}
+fn default_send_timeout() -> u64 {
+    60
+}
 fn default_max_body() -> u64 {
     64 << 30
 }
@@ -471,6 +519,11 @@ impl Default for Limits {
             max_uri_bytes: default_max_uri(),
             max_token_bytes: default_max_token(),
             body_timeout_secs: default_body_timeout(),
+            body_min_bytes_per_sec: default_body_min_rate(),
+            body_rate_window_secs: default_body_rate_window(),
+            body_rate_grace_secs: default_body_rate_window(),
+            send_timeout_secs: default_send_timeout(),
+            send_min_bytes_per_sec: default_body_min_rate(),
             max_body_bytes: default_max_body(),
             max_header_bytes: default_max_header_bytes(),
             max_headers: default_max_headers(),

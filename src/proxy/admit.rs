@@ -27,6 +27,23 @@ pub(super) fn admit(
             "absolute-form request targets are not accepted",
         ));
     }
+    // What the HTTP parser dropped from the raw request line (see `super::rawline`).
+    match parts.extensions.get::<super::rawline::RawTarget>() {
+        Some(super::rawline::RawTarget::Fragment) => {
+            return Err(Problem::new(
+                Kind::BadPath,
+                "the request target holds a raw `#`: a fragment is not part of a request \
+                 target (RFC 9112 §3.2); percent-encode it as `%23`",
+            ));
+        }
+        Some(super::rawline::RawTarget::Unchecked) => {
+            return Err(Problem::new(
+                Kind::BadRequest,
+                "the connection's earlier bytes could not be followed as HTTP/1.1 framing",
+            ));
+        }
+        None => {}
+    }
     let target_len = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
     if target_len > limits.max_uri_bytes {
         return Err(Problem::new(

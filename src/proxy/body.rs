@@ -29,6 +29,11 @@ pub trait Hook {
     /// The inner body failed; `e` is yielded after this.
     fn on_error(&mut self, _e: &BoxError) {}
 
+    /// The error yielded for a failure of the inner body (after [`Hook::on_error`]).
+    fn map_error(&mut self, e: BoxError) -> BoxError {
+        e
+    }
+
     /// The body ended: the inner body yielded its end, or said after a frame that it is
     /// done (a body may never be polled for its end). Called at most once.
     fn on_end(&mut self) {}
@@ -88,7 +93,7 @@ where
                 Poll::Ready(Some(Err(e))) => {
                     let e: BoxError = e.into();
                     this.hook.on_error(&e);
-                    return Poll::Ready(Some(Err(e)));
+                    return Poll::Ready(Some(Err(this.hook.map_error(e))));
                 }
                 Poll::Ready(None) => {
                     this.end();

@@ -15,11 +15,11 @@ use std::path::{Component, Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::Stream;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 use http_body::{Body, Frame};
-use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use http_body_util::{BodyExt, Empty, Full};
 use tokio::fs::{self, File};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
@@ -212,9 +212,11 @@ impl FileStore {
             if start > 0 {
                 file.seek(SeekFrom::Start(start)).await.map_err(io_status)?;
             }
-            let stream = ReaderStream::with_capacity(file.take(count), CHUNK)
-                .map(|chunk| chunk.map(Frame::data).map_err(BoxError::from));
-            BodyExt::boxed(StreamBody::new(stream))
+            FileBody {
+                stream: ReaderStream::with_capacity(file.take(count), CHUNK),
+                remaining: count,
+            }
+            .boxed()
         };
         let mut resp = Response::new(body);
         *resp.status_mut() = status;
@@ -484,6 +486,49 @@ fn write_status(e: io::Error) -> StatusCode {
             tracing::warn!(error = %e, "file store write failed");
             StatusCode::INTERNAL_SERVER_ERROR
         }
+    }
+}
+
+/// A file's bytes from `start`, `count` long, streamed in chunks. It knows how much is
+/// left, so the last chunk says the body is complete: HTTP/1.1 stops polling a body once
+/// its `content-length` is written, and without this the transfer would be recorded as
+/// aborted although every byte was delivered. A file that ends early is an error, never
+/// a short body that looks complete.
+struct FileBody {
+    stream: ReaderStream<tokio::io::Take<File>>,
+    remaining: u64,
+}
+
+impl Body for FileBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        match std::pin::Pin::new(&mut self.stream).poll_next(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(chunk))) => {
+                let n = chunk.len() as u64;
+                self.remaining = self.remaining.saturating_sub(n);
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(None) => Poll::Ready(Some(Err("the file shrank while it was read".into()))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
     }
 }
 

@@ -12,7 +12,7 @@ use http_body::Body;
 use http_body_util::{BodyExt, Either};
 
 use super::body::Counted;
-use super::upstream::{Target, Upstream, UpstreamFailure};
+use super::upstream::{Sending, Target, Upstream, UpstreamFailure};
 use super::{BoxError, ResBody, guard, headers};
 use crate::catalog::path::NormalizedPath;
 use crate::config::{Limits, TagHeaders};
@@ -47,22 +47,29 @@ where
     B: Body<Data = Bytes> + Send + Sync + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
-    let limited = guard::Limited::new(body, f.limits);
+    let (upload, ended, ended_rx) = guard::Upload::watch();
+    let limited = guard::Limited::watched(body, f.limits, upload.clone(), ended);
     let body = if expect.is_empty() {
         Either::Right(limited)
     } else {
         Either::Left(Verified::with(limited, expect))
     };
-    let body = Counted::new(body, bytes_in);
+    let body = Counted::new(body, bytes_in.clone());
     match &f.upstream.target {
-        Target::File(store) => Ok(store
-            .answer(&parts.method, &f.path.decoded, &parts.headers, body)
-            .await
-            .unwrap_or_else(|e| {
+        Target::File(store) => {
+            let answer = store
+                .answer(&parts.method, &f.path.decoded, &parts.headers, body)
+                .await;
+            // The client's body failed: the client's failure, whatever the store made of it.
+            if let Some(b) = upload.failed() {
+                return Err(UpstreamFailure::client(b));
+            }
+            Ok(answer.unwrap_or_else(|e| {
                 Problem::from(e)
                     .for_request(f.request_id)
                     .into_response(parts.method == http::Method::HEAD)
-            })),
+            }))
+        }
         Target::Http { .. } => {
             let mut req = Request::new(body.boxed());
             *req.method_mut() = parts.method.clone();
@@ -82,12 +89,20 @@ where
             {
                 req.headers_mut().insert("x-client-request-id", v);
             }
-            let resp = f.upstream.send_http(req, f.path_and_query).await?;
+            let sending = Sending {
+                upload,
+                ended: ended_rx,
+                bytes: bytes_in,
+            };
+            let resp = f
+                .upstream
+                .send_http(req, f.path_and_query, Some(sending))
+                .await?;
             let resp = f
                 .upstream
                 .follow_redirects(resp, &parts.method, &parts.headers)
                 .await?;
-            Ok(resp.map(super::upstream::boxed_incoming))
+            Ok(resp.map(|b| f.upstream.response_body(b)))
         }
     }
 }

@@ -1,16 +1,20 @@
 //! Request-head guards and request-body limits: ambiguity and resource checks that run
-//! before a request is decided, and the body wrapper that enforces `limits:` while it streams.
+//! before a request is decided, and the body wrapper that enforces `limits:` while it
+//! streams and tells the forward phase how the client's body went.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::Context;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Version, header, request::Parts};
 use http_body::Frame;
+use tokio::sync::oneshot;
 
 use super::BoxError;
 use super::body::{Hook, Hooked};
+use super::pace::{Pace, PaceLimits, Stall};
 use crate::config::Limits;
 use crate::respond::Kind;
 
@@ -39,18 +43,37 @@ pub fn check_head(parts: &Parts, limits: &Limits) -> Result<(), Refusal> {
     if hosts.next().is_some() {
         return Err(refuse(Kind::BadRequest, "more than one `host` header"));
     }
+    if let Some(h) = host
+        && !valid_host(h.as_bytes())
+    {
+        return Err(refuse(
+            Kind::BadRequest,
+            "`host` is not a host[:port] (RFC 3986 reg-name, IPv4 or [IPv6])",
+        ));
+    }
+    if let Some(a) = parts.uri.authority()
+        && !valid_host(a.as_str().as_bytes())
+    {
+        return Err(refuse(
+            Kind::BadRequest,
+            "the request's authority is not a host[:port] (no userinfo)",
+        ));
+    }
     match parts.version {
         Version::HTTP_11 if host.is_none() => {
             return Err(refuse(Kind::BadRequest, "HTTP/1.1 request without `host`"));
         }
-        Version::HTTP_2 | Version::HTTP_3 => {
-            if let (Some(h), Some(a)) = (host, parts.uri.authority())
-                && !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes())
-            {
-                return Err(refuse(Kind::BadRequest, "`host` differs from `:authority`"));
-            }
-        }
         _ => {}
+    }
+    // The authority of the target (HTTP/2 `:authority`; HTTP/1 absolute-form is refused
+    // before this) and `Host` name one host, or the request is ambiguous.
+    if let (Some(h), Some(a)) = (host, parts.uri.authority())
+        && !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes())
+    {
+        return Err(refuse(
+            Kind::BadRequest,
+            "`host` differs from the request's authority (`:authority`)",
+        ));
     }
     // A body on GET/HEAD is what CL.0 desync rides on: a backend that ignores it reads
     // the body as the next request. Refused, never forwarded.
@@ -106,20 +129,114 @@ pub fn check_head(parts: &Parts, limits: &Limits) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// A request body broke a limit while streaming.
-#[derive(Debug, thiserror::Error)]
+/// Whether `v` is a `host [ ":" port ]` as RFC 9110 §7.2 and RFC 3986 §3.2.2 define it:
+/// a reg-name (unreserved, percent-encoded or sub-delim characters, not empty), an IPv4
+/// address (a reg-name by its characters) or an IPv6 literal in brackets; the port, when
+/// present, 1 to 5 digits up to 65535. IPvFuture literals, userinfo, an empty host and an
+/// empty port are refused: no client of a gateway needs them, and each is a way to make
+/// two parsers see two hosts.
+pub fn valid_host(v: &[u8]) -> bool {
+    let port = if let Some(rest) = v.strip_prefix(b"[") {
+        let Some(end) = rest.iter().position(|b| *b == b']') else {
+            return false;
+        };
+        let literal = &rest[..end];
+        let ok = std::str::from_utf8(literal)
+            .ok()
+            .is_some_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok());
+        if !ok {
+            return false;
+        }
+        match &rest[end + 1..] {
+            [] => None,
+            [b':', port @ ..] => Some(port),
+            _ => return false,
+        }
+    } else {
+        let (host, port) = match v.iter().rposition(|b| *b == b':') {
+            Some(i) => (&v[..i], Some(&v[i + 1..])),
+            None => (v, None),
+        };
+        if host.is_empty() || !reg_name(host) {
+            return false;
+        }
+        port
+    };
+    match port {
+        None => true,
+        Some(p) => {
+            !p.is_empty()
+                && p.len() <= 5
+                && p.iter().all(u8::is_ascii_digit)
+                && std::str::from_utf8(p)
+                    .ok()
+                    .and_then(|s| s.parse::<u32>().ok())
+                    .is_some_and(|n| n <= 65535)
+        }
+    }
+}
+
+/// RFC 3986 reg-name: `*( unreserved / pct-encoded / sub-delims )`.
+fn reg_name(h: &[u8]) -> bool {
+    let mut i = 0;
+    while i < h.len() {
+        let b = h[i];
+        if b == b'%' {
+            if !(h.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && h.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+            {
+                return false;
+            }
+            i += 3;
+            continue;
+        }
+        let ok = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            );
+        if !ok {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// A request body broke a limit, or could not be read, while streaming.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BodyLimit {
     #[error("request body stalled: nothing received for {0} s")]
     Timeout(u64),
+    #[error("request body too slow: {0}")]
+    TooSlow(String),
     #[error("request body is larger than the {0} bytes allowed")]
     TooLarge(u64),
+    /// The client's body broke off or its framing was broken (bad chunk sizes, a
+    /// connection closed before the declared length).
+    #[error("request body could not be read: {0}")]
+    Broken(String),
 }
 
 impl BodyLimit {
     pub fn kind(&self) -> Kind {
         match self {
-            BodyLimit::Timeout(_) => Kind::RequestTimeout,
+            BodyLimit::Timeout(_) | BodyLimit::TooSlow(_) => Kind::RequestTimeout,
             BodyLimit::TooLarge(_) => Kind::PayloadTooLarge,
+            BodyLimit::Broken(_) => Kind::BadRequest,
         }
     }
 
@@ -136,29 +253,99 @@ impl BodyLimit {
     }
 }
 
-/// A request body with an idle timeout between frames and a size cap. Trailers are
-/// dropped: a client can't smuggle credentials, tags or framing after the body.
-pub type Limited<B> = Hooked<B, BodyGuard>;
-
-/// The hook of [`Limited`]: the idle timer and the bytes seen against the cap.
-pub struct BodyGuard {
-    idle: Duration,
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-    max: u64,
-    seen: u64,
+/// What the forward phase learns of a request body while it streams to the upstream:
+/// whether the gateway is waiting on the client (so a stall is the client's, not the
+/// upstream's), and why the body failed, if it did. Shared by the body and the forward
+/// phase through atomics; nothing is locked.
+#[derive(Debug, Default)]
+pub struct Upload {
+    waiting: AtomicBool,
+    failed: OnceLock<BodyLimit>,
 }
 
-impl<B> Limited<B> {
+impl Upload {
+    /// A watch, and what resolves once the body ended (or was dropped).
+    pub fn watch() -> (Arc<Upload>, oneshot::Sender<()>, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        (Arc::new(Upload::default()), tx, rx)
+    }
+
+    /// Whether the gateway is waiting on the client for the next piece of the body.
+    pub fn waiting_on_client(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Why the client's body failed, if it did.
+    pub fn failed(&self) -> Option<&BodyLimit> {
+        self.failed.get()
+    }
+}
+
+/// A request body held to `limits:` as it streams: an idle limit, a minimum rate (see
+/// [`super::pace`]) and a size cap. Any failure of the client's body — a limit, broken
+/// chunk framing, a connection closed early — is a [`BodyLimit`], noted in the
+/// [`Upload`] watch, so it is answered and recorded as the client's (408, 413, 400;
+/// `aborted`), never as the upstream's. Trailers are dropped: a client can't smuggle
+/// credentials, tags or framing after the body.
+pub type Limited<B> = Hooked<B, BodyGuard>;
+
+/// The hook of [`Limited`]: the pace, the bytes seen against the cap, the watch.
+pub struct BodyGuard {
+    pace: Pace,
+    max: u64,
+    seen: u64,
+    upload: Arc<Upload>,
+    ended: Option<oneshot::Sender<()>>,
+}
+
+/// The pace a request body is held to.
+pub fn body_pace(limits: &Limits) -> PaceLimits {
+    PaceLimits {
+        idle: Duration::from_secs(limits.body_timeout_secs.max(1)),
+        min_rate: limits.body_min_bytes_per_sec,
+        window: Duration::from_secs(limits.body_rate_window_secs.max(1)),
+        grace: Duration::from_secs(limits.body_rate_grace_secs),
+    }
+}
+
+impl<B: http_body::Body> Limited<B> {
+    /// A guarded body nobody watches.
     pub fn new(inner: B, limits: &Limits) -> Self {
+        let (upload, ended, _) = Upload::watch();
+        Self::watched(inner, limits, upload, ended)
+    }
+
+    /// A guarded body reporting to `upload`; `ended` fires when it ends (at once if it is
+    /// empty).
+    pub fn watched(
+        inner: B,
+        limits: &Limits,
+        upload: Arc<Upload>,
+        ended: oneshot::Sender<()>,
+    ) -> Self {
+        let ended = if inner.is_end_stream() {
+            let _ = ended.send(());
+            None
+        } else {
+            Some(ended)
+        };
         Hooked::with_hook(
             inner,
             BodyGuard {
-                idle: Duration::from_secs(limits.body_timeout_secs.max(1)),
-                sleep: None,
+                pace: Pace::new(body_pace(limits)),
                 max: limits.max_body_bytes,
                 seen: 0,
+                upload,
+                ended,
             },
         )
+    }
+}
+
+impl BodyGuard {
+    fn fail(&mut self, b: BodyLimit) -> BoxError {
+        let _ = self.upload.failed.set(b.clone());
+        Box::new(b)
     }
 }
 
@@ -166,25 +353,43 @@ impl Hook for BodyGuard {
     const KEEP_TRAILERS: bool = false;
 
     fn on_frame(&mut self, frame: &Frame<Bytes>) -> Result<(), BoxError> {
-        self.sleep = None;
-        if let Some(d) = frame.data_ref() {
-            self.seen = self.seen.saturating_add(d.len() as u64);
-            if self.seen > self.max {
-                return Err(Box::new(BodyLimit::TooLarge(self.max)));
-            }
+        self.upload.waiting.store(false, Ordering::Relaxed);
+        let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+        if let Err(s) = self.pace.on_data(n) {
+            return Err(self.fail(stalled(s)));
+        }
+        self.seen = self.seen.saturating_add(n);
+        if self.seen > self.max {
+            return Err(self.fail(BodyLimit::TooLarge(self.max)));
         }
         Ok(())
     }
 
     fn on_pending(&mut self, cx: &mut Context<'_>) -> Result<(), BoxError> {
-        let idle = self.idle;
-        let sleep = self
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
-        match sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Err(Box::new(BodyLimit::Timeout(idle.as_secs()))),
-            Poll::Pending => Ok(()),
+        self.upload.waiting.store(true, Ordering::Relaxed);
+        match self.pace.on_pending(cx) {
+            Ok(()) => Ok(()),
+            Err(s) => Err(self.fail(stalled(s))),
         }
+    }
+
+    fn map_error(&mut self, e: BoxError) -> BoxError {
+        self.upload.waiting.store(false, Ordering::Relaxed);
+        self.fail(BodyLimit::Broken(e.to_string()))
+    }
+
+    fn on_end(&mut self) {
+        self.upload.waiting.store(false, Ordering::Relaxed);
+        if let Some(tx) = self.ended.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn stalled(s: Stall) -> BodyLimit {
+    match s {
+        Stall::Idle(d) => BodyLimit::Timeout(d.as_secs()),
+        slow @ Stall::Slow { .. } => BodyLimit::TooSlow(slow.to_string()),
     }
 }
 
@@ -228,6 +433,56 @@ mod tests {
             .body(())
             .unwrap();
         assert!(check_head(&parts(h2ok), &l).is_ok());
+    }
+
+    #[test]
+    fn hosts_must_be_host_and_port() {
+        for ok in [
+            "gw.example",
+            "GW.example:8443",
+            "127.0.0.1",
+            "127.0.0.1:9000",
+            "[::1]",
+            "[2001:db8::1]:443",
+            "xn--bcher-kva.example",
+            "a%41b",
+            "localhost:1",
+        ] {
+            assert!(valid_host(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "",
+            ":443",
+            "gw.example:",
+            "gw.example:99999",
+            "gw.example:12a",
+            "user@gw.example",
+            "gw.example/x",
+            "gw.example?x",
+            "gw.example#x",
+            "gw example",
+            "gw\\example",
+            "gw.example:80:80",
+            "[::1",
+            "[::1]x",
+            "[v1.x]",
+            "[gw.example]",
+            "a%4",
+            "a%zz",
+            "b\u{fc}cher.example",
+            "gw.example\t",
+        ] {
+            assert!(!valid_host(bad.as_bytes()), "{bad:?}");
+        }
+        let l = Limits::default();
+        let bad = http::Request::get("/a")
+            .header("host", "evil@gw.example")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            check_head(&parts(bad), &l).unwrap_err().kind,
+            Kind::BadRequest
+        );
     }
 
     #[test]
@@ -302,6 +557,40 @@ mod tests {
         let got = Limited::new(s, &Limits::default()).collect().await.unwrap();
         assert!(got.trailers().is_none());
         assert_eq!(got.to_bytes().as_ref(), b"ab");
+    }
+
+    #[tokio::test]
+    async fn a_broken_body_is_the_clients_failure_and_the_end_is_signalled() {
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"ab"))),
+            Err("invalid chunk size".into()),
+        ];
+        let (upload, ended, mut rx) = Upload::watch();
+        let b = Limited::watched(
+            StreamBody::new(futures_util::stream::iter(frames)),
+            &Limits::default(),
+            upload.clone(),
+            ended,
+        );
+        let e = b.collect().await.unwrap_err();
+        assert!(matches!(
+            BodyLimit::find(e.as_ref()),
+            Some(BodyLimit::Broken(_))
+        ));
+        assert_eq!(upload.failed().unwrap().kind(), Kind::BadRequest);
+        // Dropped without an end: the receiver sees the sender go.
+        assert!(rx.try_recv().is_err());
+
+        let (upload, ended, rx) = Upload::watch();
+        let b = Limited::watched(
+            Full::new(Bytes::from_static(b"whole")),
+            &Limits::default(),
+            upload.clone(),
+            ended,
+        );
+        assert_eq!(b.collect().await.unwrap().to_bytes().as_ref(), b"whole");
+        assert!(rx.await.is_ok());
+        assert!(upload.failed().is_none());
     }
 
     #[tokio::test]

@@ -17,6 +17,8 @@ pub mod filestore;
 mod forward;
 pub mod guard;
 pub mod headers;
+pub mod pace;
+pub mod rawline;
 mod response;
 mod revalidate;
 pub mod server;
@@ -331,10 +333,20 @@ impl Gateway {
             Ok(r) => r,
             Err(failure) => {
                 let detail = failure.detail();
-                tracing::warn!(request_id = %a.request_id, upstream = %up.name, error = %detail, "upstream failed");
+                if failure.is_client() {
+                    tracing::info!(request_id = %a.request_id, upstream = %up.name, error = %detail, "client's request body failed");
+                } else {
+                    tracing::warn!(request_id = %a.request_id, upstream = %up.name, error = %detail, "upstream failed");
+                }
+                // A client whose body stalled, trickled or broke ended the transfer itself.
+                let outcome = if failure.is_client() {
+                    crate::audit::Outcome::Aborted
+                } else {
+                    crate::audit::Outcome::UpstreamError
+                };
                 let ended = Ended {
                     problem: Problem::from((up.name.as_str(), &failure)),
-                    outcome: crate::audit::Outcome::UpstreamError,
+                    outcome,
                     detail: detail.into(),
                 };
                 let mut resp = ended.answer(completion, &a.request_id, a.is_head());

@@ -1,6 +1,7 @@
 //! The proxy listener's connections: rustls (HTTP/1.1 and HTTP/2 by ALPN) over the shared
-//! accept loop ([`crate::net`]), per-connection limits, `408` for slow request heads, and
-//! graceful shutdown that flushes the audit log.
+//! accept loop ([`crate::net`]), per-connection limits, `408` for slow request heads, raw
+//! request lines watched for what the HTTP parser drops ([`super::rawline`]), and graceful
+//! shutdown that flushes the audit log.
 
 use std::future::Future;
 use std::pin::{Pin, pin};
@@ -18,6 +19,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use super::Gateway;
+use super::pace::{Pace, PaceLimits};
+use super::rawline::{Flags, LineScan};
 use crate::audit::{Record, record::EventRecord};
 use crate::net::{Peer, Serve};
 
@@ -54,6 +57,13 @@ pub async fn serve(
         builder,
         refused: refused.clone(),
         first_byte: header_timeout,
+        max_line: limits.max_header_bytes.max(8192),
+        send: PaceLimits {
+            idle: Duration::from_secs(limits.send_timeout_secs.max(1)),
+            min_rate: limits.send_min_bytes_per_sec,
+            window: Duration::from_secs(limits.body_rate_window_secs.max(1)),
+            grace: Duration::from_secs(limits.body_rate_grace_secs),
+        },
     });
     crate::net::serve("proxy", listener, tls, conns, grace, shutdown).await;
     flusher.abort();
@@ -69,6 +79,11 @@ struct Connections {
     /// A connection that sends not one byte within this time is closed (the HTTP layer's
     /// header timeout only starts once bytes arrive, and protocol sniffing has none).
     first_byte: Duration,
+    /// The longest HTTP/1 line the raw request-line scanner follows (the HTTP layer's
+    /// buffer).
+    max_line: usize,
+    /// The pace a client must take responses at.
+    send: PaceLimits,
 }
 
 impl Serve for Connections {
@@ -76,16 +91,30 @@ impl Serve for Connections {
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (io, heard, mut returned) = Watched::new(io);
+        let (io, heard, mut returned, flags) = Watched::new(io, self.max_line, self.send);
         let Peer { addr, proto, cert } = peer;
         let gw = self.gateway.clone();
-        let svc = service_fn(move |req| {
+        let served = Arc::new(AtomicU64::new(0));
+        let svc = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
             let gw = gw.clone();
             let cert = cert.clone();
+            // HTTP/1 requests on a connection come one after another, in the order the
+            // scanner saw their request lines.
+            let raw = (req.version() <= http::Version::HTTP_11)
+                .then(|| flags.of(served.fetch_add(1, Ordering::Relaxed)))
+                .flatten();
+            if let Some(r) = raw {
+                req.extensions_mut().insert(r);
+            }
             async move {
-                Ok::<_, std::convert::Infallible>(
-                    gw.handle_with_cert(req, addr, proto, cert.as_deref()).await,
-                )
+                let mut resp = gw.handle_with_cert(req, addr, proto, cert.as_deref()).await;
+                if raw.is_some() {
+                    resp.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
+                Ok::<_, std::convert::Infallible>(resp)
             }
         });
         let result = {
@@ -184,6 +213,11 @@ struct Watched<I> {
     /// Set once any byte was read.
     heard: Arc<AtomicBool>,
     back: Option<oneshot::Sender<Returned<I>>>,
+    /// The raw HTTP/1 request lines (see [`super::rawline`]).
+    scan: LineScan,
+    /// The pace at which the client takes what is written to it: a client that stops
+    /// reading, or reads a trickle, fails the write and the connection closes.
+    send: Pace,
 }
 
 /// The IO of a dropped [`Watched`], and whether a request head was arriving unanswered.
@@ -193,17 +227,30 @@ struct Returned<I> {
 }
 
 impl<I> Watched<I> {
-    /// Wraps `io`; returns the flag "the peer sent a byte" and where the IO comes back.
-    fn new(io: I) -> (Self, Arc<AtomicBool>, oneshot::Receiver<Returned<I>>) {
+    /// Wraps `io`; returns the flag "the peer sent a byte", where the IO comes back, and
+    /// what the request-line scanner (lines up to `max_line` bytes) tells requests.
+    fn new(
+        io: I,
+        max_line: usize,
+        send: PaceLimits,
+    ) -> (
+        Self,
+        Arc<AtomicBool>,
+        oneshot::Receiver<Returned<I>>,
+        Arc<Flags>,
+    ) {
         let (tx, rx) = oneshot::channel();
         let heard = Arc::new(AtomicBool::new(false));
+        let (scan, flags) = LineScan::new(max_line);
         let w = Watched {
             io: Some(io),
             unanswered: false,
             heard: heard.clone(),
             back: Some(tx),
+            scan,
+            send: Pace::new(send),
         };
-        (w, heard, rx)
+        (w, heard, rx, flags)
     }
 
     fn io(&mut self) -> std::io::Result<Pin<&mut I>>
@@ -241,8 +288,33 @@ impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
         if buf.filled().len() > before {
             this.unanswered = true;
             this.heard.store(true, Ordering::Relaxed);
+            this.scan.feed(&buf.filled()[before..]);
         }
         r
+    }
+}
+
+impl<I> Watched<I> {
+    /// Holds a write's outcome to the send pace: bytes taken count, a wait on the client
+    /// is timed, and a broken limit fails the write.
+    fn paced<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<std::io::Result<T>>,
+        taken: impl Fn(&T) -> u64,
+    ) -> Poll<std::io::Result<T>> {
+        let stall = match &r {
+            Poll::Ready(Ok(t)) => self.send.on_data(taken(t)).err(),
+            Poll::Ready(Err(_)) => None,
+            Poll::Pending => self.send.on_pending(cx).err(),
+        };
+        match stall {
+            None => r,
+            Some(s) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the client is not taking the response: {s}"),
+            ))),
+        }
     }
 }
 
@@ -253,11 +325,13 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         self.unanswered = false;
-        self.io()?.poll_write(cx, data)
+        let r = self.io()?.poll_write(cx, data);
+        self.paced(cx, r, |n| *n as u64)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.io()?.poll_flush(cx)
+        let r = self.io()?.poll_flush(cx);
+        self.paced(cx, r, |()| 0)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -270,7 +344,8 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         self.unanswered = false;
-        self.io()?.poll_write_vectored(cx, bufs)
+        let r = self.io()?.poll_write_vectored(cx, bufs);
+        self.paced(cx, r, |n| *n as u64)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -291,10 +366,19 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, duplex};
 
+    fn test_pace() -> PaceLimits {
+        PaceLimits {
+            idle: Duration::from_secs(60),
+            min_rate: 0,
+            window: Duration::from_secs(10),
+            grace: Duration::from_secs(10),
+        }
+    }
+
     #[tokio::test]
     async fn the_io_comes_back_on_drop_with_an_unanswered_head() {
         let (client, server) = duplex(1024);
-        let (mut w, heard, mut back) = Watched::new(server);
+        let (mut w, heard, mut back, _) = Watched::new(server, 8192, test_pace());
         let mut client = client;
         client.write_all(b"GET / HT").await.unwrap();
         let mut buf = [0u8; 16];
@@ -318,7 +402,7 @@ mod tests {
     #[tokio::test]
     async fn a_write_answers_what_was_read() {
         let (mut client, server) = duplex(1024);
-        let (mut w, heard, mut back) = Watched::new(server);
+        let (mut w, heard, mut back, _) = Watched::new(server, 8192, test_pace());
         client.write_all(b"ping").await.unwrap();
         let mut buf = [0u8; 4];
         w.read_exact(&mut buf).await.unwrap();
@@ -331,7 +415,7 @@ mod tests {
     #[tokio::test]
     async fn silence_is_noticed_only_when_nothing_was_read() {
         let (_client, server) = duplex(1024);
-        let (_w, heard, _back) = Watched::new(server);
+        let (_w, heard, _back, _) = Watched::new(server, 8192, test_pace());
         let within = Duration::from_millis(50);
         assert!(
             tokio::time::timeout(Duration::from_millis(500), silent_for(&heard, within))

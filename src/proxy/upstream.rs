@@ -36,7 +36,12 @@ pub struct Upstream {
     pub name: String,
     pub jurisdiction: Country,
     pub operator: Option<String>,
+    /// The response-head timeout: from the request sent in full to the response head.
     pub timeout: Duration,
+    /// The longest pause the upstream may make in either direction.
+    pub idle: Duration,
+    /// Minimum rate of the response body, bytes per second (0: off).
+    pub min_rate: u64,
     pub target: Target,
     /// Set for an S3-compatible upstream: requests are mapped and signed.
     pub s3: Option<super::sigv4::S3>,
@@ -61,11 +66,18 @@ const REDIRECT_HEADERS: &[header::HeaderName] = &[
 /// the commit, the LFS ETag and size on the redirect itself); carried onto the response.
 const CARRIED_HEADERS: &[&str] = &["x-repo-commit", "x-linked-etag", "x-linked-size"];
 
+/// Window and grace period of an upstream's response-body rate.
+const RESPONSE_RATE_WINDOW: Duration = Duration::from_secs(10);
+
 /// Why an upstream request failed.
 pub enum UpstreamFailure {
     Unreachable(String),
+    /// No response head within `timeout_secs` of the request being sent in full.
     Timeout,
-    /// The client's request body broke a limit (slow, too large) while it was forwarded.
+    /// The upstream took none of the request body for `idle_timeout_secs`.
+    Stalled(u64),
+    /// The client's request body broke a limit (slow, too large) or could not be read
+    /// while it was forwarded: the client's failure, not the upstream's.
     Client(crate::respond::Kind, String),
 }
 
@@ -74,10 +86,33 @@ impl UpstreamFailure {
     pub fn detail(&self) -> String {
         match self {
             UpstreamFailure::Timeout => "upstream timed out".into(),
+            UpstreamFailure::Stalled(s) => {
+                format!("upstream took none of the request body for {s} s")
+            }
             UpstreamFailure::Unreachable(e) => e.clone(),
             UpstreamFailure::Client(_, e) => format!("request body: {e}"),
         }
     }
+
+    /// Whether the client, not the upstream, ended the transfer.
+    pub fn is_client(&self) -> bool {
+        matches!(self, UpstreamFailure::Client(..))
+    }
+
+    /// The client's body failure.
+    pub fn client(b: &super::guard::BodyLimit) -> UpstreamFailure {
+        UpstreamFailure::Client(b.kind(), b.to_string())
+    }
+}
+
+/// A request body on its way to the upstream, as the upstream's timers see it.
+pub struct Sending {
+    /// How the client's side is going.
+    pub upload: std::sync::Arc<super::guard::Upload>,
+    /// Resolves once the body ended (or was dropped).
+    pub ended: tokio::sync::oneshot::Receiver<()>,
+    /// Bytes of the body read from the client so far.
+    pub bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Upstream {
@@ -104,7 +139,10 @@ impl Upstream {
             let mut http = HttpConnector::new();
             http.enforce_http(false);
             http.set_nodelay(true);
-            http.set_connect_timeout(Some(Duration::from_secs(cfg.timeout_secs.clamp(1, 10))));
+            let connect = cfg
+                .connect_timeout_secs
+                .unwrap_or_else(|| cfg.timeout_secs.min(10));
+            http.set_connect_timeout(Some(Duration::from_secs(connect.max(1))));
             let connector = hyper_rustls::HttpsConnectorBuilder::new()
                 .with_tls_config(tls)
                 .https_or_http()
@@ -138,6 +176,8 @@ impl Upstream {
             jurisdiction: cfg.jurisdiction,
             operator: cfg.operator.clone(),
             timeout: Duration::from_secs(cfg.timeout_secs.max(1)),
+            idle: Duration::from_secs(cfg.idle_timeout_secs.max(1)),
+            min_rate: cfg.min_bytes_per_sec,
             target,
             s3,
             redirect_origins,
@@ -255,12 +295,37 @@ impl Upstream {
         Ok(resp)
     }
 
+    /// Fails when the upstream is too slow with a request being sent: it takes none of
+    /// the body for `idle` while the gateway is not waiting on the client, or sends no
+    /// response head within `timeout` of the body's end. The time an upload takes to
+    /// stream is not part of the response-head timeout.
+    async fn watchdog(&self, sending: Option<Sending>) -> UpstreamFailure {
+        if let Some(mut s) = sending {
+            let mut last = s.bytes.load(std::sync::atomic::Ordering::Relaxed);
+            loop {
+                tokio::select! {
+                    _ = &mut s.ended => break,
+                    () = tokio::time::sleep(self.idle) => {
+                        let now = s.bytes.load(std::sync::atomic::Ordering::Relaxed);
+                        if now == last && !s.upload.waiting_on_client() && s.upload.failed().is_none() {
+                            return UpstreamFailure::Stalled(self.idle.as_secs());
+                        }
+                        last = now;
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(self.timeout).await;
+        UpstreamFailure::Timeout
+    }
+
     /// Sends a request to an http(s) upstream; `path_and_query` is the canonical
-    /// encoded path plus the original query.
+    /// encoded path plus the original query; `sending` watches its body.
     pub async fn send_http(
         &self,
         mut req: Request<UpBody>,
         path_and_query: &str,
+        sending: Option<Sending>,
     ) -> Result<Response<Incoming>, UpstreamFailure> {
         let Target::Http {
             client,
@@ -279,14 +344,59 @@ impl Upstream {
             s3.sign(&mut req, std::time::SystemTime::now())
                 .map_err(UpstreamFailure::Unreachable)?;
         }
-        match tokio::time::timeout(self.timeout, client.request(req)).await {
-            Err(_) => Err(UpstreamFailure::Timeout),
-            Ok(Err(e)) => match super::guard::BodyLimit::find(&e) {
-                Some(b) => Err(UpstreamFailure::Client(b.kind(), b.to_string())),
-                None => Err(UpstreamFailure::Unreachable(describe(&e))),
+        let upload = sending.as_ref().map(|s| s.upload.clone());
+        tokio::select! {
+            r = client.request(req) => match r {
+                Ok(resp) => Ok(resp),
+                Err(e) => {
+                    let client_failed = upload
+                        .as_ref()
+                        .and_then(|u| u.failed())
+                        .or_else(|| super::guard::BodyLimit::find(&e));
+                    match client_failed {
+                        Some(b) => Err(UpstreamFailure::client(b)),
+                        None => Err(UpstreamFailure::Unreachable(describe(&e))),
+                    }
+                }
             },
-            Ok(Ok(resp)) => Ok(resp),
+            f = self.watchdog(sending) => Err(f),
         }
+    }
+
+    /// The upstream's response body, held to the upstream's idle limit and minimum rate
+    /// (time the client takes to read is not counted against the upstream).
+    pub fn response_body(&self, b: Incoming) -> ResBody {
+        use http_body_util::BodyExt;
+        let pace = super::pace::PaceLimits {
+            idle: self.idle,
+            min_rate: self.min_rate,
+            window: RESPONSE_RATE_WINDOW,
+            grace: RESPONSE_RATE_WINDOW,
+        };
+        super::body::Hooked::with_hook(b, Paced(super::pace::Pace::new(pace))).boxed()
+    }
+}
+
+/// The hook of an upstream response body: its pace.
+struct Paced(super::pace::Pace);
+
+/// The upstream's response body was too slow.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream response body: {0}")]
+struct UpstreamStall(super::pace::Stall);
+
+impl super::body::Hook for Paced {
+    fn on_frame(&mut self, frame: &http_body::Frame<Bytes>) -> Result<(), super::BoxError> {
+        let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+        self.0
+            .on_data(n)
+            .map_err(|s| -> super::BoxError { Box::new(UpstreamStall(s)) })
+    }
+
+    fn on_pending(&mut self, cx: &mut std::task::Context<'_>) -> Result<(), super::BoxError> {
+        self.0
+            .on_pending(cx)
+            .map_err(|s| -> super::BoxError { Box::new(UpstreamStall(s)) })
     }
 }
 
@@ -299,12 +409,6 @@ fn describe(e: &hyper_util::client::legacy::Error) -> String {
         src = inner.source();
     }
     s
-}
-
-/// Turns an upstream response body into the gateway's body type.
-pub fn boxed_incoming(b: Incoming) -> ResBody {
-    use http_body_util::BodyExt;
-    b.map_err(|e| -> super::BoxError { Box::new(e) }).boxed()
 }
 
 /// Checks a `follow_redirects_to` entry and returns it as `scheme://authority`, lower-cased.

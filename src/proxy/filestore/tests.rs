@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
+use futures_util::StreamExt;
 use http::Method;
 use http_body_util::{BodyExt, Empty, Full, StreamBody};
 
