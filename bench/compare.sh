@@ -26,6 +26,7 @@
 #                          load generator on the rest; see BENCH_SERVER_CPUS, BENCH_CLIENT_CPUS)
 #   BENCH_PORT=18480       first of the 7 consecutive loopback ports used
 #   BENCH_KEEP=1           keep the work dir (printed) for inspection
+#   BENCH_BIN=PATH         the bordergate binary (default target/release/bordergate)
 #   BENCH_PERF=1           record each bordergate 1 KiB point with `perf record -e cpu-clock -g`
 #                          (software clock: works in VMs without PMU); reports (user + kernel
 #                          symbols, by self time) land in bench/results/perf-<id>-<conns>.txt
@@ -37,7 +38,7 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=$REPO/bench
-BG=$REPO/target/release/bordergate
+BG=${BENCH_BIN:-$REPO/target/release/bordergate}
 T_START=$(date +%s)
 
 die() { echo "compare.sh: $*" >&2; exit 2; }
