@@ -280,7 +280,6 @@ async fn disk_full_refuses_with_503_forwards_nothing_and_recovers_without_a_gap(
     let t = gw.token("alice", "acme-de", "DE", "analytics");
     let client = gw.client();
     let mut saw_503 = false;
-    let mut before_full = 0;
     for _ in 0..400 {
         let r = client
             .get(gw.url("/mirror/eu-customers/a"))
@@ -292,7 +291,6 @@ async fn disk_full_refuses_with_503_forwards_nothing_and_recovers_without_a_gap(
         let _ = r.bytes().await;
         if s == 503 {
             saw_503 = true;
-            before_full = up.count();
             break;
         }
         assert_eq!(s, 200);
@@ -300,14 +298,35 @@ async fn disk_full_refuses_with_503_forwards_nothing_and_recovers_without_a_gap(
     assert!(saw_503, "the tmpfs never filled");
     // The failed batch was rolled back, which frees a few bytes: take every last one, so the
     // disk is truly full for what follows.
-    {
-        use std::io::Write;
-        let mut filler = std::fs::File::create(mnt.join("filler")).unwrap();
-        while filler.write_all(&[0u8; 64]).is_ok() {}
+    use std::io::Write;
+    let mut filler = std::fs::File::create(mnt.join("filler")).unwrap();
+    while filler.write_all(&[0u8; 64]).is_ok() {}
+    // tmpfs allocates whole pages: the log's last page may still hold a batch smaller than
+    // the one refused (a lone decision after a decision with completions). Such a batch is
+    // rightly written and its request served; keep asking until not even that fits.
+    let mut refused_in_a_row = 0;
+    for _ in 0..200 {
         while filler.write_all(&[0u8; 1]).is_ok() {}
+        let r = client
+            .get(gw.url("/mirror/eu-customers/a"))
+            .bearer_auth(&t)
+            .send()
+            .await
+            .unwrap();
+        let s = r.status().as_u16();
+        let _ = r.bytes().await;
+        refused_in_a_row = if s == 503 { refused_in_a_row + 1 } else { 0 };
+        if refused_in_a_row == 3 {
+            break;
+        }
     }
-    // While full: every request refused with 503, nothing forwarded.
+    assert_eq!(refused_in_a_row, 3, "the log never filled up");
+    let before_full = up.count();
+    // While full: every request refused with 503, nothing forwarded. Each refused batch is
+    // rolled back, which frees what its partial write took; the filler takes it again, so
+    // the disk stays full (a smaller batch could otherwise fit, rightly, in those bytes).
     for _ in 0..20 {
+        while filler.write_all(&[0u8; 1]).is_ok() {}
         let r = client
             .get(gw.url("/mirror/eu-customers/a"))
             .bearer_auth(&t)

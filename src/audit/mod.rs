@@ -78,6 +78,9 @@ pub enum AuditStatus {
 #[derive(Clone, Debug)]
 pub struct AuditLog {
     tx: mpsc::Sender<Msg>,
+    /// The file writer's side channel for completion records (see `writer::Writer::later`);
+    /// `None` for the PostgreSQL writer, which takes everything on `tx`.
+    later: Option<mpsc::Sender<writer::Pending>>,
     shared: Arc<Shared>,
 }
 
@@ -118,7 +121,11 @@ impl AuditLog {
         batch_max: usize,
     ) -> Result<AuditLog, AuditError> {
         let (tx, shared, head) = postgres::start(conn, table, batch_max)?;
-        let log = AuditLog { tx, shared };
+        let log = AuditLog {
+            tx,
+            later: None,
+            shared,
+        };
         let detail = if head.seq == 0 {
             format!("new log (postgres table `{table}`)")
         } else {
@@ -232,6 +239,7 @@ impl AuditLog {
     ) -> Result<AuditLog, AuditError> {
         let shared = Arc::new(Shared::default());
         let (tx, rx) = mpsc::channel();
+        let (later_tx, later_rx) = mpsc::channel();
         let start_detail = if resume.seq == 1 {
             "new log".to_owned()
         } else {
@@ -248,13 +256,17 @@ impl AuditLog {
             name,
             shared.clone(),
         );
-        let mut writer = writer;
+        let mut writer = writer.with_later(later_rx);
         writer.upkeep = upkeep;
         std::thread::Builder::new()
             .name("bordergate-audit".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| AuditError::Unavailable(format!("cannot start the writer: {e}")))?;
-        let log = AuditLog { tx, shared };
+        let log = AuditLog {
+            tx,
+            later: Some(later_tx),
+            shared,
+        };
         if let Some((offset, cut)) = repaired {
             log.append_nowait(Record::Event(EventRecord::new(
                 "repair",
@@ -302,9 +314,19 @@ impl AuditLog {
     pub fn append_nowait(&self, rec: Record) {
         self.note_policy(&rec);
         let sent = encode(&rec).and_then(|json| {
-            self.tx
-                .send(Msg::Record(Pending { json, done: None }))
-                .map_err(|_| shut_down())
+            let pending = Pending { json, done: None };
+            match (&self.later, &rec) {
+                // A completion rides with the next batch someone waits for, or is written
+                // within `SYNC_DEFER`; only the first of a window wakes the writer.
+                (Some(later), Record::Completion(_)) => {
+                    later.send(pending).map_err(|_| shut_down())?;
+                    if !self.shared.later_armed.swap(true, Ordering::SeqCst) {
+                        self.tx.send(Msg::Later).map_err(|_| shut_down())?;
+                    }
+                    Ok(())
+                }
+                _ => self.tx.send(Msg::Record(pending)).map_err(|_| shut_down()),
+            }
         });
         if let Err(e) = sent {
             tracing::error!(error = %e, record = ?rec, "audit record dropped");

@@ -25,6 +25,9 @@ pub(crate) struct Shared {
     pub write_failing: AtomicBool,
     /// The policy version in force, as last reported by an event record (for checkpoints).
     pub policy_version: std::sync::Mutex<String>,
+    /// Completion records wait on the writer's side channel and the writer knows it (it
+    /// was woken once, and wakes again within [`SYNC_DEFER`]): further ones need no wake.
+    pub later_armed: AtomicBool,
 }
 
 /// A record waiting for the writer.
@@ -36,6 +39,8 @@ pub(crate) struct Pending {
 
 pub(crate) enum Msg {
     Record(Pending),
+    /// Records are waiting on the side channel: write them within [`SYNC_DEFER`].
+    Later,
     /// Write everything queued before this, then stop; acknowledged when done.
     Shutdown(oneshot::Sender<()>),
 }
@@ -52,6 +57,7 @@ pub(crate) fn drain(
     while let Some(m) = msg.take() {
         match m {
             Msg::Record(p) => batch.push(p),
+            Msg::Later => {}
             Msg::Shutdown(ack) => return Some(ack),
         }
         if batch.len() >= max {
@@ -110,6 +116,7 @@ pub(crate) fn stop_writer(shared: &Shared, rx: Receiver<Msg>, ack: oneshot::Send
                     tracing::error!(log = %log, "audit record queued after shutdown was not written");
                 }
             }
+            Msg::Later => {}
             Msg::Shutdown(a) => acks.push(a),
         }
     }
@@ -188,11 +195,17 @@ pub(crate) struct Writer<F> {
     /// (completion records, the writer's own events) is synced with the next batch someone
     /// awaits, or after [`SYNC_DEFER`], whichever comes first.
     unsynced_since: Option<std::time::Instant>,
+    /// The side channel of records nobody waits for (completions): they ride along with
+    /// the next batch, so sending one does not wake this thread each time.
+    later: Option<Receiver<Pending>>,
+    /// Since when the side channel is armed (see [`Shared::later_armed`]).
+    later_since: Option<std::time::Instant>,
 }
 
-/// Longest a written record nobody waits for stays without an fdatasync. A crash in that
-/// window loses only such records; a decision whose completion was lost gets an
-/// `unknown-crashed` completion at the next start.
+/// Longest a record nobody waits for stays without an fdatasync: a completion waits on
+/// the side channel (in memory) and an event written without a waiter stays unsynced at
+/// most this long. A crash in that window loses only such records; a decision whose
+/// completion was lost gets an `unknown-crashed` completion at the next start.
 pub(crate) const SYNC_DEFER: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl<F: LogFile> Writer<F> {
@@ -222,7 +235,46 @@ impl<F: LogFile> Writer<F> {
             upkeep: Upkeep::default(),
             poisoned_because: String::new(),
             unsynced_since: None,
+            later: None,
+            later_since: None,
         }
+    }
+
+    /// Takes completion records from `later` (see [`Writer::later`]).
+    pub fn with_later(mut self, later: Receiver<Pending>) -> Writer<F> {
+        self.later = Some(later);
+        self
+    }
+
+    /// Moves everything on the side channel into `batch`.
+    fn take_later(&mut self, batch: &mut Vec<Pending>) {
+        if let Some(rx) = &self.later {
+            while let Ok(p) = rx.try_recv() {
+                batch.push(p);
+            }
+        }
+    }
+
+    /// How long until the side channel must be emptied (none: not armed).
+    fn later_due(&self) -> Option<std::time::Duration> {
+        self.later_since
+            .map(|t| SYNC_DEFER.saturating_sub(t.elapsed()))
+    }
+
+    /// The armed window ended: write and sync what waits, then disarm — and look once
+    /// more, for a record sent between the last look and the disarming (its sender saw the
+    /// channel armed and did not wake this thread).
+    fn flush_later(&mut self, batch: &mut Vec<Pending>) {
+        self.later_since = None;
+        self.take_later(batch);
+        self.shared.later_armed.store(false, Ordering::SeqCst);
+        self.take_later(batch);
+        if !batch.is_empty() {
+            let before = self.seq;
+            self.commit(batch);
+            self.after_commit(self.seq - before);
+        }
+        self.sync_pending();
     }
 
     /// The writer thread's loop: runs until shut down or every handle is dropped.
@@ -230,10 +282,10 @@ impl<F: LogFile> Writer<F> {
         let _guard = StopOnExit(self.shared.clone());
         let mut batch: Vec<Pending> = Vec::with_capacity(self.batch_max);
         loop {
-            let due = match (self.upkeep.next_due(), self.sync_due()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let due = [self.upkeep.next_due(), self.sync_due(), self.later_due()]
+                .into_iter()
+                .flatten()
+                .min();
             let first = match due {
                 None => match rx.recv() {
                     Ok(m) => m,
@@ -242,6 +294,9 @@ impl<F: LogFile> Writer<F> {
                 Some(wait) => match rx.recv_timeout(wait) {
                     Ok(m) => m,
                     Err(RecvTimeoutError::Timeout) => {
+                        if self.later_due() == Some(std::time::Duration::ZERO) {
+                            self.flush_later(&mut batch);
+                        }
                         if self.sync_due() == Some(std::time::Duration::ZERO) {
                             self.sync_pending();
                         }
@@ -252,6 +307,13 @@ impl<F: LogFile> Writer<F> {
                 },
             };
             let stop = drain(first, &rx, &mut batch, self.batch_max);
+            if self.later_since.is_none() && self.shared.later_armed.load(Ordering::SeqCst) {
+                self.later_since = Some(std::time::Instant::now());
+            }
+            if stop.is_some() || batch.iter().any(|p| p.done.is_some()) {
+                // Completions ride with a batch someone waits for (one write, one sync).
+                self.take_later(&mut batch);
+            }
             if !batch.is_empty() {
                 let before = self.seq;
                 self.commit(&mut batch);
@@ -267,6 +329,8 @@ impl<F: LogFile> Writer<F> {
                 return;
             }
         }
+        // Every handle is gone: what waits on the side channel is still written.
+        self.flush_later(&mut batch);
     }
 
     /// Writes one batch: one write, one fdatasync, then every waiter learns its receipt.
