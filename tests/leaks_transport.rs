@@ -778,3 +778,81 @@ async fn a_client_that_stops_reading_or_reads_a_trickle_is_cut() {
         );
     }
 }
+
+/// Item 8: a second `bordergate-lineage` header whose value is not ASCII is refused (the
+/// upload is never decided on the first alone), on HTTP/1.1 and h2; nothing is forwarded.
+#[tokio::test]
+async fn a_second_lineage_header_that_is_not_ascii_is_refused() {
+    let up = Upstream::start(receipt()).await;
+    let gw = Gateway::start(mirror(&up.url(), 5, ""));
+    let t = gw.token("alice", "acme-de", "DE", "training");
+    let pem = std::fs::read(gw.dir.path().join("cert.pem")).unwrap();
+    for h2 in [false, true] {
+        let mut b = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
+        b = if h2 {
+            b.http2_prior_knowledge()
+        } else {
+            b.http1_only()
+        };
+        let client = b.build().unwrap();
+        let r = client
+            .put(gw.url("/registry/us/weights.bin"))
+            .bearer_auth(&t)
+            .header("bordergate-lineage", "public-wiki")
+            .header(
+                "bordergate-lineage",
+                http::HeaderValue::from_bytes(b"eu-customers-\xe9").unwrap(),
+            )
+            .body("weights")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "h2={h2}");
+        let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["detail"].as_str().unwrap_or("").contains("lineage"),
+            "h2={h2}: {body}"
+        );
+        assert_eq!(gw.decision(&id)["decision"], "deny", "h2={h2}");
+    }
+    assert!(
+        std::fs::read_dir(gw.dir.path().join("store/registry/us"))
+            .unwrap()
+            .all(|e| e.unwrap().file_name() != "weights.bin"),
+        "the upload reached the registry"
+    );
+    assert!(up.requests().is_empty());
+}
+
+/// Item 8: a GET with a body is refused on h2 as on HTTP/1.1; the upstream sees nothing.
+#[tokio::test]
+async fn a_get_with_a_body_is_refused_on_h2_as_on_http1() {
+    let up = Upstream::start(receipt()).await;
+    let gw = Gateway::start(mirror(&up.url(), 5, ""));
+    let t = gw.token("alice", "acme-de", "DE", "analytics");
+    let pem = std::fs::read(gw.dir.path().join("cert.pem")).unwrap();
+    for h2 in [false, true] {
+        let mut b = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
+        b = if h2 {
+            b.http2_prior_knowledge()
+        } else {
+            b.http1_only()
+        };
+        let client = b.build().unwrap();
+        let r = client
+            .get(gw.url("/mirror/eu-customers/a.csv"))
+            .bearer_auth(&t)
+            .body("smuggled")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "h2={h2}");
+        let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+        assert_eq!(gw.decision(&id)["decision"], "deny", "h2={h2}");
+    }
+    assert!(up.requests().is_empty(), "a GET body reached the upstream");
+    assert_eq!(allows(&gw, "mirror"), 0);
+}
