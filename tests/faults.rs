@@ -281,12 +281,7 @@ async fn disk_full_refuses_with_503_forwards_nothing_and_recovers_without_a_gap(
     let client = gw.client();
     let mut saw_503 = false;
     for _ in 0..400 {
-        let r = client
-            .get(gw.url("/mirror/eu-customers/a"))
-            .bearer_auth(&t)
-            .send()
-            .await
-            .unwrap();
+        let r = get_a(&client, &gw, &t).await;
         let s = r.status().as_u16();
         let _ = r.bytes().await;
         if s == 503 {
@@ -307,12 +302,7 @@ async fn disk_full_refuses_with_503_forwards_nothing_and_recovers_without_a_gap(
     let mut refused_in_a_row = 0;
     for _ in 0..200 {
         while filler.write_all(&[0u8; 1]).is_ok() {}
-        let r = client
-            .get(gw.url("/mirror/eu-customers/a"))
-            .bearer_auth(&t)
-            .send()
-            .await
-            .unwrap();
+        let r = get_a(&client, &gw, &t).await;
         let s = r.status().as_u16();
         let _ = r.bytes().await;
         refused_in_a_row = if s == 503 { refused_in_a_row + 1 } else { 0 };
@@ -327,12 +317,7 @@ async fn disk_full_refuses_with_503_forwards_nothing_and_recovers_without_a_gap(
     // the disk stays full (a smaller batch could otherwise fit, rightly, in those bytes).
     for _ in 0..20 {
         while filler.write_all(&[0u8; 1]).is_ok() {}
-        let r = client
-            .get(gw.url("/mirror/eu-customers/a"))
-            .bearer_auth(&t)
-            .send()
-            .await
-            .unwrap();
+        let r = get_a(&client, &gw, &t).await;
         assert_eq!(r.status(), 503);
     }
     assert_eq!(
@@ -351,12 +336,7 @@ async fn disk_full_refuses_with_503_forwards_nothing_and_recovers_without_a_gap(
     );
     let mut ok = false;
     for _ in 0..50 {
-        let r = client
-            .get(gw.url("/mirror/eu-customers/a"))
-            .bearer_auth(&t)
-            .send()
-            .await
-            .unwrap();
+        let r = get_a(&client, &gw, &t).await;
         if r.status() == 200 {
             ok = true;
             break;
@@ -493,4 +473,14 @@ async fn upstream_reset_mid_body_is_a_broken_transfer_never_a_truncated_success(
     let text = r.text();
     let body_len = text.split("\r\n\r\n").nth(1).map(str::len).unwrap_or(0);
     assert!(body_len < 100000, "{text}");
+}
+
+/// One GET of the mirrored dataset.
+async fn get_a(client: &reqwest::Client, gw: &Gateway, t: &str) -> reqwest::Response {
+    client
+        .get(gw.url("/mirror/eu-customers/a"))
+        .bearer_auth(t)
+        .send()
+        .await
+        .unwrap()
 }

@@ -786,16 +786,8 @@ async fn a_second_lineage_header_that_is_not_ascii_is_refused() {
     let up = Upstream::start(receipt()).await;
     let gw = Gateway::start(mirror(&up.url(), 5, ""));
     let t = gw.token("alice", "acme-de", "DE", "training");
-    let pem = std::fs::read(gw.dir.path().join("cert.pem")).unwrap();
     for h2 in [false, true] {
-        let mut b = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
-        b = if h2 {
-            b.http2_prior_knowledge()
-        } else {
-            b.http1_only()
-        };
-        let client = b.build().unwrap();
+        let client = client_speaking(&gw, h2);
         let r = client
             .put(gw.url("/registry/us/weights.bin"))
             .bearer_auth(&t)
@@ -832,16 +824,8 @@ async fn a_get_with_a_body_is_refused_on_h2_as_on_http1() {
     let up = Upstream::start(receipt()).await;
     let gw = Gateway::start(mirror(&up.url(), 5, ""));
     let t = gw.token("alice", "acme-de", "DE", "analytics");
-    let pem = std::fs::read(gw.dir.path().join("cert.pem")).unwrap();
     for h2 in [false, true] {
-        let mut b = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
-        b = if h2 {
-            b.http2_prior_knowledge()
-        } else {
-            b.http1_only()
-        };
-        let client = b.build().unwrap();
+        let client = client_speaking(&gw, h2);
         let r = client
             .get(gw.url("/mirror/eu-customers/a.csv"))
             .bearer_auth(&t)
@@ -855,4 +839,17 @@ async fn a_get_with_a_body_is_refused_on_h2_as_on_http1() {
     }
     assert!(up.requests().is_empty(), "a GET body reached the upstream");
     assert_eq!(allows(&gw, "mirror"), 0);
+}
+
+/// A client of `gw` that speaks h2 (prior knowledge) or HTTP/1.1 only.
+fn client_speaking(gw: &Gateway, h2: bool) -> reqwest::Client {
+    let pem = std::fs::read(gw.dir.path().join("cert.pem")).unwrap();
+    let b = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
+    let b = if h2 {
+        b.http2_prior_knowledge()
+    } else {
+        b.http1_only()
+    };
+    b.build().unwrap()
 }
