@@ -132,10 +132,33 @@ impl LineScan {
                         (_, l) => State::ChunkData(l),
                     };
                 }
-                _ => {
+                State::ChunkEnd => {
                     let (b, rest) = (bytes[0], &bytes[1..]);
                     bytes = rest;
                     self.byte(b);
+                }
+                State::RequestLine
+                    if self.line.is_empty() && (bytes[0] == b'\r' || bytes[0] == b'\n') =>
+                {
+                    let (b, rest) = (bytes[0], &bytes[1..]);
+                    bytes = rest;
+                    self.byte(b);
+                }
+                State::RequestLine | State::Headers | State::ChunkSize | State::Trailers => {
+                    // The rest of the line in one piece (a head is mostly one long
+                    // `authorization` line): as if its bytes came one by one.
+                    let end = memchr::memchr(b'\n', bytes);
+                    let piece = &bytes[..end.unwrap_or(bytes.len())];
+                    if self.line.len() + piece.len() > self.max_line {
+                        self.lost();
+                        return;
+                    }
+                    self.line.extend_from_slice(piece);
+                    bytes = &bytes[piece.len()..];
+                    if end.is_some() {
+                        bytes = &bytes[1..];
+                        self.byte(b'\n');
+                    }
                 }
             }
         }
@@ -330,6 +353,31 @@ mod tests {
         let f = scan(&pieces);
         assert_eq!(f.of(0), None);
         assert_eq!(f.of(1), Some(RawTarget::Fragment));
+    }
+
+    #[test]
+    fn any_split_of_the_stream_reads_alike() {
+        // Lines are taken in pieces up to their end: every split must see what a byte-by-byte
+        // reading sees, also for a line that runs over the limit.
+        let req: &[u8] = b"\r\nPOST /a HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n5\r\nGET #\r\n0\r\nx-t: #\r\n\r\nGET /ok HTTP/1.1\r\nauthorization: Bearer aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\nGET /no#pe HTTP/1.1\r\n\r\n";
+        for limit in [8192, 40] {
+            let mut want = Vec::new();
+            for size in 1..=req.len() {
+                let (mut s, flags) = LineScan::new(limit);
+                for c in req.chunks(size) {
+                    s.feed(c);
+                }
+                let got: Vec<_> = (0..4).map(|n| flags.of(n)).collect();
+                if size == 1 {
+                    want = got;
+                } else {
+                    assert_eq!(got, want, "pieces of {size} bytes, line limit {limit}");
+                }
+            }
+            if limit == 8192 {
+                assert!(want.contains(&Some(RawTarget::Fragment)), "{want:?}");
+            }
+        }
     }
 
     #[test]
