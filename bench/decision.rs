@@ -1,13 +1,12 @@
 //! Criterion benchmarks: decision latency for the whole shipped pack with a generated
 //! 10,000-entry catalog, and `policy what-if` throughput over a generated 1M-record log.
 
-use std::fmt::Write;
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use bordergate::catalog::Catalog;
 use bordergate::model::Direction;
-use bordergate::policy::synthetic::{QUICKSTART, audit_log};
+use bordergate::policy::synthetic::{self, QUICKSTART, audit_log};
 use bordergate::policy::{PolicySet, Query, whatif};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -23,24 +22,8 @@ fn pack() -> PolicySet {
     }
 }
 
-const ORIGINS: &[&str] = &["DE", "FR", "GB", "CH", "US", "IN", "BR", "JP", "CN", "SG"];
-const CATS: &[&str] = &["personal", "health", "public", "pseudonymous", "criminal"];
-
 fn catalog(n: usize) -> Catalog {
-    let mut s = String::from("entries:\n");
-    for i in 0..n {
-        let _ = write!(
-            s,
-            "  - id: ds-{i}\n    kind: dataset\n    match: {{ prefix: /datasets/ds-{i}/ }}\n    origins: [{}, {}]\n    categories: [{}]\n    purposes: [analytics, training]\n",
-            ORIGINS[i % ORIGINS.len()],
-            ORIGINS[(i / 7) % ORIGINS.len()],
-            CATS[i % CATS.len()],
-        );
-    }
-    match Catalog::parse(Path::new("bench-catalog.yaml"), &s) {
-        Ok(c) => c,
-        Err(d) => panic!("{d}"),
-    }
+    synthetic::catalog(n, None).unwrap_or_else(|d| panic!("{d}"))
 }
 
 fn decisions(c: &mut Criterion) {

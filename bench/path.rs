@@ -13,16 +13,15 @@
 #[allow(unused_imports)]
 mod common;
 
-use std::fmt::Write;
 use std::hint::black_box;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bordergate::audit::{AuditLog, CompletionRecord, Outcome, Record};
 use bordergate::auth::Authenticator;
-use bordergate::catalog::{Catalog, path};
+use bordergate::catalog::path;
 use bordergate::config::AuthConfig;
+use bordergate::policy::synthetic;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
@@ -93,30 +92,8 @@ fn tokens(c: &mut Criterion) {
     g.finish();
 }
 
-const ORIGINS: &[&str] = &["DE", "FR", "GB", "CH", "US", "IN", "BR", "JP", "CN", "SG"];
-const CATS: &[&str] = &["personal", "health", "public", "pseudonymous", "criminal"];
-
-fn catalog(n: usize) -> Catalog {
-    let mut s = String::from("entries:\n");
-    for i in 0..n {
-        let _ = write!(
-            s,
-            "  - id: ds-{i}\n    kind: dataset\n    match: {{ prefix: /datasets/ds-{i}/ }}\n    origins: [{}]\n    categories: [{}]\n    purposes: [analytics, training]\n",
-            ORIGINS[i % ORIGINS.len()],
-            CATS[i % CATS.len()],
-        );
-        if i % 100 == 0 {
-            let _ = write!(
-                s,
-                "  - id: ds-{i}-old\n    kind: dataset\n    match: {{ regex: '^/datasets/ds-{i}/old-.*$' }}\n    origins: [DE]\n    categories: [personal]\n    purposes: [analytics]\n"
-            );
-        }
-    }
-    Catalog::parse(Path::new("bench-catalog.yaml"), &s).unwrap_or_else(|d| panic!("{d}"))
-}
-
 fn catalog_match(c: &mut Criterion) {
-    let cat = catalog(10_000);
+    let cat = synthetic::catalog(10_000, Some(100)).unwrap_or_else(|d| panic!("{d}"));
     let paths: Vec<String> = (0..1024)
         .map(|i| {
             format!(

@@ -182,3 +182,46 @@ pub fn audit_log(set: &PolicySet, scenarios: &[Scenario], n: usize, date: time::
     }
     out
 }
+
+/// Origins and categories the synthetic catalog cycles through.
+const CATALOG_ORIGINS: &[&str] = &["DE", "FR", "GB", "CH", "US", "IN", "BR", "JP", "CN", "SG"];
+const CATALOG_CATEGORIES: &[&str] = &["personal", "health", "public", "pseudonymous", "criminal"];
+
+/// A catalog of `n` datasets `ds-{i}` under `/datasets/ds-{i}/`, with mixed origins and
+/// categories; with `regex_every: Some(k)`, every k-th dataset also has a regex entry for
+/// its `old-` files, so matching exercises the regex set as well as the prefixes.
+pub fn catalog(n: usize, regex_every: Option<usize>) -> Result<crate::catalog::Catalog, String> {
+    use std::fmt::Write;
+    let (o, c) = (CATALOG_ORIGINS, CATALOG_CATEGORIES);
+    let mut s = String::from("entries:\n");
+    for i in 0..n {
+        let _ = write!(
+            s,
+            "  - id: ds-{i}\n    kind: dataset\n    match: {{ prefix: /datasets/ds-{i}/ }}\n    origins: [{}, {}]\n    categories: [{}]\n    purposes: [analytics, training]\n",
+            o[i % o.len()],
+            o[(i / 7) % o.len()],
+            c[i % c.len()],
+        );
+        if regex_every.is_some_and(|k| k > 0 && i % k == 0) {
+            let _ = write!(
+                s,
+                "  - id: ds-{i}-old\n    kind: dataset\n    match: {{ regex: '^/datasets/ds-{i}/old-.*$' }}\n    origins: [DE]\n    categories: [personal]\n    purposes: [analytics]\n"
+            );
+        }
+    }
+    crate::catalog::Catalog::parse(std::path::Path::new("synthetic-catalog.yaml"), &s)
+        .map_err(|d| d.to_string())
+}
+
+#[cfg(test)]
+mod catalog_tests {
+    #[test]
+    fn the_synthetic_catalog_resolves_its_prefixes_and_regexes() {
+        let cat = super::catalog(1_000, Some(100)).unwrap_or_else(|d| panic!("{d}"));
+        let r = cat.resolve("/datasets/ds-7/part-0.parquet");
+        assert_eq!(r.map(|r| r.entry.id.as_str()), Some("ds-7"));
+        let r = cat.resolve("/datasets/ds-200/old-dump.csv");
+        assert!(r.is_some_and(|r| r.tags.is_personal()));
+        assert!(cat.resolve("/datasets/ds-1000/x").is_none());
+    }
+}
