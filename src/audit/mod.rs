@@ -23,7 +23,7 @@ pub mod query;
 pub mod record;
 pub mod report;
 pub mod segments;
-mod tail;
+pub(crate) mod tail;
 pub mod upkeep;
 pub mod verify;
 mod writer;
@@ -58,6 +58,8 @@ pub enum AuditError {
 /// Proof that a record is durable: its sequence number and hash.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Receipt {
+    /// The replica chain, on the PostgreSQL sink (each replica writes its own).
+    pub chain: Option<std::sync::Arc<str>>,
     pub seq: u64,
     pub hash: String,
 }
@@ -98,41 +100,56 @@ impl AuditLog {
     }
 
     /// Opens the log as the `audit:` section of the config says (checkpoints signed with
-    /// `signer`, the key `audit.checkpoint_key` names; rotation; retention).
+    /// `signer`, the key `audit.checkpoint_key` names; rotation; retention). `replica` names
+    /// this gateway's chain on the PostgreSQL sink.
     pub fn open_config(
         c: &crate::config::AuditConfig,
         signer: Option<checkpoint::Signer>,
+        replica: &str,
     ) -> Result<AuditLog, AuditError> {
         if c.sink == crate::config::AuditSinkKind::Postgres {
             let pg = c.postgres.as_ref().ok_or_else(|| {
                 AuditError::Unavailable("`audit.sink: postgres` needs `audit.postgres`".into())
             })?;
             let conn = pg.connection_string().map_err(AuditError::Unavailable)?;
-            return Self::open_postgres(&conn, &pg.table, c.batch_max);
+            let mut o = postgres::PgOptions::new(&conn, &pg.table, replica);
+            o.batch_max = c.batch_max;
+            o.migrate = pg.migrate;
+            o.timeout = std::time::Duration::from_millis(pg.timeout_ms.max(100));
+            o.signer = signer;
+            o.checkpoint_every = c.checkpoint_every;
+            o.checkpoint_interval = std::time::Duration::from_secs(c.checkpoint_interval_secs);
+            o.checkpoint_export = c.checkpoint_export.clone();
+            return Self::open_postgres(o);
         }
         Self::open_with(&c.path, Options::from_config(c, signer))
     }
 
-    /// Opens the PostgreSQL store: creates `table` (and `<table>_head`) if missing, checks the
-    /// last rows and continues the chain. Several gateways may share one table.
-    pub fn open_postgres(
-        conn: &str,
-        table: &str,
-        batch_max: usize,
-    ) -> Result<AuditLog, AuditError> {
-        let (tx, shared, head) = postgres::start(conn, table, batch_max)?;
+    /// Opens this replica's chain in the PostgreSQL store: checks its last rows and
+    /// continues it, or — when the database does not answer — starts failing closed and
+    /// connects when it can. Many replicas share one table, each on its own chain.
+    pub fn open_postgres(opts: postgres::PgOptions) -> Result<AuditLog, AuditError> {
+        let (table, chain) = (opts.table.clone(), opts.chain.clone());
+        let (tx, shared, started) = postgres::start(opts)?;
         let log = AuditLog {
             tx,
             later: None,
             shared,
         };
-        let detail = if head.seq == 0 {
-            format!("new log (postgres table `{table}`)")
-        } else {
-            format!(
-                "chain continues at seq {} (postgres table `{table}`)",
-                head.seq + 1
-            )
+        let detail = match started {
+            postgres::Started::Ready(h) if h.seq == 0 => {
+                format!("new chain `{chain}` (postgres table `{table}`)")
+            }
+            postgres::Started::Ready(h) => format!(
+                "chain `{chain}` continues at seq {} (postgres table `{table}`)",
+                h.seq + 1
+            ),
+            postgres::Started::Waiting(e) => {
+                tracing::error!(log = %table, error = %e, "the audit database is unreachable; refusing transfers until it answers");
+                format!(
+                    "chain `{chain}` (postgres table `{table}`): started while the database was unreachable ({e})"
+                )
+            }
         };
         log.append_nowait(Record::Event(EventRecord::new("start", detail)));
         Ok(log)
@@ -274,21 +291,7 @@ impl AuditLog {
             )));
         }
         for (decision_seq, request_id) in crashed {
-            log.append_nowait(Record::Completion(CompletionRecord {
-                time: record::now_rfc3339(),
-                request_id,
-                decision_seq,
-                status: 0,
-                bytes_in: 0,
-                bytes_out: 0,
-                duration_ms: 0,
-                outcome: Outcome::UnknownCrashed,
-                detail: Some(
-                    "the gateway stopped before this transfer ended; how much was sent is unknown"
-                        .into(),
-                ),
-                recheck: None,
-            }));
+            log.append_nowait(crashed_completion(decision_seq, request_id));
         }
         log.append_nowait(Record::Event(EventRecord::new("start", start_detail)));
         Ok(log)
@@ -465,6 +468,24 @@ fn check_placement(path: &Path, dir: Option<&Path>) -> Result<(), AuditError> {
         }
     }
     Ok(())
+}
+
+/// The completion of a forwarded transfer that a crash interrupted (found at start-up).
+fn crashed_completion(decision_seq: u64, request_id: String) -> Record {
+    Record::Completion(CompletionRecord {
+        time: record::now_rfc3339(),
+        request_id,
+        decision_seq,
+        status: 0,
+        bytes_in: 0,
+        bytes_out: 0,
+        duration_ms: 0,
+        outcome: Outcome::UnknownCrashed,
+        detail: Some(
+            "the gateway stopped before this transfer ended; how much was sent is unknown".into(),
+        ),
+        recheck: None,
+    })
 }
 
 fn shut_down() -> AuditError {

@@ -95,6 +95,15 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener, E
     })
 }
 
+/// This replica's name: the host name, lower-cased (each container of a fleet has its own).
+fn replica_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_ascii_lowercase())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "gateway".into())
+}
+
 async fn serve(path: PathBuf, cfg: Config, overrides: Overrides) -> ExitCode {
     match start(path, cfg, overrides).await {
         Ok(code) | Err(code) => code,
@@ -128,7 +137,8 @@ async fn start(path: PathBuf, cfg: Config, overrides: Overrides) -> Result<ExitC
         None => None,
     };
 
-    let audit = match AuditLog::open_config(&audit_cfg, snap.checkpoint_signer.clone()) {
+    let replica = replica_name();
+    let audit = match AuditLog::open_config(&audit_cfg, snap.checkpoint_signer.clone(), &replica) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: `{}`: {e}", audit_cfg.describe());
