@@ -151,7 +151,24 @@ async fn start(path: PathBuf, cfg: Config, overrides: Overrides) -> Result<ExitC
     };
     let version = snap.policies.version.to_string();
     let webhook = snap.webhook.clone();
-    let gateway = Arc::new(Gateway::new(snap, audit));
+    let mut gateway = Gateway::new(snap, audit);
+    // On the PostgreSQL sink the fleet shares its PIPL volumes through the database.
+    if let (crate::config::AuditSinkKind::Postgres, Some(pg)) =
+        (&audit_cfg.sink, &audit_cfg.postgres)
+    {
+        let ledger = pg
+            .connection_string()
+            .and_then(|conn| crate::pipl::pg::Ledger::new(&conn, &pg.table, None));
+        match ledger {
+            Ok(l) => gateway = gateway.with_ledger(l),
+            Err(e) => {
+                eprintln!("error: cannot count PIPL export volumes: {e}");
+                gateway.audit().shutdown().await;
+                return Err(ExitCode::from(2));
+            }
+        }
+    }
+    let gateway = Arc::new(gateway);
     // The certificate of each new connection is the current snapshot's (a reload renews it).
     let tls = initial_tls.map(|initial| {
         let gw = gateway.clone();
@@ -160,20 +177,27 @@ async fn start(path: PathBuf, cfg: Config, overrides: Overrides) -> Result<ExitC
     let year = crate::pipl::year_of(time::OffsetDateTime::now_utc());
     let started = std::time::Instant::now();
     let snap = gateway.state();
-    let seeded = crate::pipl::seed_from_trail(
-        gateway.exports(),
-        &snap.catalog,
-        &snap.operators,
-        &audit_cfg.path,
-        year,
-    );
+    let seeded = match gateway.ledger() {
+        Some(ledger) => ledger
+            .seed(gateway.exports(), year)
+            .await
+            .map_err(|e| e.to_string()),
+        None => crate::pipl::seed_from_trail(
+            gateway.exports(),
+            &snap.catalog,
+            &snap.operators,
+            &audit_cfg.path,
+            year,
+        )
+        .map_err(|e| format!("cannot count PIPL export volumes from the audit trail: {e}")),
+    };
     match seeded {
         Ok(n) => {
-            tracing::info!(records = n, year, elapsed = ?started.elapsed(), "PIPL export volumes counted from the audit trail");
+            tracing::info!(counted = n, year, elapsed = ?started.elapsed(), "PIPL export volumes counted");
         }
         Err(e) => {
             // Counts lower than the truth could exempt an export that needs a mechanism.
-            eprintln!("error: cannot count PIPL export volumes from the audit trail: {e}");
+            eprintln!("error: {e}; not starting");
             gateway.audit().shutdown().await;
             return Err(ExitCode::from(2));
         }

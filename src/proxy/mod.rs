@@ -60,6 +60,9 @@ pub struct Gateway {
     audit: AuditLog,
     /// PIPL cumulative export volumes; outlives snapshot reloads.
     exports: crate::pipl::ExportCounter,
+    /// The PIPL ledger shared by the fleet (`audit.sink: postgres`): when set, every PIPL
+    /// export is decided and counted on it; `exports` is then this gateway's local view.
+    ledger: Option<crate::pipl::pg::Ledger>,
     /// Every principal's recent personal-data downloads; outlives snapshot reloads.
     recent: crate::lineage::RecentDownloads,
 }
@@ -91,6 +94,7 @@ impl Gateway {
             audit,
             recent: crate::lineage::RecentDownloads::new(state.config.lineage.max_principals),
             exports: crate::pipl::ExportCounter::new(),
+            ledger: None,
             state: ArcSwap::from_pointee(state),
         }
     }
@@ -104,6 +108,46 @@ impl Gateway {
     /// The PIPL export counter (seed it from the audit trail before serving).
     pub fn exports(&self) -> &crate::pipl::ExportCounter {
         &self.exports
+    }
+
+    /// Decides and counts PIPL exports on the fleet's shared `ledger` (seed the local
+    /// counter from it before serving).
+    pub fn with_ledger(mut self, ledger: crate::pipl::pg::Ledger) -> Gateway {
+        self.ledger = Some(ledger);
+        self
+    }
+
+    /// The fleet's PIPL ledger, if the volumes are shared.
+    pub fn ledger(&self) -> Option<&crate::pipl::pg::Ledger> {
+        self.ledger.as_ref()
+    }
+
+    /// Decides `t` as of `at`. A PIPL export on a shared ledger is decided on the fleet's
+    /// volume and counted there in the same step when the data moves (allowed, or not
+    /// enforced); any other transfer never touches the database.
+    async fn decide_volume(
+        &self,
+        snap: &Snapshot,
+        t: &crate::transfer::Transfer,
+        at: time::OffsetDateTime,
+        enforce: bool,
+        request_id: &str,
+    ) -> Result<Decision, Problem> {
+        let (Some(ledger), Some(e)) = (self.ledger.as_ref(), t.export.as_ref()) else {
+            let volume = t.volume(&self.exports);
+            return Ok(t.decide(&snap.policies, at.date(), volume.as_ref()));
+        };
+        ledger
+            .count(e, request_id, |v| {
+                let d = t.decide(&snap.policies, at.date(), Some(v));
+                let moves = d.is_allow() || !enforce;
+                (d, moves)
+            })
+            .await
+            .map_err(|err| {
+                tracing::error!(request_id, error = %err, "PIPL export volume not counted; refusing");
+                Problem::from(&err)
+            })
     }
 
     pub fn audit(&self) -> &AuditLog {
@@ -151,7 +195,10 @@ impl Gateway {
         let enforce = snap.config.mode == crate::config::Mode::Enforce;
         let mut a = Attempt::new(&parts, enforce, snap.policies.version.clone());
         let body_empty = body.is_end_stream() || body.size_hint().exact() == Some(0);
-        let resp = match self.decide(&snap, &parts, body_empty, client_cert, &mut a) {
+        let resp = match self
+            .decide(&snap, &parts, body_empty, client_cert, &mut a)
+            .await
+        {
             Ok(d) => {
                 self.transfer(&snap, &mut a, d, parts, body, peer, proto)
                     .await
@@ -172,7 +219,7 @@ impl Gateway {
 
     /// The phases before the record: admit, authenticate, classify, decide. An enforced
     /// refusal comes back as the problem to answer (and record).
-    fn decide<'s>(
+    async fn decide<'s>(
         &self,
         snap: &'s Snapshot,
         parts: &Parts,
@@ -211,8 +258,9 @@ impl Gateway {
             &self.recent,
         )?;
         let t = a.transfer.insert(t);
-        let volume = t.volume(&self.exports);
-        let decision = t.decide(&snap.policies, at.date(), volume.as_ref());
+        let decision = self
+            .decide_volume(snap, t, at, a.enforce, &a.request_id)
+            .await?;
         if !decision.is_allow() && a.enforce {
             return Err(Problem::from(&decision));
         }
@@ -359,15 +407,18 @@ impl Gateway {
 
         // Upstream response.
         headers::clean_response_headers(resp.headers_mut());
-        let decision = match self.upstream_response(
-            snap,
-            a,
-            d.routed.route,
-            &resp,
-            d.decision,
-            d.at,
-            &mut completion,
-        ) {
+        let decision = match self
+            .upstream_response(
+                snap,
+                a,
+                d.routed.route,
+                &resp,
+                d.decision,
+                d.at,
+                &mut completion,
+            )
+            .await
+        {
             Ok(decision) => decision,
             Err(ended) => return ended.answer(completion, &a.request_id, a.is_head()),
         };
@@ -433,7 +484,7 @@ impl Gateway {
     /// the tags its metadata adds, decided again; for an upload, a response body, decided as
     /// a download of the same path. Returns the decision in force.
     #[allow(clippy::too_many_arguments)]
-    fn upstream_response(
+    async fn upstream_response(
         &self,
         snap: &Snapshot,
         a: &mut Attempt,
@@ -525,8 +576,14 @@ impl Gateway {
                     (RecheckOf::UploadResponse, &owned, shown)
                 }
             };
-        let volume = t.volume(&self.exports);
-        let second = t.decide(&snap.policies, at.date(), volume.as_ref());
+        let second = self
+            .decide_volume(snap, t, at, a.enforce, &a.request_id)
+            .await
+            .map_err(|problem| Ended {
+                problem,
+                outcome: crate::audit::Outcome::Refused,
+                detail: "the PIPL export volume could not be counted for the re-decision".into(),
+            })?;
         response::recheck(of, &second, &added, a.enforce, completion)?;
         if let Some(e) = &t.export {
             self.exports.record(e);

@@ -30,7 +30,8 @@ impl Sql {
         })
     }
 
-    /// Creates both tables and their indexes if missing; safe to run from many gateways at once.
+    /// Creates both tables and their indexes if missing, and the PIPL ledger
+    /// ([`crate::pipl::pg::ddl`]); safe to run from many gateways at once.
     pub fn migration(&self) -> String {
         let (t, h) = (&self.table, &self.head);
         let genesis = hex::encode(GENESIS);
@@ -60,7 +61,9 @@ CREATE TABLE IF NOT EXISTS {h} (
   seq BIGINT NOT NULL,
   hash TEXT NOT NULL
 );
-INSERT INTO {h} (id, seq, hash) VALUES (TRUE, 0, '{genesis}') ON CONFLICT (id) DO NOTHING;"
+INSERT INTO {h} (id, seq, hash) VALUES (TRUE, 0, '{genesis}') ON CONFLICT (id) DO NOTHING;
+{pipl}",
+            pipl = crate::pipl::pg::ddl(t)
         )
     }
 
