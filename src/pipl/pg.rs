@@ -339,7 +339,10 @@ mod tests {
         let d = ddl("bordergate_audit");
         assert!(d.contains("CREATE TABLE IF NOT EXISTS bordergate_audit_pipl ("));
         assert!(d.contains("PRIMARY KEY (exporter, year, unit)"));
-        assert!(!d.contains("_head"), "independent of the audit table's layout");
+        assert!(
+            !d.contains("_head"),
+            "independent of the audit table's layout"
+        );
         assert!(!d.contains("UPDATE") && !d.contains("DELETE"));
     }
 
