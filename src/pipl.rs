@@ -8,6 +8,9 @@
 //! individuals may overlap, so the sum is an upper bound: conservative). A unit without
 //! `subjects` makes the exporter's totals unbounded for the rest of the year (fail closed:
 //! the security-assessment band). The year is the calendar year in China (UTC+8).
+//!
+//! On the PostgreSQL audit sink the fleet's counts live in a shared ledger ([`pg`]); this
+//! counter is then the gateway's local view of it.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};

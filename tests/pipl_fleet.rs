@@ -244,6 +244,26 @@ async fn two_gateways_never_export_past_the_band_together_and_a_restart_continue
         .unwrap()
         .get(0);
     assert_eq!(n, 3, "nothing counted twice");
+    // `policy explain` counts from the same ledger.
+    let out = std::process::Command::new(BIN)
+        .args(["policy", "explain", "--dataset", &format!("cn-{refused}")])
+        .args([
+            "--jurisdiction",
+            "AU",
+            "--org",
+            "plain-au",
+            "--purpose",
+            "training",
+        ])
+        .args(["--exporter", "acme-cn", "--config"])
+        .arg(&replicas[0].gw.config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("120,000 individuals' non-sensitive"),
+        "{text}"
+    );
     drop(replicas);
     drop_tables(&c, &t).await;
 }
