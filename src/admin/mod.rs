@@ -203,7 +203,10 @@ impl Admin {
     fn readyz(&self) -> Response<AdminBody> {
         let state = self.gateway.state();
         let status = self.gateway.audit().status();
-        let (ready, audit) = readiness(status);
+        let (ready, audit) = match readiness(status) {
+            (true, _) if !self.gateway.trail_ready() => (false, "reading-trail"),
+            r => r,
+        };
         let body = json!({
             "ready": ready,
             "config": "loaded",

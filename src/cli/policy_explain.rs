@@ -218,15 +218,23 @@ fn explain_inner(a: Args) -> Result<ExitCode, ExitCode> {
         exporter: a.exporter.clone(),
         jurisdiction_claim: cfg.auth.jurisdiction_claim,
     };
-    // PIPL volumes: counted from the audit trail as the gateway counts them at start-up.
+    // PIPL volumes: counted as the gateway counts them at start-up (the audit trail, or the
+    // fleet's ledger on the PostgreSQL sink).
     let counter = crate::pipl::ExportCounter::new();
-    if let Err(err) = crate::pipl::seed_from_trail(
-        &counter,
-        &catalog,
-        &crate::snapshot::operators(&cfg),
-        &cfg.audit.path,
-        date.year(),
-    ) {
+    let counted = match (&cfg.audit.sink, &cfg.audit.postgres) {
+        (crate::config::AuditSinkKind::Postgres, Some(pg)) => {
+            seed_from_ledger(&counter, pg, date.year())
+        }
+        _ => crate::pipl::seed_from_trail(
+            &counter,
+            &catalog,
+            &crate::snapshot::operators(&cfg),
+            &cfg.audit.path,
+            date.year(),
+        )
+        .map(|_| ()),
+    };
+    if let Err(err) = counted {
         eprintln!("warning: PIPL volumes not counted from the audit log: {err}");
     }
     let routes = Routes::from_config(&cfg);
@@ -357,4 +365,21 @@ fn diff_inner(a: DiffArgs) -> Result<ExitCode, ExitCode> {
     }
     print!("{}", pdiff::render(&r));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Counts `year` from the PIPL ledger next to the PostgreSQL audit table `pg`.
+fn seed_from_ledger(
+    counter: &crate::pipl::ExportCounter,
+    pg: &crate::config::PostgresAuditConfig,
+    year: i32,
+) -> Result<(), String> {
+    let conn = pg.connection_string()?;
+    let ledger = crate::pipl::pg::Ledger::new(&conn, &pg.table, None)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    rt.block_on(ledger.seed(counter, year))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
