@@ -10,6 +10,8 @@
 //! [`AuditError::Unavailable`] and the next batch reuses the sequence numbers.
 
 pub mod dump;
+pub(crate) mod error;
+pub mod read;
 pub(crate) mod schema;
 
 use std::str::FromStr;
