@@ -41,6 +41,9 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Generations of fetched sets; 0 is never one (it names the configured keys).
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 
+/// The clock sources count from, one for the process so their times compare.
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
 /// Sources in use, shared by the snapshots whose settings are the same.
 static SOURCES: LazyLock<Mutex<Vec<Weak<Source>>>> = LazyLock::new(Default::default);
 
@@ -147,19 +150,26 @@ impl Drop for Source {
     }
 }
 
-/// The source for `settings`: the one in use if there is one, else a new one. Its
-/// task is started when a tokio runtime is at hand (not in `bordergate check`).
+/// The source for `settings`: the one in use if there is one, else a new one — which
+/// starts with the keys of a source of the same endpoint (a reload that only changes
+/// the timings does not wait for a fetch). Its task is started when a tokio runtime is
+/// at hand (not in `bordergate check`).
 pub(crate) fn source(settings: Settings) -> Result<Arc<Source>, String> {
     let mut all = SOURCES.lock().unwrap_or_else(|p| p.into_inner());
     all.retain(|w| w.strong_count() > 0);
-    let found = all
-        .iter()
-        .filter_map(Weak::upgrade)
-        .find(|s| s.settings == settings);
-    let s = match found {
-        Some(s) => s,
+    let live: Vec<Arc<Source>> = all.iter().filter_map(Weak::upgrade).collect();
+    let s = match live.iter().find(|s| s.settings == settings) {
+        Some(s) => s.clone(),
         None => {
-            let s = Arc::new(Source::new(settings)?);
+            let s = Source::new(settings)?;
+            if let Some(o) = live.iter().find(|o| {
+                o.settings.url == s.settings.url && o.settings.ca_digest == s.settings.ca_digest
+            }) {
+                s.set.store(o.set.load_full());
+                s.last_ok
+                    .store(o.last_ok.load(Ordering::Acquire), Ordering::Release);
+            }
+            let s = Arc::new(s);
             all.push(Arc::downgrade(&s));
             s
         }
@@ -194,7 +204,7 @@ impl Source {
             uri,
             client,
             set: ArcSwapOption::empty(),
-            epoch: Instant::now(),
+            epoch: *EPOCH,
             last_ok: AtomicU64::new(0),
             last_early: AtomicU64::new(0),
             last_error: Mutex::new(None),

@@ -941,3 +941,17 @@ fn a_fetched_set_skips_keys_it_cannot_use_but_not_all_of_them() {
     let e = keys::remote_jwks(twice.as_bytes()).err().unwrap();
     assert!(e.contains("listed twice"), "{e}");
 }
+
+#[test]
+fn a_reload_that_only_changes_the_timings_keeps_the_fetched_keys() {
+    let (auth, [(pa, ja), _]) = remote_auth("timings");
+    auth.remote()
+        .unwrap()
+        .fetched(json!({"keys": [ja]}).to_string().as_bytes());
+    let mut cfg = auth_cfg(vec![], None);
+    cfg.jwks_url = Some("https://idp.test/timings/jwks".into());
+    cfg.jwks_unknown_kid_cooldown_secs = 5;
+    let next = Authenticator::from_config(&cfg).unwrap();
+    assert!(check(&next, &ed_token(Some("a"), &pa)).is_ok());
+    next.readiness().unwrap();
+}
