@@ -393,7 +393,7 @@ async fn a_gateway_started_during_an_outage_is_not_ready_until_the_keys_arrive()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_url_given_as_a_jwks_file_is_a_config_error_naming_jwks_url() {
+async fn check_validates_the_jwks_settings_and_names_jwks_url_for_a_url_in_jwks() {
     let (_dir, config, _, _) = common::prepare(&Options {
         extra_keys: "  jwks: https://idp.example/jwks\n".into(),
         ..Options::default()
@@ -420,6 +420,39 @@ async fn a_url_given_as_a_jwks_file_is_a_config_error_naming_jwks_url() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is not https"), "{err}");
     assert!(err.contains("less than `jwks_refresh_min_secs`"), "{err}");
+
+    // Valid settings check out without a fetch (the endpoint need not be up); a CA
+    // bundle that cannot be read does not.
+    let check = |extra: String| {
+        let (dir, config, _, _) = common::prepare(&Options {
+            extra_keys: extra,
+            ..Options::default()
+        });
+        let out = std::process::Command::new(common::BIN)
+            .args(["check", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        drop(dir);
+        out
+    };
+    let url = format!("https://127.0.0.1:{}/jwks", common::dead_port());
+    let pki = Pki::new();
+    let out = check(format!(
+        "  jwks_url: {url}\n  jwks_ca: {}\n",
+        pki.ca().display()
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = check(format!(
+        "  jwks_url: {url}\n  jwks_ca: /nonexistent/ca.pem\n"
+    ));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot read `jwks_ca`"), "{err}");
 }
 
 /// Writes `text` to `path` atomically (a new file renamed over the old).
@@ -549,4 +582,55 @@ async fn configmap_swaps_of_the_policy_directory_and_the_jwks_file_are_picked_up
     swap(&keys, "..2026_12_03_02", "..2026_12_03_03");
     until(|| fetch(&a, &old_token), |(s, _)| *s == 401).await;
     assert_eq!(fetch(&a, &new.token()).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_directory_that_is_itself_a_symlink_through_data_is_followed() {
+    // A ConfigMap mounted with `items: [{key: …, path: policies/eu.yaml}, …]`: the
+    // visible `policies` is a symlink to `..data/policies`, a directory.
+    let t = tempfile::tempdir().unwrap();
+    let cm = t.path().join("cm");
+    let version = |stamp: &str, extra: &str| {
+        let dir = cm.join(stamp).join("policies");
+        std::fs::create_dir_all(&dir).unwrap();
+        for e in std::fs::read_dir(repo().join("policies")).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            if p.is_file() && name.ends_with(".yaml") && !name.starts_with("registry") {
+                let mut text = std::fs::read_to_string(&p).unwrap();
+                if name == "eu.yaml" {
+                    text.push_str(extra);
+                }
+                std::fs::write(dir.join(name), text).unwrap();
+            }
+        }
+    };
+    version("..2026_12_03_01", "");
+    symlink("..2026_12_03_01", cm.join("..data")).unwrap();
+    symlink("..data/policies", cm.join("policies")).unwrap();
+    let a = start(Options {
+        policies: Some(cm.join("policies")),
+        ..Options::default()
+    });
+    let (_, v) = readyz(&a).await;
+    let first = v["policy_version"].as_str().unwrap().to_string();
+
+    let mut seen = vec![first];
+    for (i, (from, to)) in [
+        ("..2026_12_03_01", "..2026_12_03_02"),
+        ("..2026_12_03_02", "..2026_12_03_03"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        version(to, &format!("\n# revision {i}\n"));
+        swap(&cm, from, to);
+        let (_, v) = until(
+            || readyz(&a),
+            |(_, v)| !seen.iter().any(|s| v["policy_version"].as_str() == Some(s)),
+        )
+        .await;
+        assert_eq!(v["ready"], true, "{v}");
+        seen.push(v["policy_version"].as_str().unwrap().to_string());
+    }
 }
