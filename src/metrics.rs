@@ -533,6 +533,9 @@ mod tests {
         m.transfer(5, 1234);
         m.audit_commit(3, Duration::from_micros(800));
         m.reload(true);
+        m.jwks_fetch(true);
+        m.jwks_fetch(false);
+        m.jwks_fetch(false);
         let text = render(m, Scrape::default()).unwrap();
         assert!(
             text.contains(r#"bordergate_requests_total{decision="deny",status="451"} 2"#),
@@ -554,6 +557,8 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"bordergate_policy_reloads_total{result="ok"} 1"#));
+        assert!(text.contains(r#"bordergate_jwks_fetches_total{result="error"} 2"#));
+        assert!(!text.contains("bordergate_jwks_last_success_timestamp_seconds 0\n"));
         assert!(text.ends_with("# EOF\n"));
     }
 

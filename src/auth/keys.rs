@@ -13,6 +13,8 @@ use crate::config::{AuthConfig, KeyConfig, SecretRef};
 pub const MIN_SECRET_BYTES: usize = 32;
 /// Largest key or JWKS file read.
 const MAX_KEY_FILE_BYTES: u64 = 1024 * 1024;
+/// Most keys accepted in a fetched JWK set.
+const MAX_FETCHED_KEYS: usize = 100;
 
 /// One verification key with the single algorithm it may verify.
 pub(crate) struct Key {
@@ -241,6 +243,13 @@ pub(crate) fn remote_jwks(bytes: &[u8]) -> Result<(Vec<Key>, Vec<String>), Strin
     }
     let doc: Doc =
         serde_json::from_slice(bytes).map_err(|e| format!("not a valid JWK set: {e}"))?;
+    // A token without `kid` is tried against every key of its algorithm.
+    if doc.keys.len() > MAX_FETCHED_KEYS {
+        return Err(format!(
+            "the set lists {} keys; at most {MAX_FETCHED_KEYS} are accepted",
+            doc.keys.len()
+        ));
+    }
     let mut keys: Vec<Key> = Vec::with_capacity(doc.keys.len());
     let mut skipped = Vec::new();
     for (i, v) in doc.keys.into_iter().enumerate() {

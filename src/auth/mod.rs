@@ -80,8 +80,8 @@ impl Authenticated {
 pub struct Authenticator {
     keys: Vec<Key>,
     by_kid: HashMap<String, usize>,
-    /// Keys from `jwks_url`, shared with other snapshots of the same settings. A `kid`
-    /// of the configured keys is looked up there first.
+    /// Keys from `jwks_url`, shared with other snapshots of the same settings; a `kid`
+    /// is looked up in the configured keys first.
     remote: Option<Arc<remote::Source>>,
     /// The validation rules of each algorithm.
     validations: HashMap<Algorithm, Validation>,

@@ -940,6 +940,9 @@ fn a_fetched_set_skips_keys_it_cannot_use_but_not_all_of_them() {
     .to_string();
     let e = keys::remote_jwks(twice.as_bytes()).err().unwrap();
     assert!(e.contains("listed twice"), "{e}");
+    let many = json!({"keys": vec![json!({"kty": "oct", "k": "AA"}); 101]}).to_string();
+    let e = keys::remote_jwks(many.as_bytes()).err().unwrap();
+    assert!(e.contains("at most 100"), "{e}");
 }
 
 #[test]
