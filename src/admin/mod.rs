@@ -6,7 +6,7 @@
 //! | path               | who                              | answers |
 //! |--------------------|----------------------------------|---------|
 //! | `/livez`           | anyone                           | `200 ok` while the process serves |
-//! | `/readyz`          | anyone                           | 200 or 503 JSON: config loaded, audit log writable |
+//! | `/readyz`          | anyone                           | 200 or 503 JSON: config loaded, audit log writable, `jwks_url` keys fresh |
 //! | `/metrics`         | anyone                           | OpenMetrics text ([`crate::metrics`]) |
 //! | `/audit/records`   | token with role `compliance-officer` | JSON records; query parameters are the [`Filter`] fields plus `limit` and `order=asc\|desc` |
 //! | `/audit/verify`    | token with role `compliance-officer` | JSON [`LogReport`] of [`Source::verify`] over every segment, checkpoint signatures checked with the key of `audit.checkpoint_key` |
@@ -228,11 +228,18 @@ impl Admin {
             (true, _) if !self.gateway.trail_ready() => (false, "reading-trail"),
             r => r,
         };
+        // With `auth.jwks_url`: not ready until its keys are fetched, nor once stale.
+        let keys = state.auth.readiness();
+        let ready = ready && keys.is_ok();
         let body = json!({
             "ready": ready,
             "config": "loaded",
             "policy_version": state.policies.version.as_ref(),
             "audit": audit,
+            "keys": match &keys {
+                Ok(()) => "ok",
+                Err(why) => why.as_str(),
+            },
         });
         let code = if ready {
             StatusCode::OK
