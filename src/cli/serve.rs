@@ -99,7 +99,10 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener, E
 /// export volumes of the year (counts lower than the truth could exempt an export that needs
 /// a mechanism) and the recent personal-data downloads (without them an upload could launder
 /// data downloaded before the restart). From the file, or from the fleet's PostgreSQL store.
-async fn seed_trail(gateway: &Gateway, audit_cfg: &crate::config::AuditConfig) -> Result<(), String> {
+async fn seed_trail(
+    gateway: &Gateway,
+    audit_cfg: &crate::config::AuditConfig,
+) -> Result<(), String> {
     let year = crate::pipl::year_of(time::OffsetDateTime::now_utc());
     let started = std::time::Instant::now();
     let snap = gateway.state();
@@ -128,7 +131,9 @@ async fn seed_trail(gateway: &Gateway, audit_cfg: &crate::config::AuditConfig) -
             }
             _ => crate::lineage::seed_from_trail(index, &audit_cfg.path, since),
         }
-        .map_err(|e| format!("cannot read recent personal-data downloads from the audit trail: {e}"))?;
+        .map_err(|e| {
+            format!("cannot read recent personal-data downloads from the audit trail: {e}")
+        })?;
         tracing::info!(downloads = n, window_days = snap.config.lineage.window_days, elapsed = ?started.elapsed(), "recent personal-data downloads read from the audit trail");
     }
     Ok(())
@@ -227,8 +232,9 @@ async fn start(path: PathBuf, cfg: Config, overrides: Overrides) -> Result<ExitC
         Ok(()) => {}
         // A replica may start while the fleet's database is down: it refuses transfers and
         // stays unready until it has read what it needs, then serves.
-        Err(e) if gateway.ledger().is_some()
-            && gateway.audit().status() == crate::audit::AuditStatus::WriteFailing =>
+        Err(e)
+            if gateway.ledger().is_some()
+                && gateway.audit().status() == crate::audit::AuditStatus::WriteFailing =>
         {
             tracing::error!(error = %e, "the audit database is unreachable; not ready until the trail is read");
             gateway.set_trail_ready(false);

@@ -196,55 +196,69 @@ audit:
     (dir, cfg, audit, store)
 }
 
+/// Runs `serve --config config` and waits for its listening line.
+fn spawn(config: &Path) -> (Child, SocketAddr, String) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("BORDERGATE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start bordergate");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+        for _ in lines {}
+    });
+    let line = match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(l) => l,
+        Err(_) => {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "gateway did not start: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    };
+    let url = line
+        .strip_prefix("bordergate listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_string();
+    let addr: SocketAddr = url
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    (child, addr, url)
+}
+
 impl Gateway {
     pub fn start(opts: Options) -> Gateway {
         let (dir, config, audit, store) = prepare(&opts);
-        let mut child = Command::new(BIN)
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("BORDERGATE_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start bordergate");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
-            }
-            for _ in lines {}
-        });
-        let line = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(l) => l,
-            Err(_) => {
-                let _ = child.kill();
-                let out = child.wait_with_output().unwrap();
-                panic!(
-                    "gateway did not start: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-        };
-        let url = line
-            .strip_prefix("bordergate listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-            .to_string();
-        let addr: SocketAddr = url
-            .trim_start_matches("https://")
-            .trim_start_matches("http://")
-            .parse()
-            .unwrap();
+        let (child, addr, base) = spawn(&config);
         Gateway {
             child,
             dir,
             addr,
-            base: url,
+            base,
             config,
             audit,
             store,
         }
+    }
+
+    /// Starts the gateway again on its config (after it stopped or was killed).
+    pub fn respawn(&mut self) {
+        let (child, addr, base) = spawn(&self.config);
+        self.child = child;
+        self.addr = addr;
+        self.base = base;
     }
 
     pub fn url(&self, path: &str) -> String {

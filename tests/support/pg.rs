@@ -35,7 +35,16 @@ pub fn table(name: &str) -> String {
 pub async fn drop_tables(c: &Client, t: &str) {
     let _ = c
         .batch_execute(&format!(
-            "DROP TABLE IF EXISTS {t}; DROP TABLE IF EXISTS {t}_head"
+            "DROP TABLE IF EXISTS {t}, {t}_heads, {t}_schema, {t}_head, {t}_pipl CASCADE; DROP FUNCTION IF EXISTS {t}_append_only() CASCADE"
         ))
         .await;
+}
+
+/// Runs `sql` as a superuser past the append-only triggers: what tampering takes.
+pub async fn tamper(c: &Client, sql: &str) {
+    c.batch_execute(&format!(
+        "SET session_replication_role = replica; {sql}; SET session_replication_role = origin"
+    ))
+    .await
+    .unwrap();
 }
