@@ -23,6 +23,7 @@ pub mod query;
 pub mod record;
 pub mod report;
 pub mod segments;
+mod stamp;
 mod tail;
 pub mod upkeep;
 pub mod verify;
@@ -41,6 +42,7 @@ use tokio::sync::oneshot;
 
 pub use line::{LineError, ParsedLine, parse_line};
 pub use record::{CompletionRecord, DecisionRecord, EventRecord, Outcome, Recheck, Record};
+pub use stamp::Stamp;
 pub use verify::{Problem, ProblemKind, VerifyReport, verify_file};
 
 use line::is_spliceable;
@@ -78,6 +80,10 @@ pub enum AuditStatus {
 #[derive(Clone, Debug)]
 pub struct AuditLog {
     tx: mpsc::Sender<Msg>,
+    /// [`Stamp::members`], spliced into every record before its closing brace.
+    stamp: Arc<[u8]>,
+    /// The replica of the stamp.
+    replica: Option<crate::config::Replica>,
     /// The file writer's side channel for completion records (see `writer::Writer::later`);
     /// `None` for the PostgreSQL writer, which takes everything on `tx`.
     later: Option<mpsc::Sender<writer::Pending>>,
@@ -99,18 +105,20 @@ impl AuditLog {
 
     /// Opens the log as the `audit:` section of the config says (checkpoints signed with
     /// `signer`, the key `audit.checkpoint_key` names; rotation; retention).
+    /// Every record is stamped with `stamp`'s replica.
     pub fn open_config(
         c: &crate::config::AuditConfig,
         signer: Option<checkpoint::Signer>,
+        stamp: &Stamp,
     ) -> Result<AuditLog, AuditError> {
         if c.sink == crate::config::AuditSinkKind::Postgres {
             let pg = c.postgres.as_ref().ok_or_else(|| {
                 AuditError::Unavailable("`audit.sink: postgres` needs `audit.postgres`".into())
             })?;
             let conn = pg.connection_string().map_err(AuditError::Unavailable)?;
-            return Self::open_postgres(&conn, &pg.table, c.batch_max);
+            return Self::open_postgres_as(&conn, &pg.table, c.batch_max, stamp);
         }
-        Self::open_with(&c.path, Options::from_config(c, signer))
+        Self::open_file(&c.path, Options::from_config(c, signer), stamp)
     }
 
     /// Opens the PostgreSQL store: creates `table` (and `<table>_head`) if missing, checks the
@@ -120,9 +128,21 @@ impl AuditLog {
         table: &str,
         batch_max: usize,
     ) -> Result<AuditLog, AuditError> {
+        Self::open_postgres_as(conn, table, batch_max, &Stamp::default())
+    }
+
+    /// [`AuditLog::open_postgres`], every record stamped with `stamp`'s replica.
+    pub fn open_postgres_as(
+        conn: &str,
+        table: &str,
+        batch_max: usize,
+        stamp: &Stamp,
+    ) -> Result<AuditLog, AuditError> {
         let (tx, shared, head) = postgres::start(conn, table, batch_max)?;
         let log = AuditLog {
             tx,
+            stamp: stamp.members().into(),
+            replica: stamp.replica.clone(),
             later: None,
             shared,
         };
@@ -134,12 +154,17 @@ impl AuditLog {
                 head.seq + 1
             )
         };
-        log.append_nowait(Record::Event(EventRecord::new("start", detail)));
+        log.append_nowait(stamp.start_event(detail));
         Ok(log)
     }
 
     /// Opens the log with checkpoints, rotation and retention as `opts` says.
     pub fn open_with(path: &Path, opts: Options) -> Result<AuditLog, AuditError> {
+        Self::open_file(path, opts, &Stamp::default())
+    }
+
+    /// [`AuditLog::open_with`], every record stamped with `stamp`'s replica.
+    pub fn open_file(path: &Path, opts: Options, stamp: &Stamp) -> Result<AuditLog, AuditError> {
         let batch_max = opts.batch_max;
         let name = path.display().to_string();
         let unavailable = |what: &str, e: std::io::Error| {
@@ -199,7 +224,9 @@ impl AuditLog {
             upkeep.path = Some(path.to_path_buf());
         }
         upkeep.head = head;
-        Self::start(file, regular, resume, batch_max, name, upkeep, crashed)
+        Self::start(
+            file, regular, resume, batch_max, name, upkeep, crashed, stamp,
+        )
     }
 
     /// Checks the log's end against its (locked) head file — a log cut, emptied or
@@ -228,6 +255,7 @@ impl AuditLog {
         Ok(f)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn start<F: LogFile>(
         file: F,
         regular: bool,
@@ -236,6 +264,7 @@ impl AuditLog {
         name: String,
         upkeep: upkeep::Upkeep,
         crashed: Vec<(u64, String)>,
+        stamp: &Stamp,
     ) -> Result<AuditLog, AuditError> {
         let shared = Arc::new(Shared::default());
         let (tx, rx) = mpsc::channel();
@@ -264,6 +293,8 @@ impl AuditLog {
             .map_err(|e| AuditError::Unavailable(format!("cannot start the writer: {e}")))?;
         let log = AuditLog {
             tx,
+            stamp: stamp.members().into(),
+            replica: stamp.replica.clone(),
             later: Some(later_tx),
             shared,
         };
@@ -290,7 +321,7 @@ impl AuditLog {
                 recheck: None,
             }));
         }
-        log.append_nowait(Record::Event(EventRecord::new("start", start_detail)));
+        log.append_nowait(stamp.start_event(start_detail));
         Ok(log)
     }
 
@@ -298,7 +329,7 @@ impl AuditLog {
     pub async fn append(&self, rec: Record) -> Result<Receipt, AuditError> {
         self.refuse_if_down()?;
         self.note_policy(&rec);
-        let json = encode(&rec)?;
+        let json = encode(&rec, &self.stamp)?;
         let (done, rx) = oneshot::channel();
         self.tx
             .send(Msg::Record(Pending {
@@ -313,7 +344,7 @@ impl AuditLog {
     /// A record that cannot be written is reported in the service log.
     pub fn append_nowait(&self, rec: Record) {
         self.note_policy(&rec);
-        let sent = encode(&rec).and_then(|json| {
+        let sent = encode(&rec, &self.stamp).and_then(|json| {
             let pending = Pending { json, done: None };
             match (&self.later, &rec) {
                 // A completion rides with the next batch someone waits for, or is written
@@ -337,16 +368,26 @@ impl AuditLog {
     /// Later appends fail with [`AuditError::Unavailable`].
     pub async fn shutdown(&self) {
         if self.shared.state.load(Ordering::SeqCst) == RUNNING {
-            self.append_nowait(Record::Event(EventRecord::new(
-                "shutdown",
-                "clean shutdown".to_owned(),
-            )));
+            let mut e = EventRecord::new("shutdown", "clean shutdown".to_owned());
+            e.policy_version = self
+                .shared
+                .policy_version
+                .lock()
+                .ok()
+                .map(|p| p.clone())
+                .filter(|p| !p.is_empty());
+            self.append_nowait(Record::Event(e));
         }
         let (ack, rx) = oneshot::channel();
         if self.tx.send(Msg::Shutdown(ack)).is_ok() {
             let _ = rx.await;
         }
         self.shared.state.fetch_max(STOPPED, Ordering::SeqCst);
+    }
+
+    /// The replica every record of this log names, if it was opened with one.
+    pub fn replica(&self) -> Option<&crate::config::Replica> {
+        self.replica.as_ref()
     }
 
     /// False once the log is poisoned (an fdatasync failed) or shut down. A failing write
@@ -471,10 +512,16 @@ fn shut_down() -> AuditError {
     AuditError::Unavailable("the audit log is shut down".into())
 }
 
-/// Serialises a record on the caller's task, so the writer only hashes and writes.
-fn encode(rec: &Record) -> Result<Vec<u8>, AuditError> {
-    let json = serde_json::to_vec(rec)
+/// Serialises a record on the caller's task, so the writer only hashes and writes; the
+/// `stamp` members go last, before the closing brace.
+fn encode(rec: &Record, stamp: &[u8]) -> Result<Vec<u8>, AuditError> {
+    let mut json = serde_json::to_vec(rec)
         .map_err(|e| AuditError::Unavailable(format!("cannot encode the record: {e}")))?;
+    if !stamp.is_empty() && json.last() == Some(&b'}') {
+        json.pop();
+        json.extend_from_slice(stamp);
+        json.push(b'}');
+    }
     if !is_spliceable(&json) {
         return Err(AuditError::Unavailable(
             "cannot encode the record: it is not a JSON object starting with `kind`".into(),

@@ -62,6 +62,8 @@ pub struct Gateway {
     exports: crate::pipl::ExportCounter,
     /// Every principal's recent personal-data downloads; outlives snapshot reloads.
     recent: crate::lineage::RecentDownloads,
+    /// The replicas sharing the audit table, as the last fleet check saw them.
+    fleet: crate::fleet::Watch,
 }
 
 /// A request that passed every phase before `record`.
@@ -91,6 +93,7 @@ impl Gateway {
             audit,
             recent: crate::lineage::RecentDownloads::new(state.config.lineage.max_principals),
             exports: crate::pipl::ExportCounter::new(),
+            fleet: crate::fleet::Watch::default(),
             state: ArcSwap::from_pointee(state),
         }
     }
@@ -104,6 +107,11 @@ impl Gateway {
     /// The PIPL export counter (seed it from the audit trail before serving).
     pub fn exports(&self) -> &crate::pipl::ExportCounter {
         &self.exports
+    }
+
+    /// The fleet as the last check saw it (see [`crate::fleet`]).
+    pub fn fleet(&self) -> &crate::fleet::Watch {
+        &self.fleet
     }
 
     pub fn audit(&self) -> &AuditLog {
