@@ -93,6 +93,7 @@ async fn replicas_on_two_policy_versions_are_shown_and_alerted_once() {
     let mut b = support::start(options("gw-b", &t, &hook.url(), Some(pack.path().into())));
     let token = a.officer();
     let token_b = b.officer();
+    assert_eq!(a.get("/fleet", None).await.status(), 401);
     a.traffic().await;
     b.traffic().await;
 
