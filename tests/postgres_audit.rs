@@ -1,6 +1,6 @@
 //! The PostgreSQL audit sink against the real server at 127.0.0.1:5432 (database `test`):
-//! group commit, one chain shared by several writers, restart, tamper detection, and the
-//! gateway end to end. Each test uses its own table. Without a server the tests skip
+//! group commit, one chain per writer, restart, append-only tables, tamper detection, and
+//! the gateway end to end. Each test uses its own table. Without a server the tests skip
 //! locally and fail in CI (`CI=true`).
 
 #![allow(clippy::unwrap_used)]
@@ -9,6 +9,7 @@ mod common;
 
 use std::process::Command;
 
+use bordergate::audit::postgres::PgOptions;
 use bordergate::audit::postgres::dump::{export_postgres, verify_postgres};
 use bordergate::audit::verify::{ProblemKind, verify_reader};
 use bordergate::audit::{AuditError, AuditLog, EventRecord, Record};
@@ -45,9 +46,18 @@ fn table(name: &str) -> String {
 async fn drop_tables(c: &Client, t: &str) {
     let _ = c
         .batch_execute(&format!(
-            "DROP TABLE IF EXISTS {t}; DROP TABLE IF EXISTS {t}_head"
+            "DROP TABLE IF EXISTS {t}, {t}_heads, {t}_schema, {t}_head, {t}_pipl CASCADE; DROP FUNCTION IF EXISTS {t}_append_only() CASCADE"
         ))
         .await;
+}
+
+/// Runs `sql` as a superuser past the append-only triggers: what tampering takes.
+async fn tamper(c: &Client, sql: &str) {
+    c.batch_execute(&format!(
+        "SET session_replication_role = replica; {sql}; SET session_replication_role = origin"
+    ))
+    .await
+    .unwrap();
 }
 
 fn event(i: usize) -> Record {
@@ -60,17 +70,29 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 async fn open(t: &str, dsn: String) -> Result<AuditLog, AuditError> {
-    let t = t.to_owned();
-    blocking(move || AuditLog::open_postgres(&dsn, &t, 64)).await
+    open_chain(t, dsn, "gw-a").await
+}
+
+async fn open_chain(t: &str, dsn: String, chain: &str) -> Result<AuditLog, AuditError> {
+    let mut o = PgOptions::new(&dsn, t, chain);
+    o.batch_max = 64;
+    blocking(move || AuditLog::open_postgres(o)).await
 }
 
 async fn seqs(c: &Client, t: &str) -> Vec<i64> {
-    c.query(&format!("SELECT seq FROM {t} ORDER BY seq"), &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
+    seqs_of(c, t, "gw-a").await
+}
+
+async fn seqs_of(c: &Client, t: &str, chain: &str) -> Vec<i64> {
+    c.query(
+        &format!("SELECT seq FROM {t} WHERE chain = $1 ORDER BY seq"),
+        &[&chain],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -116,8 +138,9 @@ async fn appends_are_durable_chained_and_exported_byte_for_byte() {
     let (d, tt) = (dsn(), t.clone());
     let rep = blocking(move || verify_postgres(&d, &tt)).await.unwrap();
     assert!(rep.is_ok(), "{rep}");
-    assert_eq!(rep.chain.records, 52);
-    assert_eq!(rep.chain.last_seq, Some(52));
+    assert_eq!(rep.records(), 52);
+    assert_eq!(rep.chains.len(), 1);
+    assert_eq!(rep.chains[0].report.last_seq, Some(52));
 
     let (d, tt) = (dsn(), t.clone());
     let out = blocking(move || {
@@ -129,7 +152,7 @@ async fn appends_are_durable_chained_and_exported_byte_for_byte() {
     assert_eq!(out.0, 52);
     let file_rep = verify_reader(&out.1[..]);
     assert!(file_rep.is_ok(), "{file_rep}");
-    assert_eq!(file_rep.last_hash, rep.chain.last_hash);
+    assert_eq!(file_rep.last_hash, rep.chains[0].report.last_hash);
     // The exported text is what the `line` column holds, newline-terminated.
     let first = std::str::from_utf8(&out.1)
         .unwrap()
@@ -147,11 +170,15 @@ async fn appends_are_durable_chained_and_exported_byte_for_byte() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_writers_share_one_linear_chain() {
+async fn two_writers_keep_a_chain_each_and_one_name_has_one_writer() {
     let Some(c) = pg().await else { return };
     let t = table("scale");
-    let a = open(&t, dsn()).await.unwrap();
-    let b = open(&t, dsn()).await.unwrap();
+    let a = open_chain(&t, dsn(), "gw-a").await.unwrap();
+    let b = open_chain(&t, dsn(), "gw-b").await.unwrap();
+    // A second process under a name in use is refused: one chain, one writer.
+    let e = open_chain(&t, dsn(), "gw-b").await.unwrap_err();
+    assert!(matches!(e, AuditError::Corrupt(_)), "{e}");
+    assert!(e.to_string().contains("own `name:`"), "{e}");
     let mut tasks = Vec::new();
     for i in 0..400 {
         let log = if i % 2 == 0 { a.clone() } else { b.clone() };
@@ -159,19 +186,50 @@ async fn two_writers_share_one_linear_chain() {
     }
     let mut receipts = Vec::new();
     for task in tasks {
-        receipts.push(task.await.unwrap().unwrap().seq);
+        let r = task.await.unwrap().unwrap();
+        receipts.push((r.chain.unwrap().to_string(), r.seq));
     }
     a.shutdown().await;
     b.shutdown().await;
     receipts.sort_unstable();
     receipts.dedup();
-    assert_eq!(receipts.len(), 400, "every receipt has its own seq");
-    // 400 records plus a start and a shutdown event per writer.
-    assert_eq!(seqs(&c, &t).await, (1..=404).collect::<Vec<_>>());
+    assert_eq!(
+        receipts.len(),
+        400,
+        "every receipt has its own chain and seq"
+    );
+    // 200 records plus a start and a shutdown event per writer, each chain linear.
+    assert_eq!(seqs_of(&c, &t, "gw-a").await, (1..=202).collect::<Vec<_>>());
+    assert_eq!(seqs_of(&c, &t, "gw-b").await, (1..=202).collect::<Vec<_>>());
     let (d, tt) = (dsn(), t.clone());
     let rep = blocking(move || verify_postgres(&d, &tt)).await.unwrap();
     assert!(rep.is_ok(), "{rep}");
-    assert_eq!(rep.chain.records, 404);
+    assert_eq!(rep.records(), 404);
+    assert_eq!(rep.chains.len(), 2);
+    drop_tables(&c, &t).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_tables_refuse_update_delete_and_truncate_even_to_their_owner() {
+    let Some(c) = pg().await else { return };
+    let t = table("append");
+    let log = open(&t, dsn()).await.unwrap();
+    log.append(event(1)).await.unwrap();
+    log.shutdown().await;
+    for sql in [
+        format!("UPDATE {t} SET line = 'x'"),
+        format!("DELETE FROM {t}"),
+        format!("TRUNCATE {t}"),
+        format!("DELETE FROM {t}_heads"),
+        format!("UPDATE {t}_heads SET seq = 1"),
+        format!("TRUNCATE {t}_heads"),
+    ] {
+        let e = c.batch_execute(&sql).await.unwrap_err();
+        let db = e.as_db_error().unwrap();
+        assert_eq!(db.code().code(), "42501", "{sql}: {db}");
+        assert!(db.message().contains("append-only"), "{sql}: {db}");
+    }
+    assert_eq!(seqs(&c, &t).await, vec![1, 2, 3]);
     drop_tables(&c, &t).await;
 }
 
@@ -192,15 +250,17 @@ async fn restart_continues_the_chain_and_a_damaged_tail_refuses_to_start() {
         .await
         .unwrap()
         .get(0);
-    assert!(start.contains("chain continues at seq 4"), "{start}");
+    assert!(start.contains("continues at seq 4"), "{start}");
 
-    // Someone deletes the newest row: the head no longer matches, the gateway refuses to start.
-    c.execute(&format!("DELETE FROM {t} WHERE seq = 6"), &[])
-        .await
-        .unwrap();
+    // Someone deletes the newest row past the triggers: the chain no longer reaches the
+    // head its last batch recorded, and the gateway refuses to start.
+    tamper(&c, &format!("DELETE FROM {t} WHERE seq = 6")).await;
     let e = open(&t, dsn()).await.unwrap_err();
     assert!(matches!(e, AuditError::Corrupt(_)), "{e}");
-    assert!(e.to_string().contains("ends at seq 5"), "{e}");
+    assert!(
+        e.to_string().contains("ends at seq 5") && e.to_string().contains("deleted"),
+        "{e}"
+    );
     drop_tables(&c, &t).await;
 }
 
@@ -219,14 +279,13 @@ async fn verify_names_modified_deleted_and_inconsistent_rows_by_seq() {
     };
     assert!(check(t.clone()).await.is_ok());
 
-    c.execute(
+    tamper(
+        &c,
         &format!("UPDATE {t} SET line = replace(line, 'record 3 ', 'record 4 ') WHERE seq = 5"),
-        &[],
     )
-    .await
-    .unwrap();
+    .await;
     let rep = check(t.clone()).await;
-    let p = rep.chain.problem.clone().unwrap();
+    let p = rep.chains[0].report.problem.clone().unwrap();
     assert_eq!((p.kind, p.seq), (ProblemKind::Modified, Some(5)), "{rep}");
     assert!(rep.to_string().contains("seq 5"), "{rep}");
     drop_tables(&c, &t).await;
@@ -238,25 +297,21 @@ async fn verify_names_modified_deleted_and_inconsistent_rows_by_seq() {
         log.append(event(i)).await.unwrap();
     }
     log.shutdown().await;
-    c.execute(&format!("DELETE FROM {t} WHERE seq = 4"), &[])
-        .await
-        .unwrap();
+    tamper(&c, &format!("DELETE FROM {t} WHERE seq = 4")).await;
     let rep = check(t.clone()).await;
-    let p = rep.chain.problem.clone().unwrap();
+    let p = rep.chains[0].report.problem.clone().unwrap();
     assert_eq!((p.kind, p.seq), (ProblemKind::Missing, Some(5)), "{rep}");
-    c.execute(&format!("INSERT INTO {t} SELECT 4, prev, hash, kind, time, request_id, org, sub, dataset, destination, decision, rule, line FROM {t} WHERE seq = 3"), &[]).await.unwrap();
-    c.execute(&format!("DELETE FROM {t} WHERE seq = 4"), &[])
-        .await
-        .unwrap();
-    c.execute(&format!("DELETE FROM {t} WHERE seq >= 10"), &[])
-        .await
-        .unwrap();
+    // Put it back, then cut the newest rows off the end (the shutdown event and the last
+    // record): the head recorded with the last batch names the loss.
+    tamper(&c, &format!("INSERT INTO {t} SELECT chain, 4, prev, hash, kind, time, request_id, org, sub, dataset, destination, decision, rule, line FROM {t} WHERE seq = 3")).await;
+    tamper(&c, &format!("DELETE FROM {t} WHERE seq = 4")).await;
+    tamper(&c, &format!("DELETE FROM {t} WHERE seq >= 10")).await;
     let rep = check(t.clone()).await;
     assert!(!rep.is_ok());
     assert!(
-        rep.problems
-            .iter()
-            .any(|p| p.kind == ProblemKind::Missing && p.message.contains("ends at seq 9")),
+        rep.problems.iter().any(|p| p.kind == ProblemKind::Missing
+            && p.message.contains("ends at seq 9")
+            && p.message.contains("deleted")),
         "{rep}"
     );
     drop_tables(&c, &t).await;
@@ -387,12 +442,11 @@ async fn gateway_writes_its_decisions_to_postgres() {
     assert_eq!(String::from_utf8_lossy(&q.stdout).lines().count(), 1);
 
     let seq: i64 = refused_seq(&c, &t).await;
-    c.execute(
-        &format!("UPDATE {t} SET line = replace(line, 'acme-us', 'acme-de') WHERE seq = $1"),
-        &[&seq],
+    tamper(
+        &c,
+        &format!("UPDATE {t} SET line = replace(line, 'acme-us', 'acme-de') WHERE seq = {seq}"),
     )
-    .await
-    .unwrap();
+    .await;
     let out = verify(&t);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -411,16 +465,15 @@ async fn refused_seq(c: &Client, t: &str) -> i64 {
 }
 
 /// `cargo test --test postgres_audit -- --ignored --nocapture`: records per second with
-/// 256 concurrent appenders (batches of up to 512 records per transaction).
+/// 256 concurrent appenders (batches of up to 512 records per statement).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore]
 async fn throughput() {
     let Some(c) = pg().await else { return };
     let t = table("speed");
-    let (d, tt) = (dsn(), t.clone());
-    let log = blocking(move || AuditLog::open_postgres(&d, &tt, 512))
-        .await
-        .unwrap();
+    let mut o = PgOptions::new(&dsn(), &t, "speed");
+    o.batch_max = 512;
+    let log = blocking(move || AuditLog::open_postgres(o)).await.unwrap();
     let n = 20_000;
     let started = std::time::Instant::now();
     let mut tasks = Vec::new();

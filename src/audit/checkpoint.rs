@@ -37,6 +37,10 @@ pub struct Checkpoint {
     pub policy_version: String,
     pub key_id: String,
     pub signature: String,
+    /// The replica chain it covers, on the PostgreSQL sink (not signed: the hash it covers
+    /// belongs to that chain alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
 }
 
 /// The writer's signing key (cheap to clone: the key is shared).
@@ -88,6 +92,7 @@ impl Signer {
             policy_version: policy_version.to_owned(),
             key_id: self.id.clone(),
             signature: B64.encode(sig.as_ref()),
+            chain: None,
         }
     }
 }

@@ -24,7 +24,7 @@ pub mod record;
 pub mod report;
 pub mod segments;
 mod stamp;
-mod tail;
+pub(crate) mod tail;
 pub mod upkeep;
 pub mod verify;
 mod writer;
@@ -60,6 +60,8 @@ pub enum AuditError {
 /// Proof that a record is durable: its sequence number and hash.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Receipt {
+    /// The replica chain, on the PostgreSQL sink (each replica writes its own).
+    pub chain: Option<std::sync::Arc<str>>,
     pub seq: u64,
     pub hash: String,
 }
@@ -104,8 +106,9 @@ impl AuditLog {
     }
 
     /// Opens the log as the `audit:` section of the config says (checkpoints signed with
-    /// `signer`, the key `audit.checkpoint_key` names; rotation; retention).
-    /// Every record is stamped with `stamp`'s replica.
+    /// `signer`, the key `audit.checkpoint_key` names; rotation; retention). Every record
+    /// is stamped with `stamp`'s replica, whose name is also this gateway's chain on the
+    /// PostgreSQL sink.
     pub fn open_config(
         c: &crate::config::AuditConfig,
         signer: Option<checkpoint::Signer>,
@@ -116,29 +119,37 @@ impl AuditLog {
                 AuditError::Unavailable("`audit.sink: postgres` needs `audit.postgres`".into())
             })?;
             let conn = pg.connection_string().map_err(AuditError::Unavailable)?;
-            return Self::open_postgres_as(&conn, &pg.table, c.batch_max, stamp);
+            let chain = stamp
+                .replica
+                .as_ref()
+                .map_or_else(crate::config::default_name, |r| r.name.to_string());
+            let mut o = postgres::PgOptions::new(&conn, &pg.table, &chain);
+            o.batch_max = c.batch_max;
+            o.migrate = pg.migrate;
+            o.timeout = std::time::Duration::from_millis(pg.timeout_ms.max(100));
+            o.signer = signer;
+            o.checkpoint_every = c.checkpoint_every;
+            o.checkpoint_interval = std::time::Duration::from_secs(c.checkpoint_interval_secs);
+            o.checkpoint_export = c.checkpoint_export.clone();
+            return Self::open_postgres_as(o, stamp);
         }
         Self::open_file(&c.path, Options::from_config(c, signer), stamp)
     }
 
-    /// Opens the PostgreSQL store: creates `table` (and `<table>_head`) if missing, checks the
-    /// last rows and continues the chain. Several gateways may share one table.
-    pub fn open_postgres(
-        conn: &str,
-        table: &str,
-        batch_max: usize,
-    ) -> Result<AuditLog, AuditError> {
-        Self::open_postgres_as(conn, table, batch_max, &Stamp::default())
+    /// Opens this replica's chain in the PostgreSQL store: checks its last rows and
+    /// continues it, or — when the database does not answer — starts failing closed and
+    /// connects when it can. Many replicas share one table, each on its own chain.
+    pub fn open_postgres(opts: postgres::PgOptions) -> Result<AuditLog, AuditError> {
+        Self::open_postgres_as(opts, &Stamp::default())
     }
 
     /// [`AuditLog::open_postgres`], every record stamped with `stamp`'s replica.
     pub fn open_postgres_as(
-        conn: &str,
-        table: &str,
-        batch_max: usize,
+        opts: postgres::PgOptions,
         stamp: &Stamp,
     ) -> Result<AuditLog, AuditError> {
-        let (tx, shared, head) = postgres::start(conn, table, batch_max)?;
+        let (table, chain) = (opts.table.clone(), opts.chain.clone());
+        let (tx, shared, started) = postgres::start(opts)?;
         let log = AuditLog {
             tx,
             stamp: stamp.members().into(),
@@ -146,13 +157,20 @@ impl AuditLog {
             later: None,
             shared,
         };
-        let detail = if head.seq == 0 {
-            format!("new log (postgres table `{table}`)")
-        } else {
-            format!(
-                "chain continues at seq {} (postgres table `{table}`)",
-                head.seq + 1
-            )
+        let detail = match started {
+            postgres::Started::Ready(h) if h.seq == 0 => {
+                format!("new chain `{chain}` (postgres table `{table}`)")
+            }
+            postgres::Started::Ready(h) => format!(
+                "chain `{chain}` continues at seq {} (postgres table `{table}`)",
+                h.seq + 1
+            ),
+            postgres::Started::Waiting(e) => {
+                tracing::error!(log = %table, error = %e, "the audit database is unreachable; refusing transfers until it answers");
+                format!(
+                    "chain `{chain}` (postgres table `{table}`): started while the database was unreachable ({e})"
+                )
+            }
         };
         log.append_nowait(stamp.start_event(detail));
         Ok(log)
@@ -305,21 +323,7 @@ impl AuditLog {
             )));
         }
         for (decision_seq, request_id) in crashed {
-            log.append_nowait(Record::Completion(CompletionRecord {
-                time: record::now_rfc3339(),
-                request_id,
-                decision_seq,
-                status: 0,
-                bytes_in: 0,
-                bytes_out: 0,
-                duration_ms: 0,
-                outcome: Outcome::UnknownCrashed,
-                detail: Some(
-                    "the gateway stopped before this transfer ended; how much was sent is unknown"
-                        .into(),
-                ),
-                recheck: None,
-            }));
+            log.append_nowait(crashed_completion(decision_seq, request_id));
         }
         log.append_nowait(stamp.start_event(start_detail));
         Ok(log)
@@ -329,7 +333,7 @@ impl AuditLog {
     pub async fn append(&self, rec: Record) -> Result<Receipt, AuditError> {
         self.refuse_if_down()?;
         self.note_policy(&rec);
-        let json = encode(&rec, &self.stamp)?;
+        let json = encode_stamped(&rec, &self.stamp)?;
         let (done, rx) = oneshot::channel();
         self.tx
             .send(Msg::Record(Pending {
@@ -344,7 +348,7 @@ impl AuditLog {
     /// A record that cannot be written is reported in the service log.
     pub fn append_nowait(&self, rec: Record) {
         self.note_policy(&rec);
-        let sent = encode(&rec, &self.stamp).and_then(|json| {
+        let sent = encode_stamped(&rec, &self.stamp).and_then(|json| {
             let pending = Pending { json, done: None };
             match (&self.later, &rec) {
                 // A completion rides with the next batch someone waits for, or is written
@@ -508,13 +512,35 @@ fn check_placement(path: &Path, dir: Option<&Path>) -> Result<(), AuditError> {
     Ok(())
 }
 
+/// The completion of a forwarded transfer that a crash interrupted (found at start-up).
+fn crashed_completion(decision_seq: u64, request_id: String) -> Record {
+    Record::Completion(CompletionRecord {
+        time: record::now_rfc3339(),
+        request_id,
+        decision_seq,
+        status: 0,
+        bytes_in: 0,
+        bytes_out: 0,
+        duration_ms: 0,
+        outcome: Outcome::UnknownCrashed,
+        detail: Some(
+            "the gateway stopped before this transfer ended; how much was sent is unknown".into(),
+        ),
+        recheck: None,
+    })
+}
+
 fn shut_down() -> AuditError {
     AuditError::Unavailable("the audit log is shut down".into())
 }
 
-/// Serialises a record on the caller's task, so the writer only hashes and writes; the
-/// `stamp` members go last, before the closing brace.
-fn encode(rec: &Record, stamp: &[u8]) -> Result<Vec<u8>, AuditError> {
+/// Serialises a record on the caller's task, so the writer only hashes and writes.
+fn encode(rec: &Record) -> Result<Vec<u8>, AuditError> {
+    encode_stamped(rec, &[])
+}
+
+/// [`encode`] with the `stamp` members (see [`Stamp`]) last, before the closing brace.
+fn encode_stamped(rec: &Record, stamp: &[u8]) -> Result<Vec<u8>, AuditError> {
     let mut json = serde_json::to_vec(rec)
         .map_err(|e| AuditError::Unavailable(format!("cannot encode the record: {e}")))?;
     if !stamp.is_empty() && json.last() == Some(&b'}') {

@@ -126,9 +126,15 @@ pub(crate) fn unfinished(file: &File, len: u64) -> Vec<(u64, String)> {
     if file.read_exact_at(&mut window, start).is_err() {
         return Vec::new();
     }
+    unfinished_in(window.split(|&b| b == b'\n').skip(usize::from(start > 0)))
+}
+
+/// The forwarded decisions among `lines` (oldest first) that no later line completes; shared
+/// by the file sink and each chain of the PostgreSQL sink.
+pub(crate) fn unfinished_in<'a>(lines: impl Iterator<Item = &'a [u8]>) -> Vec<(u64, String)> {
     let mut open: Vec<(u64, String)> = Vec::new();
     let mut done = std::collections::HashSet::new();
-    for line in window.split(|&b| b == b'\n').skip(usize::from(start > 0)) {
+    for line in lines {
         // Only decisions and completions matter.
         if !matches!(kind_of(line), Some("decision" | "completion")) {
             continue;

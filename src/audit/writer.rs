@@ -91,10 +91,12 @@ pub(crate) fn release(
     batch: &mut Vec<Pending>,
     seq0: u64,
     hashes: impl IntoIterator<Item = String>,
+    chain: Option<&std::sync::Arc<str>>,
 ) {
     for ((i, p), hash) in batch.drain(..).enumerate().zip(hashes) {
         if let Some(done) = p.done {
             let _ = done.send(Ok(Receipt {
+                chain: chain.cloned(),
                 seq: seq0 + i as u64,
                 hash,
             }));
@@ -412,7 +414,7 @@ impl<F: LogFile> Writer<F> {
         self.len += self.buf.len() as u64;
         self.unsynced_since = None;
         self.shared.write_failing.store(false, Ordering::SeqCst);
-        release(batch, seq0, self.hashes.iter().map(hex::encode));
+        release(batch, seq0, self.hashes.iter().map(hex::encode), None);
         self.write_head();
     }
 

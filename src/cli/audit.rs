@@ -52,6 +52,19 @@ pub enum Command {
         #[arg(long, default_value = "bordergate_audit")]
         table: String,
     },
+    /// Create or upgrade the PostgreSQL store: tables, indexes, the triggers that refuse
+    /// UPDATE, DELETE and TRUNCATE, and (with `--grant`) SELECT and INSERT — nothing else —
+    /// for the role the gateways connect as. Run it as an administrative role; idempotent.
+    Migrate {
+        /// Connection string (URL or `key=value`) of an administrative role.
+        #[arg(long, env = "BORDERGATE_AUDIT_POSTGRES", hide_env_values = true)]
+        postgres: String,
+        #[arg(long, default_value = "bordergate_audit")]
+        table: String,
+        /// The role the gateways connect as (it must exist).
+        #[arg(long, value_name = "ROLE")]
+        grant: Option<String>,
+    },
     /// Create a checkpoint signing key (PKCS#8) and print its public key (also written to FILE.pub).
     Keygen {
         #[arg(long)]
@@ -176,7 +189,9 @@ pub fn run(c: Command) -> ExitCode {
                 _ => None,
             };
             match url {
-                Some(u) => verify_postgres(&u, &table, json),
+                Some(u) => {
+                    verify_postgres(&u, &table, pubkey.as_deref(), receipts.as_deref(), json)
+                }
                 None => {
                     let grace = Duration::from_secs(checkpoint_grace);
                     verify(&files, pubkey.as_deref(), receipts.as_deref(), grace, json)
@@ -184,6 +199,17 @@ pub fn run(c: Command) -> ExitCode {
             }
         }
         Command::Export { postgres, table } => export(&postgres, &table),
+        Command::Migrate {
+            postgres,
+            table,
+            grant,
+        } => crate::audit::postgres::dump::migrate(&postgres, &table, grant.as_deref()).map(|v| {
+            let to = grant
+                .map(|g| format!("; role `{g}` may SELECT and INSERT only"))
+                .unwrap_or_default();
+            println!("`{table}` is at schema version {v}{to}");
+            ExitCode::SUCCESS
+        }),
         Command::Keygen { out } => keygen(&out),
         Command::Query(a) => query(*a),
         Command::Report(a) => report(*a),
@@ -244,24 +270,68 @@ fn verify(
     })
 }
 
-fn verify_postgres(url: &str, table: &str, json: bool) -> Result<ExitCode, String> {
-    let rep = crate::audit::postgres::dump::verify_postgres(url, table)?;
+/// Reads a receipts file: `Audit-Receipt` header values, one per line.
+fn read_receipts(r: &Path) -> Result<Vec<(Option<String>, u64, String)>, String> {
+    let text =
+        std::fs::read_to_string(r).map_err(|e| format!("cannot read `{}`: {e}", r.display()))?;
+    let mut out = Vec::new();
+    for (i, l) in text.lines().enumerate() {
+        let l = l.trim();
+        let l = l.strip_prefix("Audit-Receipt:").unwrap_or(l).trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let (seq, hash) =
+            parse_receipt(l).map_err(|e| format!("{}:{}: {e}", r.display(), i + 1))?;
+        let chain = l
+            .split(';')
+            .find_map(|p| p.trim().strip_prefix("chain="))
+            .map(|c| c.trim().to_owned());
+        out.push((chain, seq, hash));
+    }
+    Ok(out)
+}
+
+fn verify_postgres(
+    url: &str,
+    table: &str,
+    pubkey: Option<&str>,
+    receipts: Option<&Path>,
+    json: bool,
+) -> Result<ExitCode, String> {
+    let opts = crate::audit::postgres::dump::PgVerifyOptions {
+        pubkey: pubkey.map(PublicKey::parse_or_load).transpose()?,
+        receipts: receipts.map(read_receipts).transpose()?.unwrap_or_default(),
+    };
+    let rep = crate::audit::postgres::dump::verify_postgres_with(url, table, &opts)?;
     if json {
         let problems: Vec<Value> = rep
-            .chain
-            .problem
+            .all_problems()
+            .into_iter()
+            .map(|(chain, p)| {
+                serde_json::json!({"chain": chain, "kind": p.kind.as_str(), "seq": p.seq, "message": p.message})
+            })
+            .collect();
+        let chains: Vec<Value> = rep
+            .chains
             .iter()
-            .chain(&rep.problems)
-            .map(|p| {
-                serde_json::json!({"kind": p.kind.as_str(), "seq": p.seq, "message": p.message})
+            .map(|c| {
+                serde_json::json!({
+                    "chain": c.chain,
+                    "ok": c.report.is_ok(),
+                    "records": c.report.records,
+                    "last_seq": c.report.last_seq,
+                    "last_hash": c.report.last_hash,
+                    "checkpoints": c.checkpoints,
+                })
             })
             .collect();
         let v = serde_json::json!({
             "ok": rep.is_ok(),
             "table": rep.table,
-            "records": rep.chain.records,
-            "last_seq": rep.chain.last_seq,
-            "last_hash": rep.chain.last_hash,
+            "records": rep.records(),
+            "chains": chains,
+            "receipts_checked": rep.receipts_checked,
             "problems": problems,
         });
         println!(

@@ -92,9 +92,25 @@ pub struct PostgresAuditConfig {
     /// A connection string without a password, inline.
     #[serde(default)]
     pub dsn: Option<String>,
-    /// The records table; `<table>_head` holds the chain head.
+    /// The records table; `<table>_heads` and `<table>_schema` sit beside it.
     #[serde(default = "default_pg_table")]
     pub table: String,
+    /// Create or upgrade the tables at start when they are missing (needs the privileges
+    /// of `bordergate audit migrate`). Set it to false where the gateway's role may only
+    /// SELECT and INSERT: a missing schema then refuses the start with the command to run.
+    #[serde(default = "default_true")]
+    pub migrate: bool,
+    /// A batch (or a probe) the database has not answered after this many milliseconds fails.
+    #[serde(default = "default_pg_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_pg_timeout() -> u64 {
+    5000
 }
 
 fn default_pg_table() -> String {

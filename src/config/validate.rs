@@ -351,8 +351,6 @@ fn check_audit_sink(a: &AuditConfig, out: &mut FileDiagnostics<'_>) {
                 );
             }
             let file_only = [
-                ("checkpoint_key", a.checkpoint_key.is_some()),
-                ("checkpoint_export", a.checkpoint_export.is_some()),
                 ("rotate_bytes", a.rotate_bytes.is_some()),
                 ("rotate_secs", a.rotate_secs.is_some()),
                 ("retain_segments", a.retain_segments.is_some()),
@@ -361,7 +359,7 @@ fn check_audit_sink(a: &AuditConfig, out: &mut FileDiagnostics<'_>) {
             if let Some((key, _)) = file_only.iter().find(|(_, set)| *set) {
                 out.at(
                     &format!("audit.{key}"),
-                    "checkpoints, rotation and retention apply to `sink: file` only; remove them with `sink: postgres`",
+                    "rotation and retention apply to `sink: file` only (an append-only table is pruned by its administrator); remove them with `sink: postgres`",
                 );
             }
         }

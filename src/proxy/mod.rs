@@ -84,7 +84,11 @@ fn revalidated(up: &upstream::Upstream, method: &http::Method) -> bool {
 }
 
 fn receipt_header(r: &Receipt) -> Option<HeaderValue> {
-    HeaderValue::from_str(&format!("seq={}; hash={}", r.seq, r.hash)).ok()
+    let v = match &r.chain {
+        Some(c) => format!("chain={c}; seq={}; hash={}", r.seq, r.hash),
+        None => format!("seq={}; hash={}", r.seq, r.hash),
+    };
+    HeaderValue::from_str(&v).ok()
 }
 
 impl Gateway {

@@ -37,7 +37,7 @@ pub fn table(name: &str) -> String {
 pub async fn drop_tables(c: &Client, t: &str) {
     let _ = c
         .batch_execute(&format!(
-            "DROP TABLE IF EXISTS {t}; DROP TABLE IF EXISTS {t}_head"
+            "DROP TABLE IF EXISTS {t}, {t}_heads, {t}_schema, {t}_head, {t}_pipl CASCADE; DROP FUNCTION IF EXISTS {t}_append_only() CASCADE"
         ))
         .await;
 }

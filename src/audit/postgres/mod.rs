@@ -1,13 +1,20 @@
 //! The PostgreSQL sink (`audit.sink: postgres`): the group-commit writer that appends
-//! batches of chained records to one table shared by every gateway.
+//! batches of chained records to a table shared by a fleet of gateways.
 //!
-//! Lines are byte for byte what the file sink writes (see [`crate::audit::line`]); a row
-//! holds the line (without its newline) and columns copied from it for queries. Each batch
-//! is one transaction: lock the chain head row (`SELECT … FOR UPDATE`), chain the batch on
-//! it, insert all rows with one statement, move the head, commit (`synchronous_commit = on`),
-//! then release the waiters. Gateways sharing the table serialise on the head row, so the
-//! chain stays linear. A failed batch is rolled back: its appends fail with
-//! [`AuditError::Unavailable`] and the next batch reuses the sequence numbers.
+//! Every replica writes its own hash chain (the `chain` column holds its name), so replicas
+//! never wait for each other: a batch is one `INSERT` statement that adds its rows and the
+//! chain's new head (`<table>_heads`) atomically, committed with `synchronous_commit = on`
+//! before any waiter learns its receipt. The replica holds a session advisory lock on its
+//! chain, so a second process under the same name is refused. Lines are byte for byte what
+//! the file sink writes (see [`crate::audit::line`]); a row holds the line (without its
+//! newline) and columns copied from it for queries.
+//!
+//! Every wait is bounded: connect timeout, TCP keepalives on both ends, `statement_timeout`,
+//! `lock_timeout`, `idle_in_transaction_session_timeout`, and a deadline per batch. While
+//! the database is unreachable, appends that wait fail with [`AuditError::Unavailable`]
+//! (the gateway answers 503), records nobody waits for (completions, events) are kept and
+//! retried until durable, and the writer probes the database on its own so readiness
+//! returns without traffic. A replica can start while the database is down.
 
 pub mod dump;
 pub(crate) mod schema;
@@ -15,81 +22,100 @@ pub(crate) mod schema;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{self, Receiver};
-use std::time::Duration;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use tokio_postgres::{Client, NoTls, Statement};
 
 use super::AuditError;
+use super::checkpoint::Signer;
 use super::line::{HASH_LEN, encode_line};
 use super::writer::{self, Msg, Pending, STOPPED, Shared};
-use schema::{ChainHead, Sql};
+use schema::{ChainHead, Sql, Unready};
 
-/// A batch taking longer than this fails (and the connection is dropped).
-const BATCH_TIMEOUT: Duration = Duration::from_secs(30);
+/// PostgreSQL's own words for an error: message, detail, hint and SQLSTATE.
+pub(crate) fn pg_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+            if let Some(d) = db.detail() {
+                s.push_str(&format!("; detail: {d}"));
+            }
+            if let Some(h) = db.hint() {
+                s.push_str(&format!("; hint: {h}"));
+            }
+            s
+        }
+        None => {
+            let mut s = e.to_string();
+            let mut src = std::error::Error::source(e);
+            while let Some(inner) = src {
+                s.push_str(&format!(": {inner}"));
+                src = inner.source();
+            }
+            s
+        }
+    }
+}
 
-/// Parses a connection string (URL or `key=value`) and sets bordergate's defaults.
+/// Parses a connection string (URL or `key=value`) and sets bordergate's defaults: a
+/// connect timeout, TCP keepalives and a user timeout, so a dead peer is noticed in seconds.
 pub(crate) fn pg_config(conn: &str) -> Result<tokio_postgres::Config, String> {
     let mut c = tokio_postgres::Config::from_str(conn)
         .map_err(|e| format!("invalid postgres connection string: {e}"))?;
     if c.get_connect_timeout().is_none() {
-        c.connect_timeout(Duration::from_secs(10));
+        c.connect_timeout(Duration::from_secs(5));
     }
     if c.get_application_name().is_none() {
         c.application_name("bordergate");
     }
+    c.keepalives(true)
+        .keepalives_idle(Duration::from_secs(10))
+        .keepalives_interval(Duration::from_secs(5))
+        .keepalives_retries(3);
+    if c.get_tcp_user_timeout().is_none() {
+        c.tcp_user_timeout(Duration::from_secs(20));
+    }
     Ok(c)
 }
+
+/// Session settings of every gateway connection: durable commits, and no wait unbounded
+/// (the server also probes us, so a vanished gateway's session and locks go in seconds).
+const SESSION: &str = "SET synchronous_commit = on;
+SET lock_timeout = '2s';
+SET statement_timeout = '10s';
+SET idle_in_transaction_session_timeout = '10s';
+SET tcp_keepalives_idle = 10;
+SET tcp_keepalives_interval = 5;
+SET tcp_keepalives_count = 3;";
 
 /// Connects and drives the connection on the current runtime.
 pub(crate) async fn connect(c: &tokio_postgres::Config) -> Result<Client, String> {
     let (client, conn) = c
         .connect(NoTls)
         .await
-        .map_err(|e| format!("cannot connect to postgres: {e}"))?;
+        .map_err(|e| format!("cannot connect to postgres: {}", pg_error(&e)))?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
-            tracing::warn!(error = %e, "postgres audit connection closed");
+            tracing::warn!(error = %pg_error(&e), "postgres audit connection closed");
         }
     });
-    // Durable before the waiters learn their receipt, whatever the server default says.
     client
-        .batch_execute("SET synchronous_commit = on")
+        .batch_execute(SESSION)
         .await
-        .map_err(|e| format!("cannot configure the postgres session: {e}"))?;
+        .map_err(|e| format!("cannot configure the postgres session: {}", pg_error(&e)))?;
+    // PostgreSQL 14+: notice a vanished client even during a statement.
+    let _ = client
+        .batch_execute("SET client_connection_check_interval = '5s'")
+        .await;
     Ok(client)
 }
 
-/// A connection with the writer's statements prepared.
+/// A connection with the writer's statement prepared and the chain's lock held.
 struct Conn {
     client: Client,
-    lock_head: Statement,
     insert: Statement,
-    update_head: Statement,
-}
-
-impl Conn {
-    async fn prepare(client: Client, sql: &Sql) -> Result<Conn, String> {
-        let prep = |s: String| {
-            let client = &client;
-            async move {
-                client
-                    .prepare(&s)
-                    .await
-                    .map_err(|e| format!("cannot prepare a statement: {e}"))
-            }
-        };
-        let lock_head = prep(sql.lock_head()).await?;
-        let insert = prep(sql.insert()).await?;
-        let update_head = prep(sql.update_head()).await?;
-        Ok(Conn {
-            client,
-            lock_head,
-            insert,
-            update_head,
-        })
-    }
 }
 
 /// The columns copied out of a record for queries.
@@ -161,129 +187,380 @@ impl Rows {
     }
 }
 
+/// How a replica writes to the store.
+#[derive(Clone, Debug)]
+pub struct PgOptions {
+    pub conn: String,
+    pub table: String,
+    /// This replica's chain: its name.
+    pub chain: String,
+    pub batch_max: usize,
+    /// Create or upgrade the schema when it is missing or old (needs the privileges of
+    /// `bordergate audit migrate`); false: refuse to start instead.
+    pub migrate: bool,
+    /// A batch taking longer than this fails (and its connection is dropped).
+    pub timeout: Duration,
+    pub signer: Option<Signer>,
+    pub checkpoint_every: u64,
+    pub checkpoint_interval: Duration,
+    pub checkpoint_export: Option<std::path::PathBuf>,
+}
+
+impl PgOptions {
+    pub fn new(conn: &str, table: &str, chain: &str) -> PgOptions {
+        PgOptions {
+            conn: conn.to_owned(),
+            table: table.to_owned(),
+            chain: chain.to_owned(),
+            batch_max: 512,
+            migrate: true,
+            timeout: Duration::from_secs(5),
+            signer: None,
+            checkpoint_every: 10_000,
+            checkpoint_interval: Duration::from_secs(60),
+            checkpoint_export: None,
+        }
+    }
+}
+
+/// Records nobody waits for that are kept across an outage; beyond this they are dropped
+/// (and counted in the service log).
+const RETRY_MAX: usize = 100_000;
+
+/// How often the writer probes the database when idle (readiness follows it).
+const PROBE_EVERY: Duration = Duration::from_secs(2);
+
+/// A failed connection attempt is not repeated for this long: appends fail fast meanwhile.
+const RECONNECT_AFTER: Duration = Duration::from_millis(500);
+
+/// How long shutdown keeps trying to store the records still queued.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(10);
+
+/// What the start-up found.
+pub(crate) enum Started {
+    /// The chain is checked; it continues after `head`.
+    Ready(ChainHead),
+    /// The database did not answer: the replica starts failing closed and connects later.
+    Waiting(String),
+}
+
 /// The writer thread's state: a current-thread runtime that drives one connection.
 pub(crate) struct PgWriter {
     rt: tokio::runtime::Runtime,
     config: tokio_postgres::Config,
     sql: Sql,
+    opts: PgOptions,
     conn: Option<Conn>,
-    batch_max: usize,
+    /// Where this replica's chain ends; `None` until it was read and checked (after a lost
+    /// connection it is read again, and may only have grown).
+    head: Option<ChainHead>,
+    /// Records without a waiter whose batch failed: written first by the next batch.
+    retry: Vec<Pending>,
+    /// When the last connection attempt failed.
+    last_attempt: Option<Instant>,
+    last_ok: Instant,
+    since_checkpoint: u64,
+    last_checkpoint: Instant,
     name: String,
+    /// The chain, as receipts name it.
+    chain_id: Arc<str>,
     shared: Arc<Shared>,
 }
 
 impl PgWriter {
-    /// Connects, migrates and checks the tail; returns the writer and the chain head.
-    pub fn open(
-        conn: &str,
-        table: &str,
-        batch_max: usize,
-        shared: Arc<Shared>,
-    ) -> Result<(PgWriter, ChainHead), AuditError> {
-        let name = format!("postgres table `{table}`");
+    fn new(opts: PgOptions, shared: Arc<Shared>) -> Result<PgWriter, AuditError> {
+        let name = format!("postgres table `{}` chain `{}`", opts.table, opts.chain);
         let unavailable = |e: String| AuditError::Unavailable(format!("{name}: {e}"));
-        let config = pg_config(conn).map_err(unavailable)?;
-        let sql = Sql::new(table).map_err(unavailable)?;
+        if opts.chain.is_empty() {
+            return Err(unavailable("the replica has no name".into()));
+        }
+        let config = pg_config(&opts.conn).map_err(unavailable)?;
+        let sql = Sql::new(&opts.table).map_err(unavailable)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| unavailable(format!("cannot start the runtime: {e}")))?;
-        let (conn, head) = rt.block_on(async {
-            let mut client = connect(&config).await.map_err(unavailable)?;
-            let head = schema::prepare(&mut client, &sql)
-                .await
-                .map_err(|e| AuditError::Corrupt(format!("{name}: {e}")))?;
-            let conn = Conn::prepare(client, &sql).await.map_err(unavailable)?;
-            Ok::<_, AuditError>((conn, head))
-        })?;
-        let w = PgWriter {
+        let opts_chain = opts.chain.clone();
+        Ok(PgWriter {
             rt,
             config,
             sql,
-            conn: Some(conn),
-            batch_max: batch_max.max(1),
+            opts,
+            conn: None,
+            head: None,
+            retry: Vec::new(),
+            last_attempt: None,
+            last_ok: Instant::now(),
+            since_checkpoint: 0,
+            last_checkpoint: Instant::now(),
             name,
+            chain_id: Arc::from(opts_chain.as_str()),
             shared,
-        };
-        Ok((w, head))
+        })
+    }
+
+    /// Connects, locks the chain and (the first time) checks its tail and queues the
+    /// completions of transfers a crash interrupted. `Corrupt` is final.
+    fn establish(&mut self) -> Result<(), Unready> {
+        if self.conn.is_some() && self.head.is_some() {
+            return Ok(());
+        }
+        self.conn = None;
+        let first = self.head.is_none();
+        let (sql, chain, migrate) = (&self.sql, self.opts.chain.as_str(), self.opts.migrate);
+        let config = &self.config;
+        let deadline = self.opts.timeout.max(Duration::from_secs(5));
+        let got = self.rt.block_on(async {
+            let work = async {
+                let mut client = connect(config).await.map_err(Unready::Unavailable)?;
+                let lock = if first {
+                    sql.lock_chain()
+                } else {
+                    sql.wait_chain()
+                };
+                let locked: bool = match client.query_one(&lock, &[&sql.table, &chain]).await {
+                    Ok(r) => r.get(0),
+                    // lock_timeout: our previous session still holds it.
+                    Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => false,
+                    Err(e) => return Err(Unready::Unavailable(pg_error(&e))),
+                };
+                if !locked {
+                    let msg = format!(
+                        "another running gateway writes the chain `{chain}` of `{}`: give every replica its own `name:`",
+                        sql.table
+                    );
+                    // At start this is a configuration error; later, our own vanished
+                    // session may still hold the lock for a few seconds.
+                    return Err(if first {
+                        Unready::Corrupt(msg)
+                    } else {
+                        Unready::Unavailable(msg)
+                    });
+                }
+                let (head, tail) = schema::prepare(&mut client, sql, chain, migrate).await?;
+                let insert = client
+                    .prepare(&sql.insert())
+                    .await
+                    .map_err(|e| Unready::Unavailable(pg_error(&e)))?;
+                Ok((Conn { client, insert }, head, tail))
+            };
+            match tokio::time::timeout(deadline, work).await {
+                Ok(r) => r,
+                Err(_) => Err(Unready::Unavailable(format!(
+                    "no answer within {} s",
+                    deadline.as_secs()
+                ))),
+            }
+        });
+        let (conn, head, tail) = got.inspect_err(|_| self.last_attempt = Some(Instant::now()))?;
+        self.last_attempt = None;
+        if let Some(known) = self.head
+            && head.seq < known.seq
+        {
+            return Err(Unready::Corrupt(format!(
+                "the chain ended at seq {} but now ends at seq {}: records were deleted",
+                known.seq, head.seq
+            )));
+        }
+        if first {
+            let crashed = super::tail::unfinished_in(tail.iter().map(|l| l.as_bytes()));
+            let mut recovered: Vec<Pending> = crashed
+                .into_iter()
+                .filter_map(|(seq, id)| {
+                    let rec = super::crashed_completion(seq, id);
+                    super::encode(&rec)
+                        .ok()
+                        .map(|json| Pending { json, done: None })
+                })
+                .collect();
+            recovered.append(&mut self.retry);
+            self.retry = recovered;
+        }
+        self.conn = Some(conn);
+        self.head = Some(head);
+        Ok(())
+    }
+
+    /// The first connection, at start-up.
+    fn open(&mut self) -> Result<Started, AuditError> {
+        match self.establish() {
+            Ok(()) => Ok(Started::Ready(self.head.unwrap_or(ChainHead::EMPTY))),
+            Err(Unready::Corrupt(e)) => Err(AuditError::Corrupt(format!("{}: {e}", self.name))),
+            Err(Unready::Unavailable(e)) => {
+                self.shared.write_failing.store(true, Ordering::SeqCst);
+                Ok(Started::Waiting(e))
+            }
+        }
     }
 
     /// The writer thread's loop: runs until shut down or every handle is dropped.
     pub fn run(mut self, rx: Receiver<Msg>) {
-        let mut batch: Vec<Pending> = Vec::with_capacity(self.batch_max);
-        while let Ok(first) = rx.recv() {
-            let stop = writer::drain(first, &rx, &mut batch, self.batch_max);
+        let mut batch: Vec<Pending> = Vec::with_capacity(self.opts.batch_max);
+        loop {
+            let wait = if self.is_failing() {
+                Duration::from_millis(500)
+            } else {
+                PROBE_EVERY
+            };
+            let first = match rx.recv_timeout(wait) {
+                Ok(m) => m,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.idle();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let stop = writer::drain(first, &rx, &mut batch, self.opts.batch_max);
             if !batch.is_empty() {
                 self.commit(&mut batch);
             }
             if let Some(ack) = stop {
+                self.flush_at_shutdown();
                 writer::stop_writer(&self.shared, rx, ack, &self.name);
                 return;
             }
         }
+        self.flush_at_shutdown();
         self.shared.state.fetch_max(STOPPED, Ordering::SeqCst);
     }
 
-    /// Writes one batch in one transaction, then every waiter learns its receipt.
-    fn commit(&mut self, batch: &mut Vec<Pending>) {
-        let started = std::time::Instant::now();
-        let rt = &self.rt;
-        let result = rt.block_on(async {
-            let commit = try_commit(&mut self.conn, &self.config, &self.sql, batch);
-            match tokio::time::timeout(BATCH_TIMEOUT, commit).await {
-                Ok(r) => r,
-                Err(_) => Err(format!("no answer within {} s", BATCH_TIMEOUT.as_secs())),
-            }
-        });
-        match result {
-            Ok((seq0, hashes)) => {
-                crate::metrics::global().audit_commit(batch.len(), started.elapsed());
-                self.shared.write_failing.store(false, Ordering::SeqCst);
-                writer::release(batch, seq0, hashes);
-            }
-            Err(e) => {
-                // The transaction was rolled back (or never committed): no row, no gap.
-                // The next batch starts on a fresh connection: this one may be dead, in the
-                // middle of a rollback, or hung.
+    fn is_failing(&self) -> bool {
+        self.shared.write_failing.load(Ordering::SeqCst)
+    }
+
+    /// Nothing to write: reconnect if the store was failing (and write what waits for a
+    /// retry), probe it if it was not, and checkpoint when due.
+    fn idle(&mut self) {
+        if self.is_failing() || self.conn.is_none() || !self.retry.is_empty() {
+            let mut none = Vec::new();
+            self.commit(&mut none);
+            return;
+        }
+        if self.checkpoint_due(false) {
+            self.checkpoint();
+            return;
+        }
+        if self.last_ok.elapsed() >= PROBE_EVERY {
+            let ok = match &self.conn {
+                Some(c) => self.rt.block_on(async {
+                    matches!(
+                        tokio::time::timeout(self.opts.timeout, c.client.simple_query("SELECT 1"))
+                            .await,
+                        Ok(Ok(_))
+                    )
+                }),
+                None => false,
+            };
+            if ok {
+                self.last_ok = Instant::now();
+            } else {
                 self.conn = None;
                 self.shared.write_failing.store(true, Ordering::SeqCst);
-                let msg = format!("cannot write to {}: {e}", self.name);
-                tracing::error!(log = %self.name, error = %msg, "audit batch failed");
-                writer::fail_batch(batch, &self.name, &msg);
+                tracing::error!(log = %self.name, "the audit database does not answer");
             }
         }
     }
-}
 
-async fn try_commit(
-    conn: &mut Option<Conn>,
-    config: &tokio_postgres::Config,
-    sql: &Sql,
-    batch: &[Pending],
-) -> Result<(u64, Vec<String>), String> {
-    if conn.is_none() {
-        let client = connect(config).await?;
-        *conn = Some(Conn::prepare(client, sql).await?);
+    /// Writes `batch` (after the records waiting for a retry) in one statement, then every
+    /// waiter learns its receipt. On failure waiters get the error and the others are kept.
+    fn commit(&mut self, batch: &mut Vec<Pending>) {
+        let mut all = std::mem::take(&mut self.retry);
+        let retried = all.len();
+        all.append(batch);
+        if all.is_empty() && !self.is_failing() && self.conn.is_some() {
+            return;
+        }
+        let started = Instant::now();
+        match self.try_commit(&all) {
+            Ok(Some((seq0, rows))) => {
+                crate::metrics::global().audit_commit(all.len(), started.elapsed());
+                if self.shared.write_failing.swap(false, Ordering::SeqCst) {
+                    tracing::info!(log = %self.name, retried, "the audit database is writable again");
+                }
+                self.last_ok = Instant::now();
+                self.since_checkpoint += all.len() as u64;
+                writer::release(&mut all, seq0, rows.hash, Some(&self.chain_id));
+                if self.checkpoint_due(false) {
+                    self.checkpoint();
+                }
+            }
+            Ok(None) => {
+                if self.shared.write_failing.swap(false, Ordering::SeqCst) {
+                    tracing::info!(log = %self.name, "the audit database is reachable again");
+                }
+                self.last_ok = Instant::now();
+            }
+            Err(Unready::Corrupt(e)) => {
+                let msg = format!("{}: {e}", self.name);
+                tracing::error!(log = %self.name, error = %msg, "the audit chain cannot be continued");
+                self.shared
+                    .state
+                    .fetch_max(writer::POISONED, Ordering::SeqCst);
+                self.conn = None;
+                writer::fail_batch(&mut all, &self.name, &msg);
+            }
+            Err(Unready::Unavailable(e)) => {
+                // A statement that failed wrote nothing, so the same sequence numbers are
+                // used again; when the outcome is unknown (the connection broke during the
+                // commit) the next connection reads where the chain really ends.
+                self.conn = None;
+                self.shared.write_failing.store(true, Ordering::SeqCst);
+                let msg = format!("cannot write to {}: {e}", self.name);
+                if retried == 0 || !batch_only_retries(&all) {
+                    tracing::error!(log = %self.name, error = %msg, "audit batch failed");
+                }
+                let mut kept = Vec::new();
+                for p in all.drain(..) {
+                    match p.done {
+                        Some(done) => {
+                            let _ = done.send(Err(AuditError::Unavailable(msg.clone())));
+                        }
+                        None => kept.push(p),
+                    }
+                }
+                if kept.len() > RETRY_MAX {
+                    let lost = kept.len() - RETRY_MAX;
+                    kept.drain(..lost);
+                    tracing::error!(log = %self.name, lost, "audit records dropped: too many waiting for the database");
+                }
+                self.retry = kept;
+            }
+        }
     }
-    let Some(c) = conn.as_mut() else {
-        return Err("not connected".into());
-    };
-    let tx = c.client.transaction().await.map_err(|e| e.to_string())?;
-    let row = tx
-        .query_one(&c.lock_head, &[])
-        .await
-        .map_err(|e| e.to_string())?;
-    let head = schema::head_from(row.get(0), row.get(1), &sql.table)?;
-    let seq0 = head.seq + 1;
-    let mut rows = Rows::default();
-    let mut prev = head.hash;
-    for (i, p) in batch.iter().enumerate() {
-        prev = rows.push(seq0 + i as u64, &prev, &p.json)?;
-    }
-    let last_seq = rows.seq.last().copied().unwrap_or_default();
-    tx.execute(
-        &c.insert,
-        &[
+
+    /// One statement for `batch`; `Ok(None)`: nothing to write, but the store answered.
+    fn try_commit(&mut self, batch: &[Pending]) -> Result<Option<(u64, Rows)>, Unready> {
+        if self.conn.is_none() || self.head.is_none() {
+            if self
+                .last_attempt
+                .is_some_and(|t| t.elapsed() < RECONNECT_AFTER)
+            {
+                return Err(Unready::Unavailable(
+                    "the database is unreachable; retrying".into(),
+                ));
+            }
+            self.establish()?;
+        }
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        let (Some(c), Some(head)) = (self.conn.as_ref(), self.head) else {
+            return Err(Unready::Unavailable("not connected".into()));
+        };
+        let seq0 = head.seq + 1;
+        let mut rows = Rows::default();
+        let mut prev = head.hash;
+        for (i, p) in batch.iter().enumerate() {
+            prev = rows
+                .push(seq0 + i as u64, &prev, &p.json)
+                .map_err(Unready::Corrupt)?;
+        }
+        let last_seq = rows.seq.last().copied().unwrap_or_default();
+        let last_hash = hex::encode(prev);
+        let chain = self.opts.chain.as_str();
+        let timeout = self.opts.timeout;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 16] = [
+            &chain,
             &rows.seq,
             &rows.prev,
             &rows.hash,
@@ -297,43 +574,151 @@ async fn try_commit(
             &rows.decision,
             &rows.rule,
             &rows.line,
-        ],
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    tx.execute(&c.update_head, &[&last_seq, &hex::encode(prev)])
-        .await
-        .map_err(|e| e.to_string())?;
-    tx.commit()
-        .await
-        .map_err(|e| format!("commit failed (the batch may or may not be stored): {e}"))?;
-    Ok((seq0, rows.hash))
+            &last_seq,
+            &last_hash,
+        ];
+        let done = self.rt.block_on(async {
+            let exec = c.client.execute(&c.insert, &params);
+            match tokio::time::timeout(timeout, exec).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(pg_error(&e)),
+                Err(_) => Err(format!(
+                    "no answer within {} ms (the batch may or may not be stored)",
+                    timeout.as_millis()
+                )),
+            }
+        });
+        match done {
+            Ok(()) => {
+                self.head = Some(ChainHead {
+                    seq: head.seq + batch.len() as u64,
+                    hash: prev,
+                });
+                Ok(Some((seq0, rows)))
+            }
+            Err(e) => {
+                // Read the chain's end again on the next connection.
+                self.conn = None;
+                Err(Unready::Unavailable(e))
+            }
+        }
+    }
+
+    fn checkpoint_due(&self, at_shutdown: bool) -> bool {
+        self.opts.signer.is_some()
+            && self.since_checkpoint > 0
+            && (at_shutdown
+                || (self.opts.checkpoint_every > 0
+                    && self.since_checkpoint >= self.opts.checkpoint_every)
+                || self.last_checkpoint.elapsed() >= self.opts.checkpoint_interval)
+    }
+
+    /// Signs the chain's head and appends the checkpoint to the chain (and to the export
+    /// file, if configured), as the file sink does.
+    fn checkpoint(&mut self) {
+        self.last_checkpoint = Instant::now();
+        let (Some(signer), Some(head)) = (&self.opts.signer, self.head) else {
+            return;
+        };
+        let policy = self
+            .shared
+            .policy_version
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default();
+        let mut cp = signer.sign(
+            head.seq,
+            &hex::encode(head.hash),
+            &super::record::now_rfc3339(),
+            &policy,
+        );
+        cp.chain = Some(self.opts.chain.clone());
+        let Ok(json) = serde_json::to_vec(&cp) else {
+            return;
+        };
+        let batch = [Pending { json, done: None }];
+        match self.try_commit(&batch) {
+            Ok(Some((_, rows))) => {
+                self.since_checkpoint = 0;
+                if let (Some(export), Some(line)) = (&self.opts.checkpoint_export, rows.line.last())
+                {
+                    use std::io::Write;
+                    let written = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(export)
+                        .and_then(|mut f| {
+                            f.write_all(line.as_bytes())?;
+                            f.write_all(b"\n")?;
+                            f.sync_data()
+                        });
+                    if let Err(e) = written {
+                        tracing::warn!(file = %export.display(), error = %e, "cannot export the audit checkpoint");
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let e = match e {
+                    Unready::Corrupt(e) | Unready::Unavailable(e) => e,
+                };
+                self.shared.write_failing.store(true, Ordering::SeqCst);
+                tracing::warn!(log = %self.name, error = %e, "cannot write the audit checkpoint");
+            }
+        }
+    }
+
+    /// Before stopping: store what waits for a retry (within [`SHUTDOWN_FLUSH`]) and sign
+    /// a last checkpoint.
+    fn flush_at_shutdown(&mut self) {
+        let until = Instant::now() + SHUTDOWN_FLUSH;
+        while !self.retry.is_empty() && Instant::now() < until {
+            let mut none = Vec::new();
+            self.commit(&mut none);
+            if !self.retry.is_empty() {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        if !self.retry.is_empty() {
+            tracing::error!(log = %self.name, lost = self.retry.len(), "audit records could not be stored before shutdown");
+            self.retry.clear();
+        }
+        if self.checkpoint_due(true) {
+            self.checkpoint();
+        }
+    }
 }
 
-/// Starts the writer thread; returns once the table is ready (or why it is not).
+/// True when every record of a failed batch was a retry (the outage was already reported).
+fn batch_only_retries(all: &[Pending]) -> bool {
+    all.iter().all(|p| p.done.is_none())
+}
+
+/// Starts the writer thread; returns once the first connection succeeded or failed.
 pub(crate) fn start(
-    conn: &str,
-    table: &str,
-    batch_max: usize,
-) -> Result<(mpsc::Sender<Msg>, Arc<Shared>, ChainHead), AuditError> {
+    opts: PgOptions,
+) -> Result<(mpsc::Sender<Msg>, Arc<Shared>, Started), AuditError> {
     let shared = Arc::new(Shared::default());
     let (tx, rx) = mpsc::channel();
     let (ready_tx, ready_rx) = mpsc::sync_channel(1);
-    let (conn, table, sh) = (conn.to_owned(), table.to_owned(), shared.clone());
+    let sh = shared.clone();
     std::thread::Builder::new()
         .name("bordergate-audit-pg".into())
-        .spawn(move || match PgWriter::open(&conn, &table, batch_max, sh) {
-            Ok((w, head)) => {
-                let _ = ready_tx.send(Ok(head));
-                w.run(rx);
-            }
-            Err(e) => {
-                let _ = ready_tx.send(Err(e));
+        .spawn(move || {
+            let opened = PgWriter::new(opts, sh).and_then(|mut w| w.open().map(|s| (w, s)));
+            match opened {
+                Ok((w, started)) => {
+                    let _ = ready_tx.send(Ok(started));
+                    w.run(rx);
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
             }
         })
         .map_err(|e| AuditError::Unavailable(format!("cannot start the writer: {e}")))?;
-    let head = ready_rx
+    let started = ready_rx
         .recv()
         .map_err(|_| AuditError::Unavailable("the postgres writer stopped".into()))??;
-    Ok((tx, shared, head))
+    Ok((tx, shared, started))
 }

@@ -1,19 +1,40 @@
-//! The PostgreSQL schema of the audit store: table names, idempotent migrations, the
-//! statements the writer prepares, and the start-up tail check.
+//! The PostgreSQL schema of the audit store: table names, the migration `bordergate audit
+//! migrate` runs (tables, append-only triggers, grants), the statements the writer
+//! prepares, and the start-up check of a replica's chain.
+//!
+//! Layout (schema version [`VERSION`]):
+//! - `<t>`: one row per record, `PRIMARY KEY (chain, seq)`. Every replica appends to its
+//!   own hash chain (`chain` = its name), so replicas never wait for each other;
+//! - `<t>_heads`: one row per committed batch — the chain's head after it — written by the
+//!   same statement as the batch. A chain whose newest rows were removed no longer reaches
+//!   its recorded head; a chain removed whole still has heads;
+//! - `<t>_schema`: the applied schema versions.
+//!
+//! Triggers refuse UPDATE, DELETE and TRUNCATE on every table, whoever asks; the gateway's
+//! role needs only SELECT and INSERT (`--grant`).
 
 use tokio_postgres::Client;
 
+use super::pg_error;
 use crate::audit::line::{GENESIS, HASH_LEN};
 use crate::audit::verify::{Chain, check_from};
 
-/// How many of the last rows the start-up check reads.
+/// How many of a chain's last rows the start-up check reads.
 pub(crate) const TAIL_ROWS: i64 = 1000;
 
-/// The SQL of one table pair: `<table>` (records) and `<table>_head` (the chain head).
+/// The schema version this build writes.
+pub(crate) const VERSION: i32 = 2;
+
+/// The chain that rows of a version-1 table (one chain shared by every gateway) belong to
+/// after `audit migrate`.
+pub(crate) const LEGACY_CHAIN: &str = "shared";
+
+/// The SQL of one store: `<table>` (records), `<table>_heads`, `<table>_schema`.
 #[derive(Clone, Debug)]
 pub(crate) struct Sql {
     pub table: String,
-    pub head: String,
+    pub heads: String,
+    pub schema: String,
 }
 
 impl Sql {
@@ -26,18 +47,46 @@ impl Sql {
         }
         Ok(Sql {
             table: table.to_owned(),
-            head: format!("{table}_head"),
+            heads: format!("{table}_heads"),
+            schema: format!("{table}_schema"),
         })
     }
 
-    /// Creates both tables and their indexes if missing; safe to run from many gateways at once.
-    pub fn migration(&self) -> String {
-        let (t, h) = (&self.table, &self.head);
+    /// Every table of the store, for grants and triggers (`extra`: tables other modules add).
+    fn tables<'a>(&'a self, extra: &'a [String]) -> impl Iterator<Item = &'a str> {
+        [self.table.as_str(), &self.heads, &self.schema]
+            .into_iter()
+            .chain(extra.iter().map(String::as_str))
+    }
+
+    /// Creates (or upgrades) the store; idempotent and safe to run from many hosts at once.
+    /// `grant`: the role the gateways connect as, given SELECT and INSERT only.
+    pub fn migration(&self, grant: Option<&str>) -> String {
+        let (t, h, s) = (&self.table, &self.heads, &self.schema);
         let genesis = hex::encode(GENESIS);
-        format!(
+        let (extra, extra_ddl) = other_tables(t);
+        let mut sql = format!(
             "SELECT pg_advisory_xact_lock(hashtext('bordergate-audit:{t}'));
+CREATE TABLE IF NOT EXISTS {s} (
+  version INT PRIMARY KEY,
+  applied TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+DO $m$
+BEGIN
+  -- Version 1: one chain shared by every gateway, its head in `{t}_head`.
+  IF to_regclass('{t}') IS NOT NULL AND NOT EXISTS (
+       SELECT 1 FROM information_schema.columns
+       WHERE table_schema = current_schema() AND table_name = '{t}' AND column_name = 'chain') THEN
+    ALTER TABLE {t} ADD COLUMN chain TEXT NOT NULL DEFAULT '{LEGACY_CHAIN}';
+    ALTER TABLE {t} ALTER COLUMN chain DROP DEFAULT;
+    ALTER TABLE {t} DROP CONSTRAINT IF EXISTS {t}_pkey;
+    ALTER TABLE {t} ADD PRIMARY KEY (chain, seq);
+  END IF;
+END
+$m$;
 CREATE TABLE IF NOT EXISTS {t} (
-  seq BIGINT PRIMARY KEY,
+  chain TEXT NOT NULL,
+  seq BIGINT NOT NULL,
   prev TEXT NOT NULL,
   hash TEXT NOT NULL,
   kind TEXT NOT NULL,
@@ -49,77 +98,163 @@ CREATE TABLE IF NOT EXISTS {t} (
   destination TEXT,
   decision TEXT,
   rule TEXT,
-  line TEXT NOT NULL
+  line TEXT NOT NULL,
+  PRIMARY KEY (chain, seq)
 );
 CREATE INDEX IF NOT EXISTS {t}_time ON {t} (time);
 CREATE INDEX IF NOT EXISTS {t}_request_id ON {t} (request_id) WHERE request_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS {t}_org_time ON {t} (org, time) WHERE org IS NOT NULL;
 CREATE INDEX IF NOT EXISTS {t}_decision_time ON {t} (decision, time) WHERE decision IS NOT NULL;
 CREATE TABLE IF NOT EXISTS {h} (
-  id BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (id),
+  chain TEXT NOT NULL,
   seq BIGINT NOT NULL,
-  hash TEXT NOT NULL
+  hash TEXT NOT NULL,
+  time TIMESTAMPTZ NOT NULL DEFAULT now(),
+  PRIMARY KEY (chain, seq)
 );
-INSERT INTO {h} (id, seq, hash) VALUES (TRUE, 0, '{genesis}') ON CONFLICT (id) DO NOTHING;"
-        )
+DO $m$
+BEGIN
+  IF to_regclass('{t}_head') IS NOT NULL THEN
+    INSERT INTO {h} (chain, seq, hash)
+      SELECT '{LEGACY_CHAIN}', seq, hash FROM {t}_head WHERE seq > 0 AND hash <> '{genesis}'
+      ON CONFLICT DO NOTHING;
+  END IF;
+END
+$m$;
+{pipl}
+CREATE OR REPLACE FUNCTION {t}_append_only() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+  RAISE EXCEPTION 'the bordergate audit table % is append-only: % refused', TG_TABLE_NAME, TG_OP
+    USING ERRCODE = 'insufficient_privilege';
+END
+$f$;
+",
+            pipl = extra_ddl,
+        );
+        for tab in self.tables(&extra) {
+            sql.push_str(&format!(
+                "CREATE OR REPLACE TRIGGER {tab}_no_change BEFORE UPDATE OR DELETE ON {tab}
+  FOR EACH ROW EXECUTE FUNCTION {t}_append_only();
+CREATE OR REPLACE TRIGGER {tab}_no_truncate BEFORE TRUNCATE ON {tab}
+  FOR EACH STATEMENT EXECUTE FUNCTION {t}_append_only();
+"
+            ));
+        }
+        if let Some(role) = grant {
+            let list: Vec<&str> = self.tables(&extra).collect();
+            sql.push_str(&format!(
+                "REVOKE ALL ON {all} FROM \"{role}\";
+GRANT SELECT, INSERT ON {all} TO \"{role}\";
+",
+                all = list.join(", ")
+            ));
+        }
+        sql.push_str(&format!(
+            "INSERT INTO {s} (version) VALUES ({VERSION}) ON CONFLICT DO NOTHING;"
+        ));
+        sql
     }
 
-    /// Locks the chain head for the rest of the transaction: batches of all gateways serialise here.
-    pub fn lock_head(&self) -> String {
-        format!("SELECT seq, hash FROM {} WHERE id FOR UPDATE", self.head)
+    /// True when the schema table exists.
+    pub fn has_schema(&self) -> String {
+        format!("SELECT to_regclass('{}') IS NOT NULL", self.schema)
     }
 
-    pub fn read_head(&self) -> String {
-        format!("SELECT seq, hash FROM {} WHERE id", self.head)
+    /// The newest schema version applied (NULL: none).
+    pub fn schema_version(&self) -> String {
+        format!("SELECT max(version) FROM {}", self.schema)
     }
 
-    pub fn update_head(&self) -> String {
-        format!("UPDATE {} SET seq = $1, hash = $2 WHERE id", self.head)
+    /// A session lock on one chain: a second process with the same replica name is refused.
+    pub fn lock_chain(&self) -> String {
+        "SELECT pg_try_advisory_lock(hashtextextended('bordergate-chain:' || $1::text || ':' || $2::text, 0))".into()
     }
 
-    /// One statement for a whole batch: parallel arrays, one element per record.
+    /// The same lock, waited for (up to the session's `lock_timeout`): after a reconnect our
+    /// own previous session may still be ending.
+    pub fn wait_chain(&self) -> String {
+        "SELECT pg_advisory_lock(hashtextextended('bordergate-chain:' || $1::text || ':' || $2::text, 0)) IS NOT NULL".into()
+    }
+
+    /// One statement for a whole batch: parallel arrays, one element per record, and the
+    /// chain's new head. `$1` chain, `$2..$13` the columns, `$14`/`$15` the head.
     pub fn insert(&self) -> String {
         format!(
-            "INSERT INTO {} (seq, prev, hash, kind, time, request_id, org, sub, dataset, destination, decision, rule, line)
-SELECT s, p, h, k, tm::timestamptz, r, o, su, ds, de, d, ru, l
-FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-            $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
-  AS u(s, p, h, k, tm, r, o, su, ds, de, d, ru, l)",
-            self.table
+            "WITH rows AS (
+  INSERT INTO {t} (chain, seq, prev, hash, kind, time, request_id, org, sub, dataset, destination, decision, rule, line)
+  SELECT $1, s, p, h, k, tm::timestamptz, r, o, su, ds, de, d, ru, l
+  FROM unnest($2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+              $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[])
+    AS u(s, p, h, k, tm, r, o, su, ds, de, d, ru, l)
+  RETURNING 1
+)
+INSERT INTO {h} (chain, seq, hash) VALUES ($1, $15, $16)",
+            t = self.table,
+            h = self.heads
         )
     }
 
+    /// A chain's last [`TAIL_ROWS`] rows, newest first.
     pub fn tail(&self) -> String {
         format!(
-            "SELECT seq, line FROM {} ORDER BY seq DESC LIMIT {TAIL_ROWS}",
+            "SELECT seq, line FROM {} WHERE chain = $1 ORDER BY seq DESC LIMIT {TAIL_ROWS}",
             self.table
         )
     }
 
-    /// Every row in chain order, for `audit verify --postgres` and `audit export`.
-    /// The lines of decisions and completions from `$1` (RFC 3339 text) on, in `seq` order
+    /// A chain's newest recorded head.
+    pub fn last_head(&self) -> String {
+        format!(
+            "SELECT seq, hash FROM {} WHERE chain = $1 ORDER BY seq DESC LIMIT 1",
+            self.heads
+        )
+    }
+
+    /// The lines of decisions and completions from `$1` (RFC 3339 text) on, oldest first
     /// (the time index bounds the scan).
     pub fn decisions_since(&self) -> String {
         format!(
-            "SELECT line FROM {} WHERE time >= CAST($1::text AS timestamptz) AND kind IN ('decision', 'completion') ORDER BY seq",
+            "SELECT line FROM {} WHERE time >= CAST($1::text AS timestamptz) AND kind IN ('decision', 'completion') ORDER BY time, chain, seq",
             self.table
         )
     }
 
+    /// Every row, chain by chain in `seq` order, for `audit verify --postgres` and export.
     pub fn all(&self) -> String {
         format!(
-            "SELECT seq, prev, hash, line FROM {} ORDER BY seq",
+            "SELECT chain, seq, prev, hash, line FROM {} ORDER BY chain, seq",
             self.table
+        )
+    }
+
+    /// Every recorded head, chain by chain.
+    pub fn all_heads(&self) -> String {
+        format!(
+            "SELECT chain, seq, hash FROM {} ORDER BY chain, seq",
+            self.heads
         )
     }
 }
 
-/// Where the chain continues.
+/// Tables other modules keep in the store (names, and their DDL), migrated and protected
+/// with the audit tables.
+fn other_tables(_t: &str) -> (Vec<String>, String) {
+    (Vec::new(), String::new())
+}
+
+/// Where a chain continues.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ChainHead {
     /// Sequence number of the last record (0: none yet).
     pub seq: u64,
     pub hash: [u8; HASH_LEN],
+}
+
+impl ChainHead {
+    pub const EMPTY: ChainHead = ChainHead {
+        seq: 0,
+        hash: GENESIS,
+    };
 }
 
 pub(crate) fn decode_hash(s: &str) -> Option<[u8; HASH_LEN]> {
@@ -129,59 +264,130 @@ pub(crate) fn decode_hash(s: &str) -> Option<[u8; HASH_LEN]> {
 }
 
 pub(crate) fn head_from(seq: i64, hash: &str, table: &str) -> Result<ChainHead, String> {
-    let seq = u64::try_from(seq).map_err(|_| format!("`{table}_head` holds a negative seq"))?;
+    let seq = u64::try_from(seq).map_err(|_| format!("`{table}_heads` holds a negative seq"))?;
     let hash = decode_hash(hash).ok_or_else(|| {
-        format!("`{table}_head` holds a hash that is not 64 lower-case hex digits")
+        format!("`{table}_heads` holds a hash that is not 64 lower-case hex digits")
     })?;
     Ok(ChainHead { seq, hash })
 }
 
-/// Runs the migrations, then checks that the last [`TAIL_ROWS`] rows chain correctly and end
-/// at the chain head. Returns the head.
-pub(crate) async fn prepare(client: &mut Client, sql: &Sql) -> Result<ChainHead, String> {
+/// Why the store cannot be used yet.
+#[derive(Debug)]
+pub(crate) enum Unready {
+    /// The database did not answer (or refused us): retry later.
+    Unavailable(String),
+    /// The chain is damaged, or another process writes it: do not write.
+    Corrupt(String),
+}
+
+/// Makes sure the schema is current (migrating when `migrate` allows it), then reads the
+/// last [`TAIL_ROWS`] rows of `chain`, checks them against each other and against the
+/// chain's recorded head, and returns the head and the lines read (oldest first).
+pub(crate) async fn prepare(
+    client: &mut Client,
+    sql: &Sql,
+    chain: &str,
+    migrate: bool,
+) -> Result<(ChainHead, Vec<String>), Unready> {
     let t = &sql.table;
-    let tx = client
-        .transaction()
+    let un = |what: &str, e: tokio_postgres::Error| {
+        Unready::Unavailable(format!("cannot {what} `{t}`: {}", pg_error(&e)))
+    };
+    let version = schema_version(client, sql)
         .await
-        .map_err(|e| format!("cannot migrate `{t}`: {e}"))?;
-    tx.batch_execute(&sql.migration())
-        .await
-        .map_err(|e| format!("cannot create `{t}`: {e}"))?;
-    tx.commit()
-        .await
-        .map_err(|e| format!("cannot create `{t}`: {e}"))?;
-    // One snapshot for the head and the rows, so a concurrent gateway's batch cannot split them.
+        .map_err(|e| un("read the schema version of", e))?;
+    if version.is_none_or(|v| v < VERSION) {
+        let run = format!(
+            "run `bordergate audit migrate --postgres … --table {t} --grant <gateway role>` as an admin role"
+        );
+        if !migrate {
+            return Err(Unready::Corrupt(format!(
+                "`{t}` is not set up (schema version {}; this gateway needs {VERSION}) and `audit.postgres.migrate` is false: {run}",
+                version.map_or("none".to_owned(), |v| v.to_string())
+            )));
+        }
+        migrate_with(client, sql, None).await.map_err(|e| {
+            Unready::Corrupt(format!(
+                "`{t}` is not set up and cannot be created: {e}; {run}"
+            ))
+        })?;
+    } else if version.is_some_and(|v| v > VERSION) {
+        return Err(Unready::Corrupt(format!(
+            "`{t}` has schema version {} but this gateway knows {VERSION}: upgrade the gateway",
+            version.unwrap_or_default()
+        )));
+    }
+    // One snapshot for the head and the rows.
     let tx = client
         .build_transaction()
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
         .read_only(true)
         .start()
         .await
-        .map_err(|e| format!("cannot read `{t}`: {e}"))?;
-    let row = tx
-        .query_one(&sql.read_head(), &[])
+        .map_err(|e| un("read", e))?;
+    let head = tx
+        .query_opt(&sql.last_head(), &[&chain])
         .await
-        .map_err(|e| format!("cannot read `{}`: {e}", sql.head))?;
-    let head = head_from(row.get(0), row.get(1), t)?;
+        .map_err(|e| un("read the heads of", e))?;
+    let head = match head {
+        Some(r) => head_from(r.get(0), r.get(1), t).map_err(Unready::Corrupt)?,
+        None => ChainHead::EMPTY,
+    };
     let rows = tx
-        .query(&sql.tail(), &[])
+        .query(&sql.tail(), &[&chain])
         .await
-        .map_err(|e| format!("cannot read `{t}`: {e}"))?;
+        .map_err(|e| un("read", e))?;
     let _ = tx.commit().await;
     let mut tail = Vec::with_capacity(rows.len());
     for r in rows.iter().rev() {
         let seq: i64 = r.get(0);
-        let line: &str = r.get(1);
+        let line: String = r.get(1);
         tail.push((seq, line));
     }
-    check_tail(&tail, head, t)?;
-    Ok(head)
+    let borrowed: Vec<(i64, &str)> = tail.iter().map(|(s, l)| (*s, l.as_str())).collect();
+    let end =
+        check_tail(&borrowed, head, &format!("{t}` chain `{chain}")).map_err(Unready::Corrupt)?;
+    Ok((end, tail.into_iter().map(|(_, l)| l).collect()))
 }
 
-/// Checks rows (oldest first) against each other and against the chain head, with the
-/// verifier of `bordergate audit verify`: the rows are read as the lines of a log, the first
-/// taken on trust (apart from its own hash) unless it is seq 1.
-pub(crate) fn check_tail(rows: &[(i64, &str)], head: ChainHead, t: &str) -> Result<(), String> {
+/// The store's schema version; `None` when it was never set up.
+pub(crate) async fn schema_version(
+    client: &Client,
+    sql: &Sql,
+) -> Result<Option<i32>, tokio_postgres::Error> {
+    let exists: bool = client.query_one(&sql.has_schema(), &[]).await?.get(0);
+    if !exists {
+        return Ok(None);
+    }
+    client
+        .query_one(&sql.schema_version(), &[])
+        .await?
+        .try_get(0)
+}
+
+/// Runs the migration in one transaction; the error names PostgreSQL's reason.
+pub(crate) async fn migrate_with(
+    client: &mut Client,
+    sql: &Sql,
+    grant: Option<&str>,
+) -> Result<(), String> {
+    let tx = client.transaction().await.map_err(|e| pg_error(&e))?;
+    tx.batch_execute(&sql.migration(grant))
+        .await
+        .map_err(|e| pg_error(&e))?;
+    tx.commit().await.map_err(|e| pg_error(&e))
+}
+
+/// Checks rows (oldest first) against each other and against the chain's recorded head,
+/// with the verifier of `bordergate audit verify`: the rows are read as the lines of a log,
+/// the first taken on trust (apart from its own hash) unless it is seq 1. Returns where the
+/// chain ends (a crash between a batch and its head cannot happen: one statement writes
+/// both).
+pub(crate) fn check_tail(
+    rows: &[(i64, &str)],
+    head: ChainHead,
+    t: &str,
+) -> Result<ChainHead, String> {
     const RUN: &str = "run `bordergate audit verify --postgres …`";
     let mut text = Vec::with_capacity(rows.iter().map(|(_, l)| l.len() + 1).sum());
     for (_, line) in rows {
@@ -223,14 +429,18 @@ pub(crate) fn check_tail(rows: &[(i64, &str)], head: ChainHead, t: &str) -> Resu
         ));
     }
     match out.last {
-        None if head.seq == 0 => Ok(()),
+        None if head.seq == 0 => Ok(ChainHead::EMPTY),
         None => Err(format!(
-            "`{t}` is empty but its chain head says seq {}: records were deleted",
+            "`{t}` has no rows but its recorded head is seq {}: records were deleted; {RUN}",
             head.seq
         )),
-        Some((s, h)) if s == head.seq && h == head.hash => Ok(()),
+        Some((s, h)) if s == head.seq && h == head.hash => Ok(head),
+        Some((s, _)) if s < head.seq => Err(format!(
+            "`{t}` ends at seq {s} but its recorded head is seq {}: the newest records were deleted; {RUN}",
+            head.seq
+        )),
         Some((s, _)) => Err(format!(
-            "`{t}` ends at seq {s} but its chain head says seq {}: the table was changed outside the gateway",
+            "`{t}` ends at seq {s} but its recorded head is seq {}: the table was changed outside the gateway; {RUN}",
             head.seq
         )),
     }
@@ -262,19 +472,14 @@ mod tests {
             .enumerate()
             .map(|(i, l)| (i as i64 + 1, l.as_str()))
             .collect();
-        check_tail(&rows, head, "t").unwrap();
+        assert_eq!(check_tail(&rows, head, "t").unwrap(), head);
         check_tail(&rows[2..], head, "t").unwrap();
-        check_tail(
-            &[],
-            ChainHead {
-                seq: 0,
-                hash: GENESIS,
-            },
-            "t",
-        )
-        .unwrap();
+        check_tail(&[], ChainHead::EMPTY, "t").unwrap();
         let e = check_tail(&rows[..4], head, "t").unwrap_err();
-        assert!(e.contains("ends at seq 4") && e.contains("seq 5"), "{e}");
+        assert!(
+            e.contains("ends at seq 4") && e.contains("seq 5") && e.contains("deleted"),
+            "{e}"
+        );
         let gap = [rows[0], rows[2]];
         let e = check_tail(
             &gap,
@@ -299,7 +504,7 @@ mod tests {
             "{e}"
         );
         let e = check_tail(&[], head, "t").unwrap_err();
-        assert!(e.contains("empty"), "{e}");
+        assert!(e.contains("no rows"), "{e}");
         // Links are checked from the first row on, and seq 1 must start the chain.
         let line = |seq: u64, prev: &[u8; HASH_LEN], event: &str| {
             let mut buf = Vec::new();
@@ -328,7 +533,14 @@ mod tests {
         assert!(Sql::new("Audit").is_err());
         assert!(Sql::new("").is_err());
         let s = Sql::new("a1").unwrap();
-        assert!(s.lock_head().contains("a1_head") && s.lock_head().ends_with("FOR UPDATE"));
+        assert!(s.insert().contains("INSERT INTO a1_heads"));
+        let m = s.migration(Some("gw"));
+        assert!(
+            m.contains("GRANT SELECT, INSERT ON a1, a1_heads, a1_schema"),
+            "{m}"
+        );
+        assert!(m.contains("BEFORE UPDATE OR DELETE ON a1_heads"), "{m}");
+        assert!(!m.contains("GRANT UPDATE"));
     }
 
     #[test]
