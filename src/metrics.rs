@@ -216,6 +216,10 @@ pub struct Metrics {
     batch: AtomicHistogram,
     reloads_ok: AtomicU64,
     reloads_refused: AtomicU64,
+    jwks_fetch_ok: AtomicU64,
+    jwks_fetch_failed: AtomicU64,
+    /// Unix seconds of the last successful JWKS fetch (0: none).
+    jwks_last_ok: AtomicU64,
 }
 
 static GLOBAL: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -252,6 +256,9 @@ impl Metrics {
             batch: AtomicHistogram::new(&BATCH_BUCKETS),
             reloads_ok: AtomicU64::new(0),
             reloads_refused: AtomicU64::new(0),
+            jwks_fetch_ok: AtomicU64::new(0),
+            jwks_fetch_failed: AtomicU64::new(0),
+            jwks_last_ok: AtomicU64::new(0),
         }
     }
 
@@ -285,6 +292,20 @@ impl Metrics {
             self.reloads_ok.fetch_add(1, Ordering::Relaxed);
         } else {
             self.reloads_refused.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// One fetch of the identity provider's JWKS (`auth.jwks_url`), successful or not.
+    pub fn jwks_fetch(&self, ok: bool) {
+        if ok {
+            self.jwks_fetch_ok.fetch_add(1, Ordering::Relaxed);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            self.jwks_last_ok.store(now, Ordering::Relaxed);
+        } else {
+            self.jwks_fetch_failed.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -449,6 +470,29 @@ impl Collector for Encode {
                 ),
             ],
         )?;
+        counter(
+            &mut enc,
+            "bordergate_jwks_fetches",
+            "Fetches of the identity provider's JWKS (`auth.jwks_url`), by result.",
+            &[
+                (
+                    vec![("result", "ok".to_string())],
+                    m.jwks_fetch_ok.load(Ordering::Relaxed),
+                ),
+                (
+                    vec![("result", "error".to_string())],
+                    m.jwks_fetch_failed.load(Ordering::Relaxed),
+                ),
+            ],
+        )?;
+        let g = enc.encode_descriptor(
+            "bordergate_jwks_last_success_timestamp_seconds",
+            "Unix time of the last successful JWKS fetch (0: none yet, or no `jwks_url`).",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(i64::try_from(m.jwks_last_ok.load(Ordering::Relaxed)).unwrap_or(i64::MAX))
+            .encode(g)?;
         let mut g = enc.encode_descriptor(
             "bordergate_transfer_bases_expiring",
             "Transfer mechanisms of the registry that have expired or expire within 30 days.",
@@ -562,6 +606,9 @@ mod tests {
         m.transfer(5, 1234);
         m.audit_commit(3, Duration::from_micros(800));
         m.reload(true);
+        m.jwks_fetch(true);
+        m.jwks_fetch(false);
+        m.jwks_fetch(false);
         let text = render(m, Scrape::default()).unwrap();
         assert!(
             text.contains(r#"bordergate_requests_total{decision="deny",status="451"} 2"#),
@@ -583,6 +630,8 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"bordergate_policy_reloads_total{result="ok"} 1"#));
+        assert!(text.contains(r#"bordergate_jwks_fetches_total{result="error"} 2"#));
+        assert!(!text.contains("bordergate_jwks_last_success_timestamp_seconds 0\n"));
         assert!(text.ends_with("# EOF\n"));
     }
 

@@ -8,6 +8,9 @@
 //! individuals may overlap, so the sum is an upper bound: conservative). A unit without
 //! `subjects` makes the exporter's totals unbounded for the rest of the year (fail closed:
 //! the security-assessment band). The year is the calendar year in China (UTC+8).
+//!
+//! On the PostgreSQL audit sink the fleet's counts live in a shared ledger ([`pg`]); this
+//! counter is then the gateway's local view of it.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};
@@ -21,6 +24,8 @@ use crate::audit::record::view::DecisionView;
 use crate::catalog::Catalog;
 use crate::model::{Country, Direction, Tags};
 use crate::policy::volume::{VolumeInfo, counts_towards};
+
+pub mod pg;
 
 /// Shards of the counter map; each lock is held for a few map operations, never across an await.
 const SHARDS: usize = 16;
@@ -124,6 +129,36 @@ impl Export {
     }
 }
 
+impl Export {
+    /// The volume a decision about this export considers, given the exporter's `totals`
+    /// (non-sensitive, sensitive, unbounded) this year and which unit ids are `counted`.
+    pub(crate) fn volume(
+        &self,
+        totals: (u64, u64, bool),
+        counted: impl Fn(&str) -> bool,
+    ) -> VolumeInfo {
+        let mut subjects = Some(0u64);
+        let mut already = true;
+        for (id, n) in &self.units {
+            if !id.is_empty() && counted(id) {
+                continue;
+            }
+            already = false;
+            subjects = subjects.and_then(|s| n.map(|n| s.saturating_add(n)));
+        }
+        VolumeInfo {
+            exporter: self.exporter.clone(),
+            year: self.year,
+            non_sensitive: totals.0,
+            sensitive: totals.1,
+            unbounded: totals.2,
+            subjects: if already { Some(0) } else { subjects },
+            already_counted: already,
+            important_data: self.important_data,
+        }
+    }
+}
+
 /// One exporter's totals for one year.
 #[derive(Debug, Default)]
 struct Totals {
@@ -174,25 +209,12 @@ impl ExportCounter {
         let key = e.exporter.as_deref().unwrap_or("");
         let map = self.shard(key);
         let t = map.get(key).filter(|t| t.year == e.year);
-        let mut subjects = Some(0u64);
-        let mut already = true;
-        for (id, n) in &e.units {
-            if t.is_some_and(|t| !id.is_empty() && t.counted.contains(id.as_str())) {
-                continue;
-            }
-            already = false;
-            subjects = subjects.and_then(|s| n.map(|n| s.saturating_add(n)));
-        }
-        VolumeInfo {
-            exporter: e.exporter.clone(),
-            year: e.year,
-            non_sensitive: t.map_or(0, |t| t.non_sensitive),
-            sensitive: t.map_or(0, |t| t.sensitive),
-            unbounded: t.is_some_and(|t| t.unbounded),
-            subjects: if already { Some(0) } else { subjects },
-            already_counted: already,
-            important_data: e.important_data,
-        }
+        e.volume(
+            t.map_or((0, 0, false), |t| {
+                (t.non_sensitive, t.sensitive, t.unbounded)
+            }),
+            |id| t.is_some_and(|t| t.counted.contains(id)),
+        )
     }
 
     /// Counts an export that took place; units already counted this year add nothing.

@@ -49,6 +49,8 @@ pub enum Kind {
     BadGateway,
     /// The audit record could not be made durable (503).
     AuditUnavailable,
+    /// A PIPL export's cumulative volume could not be counted (503).
+    VolumeUnavailable,
     /// The gateway is shutting down or not ready (503).
     Unavailable,
     /// The upstream did not answer in time (504).
@@ -88,7 +90,9 @@ impl Kind {
                 StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS
             }
             Kind::BadGateway => StatusCode::BAD_GATEWAY,
-            Kind::AuditUnavailable | Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Kind::AuditUnavailable | Kind::VolumeUnavailable | Kind::Unavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Kind::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             Kind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Kind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -118,6 +122,7 @@ impl Kind {
             Kind::DigestMismatch => "digest-mismatch",
             Kind::BadGateway => "upstream-unavailable",
             Kind::AuditUnavailable => "audit-unavailable",
+            Kind::VolumeUnavailable => "pipl-volume-unavailable",
             Kind::Unavailable => "unavailable",
             Kind::GatewayTimeout => "upstream-timeout",
             Kind::RequestTimeout => "request-timeout",
@@ -148,6 +153,7 @@ impl Kind {
             Kind::DigestMismatch => "Body does not match its declared digest",
             Kind::BadGateway => "Upstream unavailable",
             Kind::AuditUnavailable => "Audit log unavailable",
+            Kind::VolumeUnavailable => "PIPL export volume cannot be counted",
             Kind::Unavailable => "Gateway unavailable",
             Kind::GatewayTimeout => "Upstream timed out",
             Kind::RequestTimeout => "Request timed out",
@@ -450,6 +456,17 @@ impl From<&AuditError> for Problem {
         Problem::new(
             Kind::AuditUnavailable,
             "the audit record of this request could not be made durable, so nothing was forwarded",
+        )
+    }
+}
+
+/// 503: the fleet's PIPL export ledger did not answer, so the export was neither decided
+/// nor forwarded (the cause goes to the service log, not to the client).
+impl From<&crate::pipl::pg::LedgerError> for Problem {
+    fn from(_: &crate::pipl::pg::LedgerError) -> Problem {
+        Problem::new(
+            Kind::VolumeUnavailable,
+            "this export of Chinese personal information cannot be decided: the cumulative PIPL export volume shared by the gateways could not be counted, so nothing was forwarded",
         )
     }
 }

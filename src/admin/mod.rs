@@ -6,17 +6,18 @@
 //! | path               | who                              | answers |
 //! |--------------------|----------------------------------|---------|
 //! | `/livez`           | anyone                           | `200 ok` while the process serves |
-//! | `/readyz`          | anyone                           | 200 or 503 JSON: config loaded, audit log writable |
+//! | `/readyz`          | anyone                           | 200 or 503 JSON: config loaded, audit log writable, `jwks_url` keys fresh |
 //! | `/metrics`         | anyone                           | OpenMetrics text ([`crate::metrics`]) |
 //! | `/audit/records`   | token with role `compliance-officer` | JSON records; query parameters are the [`Filter`] fields plus `limit` and `order=asc\|desc` |
-//! | `/audit/verify`    | token with role `compliance-officer` | JSON [`LogReport`] of [`verify_log`] over every segment, checkpoint signatures checked with the key of `audit.checkpoint_key` |
-//! | `/audit/report`    | token with role `compliance-officer` | the Art. 30 record of [`report_with`] for `from`/`to`, `format=json\|html\|md\|csv` (JSON adds the page's [`overview`]) |
+//! | `/audit/verify`    | token with role `compliance-officer` | JSON [`LogReport`] of [`Source::verify`] over every segment, checkpoint signatures checked with the key of `audit.checkpoint_key` |
+//! | `/audit/report`    | token with role `compliance-officer` | the Art. 30 record of [`report_from`] for `from`/`to`, `format=json\|html\|md\|csv` (JSON adds the page's [`overview`]) |
 //! | `/fleet`           | token with role `compliance-officer` | JSON: this replica (name, region, policy version) and, with `audit.sink: postgres`, the fleet of [`crate::fleet`]: every replica's version, whether they drift |
 //! | `/policy/explain`  | token with role `compliance-officer` | the decision a transfer would get now, explained, from the serving snapshot through [`crate::transfer::question`] (the gateway's own classification and decision): `path` or `dataset`, `jurisdiction`, `org`, `purpose`, optional `upload=true`, `lineage=a,b`, `as_of=YYYY-MM-DD`; the JSON of `policy explain --json` |
 //! | `/`, `/ui/app.js`, `/ui/app.css` | anyone (the page asks for a token) | the officer's page, assets built in |
 //!
 //! The audit endpoints read every segment of the log: the rotated ones
-//! ([`crate::audit::segments::rotated`]) and the active file, listed afresh per request.
+//! ([`crate::audit::segments::rotated`]) and the active file, listed afresh per request;
+//! with `audit.sink: postgres`, the store ([`crate::audit::source::Source`]), the same way.
 //! Without a valid token the audit endpoints answer 401, with a token lacking the role 403.
 //! The proxy port never routes any of these paths.
 
@@ -39,9 +40,10 @@ use serde_json::{Value, json};
 
 use crate::audit::AuditStatus;
 use crate::audit::checkpoint::{PublicKey, Signer};
-use crate::audit::query::{Filter, expand, for_each, query};
-use crate::audit::report::report_with;
-use crate::audit::verify::{LogReport, ProblemKind, VerifyOptions, verify_log};
+use crate::audit::query::{Filter, expand};
+use crate::audit::report::report_from;
+use crate::audit::source::{PgStore, Source};
+use crate::audit::verify::{LogReport, ProblemKind, VerifyOptions};
 use crate::proxy::Gateway;
 use crate::respond::{Kind, Problem};
 
@@ -87,6 +89,8 @@ pub struct AuditSource {
     /// [`VerifyOptions::checkpoint_grace`] the checkpoint interval plus slack: a log that
     /// started since and has no checkpoint yet is reported as pending, not as damage.
     pub verify: VerifyOptions,
+    /// With `audit.sink: postgres`: the store, read instead of `active`.
+    pub postgres: Option<PgStore>,
 }
 
 impl AuditSource {
@@ -97,7 +101,15 @@ impl AuditSource {
             Some(p) => Some(PublicKey::from_raw(Signer::load(p)?.public_key())),
             None => None,
         };
+        let postgres = match (c.sink, &c.postgres) {
+            (crate::config::AuditSinkKind::Postgres, Some(p)) => Some(PgStore {
+                conn: p.connection_string()?,
+                table: p.table.clone(),
+            }),
+            _ => None,
+        };
         Ok(AuditSource {
+            postgres,
             active: c.path.clone(),
             verify: VerifyOptions {
                 pubkey,
@@ -112,6 +124,15 @@ impl AuditSource {
         AuditSource {
             active,
             verify: VerifyOptions::default(),
+            postgres: None,
+        }
+    }
+
+    /// What the audit endpoints read: the store, or every file of the log.
+    pub fn source(&self) -> Result<Source, String> {
+        match &self.postgres {
+            Some(p) => Ok(Source::Postgres(p.clone())),
+            None => self.files().map(Source::Files),
         }
     }
 
@@ -205,7 +226,13 @@ impl Admin {
     fn readyz(&self) -> Response<AdminBody> {
         let state = self.gateway.state();
         let status = self.gateway.audit().status();
-        let (ready, audit) = readiness(status);
+        let (ready, audit) = match readiness(status) {
+            (true, _) if !self.gateway.trail_ready() => (false, "reading-trail"),
+            r => r,
+        };
+        // With `auth.jwks_url`: not ready until its keys are fetched, nor once stale.
+        let keys = state.auth.readiness();
+        let ready = ready && keys.is_ok();
         let me = self.replica();
         let body = json!({
             "ready": ready,
@@ -214,6 +241,10 @@ impl Admin {
             "region": me.region.as_deref(),
             "policy_version": state.policies.version.as_ref(),
             "audit": audit,
+            "keys": match &keys {
+                Ok(()) => "ok",
+                Err(why) => why.as_str(),
+            },
         });
         let code = if ready {
             StatusCode::OK
@@ -399,12 +430,12 @@ impl Admin {
                 _ => return Err(unknown(&k)),
             }
         }
-        let logs = self.source.files().map_err(internal)?;
+        let logs = self.source.source().map_err(internal)?;
         let (records, truncated) = blocking("query", move || {
             if desc {
                 newest(&logs, &filter, limit)
             } else {
-                query(&logs, &filter, limit + 1).map(|mut v| {
+                logs.query(&filter, limit + 1).map(|mut v| {
                     let more = v.len() > limit;
                     v.truncate(limit);
                     (v, more)
@@ -422,12 +453,9 @@ impl Admin {
         if let Some((k, _)) = params.first() {
             return Err(unknown(k));
         }
-        let logs = self.source.files().map_err(internal)?;
+        let logs = self.source.source().map_err(internal)?;
         let opts = self.source.verify.clone();
-        let v = blocking("verify", move || {
-            Ok(verify_json(verify_log(&logs, &opts), &opts))
-        })
-        .await?;
+        let v = blocking("verify", move || Ok(verify_json(logs.verify(&opts), &opts))).await?;
         Ok(json_response(StatusCode::OK, &v))
     }
 
@@ -461,10 +489,10 @@ impl Admin {
             ..Filter::default()
         };
         filter.compile().map_err(bad)?;
-        let logs = self.source.files().map_err(internal)?;
+        let logs = self.source.source().map_err(internal)?;
         let opts = self.source.verify.clone();
         blocking("report", move || {
-            let r = report_with(&logs, &from, &to, None, &opts)?;
+            let r = report_from(&logs, &from, &to, None, &opts)?;
             Ok(match format.as_str() {
                 "html" => report_page(r.to_html()),
                 "md" => text(
@@ -603,10 +631,10 @@ fn filter_from(params: Vec<(String, String)>) -> Result<(Filter, Params), Failur
 }
 
 /// The last `limit` matching records, newest first, and whether older ones were left out.
-fn newest(logs: &[PathBuf], filter: &Filter, limit: usize) -> Result<(Vec<Value>, bool), String> {
+fn newest(logs: &Source, filter: &Filter, limit: usize) -> Result<(Vec<Value>, bool), String> {
     let mut ring: VecDeque<Value> = VecDeque::with_capacity(limit.min(4096));
     let mut more = false;
-    for_each(logs, filter, |rec| {
+    logs.for_each(filter, |rec| {
         if ring.len() == limit {
             ring.pop_front();
             more = true;

@@ -5,12 +5,12 @@
 //! No caller identity appears in it: organisations, datasets, categories and purposes only.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
-use crate::audit::query::{Filter, for_each};
+use crate::audit::query::Filter;
 use crate::audit::record::view::{CompletionView, DecisionView, RecordView};
+use crate::audit::source::Source;
 use crate::model::{Category, Effect};
 
 #[derive(Default)]
@@ -159,14 +159,14 @@ impl Tally {
 }
 
 /// Aggregates the decisions of `logs` that match `filter` (completions add their bytes),
-/// streaming them through [`crate::audit::query::for_each`].
+/// streaming them through [`Source::for_each`] (log files or the PostgreSQL store).
 ///
 /// A completion with outcome `refused` (the upstream's metadata changed the tags and the
 /// decision taken again refused the transfer) makes its allowed decision a refusal, counted
 /// under the rule, article and reason of that decision (its `recheck`).
-pub fn build(logs: &[PathBuf], filter: &Filter) -> Result<Value, String> {
+pub fn build(source: &Source, filter: &Filter) -> Result<Value, String> {
     let mut t = Tally::default();
-    for_each(logs, filter, |rec| {
+    source.for_each(filter, |rec| {
         match RecordView::from_value(&rec) {
             Ok(RecordView::Decision(d)) => t.decision(&d),
             Ok(RecordView::Completion(c)) => t.completion(&c),
@@ -300,7 +300,11 @@ mod tests {
             json!({"kind":"completion","request_id":"r3","bytes_out":50,"bytes_in":7}),
             json!({"kind":"event","event":"start"}),
         ]);
-        let r = build(&[f.path().to_path_buf()], &Filter::default()).unwrap();
+        let r = build(
+            &Source::Files(vec![f.path().to_path_buf()]),
+            &Filter::default(),
+        )
+        .unwrap();
         assert_eq!(r["totals"]["decisions"], 3);
         assert_eq!(r["totals"]["bytes_out"], 150);
         assert_eq!(r["destinations"][0]["country"], "CH");
@@ -324,7 +328,11 @@ mod tests {
                 "article":"GDPR Art. 44","reason":"special categories"}}),
             decision("r2", "2025-03-01T10:30:00Z", "allow", "CH", "eu.adequacy"),
         ]);
-        let r = build(&[f.path().to_path_buf()], &Filter::default()).unwrap();
+        let r = build(
+            &Source::Files(vec![f.path().to_path_buf()]),
+            &Filter::default(),
+        )
+        .unwrap();
         assert_eq!(r["totals"]["decisions"], 2);
         assert_eq!(r["totals"]["allowed"], 1);
         assert_eq!(r["totals"]["refused"], 1);
@@ -347,7 +355,7 @@ mod tests {
             from: Some("2025-03-05".into()),
             ..Filter::default()
         };
-        let r = build(&[f.path().to_path_buf()], &filter).unwrap();
+        let r = build(&Source::Files(vec![f.path().to_path_buf()]), &filter).unwrap();
         assert_eq!(r["totals"]["decisions"], 1);
     }
 }

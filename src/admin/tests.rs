@@ -46,7 +46,12 @@ fn newest_keeps_the_last_matches_newest_first() {
         writeln!(f, r#"{{"kind":"decision","seq":{i},"decision":"allow"}}"#).unwrap();
     }
     writeln!(f, "not json").unwrap();
-    let (v, more) = newest(&[f.path().to_path_buf()], &Filter::default(), 3).unwrap();
+    let (v, more) = newest(
+        &Source::Files(vec![f.path().to_path_buf()]),
+        &Filter::default(),
+        3,
+    )
+    .unwrap();
     assert!(more);
     let seqs: Vec<u64> = v.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, vec![9, 8, 7]);

@@ -23,6 +23,7 @@ pub mod query;
 pub mod record;
 pub mod report;
 pub mod segments;
+pub mod source;
 mod stamp;
 pub(crate) mod tail;
 pub mod upkeep;

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
@@ -117,6 +117,11 @@ pub struct Compiled<'a> {
 }
 
 impl Compiled<'_> {
+    /// The time bounds: inclusive lower, exclusive upper.
+    pub(crate) fn bounds(&self) -> (Option<OffsetDateTime>, Option<OffsetDateTime>) {
+        (self.from, self.to)
+    }
+
     /// A quick test on the raw line: false means the line cannot match.
     pub fn may_match(&self, line: &[u8]) -> bool {
         self.needles.iter().all(|r| r.is_match(line))
@@ -224,26 +229,28 @@ pub fn for_each(
     for path in expand(paths)? {
         let file =
             File::open(&path).map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
-        if !scan(file, &path, &c, &mut each)? {
+        let more = scan(file, &c, &mut each)
+            .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        if !more {
             break;
         }
     }
     Ok(())
 }
 
-fn scan(
+/// Calls `each` with every record of the log text `file` that matches `c` (lines that are
+/// not JSON are skipped); false if `each` asked to stop. Files and the PostgreSQL store
+/// ([`crate::audit::source`]) are both read through here.
+pub(crate) fn scan(
     file: impl Read,
-    path: &Path,
     c: &Compiled<'_>,
     each: &mut impl FnMut(Value) -> bool,
-) -> Result<bool, String> {
+) -> std::io::Result<bool> {
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut line = Vec::with_capacity(1024);
     loop {
         line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        let n = reader.read_until(b'\n', &mut line)?;
         if n == 0 {
             return Ok(true);
         }
@@ -261,11 +268,19 @@ fn scan(
 
 /// The last `limit` records of `paths` matching `filter`, oldest first.
 pub fn query(paths: &[PathBuf], filter: &Filter, limit: usize) -> Result<Vec<Value>, String> {
+    last_of(limit, |each| for_each(paths, filter, each))
+}
+
+/// The last `limit` records `run` passes to its callback, oldest first.
+pub(crate) fn last_of(
+    limit: usize,
+    run: impl FnOnce(&mut dyn FnMut(Value) -> bool) -> Result<(), String>,
+) -> Result<Vec<Value>, String> {
     let mut ring = VecDeque::with_capacity(limit.min(4096));
     if limit == 0 {
         return Ok(Vec::new());
     }
-    for_each(paths, filter, |v| {
+    run(&mut |v| {
         if ring.len() == limit {
             ring.pop_front();
         }

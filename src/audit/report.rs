@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::pseudo::Pseudonymiser;
-use super::query::{Filter, for_each};
+use super::query::Filter;
 use super::record::view::{DecisionView, RecordView};
-use super::verify::{LogReport, VerifyOptions, verify_log};
+use super::source::Source;
+use super::verify::{LogReport, VerifyOptions};
 use crate::model::{Category, Country, Effect};
 
 /// EEA member states: transfers among them are not transfers to third countries.
@@ -168,7 +169,18 @@ pub fn report_with(
     pseudo: Option<&Pseudonymiser>,
     verify: &VerifyOptions,
 ) -> Result<Report, String> {
-    let verification = verify_log(paths, verify);
+    report_from(&Source::Files(paths.to_vec()), from, to, pseudo, verify)
+}
+
+/// [`report_with`] over any [`Source`]: log files or the PostgreSQL store.
+pub fn report_from(
+    source: &Source,
+    from: &str,
+    to: &str,
+    pseudo: Option<&Pseudonymiser>,
+    verify: &VerifyOptions,
+) -> Result<Report, String> {
+    let verification = source.verify(verify);
     let filter = Filter {
         from: Some(from.to_owned()),
         to: Some(to.to_owned()),
@@ -177,7 +189,7 @@ pub fn report_with(
     let mut t = Tally::default();
     // Allowed decisions by seq, until their completion says how they ended.
     let mut waiting: HashMap<u64, Allowed> = HashMap::new();
-    for_each(paths, &filter, |v| {
+    source.for_each(&filter, |v| {
         match RecordView::from_value(&v) {
             Ok(RecordView::Decision(d)) => {
                 let Some(dest) = d.destination else {
@@ -236,10 +248,7 @@ pub fn report_with(
     for row in waiting.into_values().filter_map(|a| a.row) {
         t.transfer(row, 0);
     }
-    let files = crate::audit::query::expand(paths)?
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
+    let files = source.names()?;
     Ok(Report {
         from: from.to_owned(),
         to: to.to_owned(),

@@ -11,7 +11,10 @@
 //! One cache belongs to one [`super::Authenticator`], and an authenticator is built
 //! once per configuration snapshot: a reload that removes a key (the key set's
 //! version) starts from an empty cache, so revocation by key removal takes effect
-//! at once, on every replica as soon as it reloads.
+//! at once, on every replica as soon as it reloads. Keys fetched from a `jwks_url`
+//! change under one authenticator: each entry carries the generation of the set that
+//! verified it (0 for the configured keys), and a hit counts only while that set is
+//! still the one in force and not stale.
 //!
 //! The cache is sharded (`quick_cache`, S3-FIFO eviction): a hit takes one shard's
 //! read lock for the length of a hash-table probe, never across an await.
@@ -32,6 +35,9 @@ struct Entry {
     auth: Arc<Authenticated>,
     /// Unix seconds after which the token is no longer accepted (`exp` + leeway).
     valid_until: u64,
+    /// The key set that verified it: 0 for the configured keys, else the generation of
+    /// the fetched set.
+    generation: u64,
 }
 
 /// Verified tokens of one key set.
@@ -54,20 +60,35 @@ impl TokenCache {
         k
     }
 
-    /// The verified token, if it was verified and has not expired since.
-    pub(crate) fn get(&self, key: &TokenKey, now: u64) -> Option<Arc<Authenticated>> {
+    /// The verified token and the generation of the key set that verified it, if it
+    /// was verified and has not expired since.
+    pub(crate) fn get(&self, key: &TokenKey, now: u64) -> Option<(Arc<Authenticated>, u64)> {
         let e = self.inner.get(key)?;
         if now <= e.valid_until {
-            Some(e.auth)
+            Some((e.auth, e.generation))
         } else {
             self.inner.remove(key);
             None
         }
     }
 
-    /// Remembers a verified token until `valid_until` (unix seconds).
-    pub(crate) fn put(&self, key: TokenKey, auth: Arc<Authenticated>, valid_until: u64) {
-        self.inner.insert(key, Entry { auth, valid_until });
+    /// Remembers a token verified by key set `generation` until `valid_until` (unix
+    /// seconds).
+    pub(crate) fn put(
+        &self,
+        key: TokenKey,
+        auth: Arc<Authenticated>,
+        valid_until: u64,
+        generation: u64,
+    ) {
+        self.inner.insert(
+            key,
+            Entry {
+                auth,
+                valid_until,
+                generation,
+            },
+        );
     }
 
     #[cfg(test)]

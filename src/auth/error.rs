@@ -52,6 +52,12 @@ pub enum AuthError {
     /// The client certificate does not match the token's `cnf` binding.
     #[error("token is bound to another client certificate")]
     CertificateMismatch,
+    /// `auth.jwks_url`: no fetch of the identity provider's keys has succeeded yet.
+    #[error("the identity provider's keys have not been fetched yet")]
+    KeysUnavailable,
+    /// `auth.jwks_url`: the last successful fetch is older than `jwks_max_stale_secs`.
+    #[error("the identity provider's keys are stale: last fetched {0} s ago")]
+    KeysStale(u64),
 }
 
 impl AuthError {
@@ -76,6 +82,8 @@ impl AuthError {
             AuthError::MissingClaim(_) => "missing-claim",
             AuthError::InvalidClaim(_) => "invalid-claim",
             AuthError::CertificateMismatch => "certificate-mismatch",
+            AuthError::KeysUnavailable => "keys-unavailable",
+            AuthError::KeysStale(_) => "keys-stale",
         }
     }
 

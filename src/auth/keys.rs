@@ -1,4 +1,5 @@
-//! Verification keys: shared secrets, PEM public keys and a JWKS file, each bound to one algorithm.
+//! Verification keys: shared secrets, PEM public keys and JWK sets (a file, or a document
+//! fetched from the identity provider), each key bound to one algorithm.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -12,14 +13,31 @@ use crate::config::{AuthConfig, KeyConfig, SecretRef};
 pub const MIN_SECRET_BYTES: usize = 32;
 /// Largest key or JWKS file read.
 const MAX_KEY_FILE_BYTES: u64 = 1024 * 1024;
+/// Most keys accepted in a fetched JWK set.
+const MAX_FETCHED_KEYS: usize = 100;
 
-/// One verification key with the single algorithm it may verify and its validation rules.
+/// One verification key with the single algorithm it may verify.
 pub(crate) struct Key {
     pub kid: Option<String>,
     pub alg: Algorithm,
     pub decoding: DecodingKey,
-    pub validation: Validation,
 }
+
+/// Every algorithm a key may carry.
+pub(crate) const ALGORITHMS: [Algorithm; 12] = [
+    Algorithm::HS256,
+    Algorithm::HS384,
+    Algorithm::HS512,
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
 
 /// Builds the validation rules for one key: signature by `alg` only, `exp`, `iss`,
 /// `aud` and `sub` required, `nbf` checked when present.
@@ -66,7 +84,7 @@ fn describe(k: &KeyConfig) -> String {
 }
 
 /// Loads one configured key.
-pub(crate) fn load_key(cfg: &AuthConfig, k: &KeyConfig) -> Result<Key, String> {
+pub(crate) fn load_key(k: &KeyConfig) -> Result<Key, String> {
     let alg = parse_alg(&k.alg).map_err(|e| format!("{}: {e}", describe(k)))?;
     let decoding = match alg.family() {
         AlgorithmFamily::Hmac => {
@@ -146,7 +164,6 @@ pub(crate) fn load_key(cfg: &AuthConfig, k: &KeyConfig) -> Result<Key, String> {
         kid: k.kid.clone(),
         alg,
         decoding,
-        validation: validation(cfg, alg),
     })
 }
 
@@ -194,24 +211,73 @@ fn significant_bits(n: &[u8]) -> usize {
 
 /// Loads every key of a JWKS file. Each key must be a public signature key with an
 /// algorithm (`alg`, or implied by an EC/OKP curve); symmetric keys are refused.
-pub(crate) fn load_jwks(cfg: &AuthConfig, path: &Path) -> Result<Vec<Key>, String> {
+pub(crate) fn load_jwks(path: &Path) -> Result<Vec<Key>, String> {
     let bytes = read_small(path, "JWKS file")?;
     let set: JwkSet = serde_json::from_slice(&bytes)
         .map_err(|e| format!("JWKS file `{}` is not a valid JWK set: {e}", path.display()))?;
     let mut keys = Vec::with_capacity(set.keys.len());
     for (i, jwk) in set.keys.iter().enumerate() {
-        let name = match &jwk.common.key_id {
-            Some(kid) => format!("key `{kid}`"),
-            None => format!("key #{}", i + 1),
-        };
-        let key =
-            jwk_key(cfg, jwk).map_err(|e| format!("JWKS file `{}` {name}: {e}", path.display()))?;
+        let key = jwk_key(jwk)
+            .map_err(|e| format!("JWKS file `{}` {}: {e}", path.display(), jwk_name(jwk, i)))?;
         keys.push(key);
     }
     Ok(keys)
 }
 
-fn jwk_key(cfg: &AuthConfig, jwk: &Jwk) -> Result<Key, String> {
+fn jwk_name(jwk: &Jwk, i: usize) -> String {
+    match &jwk.common.key_id {
+        Some(kid) => format!("key `{}`", kid.escape_default()),
+        None => format!("key #{}", i + 1),
+    }
+}
+
+/// A JWK set fetched from an identity provider: its keys, and a note for each entry
+/// skipped. Identity providers publish keys the gateway has no use for beside their
+/// signing keys (`use: enc`, `RSA-OAEP`, other curves): those are skipped rather than
+/// failing the set, but a set of which no key is usable, or that names a `kid` twice,
+/// is refused.
+pub(crate) fn remote_jwks(bytes: &[u8]) -> Result<(Vec<Key>, Vec<String>), String> {
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        keys: Vec<serde_json::Value>,
+    }
+    let doc: Doc =
+        serde_json::from_slice(bytes).map_err(|e| format!("not a valid JWK set: {e}"))?;
+    // A token without `kid` is tried against every key of its algorithm.
+    if doc.keys.len() > MAX_FETCHED_KEYS {
+        return Err(format!(
+            "the set lists {} keys; at most {MAX_FETCHED_KEYS} are accepted",
+            doc.keys.len()
+        ));
+    }
+    let mut keys: Vec<Key> = Vec::with_capacity(doc.keys.len());
+    let mut skipped = Vec::new();
+    for (i, v) in doc.keys.into_iter().enumerate() {
+        let key = serde_json::from_value::<Jwk>(v)
+            .map_err(|e| format!("key #{}: {e}", i + 1))
+            .and_then(|jwk| jwk_key(&jwk).map_err(|e| format!("{}: {e}", jwk_name(&jwk, i))));
+        match key {
+            Ok(k) => {
+                if let Some(kid) = &k.kid
+                    && keys.iter().any(|o| o.kid.as_ref() == Some(kid))
+                {
+                    return Err(format!("key id `{}` is listed twice", kid.escape_default()));
+                }
+                keys.push(k);
+            }
+            Err(e) => skipped.push(e),
+        }
+    }
+    if keys.is_empty() && !skipped.is_empty() {
+        return Err(format!(
+            "no usable signature key in the set ({})",
+            skipped.join("; ")
+        ));
+    }
+    Ok((keys, skipped))
+}
+
+fn jwk_key(jwk: &Jwk) -> Result<Key, String> {
     match &jwk.common.public_key_use {
         None | Some(PublicKeyUse::Signature) => {}
         Some(_) => return Err("`use` is not `sig`".into()),
@@ -259,6 +325,5 @@ fn jwk_key(cfg: &AuthConfig, jwk: &Jwk) -> Result<Key, String> {
         kid: jwk.common.key_id.clone(),
         alg,
         decoding,
-        validation: validation(cfg, alg),
     })
 }

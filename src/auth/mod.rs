@@ -3,13 +3,15 @@
 //! Every key carries exactly one algorithm; the token header's `alg` must be that
 //! algorithm, `kid` is only a lookup key, and headers that point at other keys
 //! (`jku`, `x5u`, `jwk`, `x5c`) or demand unknown processing (`crit`) are refused.
-//! Keys and validation rules are built once in [`Authenticator::from_config`].
+//! Keys and validation rules are built once in [`Authenticator::from_config`]; keys
+//! from the identity provider's `jwks_url` are fetched and refreshed by [`remote`].
 
 mod cache;
 mod dev;
 mod error;
 mod keys;
 mod lifetime;
+mod remote;
 
 #[cfg(test)]
 mod tests;
@@ -20,7 +22,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::Algorithm;
+use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
@@ -31,6 +33,7 @@ pub use dev::{MintError, ensure_dev_secret, mint_token, mint_token_with_role, pa
 pub use error::AuthError;
 pub use keys::MIN_SECRET_BYTES;
 pub(crate) use keys::parse_alg;
+pub use remote::check_url as check_jwks_url;
 
 use keys::Key;
 
@@ -77,6 +80,11 @@ impl Authenticated {
 pub struct Authenticator {
     keys: Vec<Key>,
     by_kid: HashMap<String, usize>,
+    /// Keys from `jwks_url`, shared with other snapshots of the same settings; a `kid`
+    /// is looked up in the configured keys first.
+    remote: Option<Arc<remote::Source>>,
+    /// The validation rules of each algorithm.
+    validations: HashMap<Algorithm, Validation>,
     max_token_bytes: usize,
     /// Seconds past `exp` a token is still accepted (`auth.leeway_secs`).
     leeway_secs: u64,
@@ -90,6 +98,7 @@ impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authenticator")
             .field("keys", &self.keys.len())
+            .field("jwks_url", &self.remote.is_some())
             .field("max_token_bytes", &self.max_token_bytes)
             .finish()
     }
@@ -97,7 +106,8 @@ impl std::fmt::Debug for Authenticator {
 
 impl Authenticator {
     /// Loads every key (secrets, PEM public keys, the JWKS file) and builds its
-    /// validation rules. Fails on any unusable key or duplicate `kid`.
+    /// validation rules; with a `jwks_url`, joins (or starts) the source that fetches
+    /// its keys. Fails on any unusable key or duplicate `kid`.
     pub fn from_config(cfg: &AuthConfig) -> Result<Authenticator, String> {
         install_jwt_crypto_provider();
         if cfg.leeway_secs > 300 {
@@ -108,12 +118,16 @@ impl Authenticator {
         }
         let mut keys = Vec::new();
         for k in &cfg.keys {
-            keys.push(keys::load_key(cfg, k)?);
+            keys.push(keys::load_key(k)?);
         }
         if let Some(path) = &cfg.jwks {
-            keys.extend(keys::load_jwks(cfg, path)?);
+            keys.extend(keys::load_jwks(path)?);
         }
-        if keys.is_empty() {
+        let remote = match remote::Settings::of(cfg)? {
+            Some(s) => Some(remote::source(s)?),
+            None => None,
+        };
+        if keys.is_empty() && remote.is_none() {
             return Err("`auth` has no keys: no token could ever be valid".into());
         }
         let mut by_kid = HashMap::new();
@@ -124,14 +138,35 @@ impl Authenticator {
                 return Err(format!("duplicate key id `{kid}`"));
             }
         }
+        let validations = keys::ALGORITHMS
+            .iter()
+            .map(|a| (*a, keys::validation(cfg, *a)))
+            .collect();
         Ok(Authenticator {
             keys,
             by_kid,
+            remote,
+            validations,
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
             leeway_secs: cfg.leeway_secs.min(300),
             verified: cache::TokenCache::new(cache::CAPACITY),
             lifetime: lifetime::Lifetime::of(cfg),
         })
+    }
+
+    /// Whether tokens can be verified: always with configured keys only; with a
+    /// `jwks_url`, once its keys are fetched and while they are not stale (else why not).
+    pub fn readiness(&self) -> Result<(), String> {
+        match &self.remote {
+            Some(r) => r.readiness(),
+            None => Ok(()),
+        }
+    }
+
+    /// The source of the `jwks_url` keys, for tests to play fetches.
+    #[cfg(test)]
+    pub(crate) fn remote(&self) -> Option<&remote::Source> {
+        self.remote.as_deref()
     }
 
     /// Sets the largest token accepted (`limits.max_token_bytes`).
@@ -178,36 +213,67 @@ impl Authenticator {
         let raw = bearer_bytes(value, self.max_token_bytes)?;
         let key = cache::TokenCache::key(raw);
         let now = cache::unix_now();
-        if let Some(hit) = self.verified.get(&key, now) {
+        if let Some((hit, generation)) = self.verified.get(&key, now)
+            && (generation == 0
+                || self.remote.as_ref().and_then(|r| r.generation()) == Some(generation))
+        {
             return Ok(hit);
         }
         let token = bearer_token(value, self.max_token_bytes)?;
-        let (auth, exp) = self.verify_uncached(token)?;
+        let (auth, exp, generation) = self.verify_uncached(token)?;
         let auth = Arc::new(auth);
         if let Some(exp) = exp {
-            self.verified
-                .put(key, Arc::clone(&auth), exp.saturating_add(self.leeway_secs));
+            self.verified.put(
+                key,
+                Arc::clone(&auth),
+                exp.saturating_add(self.leeway_secs),
+                generation,
+            );
         }
         Ok(auth)
     }
 
     /// Full verification of one token: header, key, signature, claims. Returns the
-    /// token's `exp` (unix seconds) for the cache.
-    fn verify_uncached(&self, token: &str) -> Result<(Authenticated, Option<u64>), AuthError> {
-        let header = parse_header(token, &self.by_kid)?;
+    /// token's `exp` (unix seconds) and the generation of the key set that verified it
+    /// (0: the configured keys) for the cache.
+    fn verify_uncached(&self, token: &str) -> Result<(Authenticated, Option<u64>, u64), AuthError> {
+        let header = parse_header(token)?;
+        let tagged = |r: Result<(Authenticated, Option<u64>), AuthError>, generation| {
+            r.map(|(a, exp)| (a, exp, generation))
+        };
 
         let mut last = AuthError::BadAlgorithm("no key for this algorithm");
-        if let Some(kid) = header.kid {
-            let key = &self.keys[kid.ok_or(AuthError::UnknownKey)?];
-            if key.alg != header.alg {
-                return Err(AuthError::BadAlgorithm("not the algorithm of the key"));
+        if let Some(kid) = &header.kid {
+            if let Some(i) = self.by_kid.get(kid.as_str()) {
+                return tagged(self.verify_with(token, &self.keys[*i], header.alg), 0);
             }
-            return self.verify_with(token, key);
+            let Some(remote) = &self.remote else {
+                return Err(AuthError::UnknownKey);
+            };
+            let set = remote.current().inspect_err(|_| remote.ask_refresh())?;
+            let Some(i) = set.by_kid.get(kid.as_str()) else {
+                // Perhaps a key the identity provider has just added.
+                remote.ask_refresh();
+                return Err(AuthError::UnknownKey);
+            };
+            return tagged(
+                self.verify_with(token, &set.keys[*i], header.alg),
+                set.generation,
+            );
         }
         for key in self.keys.iter().filter(|k| k.alg == header.alg) {
-            match self.verify_with(token, key) {
+            match self.verify_with(token, key, header.alg) {
                 Err(AuthError::BadSignature) => last = AuthError::BadSignature,
-                other => return other,
+                other => return tagged(other, 0),
+            }
+        }
+        if let Some(remote) = &self.remote {
+            let set = remote.current().inspect_err(|_| remote.ask_refresh())?;
+            for key in set.keys.iter().filter(|k| k.alg == header.alg) {
+                match self.verify_with(token, key, header.alg) {
+                    Err(AuthError::BadSignature) => last = AuthError::BadSignature,
+                    other => return tagged(other, set.generation),
+                }
             }
         }
         Err(last)
@@ -217,10 +283,17 @@ impl Authenticator {
         &self,
         token: &str,
         key: &Key,
+        alg: Algorithm,
     ) -> Result<(Authenticated, Option<u64>), AuthError> {
-        let data =
-            jsonwebtoken::decode::<ObjectOnly<Claims>>(token, &key.decoding, &key.validation)
-                .map_err(|e| error::from_jwt(&e))?;
+        if key.alg != alg {
+            return Err(AuthError::BadAlgorithm("not the algorithm of the key"));
+        }
+        let validation = self
+            .validations
+            .get(&key.alg)
+            .ok_or(AuthError::BadAlgorithm("not the algorithm of the key"))?;
+        let data = jsonwebtoken::decode::<ObjectOnly<Claims>>(token, &key.decoding, validation)
+            .map_err(|e| error::from_jwt(&e))?;
         let ObjectOnly(c) = data.claims;
         self.lifetime.check(c.iat, c.exp)?;
         let sub = identifier(c.sub, "sub")?;
@@ -347,12 +420,11 @@ struct RawHeader<'a> {
 
 struct Header {
     alg: Algorithm,
-    /// `None`: no `kid`; `Some(None)`: a `kid` no key has; `Some(Some(i))`: key `i`.
-    kid: Option<Option<usize>>,
+    kid: Option<String>,
 }
 
 /// Checks the token's shape and header before any key is touched.
-fn parse_header(token: &str, by_kid: &HashMap<String, usize>) -> Result<Header, AuthError> {
+fn parse_header(token: &str) -> Result<Header, AuthError> {
     let mut parts = token.split('.');
     let (Some(h), Some(p), Some(_s), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -394,7 +466,7 @@ fn parse_header(token: &str, by_kid: &HashMap<String, usize>) -> Result<Header, 
         keys::parse_alg(&hdr.alg).map_err(|_| AuthError::BadAlgorithm("unknown algorithm"))?;
     Ok(Header {
         alg,
-        kid: hdr.kid.map(|k| by_kid.get(k.as_ref()).copied()),
+        kid: hdr.kid.map(Cow::into_owned),
     })
 }
 

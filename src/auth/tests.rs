@@ -47,6 +47,12 @@ fn auth_cfg(keys: Vec<KeyConfig>, jwks: Option<PathBuf>) -> AuthConfig {
         leeway_secs: 30,
         keys,
         jwks,
+        jwks_url: None,
+        jwks_ca: None,
+        jwks_refresh_min_secs: 60,
+        jwks_refresh_max_secs: 3600,
+        jwks_unknown_kid_cooldown_secs: 30,
+        jwks_max_stale_secs: 86400,
         max_token_lifetime_secs: crate::config::DEFAULT_MAX_TOKEN_LIFETIME_SECS,
         jurisdiction_claim: crate::config::JurisdictionClaim::default(),
     }
@@ -833,7 +839,7 @@ fn a_cached_token_past_its_expiry_and_leeway_is_not_served() {
         0,
         "an expired entry is dropped when found"
     );
-    a.verified.put(key, ok, now - 1);
+    a.verified.put(key, ok, now - 1, 0);
     assert!(a.verified.get(&key, now).is_none());
 }
 
@@ -859,4 +865,96 @@ fn a_new_key_set_starts_with_an_empty_cache() {
         check(&other, &t).is_err(),
         "the removed key's token is refused at once"
     );
+}
+
+/// An authenticator on a `jwks_url` of its own (sources are shared by settings) and
+/// the Ed25519 keys `a` and `b` as JWKs.
+fn remote_auth(name: &str) -> (Authenticator, [(Pair, Value); 2]) {
+    let mut cfg = auth_cfg(vec![], None);
+    cfg.jwks_url = Some(format!("https://idp.test/{name}/jwks"));
+    let a = Authenticator::from_config(&cfg).unwrap();
+    let jwk = |kid: &str| {
+        let p = keypair(&rcgen::PKCS_ED25519);
+        let raw = jsonwebtoken::DecodingKey::from_ed_pem(p.public.as_bytes()).unwrap();
+        let j = json!({
+            "kty": "OKP", "crv": "Ed25519", "use": "sig", "kid": kid,
+            "x": b64(raw.try_get_as_bytes().unwrap()),
+        });
+        (p, j)
+    };
+    (a, [jwk("a"), jwk("b")])
+}
+
+fn ed_token(kid: Option<&str>, p: &Pair) -> String {
+    let mut h = Header::new(Algorithm::EdDSA);
+    h.kid = kid.map(str::to_string);
+    sign(
+        &h,
+        &claims(),
+        &EncodingKey::from_ed_pem(p.private.as_bytes()).unwrap(),
+    )
+}
+
+#[test]
+fn fetched_keys_verify_only_once_fetched_and_a_rotation_empties_the_cache() {
+    let (auth, [(pa, ja), (pb, jb)]) = remote_auth("rotation");
+    let r = auth.remote().unwrap();
+    let ta = ed_token(Some("a"), &pa);
+    assert_eq!(code(&auth, &ta), "keys-unavailable");
+    assert!(auth.readiness().unwrap_err().contains("not fetched yet"));
+
+    r.fetched(json!({"keys": [ja.clone()]}).to_string().as_bytes());
+    auth.readiness().unwrap();
+    assert!(check(&auth, &ta).is_ok());
+    assert!(check(&auth, &ta).is_ok(), "a cache hit");
+    let tb = ed_token(Some("b"), &pb);
+    assert_eq!(code(&auth, &tb), "unknown-key");
+    // Without a kid, every fetched key of the algorithm is tried.
+    assert!(check(&auth, &ed_token(None, &pa)).is_ok());
+
+    // The same set again keeps its generation, so the cache keeps serving.
+    let g = r.generation();
+    r.fetched(json!({"keys": [ja]}).to_string().as_bytes());
+    assert_eq!(r.generation(), g);
+
+    // Rotated: b in, a out. The cached verification of a no longer counts.
+    r.fetched(json!({"keys": [jb]}).to_string().as_bytes());
+    assert_ne!(r.generation(), g);
+    assert!(check(&auth, &tb).is_ok());
+    assert_eq!(code(&auth, &ta), "unknown-key");
+}
+
+#[test]
+fn a_fetched_set_skips_keys_it_cannot_use_but_not_all_of_them() {
+    let (auth, [(pa, ja), _]) = remote_auth("skips");
+    let r = auth.remote().unwrap();
+    let enc = json!({"kty": "RSA", "use": "enc", "alg": "RSA-OAEP", "kid": "enc-1",
+                     "n": "AQAB", "e": "AQAB"});
+    r.fetched(json!({"keys": [enc.clone(), ja]}).to_string().as_bytes());
+    assert!(check(&auth, &ed_token(Some("a"), &pa)).is_ok());
+    let only_enc = json!({"keys": [enc]}).to_string();
+    let e = keys::remote_jwks(only_enc.as_bytes()).err().unwrap();
+    assert!(e.contains("no usable signature key"), "{e}");
+    let twice = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "x", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+                                {"kty": "OKP", "crv": "Ed25519", "kid": "x", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]})
+    .to_string();
+    let e = keys::remote_jwks(twice.as_bytes()).err().unwrap();
+    assert!(e.contains("listed twice"), "{e}");
+    let many = json!({"keys": vec![json!({"kty": "oct", "k": "AA"}); 101]}).to_string();
+    let e = keys::remote_jwks(many.as_bytes()).err().unwrap();
+    assert!(e.contains("at most 100"), "{e}");
+}
+
+#[test]
+fn a_reload_that_only_changes_the_timings_keeps_the_fetched_keys() {
+    let (auth, [(pa, ja), _]) = remote_auth("timings");
+    auth.remote()
+        .unwrap()
+        .fetched(json!({"keys": [ja]}).to_string().as_bytes());
+    let mut cfg = auth_cfg(vec![], None);
+    cfg.jwks_url = Some("https://idp.test/timings/jwks".into());
+    cfg.jwks_unknown_kid_cooldown_secs = 5;
+    let next = Authenticator::from_config(&cfg).unwrap();
+    assert!(check(&next, &ed_token(Some("a"), &pa)).is_ok());
+    next.readiness().unwrap();
 }

@@ -9,8 +9,9 @@ use serde_json::Value;
 
 use crate::audit::checkpoint::{self, PublicKey};
 use crate::audit::pseudo::Pseudonymiser;
-use crate::audit::query::{Filter, for_each};
-use crate::audit::report::{push_csv, report_with};
+use crate::audit::query::Filter;
+use crate::audit::report::{push_csv, report_from};
+use crate::audit::source::{PgStore, Source, is_postgres_url};
 use crate::audit::verify::{VerifyOptions, parse_receipt, verify_log};
 
 #[derive(clap::Subcommand, Debug)]
@@ -76,11 +77,70 @@ pub enum Command {
     Report(Box<ReportArgs>),
 }
 
+/// Where `query` and `report` read: files, the PostgreSQL store, or the log a config names.
+#[derive(clap::Args, Debug)]
+pub struct StoreArgs {
+    /// Read the PostgreSQL store at this connection string (URL or `key=value`); a
+    /// `postgres://…` URL given instead of the files does the same.
+    #[arg(long, env = "BORDERGATE_AUDIT_POSTGRES", hide_env_values = true)]
+    postgres: Option<String>,
+    /// The records table of `--postgres`.
+    #[arg(long, default_value = "bordergate_audit")]
+    table: String,
+    /// Read the log this gateway config writes (its `audit:` file and segments, or its
+    /// PostgreSQL store); wins over `--postgres`.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    /// Files named win, then `--config`, then `--postgres` (which may come from the environment).
+    fn source(&self, files: &[PathBuf]) -> Result<Source, String> {
+        if let [f] = files
+            && let Some(url) = f.to_str().filter(|s| is_postgres_url(s))
+        {
+            return Ok(self.store(url));
+        }
+        if !files.is_empty() {
+            return Ok(Source::Files(files.to_vec()));
+        }
+        if let Some(c) = &self.config {
+            return source_of_config(c);
+        }
+        match &self.postgres {
+            Some(url) => Ok(self.store(url)),
+            None => Err("name the log files, `--postgres` or `--config`".into()),
+        }
+    }
+
+    fn store(&self, url: &str) -> Source {
+        Source::Postgres(PgStore {
+            conn: url.to_owned(),
+            table: self.table.clone(),
+        })
+    }
+}
+
+/// The log the gateway config at `path` writes.
+fn source_of_config(path: &Path) -> Result<Source, String> {
+    let cfg = crate::config::Config::load_with(path, &crate::config::Overrides::default())
+        .map_err(|d| {
+            format!(
+                "{d}\n`{}` is not valid ({} problem(s))",
+                path.display(),
+                d.0.len()
+            )
+        })?;
+    Source::from_config(&cfg.audit).map_err(|e| format!("`{}`: {e}", cfg.audit.describe()))
+}
+
 #[derive(clap::Args, Debug)]
 pub struct QueryArgs {
-    /// Log files or directories, oldest first.
-    #[arg(required = true)]
+    /// Log files or directories, oldest first (or one `postgres://…` URL).
+    #[arg(required_unless_present_any = ["postgres", "config"])]
     files: Vec<PathBuf>,
+    #[command(flatten)]
+    store: StoreArgs,
     /// From (RFC 3339 or date).
     #[arg(long)]
     from: Option<String>,
@@ -147,9 +207,11 @@ impl PseudoArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct ReportArgs {
-    /// Log files or directories, oldest first.
-    #[arg(required = true)]
+    /// Log files or directories, oldest first (or one `postgres://…` URL).
+    #[arg(required_unless_present_any = ["postgres", "config"])]
     files: Vec<PathBuf>,
+    #[command(flatten)]
+    store: StoreArgs,
     /// First day (or RFC 3339 time); default: the log's beginning.
     #[arg(long, default_value = "1970-01-01")]
     from: String,
@@ -182,10 +244,7 @@ pub fn run(c: Command) -> ExitCode {
             // Files named on the command line win over `BORDERGATE_AUDIT_POSTGRES`.
             let url = match files.as_slice() {
                 [] => postgres,
-                [f] => f
-                    .to_str()
-                    .filter(|s| s.starts_with("postgres://") || s.starts_with("postgresql://"))
-                    .map(str::to_owned),
+                [f] => f.to_str().filter(|s| is_postgres_url(s)).map(str::to_owned),
                 _ => None,
             };
             match url {
@@ -457,6 +516,7 @@ fn query(a: QueryArgs) -> Result<ExitCode, String> {
     };
     filter.compile()?;
     let pseudo = a.pseudo.load()?;
+    let source = a.store.source(&a.files)?;
     let stdout = std::io::stdout();
     let format = a.format.unwrap_or_else(|| {
         if stdout.is_terminal() {
@@ -481,13 +541,13 @@ fn query(a: QueryArgs) -> Result<ExitCode, String> {
     };
     match a.limit {
         Some(n) => {
-            for v in crate::audit::query::query(&a.files, &filter, n)? {
+            for v in source.query(&filter, n)? {
                 if !emit(v) {
                     break;
                 }
             }
         }
-        None => for_each(&a.files, &filter, &mut emit)?,
+        None => source.for_each(&filter, &mut emit)?,
     }
     if let Some(e) = io_err {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
@@ -612,7 +672,8 @@ fn report(a: ReportArgs) -> Result<ExitCode, String> {
         let d = time::OffsetDateTime::now_utc().date();
         format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
     });
-    let r = report_with(&a.files, &a.from, &to, pseudo.as_ref(), &opts)?;
+    let source = a.store.source(&a.files)?;
+    let r = report_from(&source, &a.from, &to, pseudo.as_ref(), &opts)?;
     let text = match a.format.as_str() {
         "html" => r.to_html(),
         "csv" => r.to_csv(),

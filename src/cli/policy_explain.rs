@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use std::fmt::Write as _;
 
+use crate::audit::source::{PgStore, Source, is_postgres_url};
 use crate::catalog::Catalog;
 use crate::model::{Caller, Country, Direction, Tags, check_purpose};
 use crate::policy::{PolicySet, diff as pdiff, explain as pexplain, whatif};
@@ -65,9 +66,16 @@ pub struct Args {
 
 #[derive(clap::Args, Debug)]
 pub struct WhatIfArgs {
-    /// The audit log to replay.
-    #[arg(long)]
-    audit: PathBuf,
+    /// The audit log to replay (a file, a directory of segments, or a `postgres://…` URL);
+    /// default: the log `--config` writes, else `--postgres`.
+    #[arg(long, required_unless_present_any = ["postgres", "config"])]
+    audit: Option<PathBuf>,
+    /// Replay the PostgreSQL store at this connection string (URL or `key=value`).
+    #[arg(long, env = "BORDERGATE_AUDIT_POSTGRES", hide_env_values = true)]
+    postgres: Option<String>,
+    /// The records table of `--postgres` or a `postgres://…` `--audit`.
+    #[arg(long, default_value = "bordergate_audit")]
+    table: String,
     /// The policy directory to replay against.
     #[arg(long)]
     policies: PathBuf,
@@ -77,7 +85,7 @@ pub struct WhatIfArgs {
     /// Decide every record as of this day instead of the day it was recorded.
     #[arg(long)]
     as_of: Option<String>,
-    /// Gateway config, for the operators of upload upstreams.
+    /// Gateway config, for the operators of upload upstreams (and the log it writes).
     #[arg(long, short)]
     config: Option<PathBuf>,
     /// Show at most this many changed transfers in detail.
@@ -218,15 +226,23 @@ fn explain_inner(a: Args) -> Result<ExitCode, ExitCode> {
         exporter: a.exporter.clone(),
         jurisdiction_claim: cfg.auth.jurisdiction_claim,
     };
-    // PIPL volumes: counted from the audit trail as the gateway counts them at start-up.
+    // PIPL volumes: counted as the gateway counts them at start-up (the audit trail, or the
+    // fleet's ledger on the PostgreSQL sink).
     let counter = crate::pipl::ExportCounter::new();
-    if let Err(err) = crate::pipl::seed_from_trail(
-        &counter,
-        &catalog,
-        &crate::snapshot::operators(&cfg),
-        &cfg.audit.path,
-        date.year(),
-    ) {
+    let counted = match (&cfg.audit.sink, &cfg.audit.postgres) {
+        (crate::config::AuditSinkKind::Postgres, Some(pg)) => {
+            seed_from_ledger(&counter, pg, date.year())
+        }
+        _ => crate::pipl::seed_from_trail(
+            &counter,
+            &catalog,
+            &crate::snapshot::operators(&cfg),
+            &cfg.audit.path,
+            date.year(),
+        )
+        .map(|_| ()),
+    };
+    if let Err(err) = counted {
         eprintln!("warning: PIPL volumes not counted from the audit log: {err}");
     }
     let routes = Routes::from_config(&cfg);
@@ -313,10 +329,37 @@ fn what_if_inner(a: WhatIfArgs) -> Result<ExitCode, ExitCode> {
         threads: 2,
     };
     let started = std::time::Instant::now();
-    let r = whatif::replay(&set, &a.audit, &opts).map_err(|e| {
-        eprintln!("error: cannot read `{}`: {e}", a.audit.display());
+    let fail = |e: String| {
+        eprintln!("error: {e}");
         ExitCode::from(2)
-    })?;
+    };
+    let store = |conn: &str| {
+        Source::Postgres(PgStore {
+            conn: conn.to_owned(),
+            table: a.table.clone(),
+        })
+    };
+    // `--audit` wins, then the log of `--config`, then `--postgres` (maybe from the environment).
+    let source = match (&a.audit, &a.config, &a.postgres) {
+        (Some(p), _, _) => match p.to_str().filter(|s| is_postgres_url(s)) {
+            Some(url) => store(url),
+            None => Source::Files(vec![p.clone()]),
+        },
+        (None, Some(c), _) => match &cfg {
+            Some(cfg) => Source::from_config(&cfg.audit)
+                .map_err(|e| fail(format!("`{}`: {e}", c.display())))?,
+            None => return Err(fail(format!("`{}` was not loaded", c.display()))),
+        },
+        (None, None, Some(url)) => store(url),
+        (None, None, None) => {
+            return Err(fail(
+                "name the log with `--audit`, `--config` or `--postgres`".into(),
+            ));
+        }
+    };
+    // The file reader's and the store's errors name what they could not read.
+    let log = source.reader().map_err(fail)?;
+    let r = whatif::replay_reader(&set, log, &opts).map_err(|e| fail(e.to_string()))?;
     if a.json {
         return Ok(print_json(&r));
     }
@@ -357,4 +400,21 @@ fn diff_inner(a: DiffArgs) -> Result<ExitCode, ExitCode> {
     }
     print!("{}", pdiff::render(&r));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Counts `year` from the PIPL ledger next to the PostgreSQL audit table `pg`.
+fn seed_from_ledger(
+    counter: &crate::pipl::ExportCounter,
+    pg: &crate::config::PostgresAuditConfig,
+    year: i32,
+) -> Result<(), String> {
+    let conn = pg.connection_string()?;
+    let ledger = crate::pipl::pg::Ledger::new(&conn, &pg.table, None)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    rt.block_on(ledger.seed(counter, year))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }

@@ -107,6 +107,50 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener, E
     })
 }
 
+/// Reads what the gateway must know from its trail before it forwards anything: the PIPL
+/// export volumes of the year (counts lower than the truth could exempt an export that needs
+/// a mechanism) and the recent personal-data downloads (without them an upload could launder
+/// data downloaded before the restart). From the file, or from the fleet's PostgreSQL store.
+async fn seed_trail(
+    gateway: &Gateway,
+    audit_cfg: &crate::config::AuditConfig,
+) -> Result<(), String> {
+    let year = crate::pipl::year_of(time::OffsetDateTime::now_utc());
+    let started = std::time::Instant::now();
+    let snap = gateway.state();
+    let n = match gateway.ledger() {
+        Some(ledger) => ledger
+            .seed(gateway.exports(), year)
+            .await
+            .map_err(|e| e.to_string())?,
+        None => crate::pipl::seed_from_trail(
+            gateway.exports(),
+            &snap.catalog,
+            &snap.operators,
+            &audit_cfg.path,
+            year,
+        )
+        .map_err(|e| format!("cannot count PIPL export volumes from the audit trail: {e}"))?,
+    };
+    tracing::info!(counted = n, year, elapsed = ?started.elapsed(), "PIPL export volumes counted");
+    if let Some(since) = snap.config.lineage.since(time::OffsetDateTime::now_utc()) {
+        let started = std::time::Instant::now();
+        let index = gateway.recent_downloads();
+        let n = match (&audit_cfg.sink, &audit_cfg.postgres) {
+            (crate::config::AuditSinkKind::Postgres, Some(pg)) => {
+                let conn = pg.connection_string()?;
+                index.seed_postgres(&conn, &pg.table, since).await
+            }
+            _ => crate::lineage::seed_from_trail(index, &audit_cfg.path, since),
+        }
+        .map_err(|e| {
+            format!("cannot read recent personal-data downloads from the audit trail: {e}")
+        })?;
+        tracing::info!(downloads = n, window_days = snap.config.lineage.window_days, elapsed = ?started.elapsed(), "recent personal-data downloads read from the audit trail");
+    }
+    Ok(())
+}
+
 async fn serve(path: PathBuf, cfg: Config, overrides: Overrides) -> ExitCode {
     match start(path, cfg, overrides).await {
         Ok(code) | Err(code) => code,
@@ -169,57 +213,58 @@ async fn start(path: PathBuf, cfg: Config, overrides: Overrides) -> Result<ExitC
     };
     let version = snap.policies.version.to_string();
     let webhook = snap.webhook.clone();
-    let gateway = Arc::new(Gateway::new(snap, audit));
+    let mut gateway = Gateway::new(snap, audit);
+    // On the PostgreSQL sink the fleet shares its PIPL volumes through the database.
+    if let (crate::config::AuditSinkKind::Postgres, Some(pg)) =
+        (&audit_cfg.sink, &audit_cfg.postgres)
+    {
+        let ledger = pg
+            .connection_string()
+            .and_then(|conn| crate::pipl::pg::Ledger::new(&conn, &pg.table, Some(&replica.name)));
+        match ledger {
+            Ok(l) => gateway = gateway.with_ledger(l),
+            Err(e) => {
+                eprintln!("error: cannot count PIPL export volumes: {e}");
+                gateway.audit().shutdown().await;
+                return Err(ExitCode::from(2));
+            }
+        }
+    }
+    let gateway = Arc::new(gateway);
     // The certificate of each new connection is the current snapshot's (a reload renews it).
     let tls = initial_tls.map(|initial| {
         let gw = gateway.clone();
         crate::net::Tls::new(move || gw.state().tls.clone().unwrap_or_else(|| initial.clone()))
     });
-    let year = crate::pipl::year_of(time::OffsetDateTime::now_utc());
-    let started = std::time::Instant::now();
-    let snap = gateway.state();
-    let seeded = crate::pipl::seed_from_trail(
-        gateway.exports(),
-        &snap.catalog,
-        &snap.operators,
-        &audit_cfg.path,
-        year,
-    );
-    match seeded {
-        Ok(n) => {
-            tracing::info!(records = n, year, elapsed = ?started.elapsed(), "PIPL export volumes counted from the audit trail");
+    match seed_trail(&gateway, &audit_cfg).await {
+        Ok(()) => {}
+        // A replica may start while the fleet's database is down: it refuses transfers and
+        // stays unready until it has read what it needs, then serves.
+        Err(e)
+            if gateway.ledger().is_some()
+                && gateway.audit().status() == crate::audit::AuditStatus::WriteFailing =>
+        {
+            tracing::error!(error = %e, "the audit database is unreachable; not ready until the trail is read");
+            gateway.set_trail_ready(false);
+            let (gw, cfg) = (gateway.clone(), audit_cfg.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    match seed_trail(&gw, &cfg).await {
+                        Ok(()) => {
+                            gw.set_trail_ready(true);
+                            tracing::info!("the audit trail is read; ready");
+                            return;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot read the audit trail yet"),
+                    }
+                }
+            });
         }
         Err(e) => {
-            // Counts lower than the truth could exempt an export that needs a mechanism.
-            eprintln!("error: cannot count PIPL export volumes from the audit trail: {e}");
+            eprintln!("error: {e}; not starting");
             gateway.audit().shutdown().await;
             return Err(ExitCode::from(2));
-        }
-    }
-    // Recent personal-data downloads, for the lineage check of uploads: from the file trail,
-    // or from the PostgreSQL store (the whole fleet's trail).
-    if let Some(since) = snap.config.lineage.since(time::OffsetDateTime::now_utc()) {
-        let started = std::time::Instant::now();
-        let index = gateway.recent_downloads();
-        let seeded = match (&audit_cfg.sink, &audit_cfg.postgres) {
-            (crate::config::AuditSinkKind::Postgres, Some(pg)) => match pg.connection_string() {
-                Ok(conn) => index.seed_postgres(&conn, &pg.table, since).await,
-                Err(e) => Err(e),
-            },
-            _ => crate::lineage::seed_from_trail(index, &audit_cfg.path, since),
-        };
-        match seeded {
-            Ok(n) => {
-                tracing::info!(downloads = n, window_days = snap.config.lineage.window_days, elapsed = ?started.elapsed(), "recent personal-data downloads read from the audit trail");
-            }
-            Err(e) => {
-                // Without them an upload could launder data downloaded before the restart.
-                eprintln!(
-                    "error: cannot read recent personal-data downloads from the audit trail: {e}"
-                );
-                gateway.audit().shutdown().await;
-                return Err(ExitCode::from(2));
-            }
         }
     }
     gateway.audit().append_nowait(event(

@@ -114,8 +114,14 @@ impl Config {
                 fix(p);
             }
         }
-        if let Some(j) = &mut self.auth.jwks {
+        // A URL given as `jwks` is left as written, for validation to name it.
+        if let Some(j) = &mut self.auth.jwks
+            && !j.to_string_lossy().contains("://")
+        {
             fix(j);
+        }
+        if let Some(ca) = &mut self.auth.jwks_ca {
+            fix(ca);
         }
         for u in &mut self.upstreams {
             if let Some(dir) = u.url.strip_prefix("file://") {

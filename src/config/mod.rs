@@ -167,6 +167,26 @@ pub struct AuthConfig {
     /// A JWKS document (file) with public keys.
     #[serde(default)]
     pub jwks: Option<PathBuf>,
+    /// The identity provider's JWKS endpoint (`https://…`), fetched and refreshed in the
+    /// background (see `auth::remote`).
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// CA bundle to verify the JWKS endpoint (default: the Mozilla roots).
+    #[serde(default)]
+    pub jwks_ca: Option<PathBuf>,
+    /// Shortest time between two scheduled fetches, whatever `Cache-Control` says.
+    #[serde(default = "default_jwks_refresh_min")]
+    pub jwks_refresh_min_secs: u64,
+    /// Longest time between two scheduled fetches (also used without `max-age`).
+    #[serde(default = "default_jwks_refresh_max")]
+    pub jwks_refresh_max_secs: u64,
+    /// Shortest time between two fetches caused by a token naming an unknown `kid`.
+    #[serde(default = "default_jwks_cooldown")]
+    pub jwks_unknown_kid_cooldown_secs: u64,
+    /// How long fetched keys stay usable after the last successful fetch; then tokens
+    /// are refused until a fetch succeeds.
+    #[serde(default = "default_jwks_max_stale")]
+    pub jwks_max_stale_secs: u64,
     /// Longest lifetime (`exp` − `iat`) a token may claim, in seconds; default 24 h. While
     /// set, a token must carry `iat`. `0` sets no maximum (`iat` is then optional, and only
     /// checked not to lie in the future).
@@ -180,6 +200,22 @@ pub struct AuthConfig {
 
 fn default_leeway() -> u64 {
     30
+}
+
+fn default_jwks_refresh_min() -> u64 {
+    60
+}
+
+fn default_jwks_refresh_max() -> u64 {
+    3600
+}
+
+fn default_jwks_cooldown() -> u64 {
+    30
+}
+
+fn default_jwks_max_stale() -> u64 {
+    24 * 60 * 60
 }
 
 /// Default of [`AuthConfig::max_token_lifetime_secs`]: one day.

@@ -232,12 +232,13 @@ fn check_auth(auth: &AuthConfig, out: &mut FileDiagnostics<'_>) {
             ),
         );
     }
-    if auth.keys.is_empty() && auth.jwks.is_none() {
+    if auth.keys.is_empty() && auth.jwks.is_none() && auth.jwks_url.is_none() {
         out.at(
             "auth",
-            "`auth` has no `keys` and no `jwks`: no token could ever be valid",
+            "`auth` has no `keys`, no `jwks` and no `jwks_url`: no token could ever be valid",
         );
     }
+    check_jwks_url(auth, out);
     let mut kids = HashSet::new();
     for (i, k) in auth.keys.iter().enumerate() {
         let at = format!("auth.keys[{i}]");
@@ -284,6 +285,61 @@ fn check_auth(auth: &AuthConfig, out: &mut FileDiagnostics<'_>) {
                 ),
             );
         }
+    }
+}
+
+/// The JWKS endpoint and its refresh settings.
+fn check_jwks_url(auth: &AuthConfig, out: &mut FileDiagnostics<'_>) {
+    if let Some(j) = &auth.jwks
+        && j.to_string_lossy().contains("://")
+    {
+        out.at(
+            "auth.jwks",
+            format!(
+                "`auth.jwks` is a file path; to fetch keys from `{}` use `jwks_url`",
+                j.display()
+            ),
+        );
+    }
+    let Some(url) = &auth.jwks_url else {
+        if auth.jwks_ca.is_some() {
+            out.at(
+                "auth.jwks_ca",
+                "`jwks_ca` is set but there is no `jwks_url`",
+            );
+        }
+        return;
+    };
+    if let Err(e) = crate::auth::check_jwks_url(url) {
+        out.at("auth.jwks_url", e);
+    }
+    let (min, max) = (auth.jwks_refresh_min_secs, auth.jwks_refresh_max_secs);
+    if min == 0 {
+        out.at(
+            "auth.jwks_refresh_min_secs",
+            "`jwks_refresh_min_secs` must be at least 1",
+        );
+    }
+    if max < min {
+        out.at(
+            "auth.jwks_refresh_max_secs",
+            format!("`jwks_refresh_max_secs` ({max}) is less than `jwks_refresh_min_secs` ({min})"),
+        );
+    }
+    if auth.jwks_unknown_kid_cooldown_secs == 0 {
+        out.at(
+            "auth.jwks_unknown_kid_cooldown_secs",
+            "`jwks_unknown_kid_cooldown_secs` must be at least 1: every token naming an unknown key would cause a fetch",
+        );
+    }
+    if auth.jwks_max_stale_secs < max {
+        out.at(
+            "auth.jwks_max_stale_secs",
+            format!(
+                "`jwks_max_stale_secs` ({}) is less than `jwks_refresh_max_secs` ({max}): the keys would go stale between two refreshes",
+                auth.jwks_max_stale_secs
+            ),
+        );
     }
 }
 

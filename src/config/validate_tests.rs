@@ -281,3 +281,52 @@ audit:
     let unknown = format!("{base}lineage:\n  undeclared_recent: ignore\n");
     assert!(!problems(&unknown).is_empty());
 }
+
+#[test]
+fn jwks_url_settings_are_checked_and_a_url_as_jwks_names_jwks_url() {
+    let base = "\
+listen: {address: '127.0.0.1:8080', plaintext: true}
+upstreams: [{name: u, url: 'http://127.0.0.1:9', jurisdiction: DE}]
+routes: [{prefix: /d, upstream: u}]
+catalog: c.yaml
+policies: p
+audit: {path: a.log}
+auth:
+  issuer: i
+  audience: a
+";
+    let only = |extra: &str| -> Vec<String> {
+        problems(&format!("{base}{extra}"))
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect()
+    };
+    assert_eq!(
+        only("  jwks_url: https://idp.example/.well-known/jwks.json\n"),
+        Vec::<String>::new()
+    );
+    let got = only("  jwks: https://idp.example/jwks\n");
+    assert!(
+        got.iter()
+            .any(|m| m.contains("`auth.jwks` is a file path") && m.contains("use `jwks_url`")),
+        "{got:?}"
+    );
+    let got = only(
+        "  jwks_url: http://idp.example/jwks
+  jwks_refresh_min_secs: 0
+  jwks_refresh_max_secs: 7200
+  jwks_unknown_kid_cooldown_secs: 0
+  jwks_max_stale_secs: 600
+",
+    );
+    for want in [
+        "is not https",
+        "`jwks_refresh_min_secs` must be at least 1",
+        "`jwks_unknown_kid_cooldown_secs` must be at least 1",
+        "keys would go stale between two refreshes",
+    ] {
+        assert!(got.iter().any(|m| m.contains(want)), "{want} in {got:?}");
+    }
+    let got = only("  jwks_ca: ca.pem\n  keys: [{alg: HS256, secret: {env: X}}]\n");
+    assert!(got.iter().any(|m| m.contains("no `jwks_url`")), "{got:?}");
+}

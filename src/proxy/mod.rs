@@ -60,10 +60,17 @@ pub struct Gateway {
     audit: AuditLog,
     /// PIPL cumulative export volumes; outlives snapshot reloads.
     exports: crate::pipl::ExportCounter,
+    /// The PIPL ledger shared by the fleet (`audit.sink: postgres`): when set, every PIPL
+    /// export is decided and counted on it; `exports` is then this gateway's local view.
+    ledger: Option<crate::pipl::pg::Ledger>,
     /// Every principal's recent personal-data downloads; outlives snapshot reloads.
     recent: crate::lineage::RecentDownloads,
     /// The replicas sharing the audit table, as the last fleet check saw them.
     fleet: crate::fleet::Watch,
+    /// False while the state read from the fleet's trail at start (PIPL volumes, recent
+    /// downloads) is still missing because the database did not answer: nothing is
+    /// forwarded and readiness is down until it is read.
+    trail_ready: std::sync::atomic::AtomicBool,
 }
 
 /// A request that passed every phase before `record`.
@@ -96,10 +103,22 @@ impl Gateway {
         Gateway {
             audit,
             recent: crate::lineage::RecentDownloads::new(state.config.lineage.max_principals),
+            trail_ready: std::sync::atomic::AtomicBool::new(true),
             exports: crate::pipl::ExportCounter::new(),
             fleet: crate::fleet::Watch::default(),
+            ledger: None,
             state: ArcSwap::from_pointee(state),
         }
+    }
+
+    /// Whether the state read from the audit trail at start is complete (see `trail_ready`).
+    pub fn trail_ready(&self) -> bool {
+        self.trail_ready.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub fn set_trail_ready(&self, ready: bool) {
+        self.trail_ready
+            .store(ready, std::sync::atomic::Ordering::Release);
     }
 
     /// The index of recent personal-data downloads (seed it from the audit trail before
@@ -116,6 +135,46 @@ impl Gateway {
     /// The fleet as the last check saw it (see [`crate::fleet`]).
     pub fn fleet(&self) -> &crate::fleet::Watch {
         &self.fleet
+    }
+
+    /// Decides and counts PIPL exports on the fleet's shared `ledger` (seed the local
+    /// counter from it before serving).
+    pub fn with_ledger(mut self, ledger: crate::pipl::pg::Ledger) -> Gateway {
+        self.ledger = Some(ledger);
+        self
+    }
+
+    /// The fleet's PIPL ledger, if the volumes are shared.
+    pub fn ledger(&self) -> Option<&crate::pipl::pg::Ledger> {
+        self.ledger.as_ref()
+    }
+
+    /// Decides `t` as of `at`. A PIPL export on a shared ledger is decided on the fleet's
+    /// volume and counted there in the same step when the data moves (allowed, or not
+    /// enforced); any other transfer never touches the database.
+    async fn decide_volume(
+        &self,
+        snap: &Snapshot,
+        t: &crate::transfer::Transfer,
+        at: time::OffsetDateTime,
+        enforce: bool,
+        request_id: &str,
+    ) -> Result<Decision, Problem> {
+        let (Some(ledger), Some(e)) = (self.ledger.as_ref(), t.export.as_ref()) else {
+            let volume = t.volume(&self.exports);
+            return Ok(t.decide(&snap.policies, at.date(), volume.as_ref()));
+        };
+        ledger
+            .count(e, request_id, |v| {
+                let d = t.decide(&snap.policies, at.date(), Some(v));
+                let moves = d.is_allow() || !enforce;
+                (d, moves)
+            })
+            .await
+            .map_err(|err| {
+                tracing::error!(request_id, error = %err, "PIPL export volume not counted; refusing");
+                Problem::from(&err)
+            })
     }
 
     pub fn audit(&self) -> &AuditLog {
@@ -163,7 +222,10 @@ impl Gateway {
         let enforce = snap.config.mode == crate::config::Mode::Enforce;
         let mut a = Attempt::new(&parts, enforce, snap.policies.version.clone());
         let body_empty = body.is_end_stream() || body.size_hint().exact() == Some(0);
-        let resp = match self.decide(&snap, &parts, body_empty, client_cert, &mut a) {
+        let resp = match self
+            .decide(&snap, &parts, body_empty, client_cert, &mut a)
+            .await
+        {
             Ok(d) => {
                 self.transfer(&snap, &mut a, d, parts, body, peer, proto)
                     .await
@@ -184,7 +246,7 @@ impl Gateway {
 
     /// The phases before the record: admit, authenticate, classify, decide. An enforced
     /// refusal comes back as the problem to answer (and record).
-    fn decide<'s>(
+    async fn decide<'s>(
         &self,
         snap: &'s Snapshot,
         parts: &Parts,
@@ -223,8 +285,9 @@ impl Gateway {
             &self.recent,
         )?;
         let t = a.transfer.insert(t);
-        let volume = t.volume(&self.exports);
-        let decision = t.decide(&snap.policies, at.date(), volume.as_ref());
+        let decision = self
+            .decide_volume(snap, t, at, a.enforce, &a.request_id)
+            .await?;
         if !decision.is_allow() && a.enforce {
             return Err(Problem::from(&decision));
         }
@@ -277,6 +340,14 @@ impl Gateway {
         B: Body<Data = Bytes> + Send + Sync + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
+        if !self.trail_ready() {
+            return self.audit_failed(
+                a,
+                &crate::audit::AuditError::Unavailable(
+                    "the fleet's audit trail has not been read since the start (the database did not answer)".into(),
+                ),
+            );
+        }
         // Record: durable before any byte moves.
         let rec = a.forwarded(&d.decision);
         let receipt = match self.audit.append(rec).await {
@@ -371,15 +442,18 @@ impl Gateway {
 
         // Upstream response.
         headers::clean_response_headers(resp.headers_mut());
-        let decision = match self.upstream_response(
-            snap,
-            a,
-            d.routed.route,
-            &resp,
-            d.decision,
-            d.at,
-            &mut completion,
-        ) {
+        let decision = match self
+            .upstream_response(
+                snap,
+                a,
+                d.routed.route,
+                &resp,
+                d.decision,
+                d.at,
+                &mut completion,
+            )
+            .await
+        {
             Ok(decision) => decision,
             Err(ended) => return ended.answer(completion, &a.request_id, a.is_head()),
         };
@@ -445,7 +519,7 @@ impl Gateway {
     /// the tags its metadata adds, decided again; for an upload, a response body, decided as
     /// a download of the same path. Returns the decision in force.
     #[allow(clippy::too_many_arguments)]
-    fn upstream_response(
+    async fn upstream_response(
         &self,
         snap: &Snapshot,
         a: &mut Attempt,
@@ -537,8 +611,14 @@ impl Gateway {
                     (RecheckOf::UploadResponse, &owned, shown)
                 }
             };
-        let volume = t.volume(&self.exports);
-        let second = t.decide(&snap.policies, at.date(), volume.as_ref());
+        let second = self
+            .decide_volume(snap, t, at, a.enforce, &a.request_id)
+            .await
+            .map_err(|problem| Ended {
+                problem,
+                outcome: crate::audit::Outcome::Refused,
+                detail: "the PIPL export volume could not be counted for the re-decision".into(),
+            })?;
         response::recheck(of, &second, &added, a.enforce, completion)?;
         if let Some(e) = &t.export {
             self.exports.record(e);

@@ -39,6 +39,7 @@ impl Inputs {
             files.extend(k.public_key.clone());
         }
         files.extend(cfg.auth.jwks.clone());
+        files.extend(cfg.auth.jwks_ca.clone());
         let tls = [
             cfg.listen.tls.as_ref(),
             cfg.admin.as_ref().and_then(|a| a.tls.as_ref()),

@@ -235,7 +235,8 @@ function drawVerify(v) {
   add("Result", el("span", { class: "pill " + (ok ? "ok" : "bad") }, ok ? "every record chains correctly" : "damage found"));
   add("Records", fmt.format(v.records) + (v.first_seq !== null && v.last_seq !== null ? ` (seq ${fmt.format(v.first_seq)} to ${fmt.format(v.last_seq)})` : ""));
   const files = v.files || [];
-  add(files.length === 1 ? "Log file" : "Segments", files.map(([name, n]) => `${name.split("/").pop()} (${fmt.format(n)})`).join(" · ") || "none");
+  const store = files.length === 1 && files[0][0].startsWith("postgres table ");
+  add(store ? "Store" : files.length === 1 ? "Log file" : "Segments", files.map(([name, n]) => `${name.split("/").pop()} (${fmt.format(n)})`).join(" · ") || "none");
   if (v.last_hash) add("Head hash", v.last_hash, "mono");
   for (const r of v.removed || []) add("Removed by retention", r.split("/").pop());
   add("Checkpoint signatures", el("span", { class: "pill " + sigClass(sig.status), id: "sig-status" }, sigLabel(sig)));

@@ -17,6 +17,8 @@
 //! returns without traffic. A replica can start while the database is down.
 
 pub mod dump;
+pub(crate) mod error;
+pub mod read;
 pub(crate) mod schema;
 
 use std::str::FromStr;
@@ -34,30 +36,7 @@ use super::line::{HASH_LEN, encode_line};
 use super::writer::{self, Msg, Pending, STOPPED, Shared};
 use schema::{ChainHead, Sql, Unready};
 
-/// PostgreSQL's own words for an error: message, detail, hint and SQLSTATE.
-pub(crate) fn pg_error(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => {
-            let mut s = format!("{} (SQLSTATE {})", db.message(), db.code().code());
-            if let Some(d) = db.detail() {
-                s.push_str(&format!("; detail: {d}"));
-            }
-            if let Some(h) = db.hint() {
-                s.push_str(&format!("; hint: {h}"));
-            }
-            s
-        }
-        None => {
-            let mut s = e.to_string();
-            let mut src = std::error::Error::source(e);
-            while let Some(inner) = src {
-                s.push_str(&format!(": {inner}"));
-                src = inner.source();
-            }
-            s
-        }
-    }
-}
+pub(crate) use error::pg_error;
 
 /// Parses a connection string (URL or `key=value`) and sets bordergate's defaults: a
 /// connect timeout, TCP keepalives and a user timeout, so a dead peer is noticed in seconds.

@@ -238,8 +238,11 @@ INSERT INTO {h} (chain, seq, hash) VALUES ($1, $15, $16)",
 
 /// Tables other modules keep in the store (names, and their DDL), migrated and protected
 /// with the audit tables.
-fn other_tables(_t: &str) -> (Vec<String>, String) {
-    (Vec::new(), String::new())
+fn other_tables(t: &str) -> (Vec<String>, String) {
+    (
+        vec![crate::pipl::pg::table_name(t)],
+        crate::pipl::pg::ddl(t),
+    )
 }
 
 /// Where a chain continues.
