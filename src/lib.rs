@@ -15,6 +15,7 @@ pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod fleet;
 pub mod lineage;
 pub mod metrics;
 pub mod model;

@@ -330,6 +330,20 @@ pub struct Scrape {
     pub bases_expiring_30d: u64,
     /// 1 if the audit log accepts records.
     pub audit_healthy: bool,
+    /// This replica's name and the policy version it serves.
+    pub replica: String,
+    pub policy_version: String,
+    /// The fleet sharing the audit table, when the fleet check runs.
+    pub fleet: Option<FleetScrape>,
+}
+
+/// What the last fleet check saw.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FleetScrape {
+    /// Distinct policy versions among the live replicas (more than 1: drift).
+    pub versions: u64,
+    /// Live replicas.
+    pub live: u64,
 }
 
 #[derive(Debug)]
@@ -500,6 +514,36 @@ impl Collector for Encode {
             MetricType::Gauge,
         )?;
         ConstGauge::new(i64::from(self.1.audit_healthy)).encode(g)?;
+        if !self.1.policy_version.is_empty() {
+            let mut g = enc.encode_descriptor(
+                "bordergate_policy_version_info",
+                "The policy version this replica serves (always 1).",
+                None,
+                MetricType::Gauge,
+            )?;
+            let labels = [
+                ("replica", self.1.replica.as_str()),
+                ("version", self.1.policy_version.as_str()),
+            ];
+            ConstGauge::new(1i64).encode(g.encode_family(&labels)?)?;
+        }
+        if let Some(f) = self.1.fleet {
+            for (name, help, v) in [
+                (
+                    "bordergate_fleet_policy_versions",
+                    "Distinct policy versions among the live replicas sharing the audit table (more than 1: drift).",
+                    f.versions,
+                ),
+                (
+                    "bordergate_fleet_replicas",
+                    "Live replicas sharing the audit table, as the last fleet check saw them.",
+                    f.live,
+                ),
+            ] {
+                let g = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+                ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX)).encode(g)?;
+            }
+        }
         Ok(())
     }
 }
@@ -519,6 +563,35 @@ mod tests {
 
     fn leaked() -> &'static Metrics {
         Box::leak(Box::new(Metrics::new()))
+    }
+
+    #[test]
+    fn renders_the_replica_version_and_the_fleet() {
+        let m = leaked();
+        let text = render(m, Scrape::default()).unwrap();
+        assert!(!text.contains("bordergate_policy_version_info"), "{text}");
+        assert!(!text.contains("bordergate_fleet"), "{text}");
+        let scrape = Scrape {
+            replica: "gw-1".into(),
+            policy_version: "sha256:ab".into(),
+            fleet: Some(FleetScrape {
+                versions: 2,
+                live: 3,
+            }),
+            ..Scrape::default()
+        };
+        let text = render(m, scrape).unwrap();
+        assert!(
+            text.contains(
+                r#"bordergate_policy_version_info{replica="gw-1",version="sha256:ab"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("bordergate_fleet_policy_versions 2"),
+            "{text}"
+        );
+        assert!(text.contains("bordergate_fleet_replicas 3"), "{text}");
     }
 
     #[test]

@@ -172,7 +172,15 @@ async fn two_gateways_never_export_past_the_band_together_and_a_restart_continue
     let keep = tempfile::tempdir().unwrap();
     let reg = registry(keep.path());
     let opts = options(&up, &reg, &dsn(), &t);
-    let replicas = [Replica::start(opts.clone()), Replica::start(opts.clone())];
+    // Each replica writes a chain of its own: one name each.
+    let named = |name: &str| Options {
+        extra_config: format!("name: {name}\n"),
+        ..opts.clone()
+    };
+    let replicas = [
+        Replica::start(named("pipl-a")),
+        Replica::start(named("pipl-b")),
+    ];
 
     // Every dataset once, all at the same time, alternating between the two gateways.
     let replicas = Arc::new(replicas);
@@ -228,7 +236,7 @@ async fn two_gateways_never_export_past_the_band_together_and_a_restart_continue
     // One gateway restarts: it continues from the database.
     let mut replicas = Arc::into_inner(replicas).unwrap();
     replicas[1].gw.stop();
-    replicas[1] = Replica::start(opts.clone());
+    replicas[1] = Replica::start(named("pipl-b"));
     let refused = (1..=DATASETS).find(|i| !allowed.contains(i)).unwrap();
     for r in &replicas {
         let (s, body) = r.get(&file(refused)).await;

@@ -11,6 +11,7 @@
 //! | `/audit/records`   | token with role `compliance-officer` | JSON records; query parameters are the [`Filter`] fields plus `limit` and `order=asc\|desc` |
 //! | `/audit/verify`    | token with role `compliance-officer` | JSON [`LogReport`] of [`Source::verify`] over every segment, checkpoint signatures checked with the key of `audit.checkpoint_key` |
 //! | `/audit/report`    | token with role `compliance-officer` | the Art. 30 record of [`report_from`] for `from`/`to`, `format=json\|html\|md\|csv` (JSON adds the page's [`overview`]) |
+//! | `/fleet`           | token with role `compliance-officer` | JSON: this replica (name, region, policy version) and, with `audit.sink: postgres`, the fleet of [`crate::fleet`]: every replica's version, whether they drift |
 //! | `/policy/explain`  | token with role `compliance-officer` | the decision a transfer would get now, explained, from the serving snapshot through [`crate::transfer::question`] (the gateway's own classification and decision): `path` or `dataset`, `jurisdiction`, `org`, `purpose`, optional `upload=true`, `lineage=a,b`, `as_of=YYYY-MM-DD`; the JSON of `policy explain --json` |
 //! | `/`, `/ui/app.js`, `/ui/app.css` | anyone (the page asks for a token) | the officer's page, assets built in |
 //!
@@ -180,7 +181,7 @@ impl Admin {
             "/metrics" => self.metrics(),
             "/" | "/index.html" => ui::page(),
             p if p.starts_with("/ui/") => ui::asset(p),
-            p if p.starts_with("/audit/") || p == "/policy/explain" => {
+            p if p.starts_with("/audit/") || p == "/policy/explain" || p == "/fleet" => {
                 if let Err(r) = self.officer(req.headers()) {
                     return *r;
                 }
@@ -193,6 +194,7 @@ impl Admin {
                     "/audit/verify" => self.verify(params).await,
                     "/audit/report" => self.report(params).await,
                     "/policy/explain" => self.explain(params),
+                    "/fleet" => Ok(self.fleet()),
                     _ => return answer(Problem::new(Kind::NotFound, "no such audit endpoint")),
                 };
                 result.unwrap_or_else(answer)
@@ -231,9 +233,12 @@ impl Admin {
         // With `auth.jwks_url`: not ready until its keys are fetched, nor once stale.
         let keys = state.auth.readiness();
         let ready = ready && keys.is_ok();
+        let me = self.replica();
         let body = json!({
             "ready": ready,
             "config": "loaded",
+            "replica": &*me.name,
+            "region": me.region.as_deref(),
             "policy_version": state.policies.version.as_ref(),
             "audit": audit,
             "keys": match &keys {
@@ -249,12 +254,42 @@ impl Admin {
         json_response(code, &body)
     }
 
+    /// The replica the audit records name (the config's, for a log opened without one).
+    fn replica(&self) -> crate::config::Replica {
+        self.gateway
+            .audit()
+            .replica()
+            .cloned()
+            .unwrap_or_else(|| self.gateway.state().config.replica())
+    }
+
+    /// `/fleet`: this replica and the fleet the last check saw.
+    fn fleet(&self) -> Response<AdminBody> {
+        let me = self.replica();
+        let state = self.gateway.state();
+        let fleet = self.gateway.fleet().get();
+        let body = json!({
+            "replica": &*me.name,
+            "region": me.region.as_deref(),
+            "policy_version": state.policies.version.as_ref(),
+            "fleet": fleet.as_deref(),
+        });
+        json_response(StatusCode::OK, &body)
+    }
+
     fn metrics(&self) -> Response<AdminBody> {
         let state = self.gateway.state();
         let today = time::OffsetDateTime::now_utc().date();
         let soon = today + time::Duration::days(30);
+        let fleet = self.gateway.fleet().get();
         let mut scrape = crate::metrics::Scrape {
             audit_healthy: self.gateway.audit().status() == AuditStatus::Ok,
+            replica: self.replica().name.to_string(),
+            policy_version: state.policies.version.to_string(),
+            fleet: fleet.map(|f| crate::metrics::FleetScrape {
+                versions: f.versions.len() as u64,
+                live: f.live().count() as u64,
+            }),
             ..Default::default()
         };
         for m in state

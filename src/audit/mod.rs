@@ -24,6 +24,7 @@ pub mod record;
 pub mod report;
 pub mod segments;
 pub mod source;
+mod stamp;
 pub(crate) mod tail;
 pub mod upkeep;
 pub mod verify;
@@ -42,6 +43,7 @@ use tokio::sync::oneshot;
 
 pub use line::{LineError, ParsedLine, parse_line};
 pub use record::{CompletionRecord, DecisionRecord, EventRecord, Outcome, Recheck, Record};
+pub use stamp::Stamp;
 pub use verify::{Problem, ProblemKind, VerifyReport, verify_file};
 
 use line::is_spliceable;
@@ -81,6 +83,10 @@ pub enum AuditStatus {
 #[derive(Clone, Debug)]
 pub struct AuditLog {
     tx: mpsc::Sender<Msg>,
+    /// [`Stamp::members`], spliced into every record before its closing brace.
+    stamp: Arc<[u8]>,
+    /// The replica of the stamp.
+    replica: Option<crate::config::Replica>,
     /// The file writer's side channel for completion records (see `writer::Writer::later`);
     /// `None` for the PostgreSQL writer, which takes everything on `tx`.
     later: Option<mpsc::Sender<writer::Pending>>,
@@ -101,19 +107,24 @@ impl AuditLog {
     }
 
     /// Opens the log as the `audit:` section of the config says (checkpoints signed with
-    /// `signer`, the key `audit.checkpoint_key` names; rotation; retention). `replica` names
-    /// this gateway's chain on the PostgreSQL sink.
+    /// `signer`, the key `audit.checkpoint_key` names; rotation; retention). Every record
+    /// is stamped with `stamp`'s replica, whose name is also this gateway's chain on the
+    /// PostgreSQL sink.
     pub fn open_config(
         c: &crate::config::AuditConfig,
         signer: Option<checkpoint::Signer>,
-        replica: &str,
+        stamp: &Stamp,
     ) -> Result<AuditLog, AuditError> {
         if c.sink == crate::config::AuditSinkKind::Postgres {
             let pg = c.postgres.as_ref().ok_or_else(|| {
                 AuditError::Unavailable("`audit.sink: postgres` needs `audit.postgres`".into())
             })?;
             let conn = pg.connection_string().map_err(AuditError::Unavailable)?;
-            let mut o = postgres::PgOptions::new(&conn, &pg.table, replica);
+            let chain = stamp
+                .replica
+                .as_ref()
+                .map_or_else(crate::config::default_name, |r| r.name.to_string());
+            let mut o = postgres::PgOptions::new(&conn, &pg.table, &chain);
             o.batch_max = c.batch_max;
             o.migrate = pg.migrate;
             o.timeout = std::time::Duration::from_millis(pg.timeout_ms.max(100));
@@ -121,19 +132,29 @@ impl AuditLog {
             o.checkpoint_every = c.checkpoint_every;
             o.checkpoint_interval = std::time::Duration::from_secs(c.checkpoint_interval_secs);
             o.checkpoint_export = c.checkpoint_export.clone();
-            return Self::open_postgres(o);
+            return Self::open_postgres_as(o, stamp);
         }
-        Self::open_with(&c.path, Options::from_config(c, signer))
+        Self::open_file(&c.path, Options::from_config(c, signer), stamp)
     }
 
     /// Opens this replica's chain in the PostgreSQL store: checks its last rows and
     /// continues it, or — when the database does not answer — starts failing closed and
     /// connects when it can. Many replicas share one table, each on its own chain.
     pub fn open_postgres(opts: postgres::PgOptions) -> Result<AuditLog, AuditError> {
+        Self::open_postgres_as(opts, &Stamp::default())
+    }
+
+    /// [`AuditLog::open_postgres`], every record stamped with `stamp`'s replica.
+    pub fn open_postgres_as(
+        opts: postgres::PgOptions,
+        stamp: &Stamp,
+    ) -> Result<AuditLog, AuditError> {
         let (table, chain) = (opts.table.clone(), opts.chain.clone());
         let (tx, shared, started) = postgres::start(opts)?;
         let log = AuditLog {
             tx,
+            stamp: stamp.members().into(),
+            replica: stamp.replica.clone(),
             later: None,
             shared,
         };
@@ -152,12 +173,17 @@ impl AuditLog {
                 )
             }
         };
-        log.append_nowait(Record::Event(EventRecord::new("start", detail)));
+        log.append_nowait(stamp.start_event(detail));
         Ok(log)
     }
 
     /// Opens the log with checkpoints, rotation and retention as `opts` says.
     pub fn open_with(path: &Path, opts: Options) -> Result<AuditLog, AuditError> {
+        Self::open_file(path, opts, &Stamp::default())
+    }
+
+    /// [`AuditLog::open_with`], every record stamped with `stamp`'s replica.
+    pub fn open_file(path: &Path, opts: Options, stamp: &Stamp) -> Result<AuditLog, AuditError> {
         let batch_max = opts.batch_max;
         let name = path.display().to_string();
         let unavailable = |what: &str, e: std::io::Error| {
@@ -217,7 +243,9 @@ impl AuditLog {
             upkeep.path = Some(path.to_path_buf());
         }
         upkeep.head = head;
-        Self::start(file, regular, resume, batch_max, name, upkeep, crashed)
+        Self::start(
+            file, regular, resume, batch_max, name, upkeep, crashed, stamp,
+        )
     }
 
     /// Checks the log's end against its (locked) head file — a log cut, emptied or
@@ -246,6 +274,7 @@ impl AuditLog {
         Ok(f)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn start<F: LogFile>(
         file: F,
         regular: bool,
@@ -254,6 +283,7 @@ impl AuditLog {
         name: String,
         upkeep: upkeep::Upkeep,
         crashed: Vec<(u64, String)>,
+        stamp: &Stamp,
     ) -> Result<AuditLog, AuditError> {
         let shared = Arc::new(Shared::default());
         let (tx, rx) = mpsc::channel();
@@ -282,6 +312,8 @@ impl AuditLog {
             .map_err(|e| AuditError::Unavailable(format!("cannot start the writer: {e}")))?;
         let log = AuditLog {
             tx,
+            stamp: stamp.members().into(),
+            replica: stamp.replica.clone(),
             later: Some(later_tx),
             shared,
         };
@@ -294,7 +326,7 @@ impl AuditLog {
         for (decision_seq, request_id) in crashed {
             log.append_nowait(crashed_completion(decision_seq, request_id));
         }
-        log.append_nowait(Record::Event(EventRecord::new("start", start_detail)));
+        log.append_nowait(stamp.start_event(start_detail));
         Ok(log)
     }
 
@@ -302,7 +334,7 @@ impl AuditLog {
     pub async fn append(&self, rec: Record) -> Result<Receipt, AuditError> {
         self.refuse_if_down()?;
         self.note_policy(&rec);
-        let json = encode(&rec)?;
+        let json = encode_stamped(&rec, &self.stamp)?;
         let (done, rx) = oneshot::channel();
         self.tx
             .send(Msg::Record(Pending {
@@ -317,7 +349,7 @@ impl AuditLog {
     /// A record that cannot be written is reported in the service log.
     pub fn append_nowait(&self, rec: Record) {
         self.note_policy(&rec);
-        let sent = encode(&rec).and_then(|json| {
+        let sent = encode_stamped(&rec, &self.stamp).and_then(|json| {
             let pending = Pending { json, done: None };
             match (&self.later, &rec) {
                 // A completion rides with the next batch someone waits for, or is written
@@ -341,16 +373,26 @@ impl AuditLog {
     /// Later appends fail with [`AuditError::Unavailable`].
     pub async fn shutdown(&self) {
         if self.shared.state.load(Ordering::SeqCst) == RUNNING {
-            self.append_nowait(Record::Event(EventRecord::new(
-                "shutdown",
-                "clean shutdown".to_owned(),
-            )));
+            let mut e = EventRecord::new("shutdown", "clean shutdown".to_owned());
+            e.policy_version = self
+                .shared
+                .policy_version
+                .lock()
+                .ok()
+                .map(|p| p.clone())
+                .filter(|p| !p.is_empty());
+            self.append_nowait(Record::Event(e));
         }
         let (ack, rx) = oneshot::channel();
         if self.tx.send(Msg::Shutdown(ack)).is_ok() {
             let _ = rx.await;
         }
         self.shared.state.fetch_max(STOPPED, Ordering::SeqCst);
+    }
+
+    /// The replica every record of this log names, if it was opened with one.
+    pub fn replica(&self) -> Option<&crate::config::Replica> {
+        self.replica.as_ref()
     }
 
     /// False once the log is poisoned (an fdatasync failed) or shut down. A failing write
@@ -495,8 +537,18 @@ fn shut_down() -> AuditError {
 
 /// Serialises a record on the caller's task, so the writer only hashes and writes.
 fn encode(rec: &Record) -> Result<Vec<u8>, AuditError> {
-    let json = serde_json::to_vec(rec)
+    encode_stamped(rec, &[])
+}
+
+/// [`encode`] with the `stamp` members (see [`Stamp`]) last, before the closing brace.
+fn encode_stamped(rec: &Record, stamp: &[u8]) -> Result<Vec<u8>, AuditError> {
+    let mut json = serde_json::to_vec(rec)
         .map_err(|e| AuditError::Unavailable(format!("cannot encode the record: {e}")))?;
+    if !stamp.is_empty() && json.last() == Some(&b'}') {
+        json.pop();
+        json.extend_from_slice(stamp);
+        json.push(b'}');
+    }
     if !is_spliceable(&json) {
         return Err(AuditError::Unavailable(
             "cannot encode the record: it is not a JSON object starting with `kind`".into(),

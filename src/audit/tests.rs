@@ -373,6 +373,7 @@ fn faulty(path: &Path) -> (AuditLog, Faults) {
         "test log".into(),
         Default::default(),
         Vec::new(),
+        &Stamp::default(),
     )
     .unwrap();
     (log, faults)
@@ -548,4 +549,38 @@ fn a_symlinked_or_world_writable_log_is_refused() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("writable by everyone"), "{e}");
+}
+
+#[tokio::test]
+async fn a_stamped_log_names_its_replica_in_every_record_and_still_verifies() {
+    let (_dir, path) = tmp();
+    // An old log without the field, continued by a stamped gateway.
+    let log = AuditLog::open(&path, 8).unwrap();
+    log.append(event("old")).await.unwrap();
+    log.shutdown().await;
+    let stamp = Stamp {
+        replica: Some(crate::config::Replica {
+            name: "gw-1".into(),
+            region: Some("eu-central".into()),
+        }),
+        policy_version: Some("sha256:aa".into()),
+    };
+    let log = AuditLog::open_file(&path, Options::default(), &stamp).unwrap();
+    assert_eq!(log.replica().map(|r| &*r.name), Some("gw-1"));
+    log.append(event("new")).await.unwrap();
+    log.append(completion(1)).await.unwrap();
+    log.shutdown().await;
+    assert_verifies(&path);
+    let all = lines(&path);
+    let (old, new) = all.split_at(3);
+    assert!(old.iter().all(|l| l.value.get("replica").is_none()));
+    assert_eq!(new.len(), 4, "start, event, completion, shutdown");
+    for l in new {
+        assert_eq!(l.value["replica"], "gw-1", "{:?}", l.value);
+        assert_eq!(l.value["region"], "eu-central");
+    }
+    assert_eq!(new[0].value["event"], "start");
+    assert_eq!(new[0].value["policy_version"], "sha256:aa");
+    assert_eq!(new[3].value["event"], "shutdown");
+    assert_eq!(new[3].value["policy_version"], "sha256:aa");
 }

@@ -30,6 +30,12 @@ pub struct Args {
     /// Serve the admin listener on this address instead of the config's `admin.address`.
     #[arg(long)]
     admin_listen: Option<SocketAddr>,
+    /// This replica's name instead of the config's `name` (default: the host name).
+    #[arg(long)]
+    name: Option<String>,
+    /// This replica's region instead of the config's `region`.
+    #[arg(long)]
+    region: Option<String>,
 }
 
 /// The service log on stderr: `BORDERGATE_LOG` (an `EnvFilter`, default `info`; rustls'
@@ -61,14 +67,20 @@ pub fn run(a: Args) -> ExitCode {
         listen: a.listen,
         audit_path: a.audit_log,
         admin_listen: a.admin_listen,
+        name: a.name,
+        region: a.region,
     };
     let cfg = match super::load_config_with(&path, &overrides) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    // The log opened at start is written until exit: a reload keeps its path.
+    // The log opened at start is written until exit: a reload keeps its path, and the
+    // replica keeps the name and region its records carry.
+    let replica = cfg.replica();
     let overrides = Overrides {
         audit_path: Some(cfg.audit.path.clone()).filter(|p| !p.as_os_str().is_empty()),
+        name: Some(replica.name.to_string()),
+        region: replica.region.as_deref().map(str::to_owned),
         ..overrides
     };
     if let Err(e) = super::ensure_dev_material(&cfg) {
@@ -139,15 +151,6 @@ async fn seed_trail(
     Ok(())
 }
 
-/// This replica's name: the host name, lower-cased (each container of a fleet has its own).
-fn replica_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_ascii_lowercase())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "gateway".into())
-}
-
 async fn serve(path: PathBuf, cfg: Config, overrides: Overrides) -> ExitCode {
     match start(path, cfg, overrides).await {
         Ok(code) | Err(code) => code,
@@ -158,6 +161,8 @@ async fn start(path: PathBuf, cfg: Config, overrides: Overrides) -> Result<ExitC
     let alerts_cfg = cfg.alerts.clone();
     let admin_cfg = cfg.admin.clone();
     let audit_cfg = cfg.audit.clone();
+    let fleet_cfg = cfg.fleet_check();
+    let replica = cfg.replica();
     let header_timeout = Duration::from_secs(cfg.limits.header_timeout_secs.max(1));
     let grace = Duration::from_secs(cfg.listen.grace_secs);
     let mode = cfg.mode;
@@ -181,8 +186,11 @@ async fn start(path: PathBuf, cfg: Config, overrides: Overrides) -> Result<ExitC
         None => None,
     };
 
-    let replica = replica_name();
-    let audit = match AuditLog::open_config(&audit_cfg, snap.checkpoint_signer.clone(), &replica) {
+    let stamp = crate::audit::Stamp {
+        replica: Some(replica.clone()),
+        policy_version: Some(snap.policies.version.to_string()),
+    };
+    let audit = match AuditLog::open_config(&audit_cfg, snap.checkpoint_signer.clone(), &stamp) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: `{}`: {e}", audit_cfg.describe());
@@ -212,7 +220,7 @@ async fn start(path: PathBuf, cfg: Config, overrides: Overrides) -> Result<ExitC
     {
         let ledger = pg
             .connection_string()
-            .and_then(|conn| crate::pipl::pg::Ledger::new(&conn, &pg.table, Some(&replica)));
+            .and_then(|conn| crate::pipl::pg::Ledger::new(&conn, &pg.table, Some(&replica.name)));
         match ledger {
             Ok(l) => gateway = gateway.with_ledger(l),
             Err(e) => {
@@ -266,7 +274,7 @@ async fn start(path: PathBuf, cfg: Config, overrides: Overrides) -> Result<ExitC
     ));
     // The line tests and scripts wait for.
     println!("bordergate listening on {scheme}://{local}");
-    tracing::info!(%local, policy_version = %version, "bordergate listening");
+    tracing::info!(%local, policy_version = %version, replica = %replica.name, "bordergate listening");
     if let (Some(admin), Some(l)) = (admin_cfg, admin_listener) {
         let url = crate::admin::spawn(l, gateway.clone(), audit_source, admin.max_records);
         println!("bordergate admin listening on {url}");
@@ -275,6 +283,20 @@ async fn start(path: PathBuf, cfg: Config, overrides: Overrides) -> Result<ExitC
         crate::alerts::spawn(al, hook, gateway.clone());
     }
 
+    if let (Some(f), Some(pg)) = (fleet_cfg, &audit_cfg.postgres) {
+        match pg.connection_string() {
+            Ok(conn) => crate::fleet::check::spawn(
+                gateway.clone(),
+                crate::fleet::check::Target {
+                    conn,
+                    table: pg.table.clone(),
+                    me: replica.name.clone(),
+                },
+                f,
+            ),
+            Err(e) => tracing::error!(error = %e, "cannot start the fleet check"),
+        }
+    }
     crate::reload::spawn(gateway.clone(), path, overrides, baseline);
     crate::proxy::server::serve(
         gateway,

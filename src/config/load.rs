@@ -16,6 +16,10 @@ pub struct Overrides {
     pub audit_path: Option<PathBuf>,
     /// `--admin-listen`: the admin listener's address instead of `admin.address`.
     pub admin_listen: Option<SocketAddr>,
+    /// `--name`: this replica's name instead of `name`.
+    pub name: Option<String>,
+    /// `--region`: this replica's region instead of `region`.
+    pub region: Option<String>,
 }
 
 impl Overrides {
@@ -26,6 +30,12 @@ impl Overrides {
         }
         if let Some(p) = &self.audit_path {
             cfg.audit.path = p.clone();
+        }
+        if let Some(n) = &self.name {
+            cfg.name = Some(n.clone());
+        }
+        if let Some(r) = &self.region {
+            cfg.region = Some(r.clone());
         }
         if let Some(l) = self.admin_listen {
             match cfg.admin.as_mut() {
@@ -71,6 +81,9 @@ impl Config {
         let mut errors = Vec::new();
         if let Err(d) = overrides.apply(&mut cfg) {
             errors.push(d);
+        }
+        if cfg.name.is_none() {
+            cfg.name = Some(super::default_name());
         }
         errors.extend(cfg.validate());
         if errors.is_empty() {
@@ -207,12 +220,52 @@ audit: {path: audit.log}
             listen: Some("127.0.0.1:0".parse().unwrap()),
             audit_path: Some("elsewhere.log".into()),
             admin_listen: Some("127.0.0.1:9902".parse().unwrap()),
+            name: Some("gw-7".into()),
+            region: Some("eu-west".into()),
         };
         let cfg = load(&with_admin, &o).unwrap();
+        assert_eq!(&*cfg.replica().name, "gw-7");
+        assert_eq!(cfg.replica().region.as_deref(), Some("eu-west"));
         assert_eq!(cfg.listen.address, o.listen.unwrap());
         // Relative to where the command runs, as the operator typed it.
         assert_eq!(cfg.audit.path, Path::new("elsewhere.log"));
         assert_eq!(cfg.admin.unwrap().address, o.admin_listen.unwrap());
+    }
+
+    #[test]
+    fn a_replica_is_named_by_the_file_or_the_host() {
+        let cfg = load(MINIMAL, &Overrides::default()).unwrap();
+        assert_eq!(cfg.name.as_deref(), Some(&*crate::config::default_name()));
+        assert_eq!(cfg.replica().region, None);
+        assert!(cfg.fleet_check().is_none(), "a file sink has no fleet");
+
+        let named = format!("{MINIMAL}name: gw-1\nregion: eu-central\n");
+        let r = load(&named, &Overrides::default()).unwrap().replica();
+        assert_eq!(
+            (&*r.name, r.region.as_deref()),
+            ("gw-1", Some("eu-central"))
+        );
+
+        let bad = format!("{MINIMAL}name: GW 1\nregion: \"\"\nfleet: {{check_secs: 5}}\n");
+        let d = load(&bad, &Overrides::default()).unwrap_err().to_string();
+        assert!(
+            d.contains("gateway.yaml:11: `name` `GW 1` holds `G`"),
+            "{d}"
+        );
+        assert!(
+            d.contains("gateway.yaml:12: `region` `` must be 1 to 64"),
+            "{d}"
+        );
+        assert!(
+            d.contains("gateway.yaml:13: `fleet` needs `audit.sink: postgres`"),
+            "{d}"
+        );
+        let o = Overrides {
+            name: Some("-bad/".into()),
+            ..Overrides::default()
+        };
+        let d = load(MINIMAL, &o).unwrap_err().to_string();
+        assert!(d.contains("`name` `-bad/` holds `/`"), "{d}");
     }
 
     #[test]

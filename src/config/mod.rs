@@ -5,6 +5,7 @@
 mod audit;
 mod diagnostics;
 mod load;
+mod replica;
 mod spans;
 mod validate;
 mod yaml;
@@ -14,6 +15,7 @@ pub use audit::{
 };
 pub use diagnostics::{Diagnostic, Diagnostics, FileDiagnostics, did_you_mean, suggestion};
 pub use load::Overrides;
+pub use replica::{FleetConfig, Replica, default_name, name_from_host};
 pub use spans::{Lines, line_of};
 pub use yaml::{MAX_YAML_BYTES, load_yaml, parse_yaml, read_yaml};
 
@@ -56,6 +58,17 @@ impl SecretRef {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// This replica's name, written into every audit record (default: the host name;
+    /// always set after [`Config::load`]).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Where this replica runs (free text such as `eu-central`), written beside its name.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// How the replicas sharing a PostgreSQL audit table are compared; with
+    /// `audit.sink: postgres` the defaults apply when absent.
+    #[serde(default)]
+    pub fleet: Option<FleetConfig>,
     pub listen: Listen,
     pub auth: AuthConfig,
     pub upstreams: Vec<UpstreamConfig>,
@@ -569,6 +582,25 @@ impl Default for Limits {
 }
 
 impl Config {
+    /// This replica: its name (the host name's when the file gives none) and region.
+    pub fn replica(&self) -> Replica {
+        let name = self.name.clone().unwrap_or_else(default_name);
+        Replica {
+            name: name.into(),
+            region: self.region.as_deref().map(Into::into),
+        }
+    }
+
+    /// The fleet check's settings, or `None` when it does not run (a file sink, or
+    /// `fleet.check_secs: 0`).
+    pub fn fleet_check(&self) -> Option<FleetConfig> {
+        if self.audit.sink != AuditSinkKind::Postgres {
+            return None;
+        }
+        let f = self.fleet.clone().unwrap_or_default();
+        (f.check_secs > 0).then_some(f)
+    }
+
     /// The registry path (always set after [`Config::load`]).
     pub fn registry_path(&self) -> PathBuf {
         self.registry

@@ -16,6 +16,7 @@ impl Config {
     /// Every problem of the config that needs no I/O, section by section.
     pub fn validate(&self) -> Vec<Diagnostic> {
         let mut out = self.diagnostics();
+        self.check_replica(&mut out);
         self.check_listeners(&mut out);
         check_auth(&self.auth, &mut out);
         self.check_upstreams_and_routes(&mut out);
@@ -49,6 +50,33 @@ impl Config {
             );
         }
         out.into_vec()
+    }
+
+    fn check_replica(&self, out: &mut FileDiagnostics<'_>) {
+        use super::replica::{name_problem, region_problem};
+        if let Some(p) = self.name.as_deref().and_then(name_problem) {
+            out.at("name", p);
+        }
+        if let Some(p) = self.region.as_deref().and_then(region_problem) {
+            out.at("region", p);
+        }
+        if let Some(f) = &self.fleet {
+            if self.audit.sink != AuditSinkKind::Postgres {
+                out.at(
+                    "fleet",
+                    "`fleet` needs `audit.sink: postgres` (the table the replicas share)",
+                );
+            }
+            if f.lookback_days == 0 || f.lookback_days > 3650 {
+                out.at(
+                    "fleet.lookback_days",
+                    format!(
+                        "`fleet.lookback_days` {} must be 1 to 3650",
+                        f.lookback_days
+                    ),
+                );
+            }
+        }
     }
 
     fn check_listeners(&self, out: &mut FileDiagnostics<'_>) {

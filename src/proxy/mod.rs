@@ -65,6 +65,8 @@ pub struct Gateway {
     ledger: Option<crate::pipl::pg::Ledger>,
     /// Every principal's recent personal-data downloads; outlives snapshot reloads.
     recent: crate::lineage::RecentDownloads,
+    /// The replicas sharing the audit table, as the last fleet check saw them.
+    fleet: crate::fleet::Watch,
     /// False while the state read from the fleet's trail at start (PIPL volumes, recent
     /// downloads) is still missing because the database did not answer: nothing is
     /// forwarded and readiness is down until it is read.
@@ -103,6 +105,7 @@ impl Gateway {
             recent: crate::lineage::RecentDownloads::new(state.config.lineage.max_principals),
             trail_ready: std::sync::atomic::AtomicBool::new(true),
             exports: crate::pipl::ExportCounter::new(),
+            fleet: crate::fleet::Watch::default(),
             ledger: None,
             state: ArcSwap::from_pointee(state),
         }
@@ -127,6 +130,11 @@ impl Gateway {
     /// The PIPL export counter (seed it from the audit trail before serving).
     pub fn exports(&self) -> &crate::pipl::ExportCounter {
         &self.exports
+    }
+
+    /// The fleet as the last check saw it (see [`crate::fleet`]).
+    pub fn fleet(&self) -> &crate::fleet::Watch {
+        &self.fleet
     }
 
     /// Decides and counts PIPL exports on the fleet's shared `ledger` (seed the local

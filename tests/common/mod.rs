@@ -6,6 +6,7 @@
 
 pub mod h2raw;
 pub mod inproc;
+pub mod pg;
 pub mod raw;
 
 use std::io::{BufRead, BufReader};

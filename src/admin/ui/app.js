@@ -74,6 +74,7 @@ async function load() {
     drawReport(report);
     drawVerify(verify);
     readiness();
+    fleet();
     await loadRecords();
   } catch (e) {
     if (e.status === 401) { sessionStorage.removeItem(KEY); showLogin("This token is not valid here: " + e.message); }
@@ -93,6 +94,27 @@ async function readiness() {
     pill.className = "pill bad";
     pill.textContent = "gateway unreachable";
   }
+}
+
+// The replicas sharing the audit table (PostgreSQL sink only) and a banner on drift.
+async function fleet() {
+  let f = null;
+  try { f = (await api("/fleet")).fleet; } catch (_) { f = null; }
+  const card = $("fleet-card"), banner = $("fleet-drift");
+  if (!f) { card.hidden = true; banner.hidden = true; return; }
+  card.hidden = false;
+  $("fleet-checked").textContent = "checked " + f.checked.replace("T", " ").slice(0, 19) + (f.error ? " · last check failed: " + f.error : "");
+  const body = $("fleet").querySelector("tbody");
+  body.replaceChildren(...f.replicas.map((m) => el("tr", { class: m.live ? "" : "muted" },
+    el("td", {}, m.replica + (m.live ? "" : " (stopped)")),
+    el("td", {}, m.region || "–"),
+    el("td", { class: "mono" }, (m.policy_version || "unknown").slice(0, 19)),
+    el("td", {}, m.last_event),
+    el("td", {}, m.last_seen.replace("T", " ").slice(0, 19)))));
+  banner.hidden = !f.drift;
+  banner.textContent = f.drift
+    ? "Policy drift: the live replicas serve " + f.versions.length + " different policy versions, so the same request may be answered differently. Roll out one policy pack to every replica."
+    : "";
 }
 
 function drawReport(r) {

@@ -126,6 +126,12 @@ pub struct DecisionView<'a> {
     /// An upload's recent downloads its lineage did not cover, when the writer wrote them.
     #[serde(default)]
     pub undeclared_recent: Option<crate::transfer::Unaccounted>,
+    /// The replica that wrote the record (logs of older versions have none).
+    #[serde(borrow, default, deserialize_with = "opt_text")]
+    pub replica: Option<Cow<'a, str>>,
+    /// That replica's region, when it has one.
+    #[serde(borrow, default, deserialize_with = "opt_text")]
+    pub region: Option<Cow<'a, str>>,
 }
 
 fn download() -> Direction {
@@ -267,6 +273,12 @@ pub struct CompletionView<'a> {
     pub detail: Option<Cow<'a, str>>,
     #[serde(default)]
     pub recheck: Option<Recheck>,
+    /// The replica that wrote the record (logs of older versions have none).
+    #[serde(borrow, default, deserialize_with = "opt_text")]
+    pub replica: Option<Cow<'a, str>>,
+    /// That replica's region, when it has one.
+    #[serde(borrow, default, deserialize_with = "opt_text")]
+    pub region: Option<Cow<'a, str>>,
 }
 
 impl CompletionView<'_> {
@@ -294,6 +306,12 @@ pub struct EventView<'a> {
     pub detail: Cow<'a, str>,
     #[serde(borrow, default, deserialize_with = "opt_text")]
     pub policy_version: Option<Cow<'a, str>>,
+    /// The replica that wrote the record (logs of older versions have none).
+    #[serde(borrow, default, deserialize_with = "opt_text")]
+    pub replica: Option<Cow<'a, str>>,
+    /// That replica's region, when it has one.
+    #[serde(borrow, default, deserialize_with = "opt_text")]
+    pub region: Option<Cow<'a, str>>,
 }
 
 impl EventView<'_> {
@@ -511,6 +529,19 @@ mod tests {
             ("start", "new log", Some(7))
         );
         assert!(e.time().is_some());
+        assert_eq!((e.replica.as_deref(), e.region.as_deref()), (None, None));
+        let stamped = br#"{"seq":8,"kind":"event","event":"reload","policy_version":"sha256:1","replica":"gw-2","region":"eu-central"}"#;
+        let RecordView::Event(e) = RecordView::parse(stamped).unwrap() else {
+            panic!("not an event");
+        };
+        assert_eq!(
+            (
+                e.replica.as_deref(),
+                e.region.as_deref(),
+                e.policy_version.as_deref()
+            ),
+            (Some("gw-2"), Some("eu-central"), Some("sha256:1"))
+        );
         let cp = br#"{"seq":3,"prev":"00","kind":"checkpoint","covers_seq":2}"#;
         assert!(matches!(RecordView::parse(cp).unwrap(), RecordView::Other));
         assert_eq!(kind_of(cp), Some("checkpoint"));

@@ -1,0 +1,43 @@
+//! The PostgreSQL server the tests share (127.0.0.1:5432, database `test`, or
+//! `BORDERGATE_TEST_POSTGRES`): a client, or a skip outside CI when none runs, and a
+//! unique table name per test.
+#![allow(clippy::unwrap_used)]
+
+use tokio_postgres::{Client, NoTls};
+
+pub fn dsn() -> String {
+    std::env::var("BORDERGATE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".into())
+}
+
+/// A client for checks, or None (after a note) when no server runs outside CI.
+pub async fn pg() -> Option<Client> {
+    match tokio_postgres::connect(&dsn(), NoTls).await {
+        Ok((client, conn)) => {
+            tokio::spawn(conn);
+            Some(client)
+        }
+        Err(e) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("PostgreSQL at `{}` is required in CI: {e}", dsn());
+            }
+            eprintln!("skipping: no PostgreSQL at `{}`: {e}", dsn());
+            None
+        }
+    }
+}
+
+/// A table name no other test uses.
+pub fn table(name: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("bgt_{name}_{}", &id[..10])
+}
+
+/// Drops `t` and what the writer keeps beside it.
+pub async fn drop_tables(c: &Client, t: &str) {
+    let _ = c
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS {t}, {t}_heads, {t}_schema, {t}_head, {t}_pipl CASCADE; DROP FUNCTION IF EXISTS {t}_append_only() CASCADE"
+        ))
+        .await;
+}
