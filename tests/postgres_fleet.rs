@@ -26,11 +26,11 @@ use relay::{Mode, Relay};
 
 const CUSTOMERS: &str = "/datasets/eu-customers/customers.csv";
 
-/// A replica named `name` on `table` through `conn`, with the gateway's own role settings.
+/// A replica named `name` on `table` through `conn`; `extra_audit`: more `audit:` keys.
 fn replica(name: &str, conn: &str, table: &str, extra_audit: &str) -> Options {
     Options {
         extra_audit: format!(
-            "  sink: postgres\n  postgres:\n    dsn: {conn}\n    table: {table}\n    timeout_ms: 1000\n{extra_audit}"
+            "  sink: postgres\n  postgres:\n    dsn: {conn}\n    table: {table}\n    timeout_ms: 1000\n    migrate: false\n{extra_audit}"
         ),
         extra_config: format!("name: {name}\n"),
         ..Options::default()
@@ -112,11 +112,7 @@ async fn three_replicas_under_load_keep_whole_chains_on_a_store_they_cannot_rewr
     );
     let gws: Vec<Gateway> = ["gw-1", "gw-2", "gw-3"]
         .iter()
-        .map(|n| {
-            let mut o = replica(n, &conn, &t, &signing);
-            o.extra_audit.push_str("    migrate: false\n");
-            Gateway::start(o)
-        })
+        .map(|n| Gateway::start(replica(n, &conn, &t, &signing)))
         .collect();
 
     // Concurrent load through all three: allowed and refused transfers.
@@ -312,6 +308,7 @@ async fn a_replica_with_a_frozen_connection_does_not_stop_the_others() {
     // The others go on serving meanwhile.
     for round in 0..10 {
         for gw in &others {
+            let token = gw.token("alice", "acme-de", "DE", "analytics");
             let r = get(&client, gw.url(CUSTOMERS), &token).await;
             assert_eq!(r.status(), 200, "round {round}");
         }
@@ -357,8 +354,15 @@ async fn an_outage_loses_no_record_and_readiness_returns_without_traffic() {
     let conn = relay.dsn("user=postgres dbname=test");
     let a = support::start(replica("gw-a", &conn, &t, ""));
     let path = big_file(&a.gw.store, 16);
-    let probe = reqwest::Client::new();
-    assert!(ready(&probe, &a.admin).await);
+    let probe = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    eventually(10, "the replica is ready", || {
+        let (p, u) = (probe.clone(), a.admin.clone());
+        async move { ready(&p, &u).await }
+    })
+    .await;
 
     // A download is under way when the database goes away.
     let token = a.gw.token("alice", "acme-de", "DE", "analytics");
@@ -382,7 +386,8 @@ async fn an_outage_loses_no_record_and_readiness_returns_without_traffic() {
     // A replica started now starts, unready and refusing, and serves once the store is back.
     let b = support::start(replica("gw-b", &conn, &t, ""));
     assert!(!ready(&probe, &b.admin).await);
-    let r = get(&b.gw.client(), b.gw.url(CUSTOMERS), &token).await;
+    let token_b = b.gw.token("alice", "acme-de", "DE", "analytics");
+    let r = get(&b.gw.client(), b.gw.url(CUSTOMERS), &token_b).await;
     assert_eq!(r.status(), 503);
 
     relay.set(Mode::Pass);
@@ -407,7 +412,7 @@ async fn an_outage_loses_no_record_and_readiness_returns_without_traffic() {
         }
     })
     .await;
-    let r = get(&b.gw.client(), b.gw.url(CUSTOMERS), &token).await;
+    let r = get(&b.gw.client(), b.gw.url(CUSTOMERS), &token_b).await;
     assert_eq!(r.status(), 200);
     drop(a);
     drop(b);
@@ -424,6 +429,7 @@ async fn an_outage_loses_no_record_and_readiness_returns_without_traffic() {
 async fn a_crashed_replica_completes_its_interrupted_transfers_on_restart() {
     let Some(c) = pg::pg().await else { return };
     let t = table("crash");
+    migrate(&t, None);
     let opts = replica("gw-k", &dsn(), &t, "");
     let mut gw = Gateway::start(opts);
     let path = big_file(&gw.store, 16);

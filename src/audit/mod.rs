@@ -150,6 +150,8 @@ impl AuditLog {
         stamp: &Stamp,
     ) -> Result<AuditLog, AuditError> {
         let (table, chain) = (opts.table.clone(), opts.chain.clone());
+        let mut opts = opts;
+        opts.stamp = stamp.members();
         let (tx, shared, started) = postgres::start(opts)?;
         let log = AuditLog {
             tx,
@@ -535,12 +537,8 @@ fn shut_down() -> AuditError {
     AuditError::Unavailable("the audit log is shut down".into())
 }
 
-/// Serialises a record on the caller's task, so the writer only hashes and writes.
-fn encode(rec: &Record) -> Result<Vec<u8>, AuditError> {
-    encode_stamped(rec, &[])
-}
-
-/// [`encode`] with the `stamp` members (see [`Stamp`]) last, before the closing brace.
+/// Serialises a record on the caller's task, so the writer only hashes and writes; the
+/// `stamp` members (see [`Stamp`]) go last, before the closing brace.
 fn encode_stamped(rec: &Record, stamp: &[u8]) -> Result<Vec<u8>, AuditError> {
     let mut json = serde_json::to_vec(rec)
         .map_err(|e| AuditError::Unavailable(format!("cannot encode the record: {e}")))?;

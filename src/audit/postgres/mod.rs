@@ -183,6 +183,9 @@ pub struct PgOptions {
     pub checkpoint_every: u64,
     pub checkpoint_interval: Duration,
     pub checkpoint_export: Option<std::path::PathBuf>,
+    /// The replica members the writer's own records (crash completions, checkpoints) get,
+    /// as every other record of the log (see [`crate::audit::Stamp`]).
+    pub stamp: Vec<u8>,
 }
 
 impl PgOptions {
@@ -198,6 +201,7 @@ impl PgOptions {
             checkpoint_every: 10_000,
             checkpoint_interval: Duration::from_secs(60),
             checkpoint_export: None,
+            stamp: Vec::new(),
         }
     }
 }
@@ -347,7 +351,7 @@ impl PgWriter {
                 .into_iter()
                 .filter_map(|(seq, id)| {
                     let rec = super::crashed_completion(seq, id);
-                    super::encode(&rec)
+                    super::encode_stamped(&rec, &self.opts.stamp)
                         .ok()
                         .map(|json| Pending { json, done: None })
                 })
@@ -612,9 +616,14 @@ impl PgWriter {
             &policy,
         );
         cp.chain = Some(self.opts.chain.clone());
-        let Ok(json) = serde_json::to_vec(&cp) else {
+        let Ok(mut json) = serde_json::to_vec(&cp) else {
             return;
         };
+        if json.last() == Some(&b'}') && !self.opts.stamp.is_empty() {
+            json.pop();
+            json.extend_from_slice(&self.opts.stamp);
+            json.push(b'}');
+        }
         let batch = [Pending { json, done: None }];
         match self.try_commit(&batch) {
             Ok(Some((_, rows))) => {
