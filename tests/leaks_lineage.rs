@@ -668,11 +668,15 @@ async fn replicas_on_the_postgres_store_share_what_they_served() {
         ),
         ..options(&up.url(), "")
     };
-    let a = Gateway::start(opts.clone());
+    let named = |name: &str| Options {
+        extra_config: format!("name: {name}\n"),
+        ..opts.clone()
+    };
+    let a = Gateway::start(named("replica-a"));
     let alice = a.token("alice", "acme-de", "DE", "training");
     download_eu(&a, &alice).await;
     // Replica B starts after the download and has served nothing itself.
-    let b = Gateway::start(opts);
+    let b = Gateway::start(named("replica-b"));
     let alice = b.token("alice", "acme-de", "DE", "training");
     let r = b
         .client()
@@ -692,7 +696,7 @@ async fn replicas_on_the_postgres_store_share_what_they_served() {
     drop((a, b));
     let _ = c
         .batch_execute(&format!(
-            "DROP TABLE IF EXISTS {t}; DROP TABLE IF EXISTS {t}_head"
+            "DROP TABLE IF EXISTS {t}, {t}_heads, {t}_schema, {t}_pipl CASCADE; DROP FUNCTION IF EXISTS {t}_append_only() CASCADE"
         ))
         .await;
 }
