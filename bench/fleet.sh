@@ -10,7 +10,8 @@
 #   3 replicas on PostgreSQL (one table, a chain each)   3 replicas on their own files
 # Requests/s is the sum over the replicas' wrk runs; p50/p99 are the worst replica's.
 # After each point the trail is verified (`audit verify`, every chain) and decision records
-# are counted against answered requests.
+# are counted against answered requests. CPU per request is read from /proc for the
+# gateways and for every `postgres` process of the machine (the server is shared).
 #
 # Environment: BENCH_SECS (10), BENCH_CONNS (64), BENCH_PG (key=value connection string of a
 # superuser; default host=127.0.0.1 port=5432 user=postgres dbname=test), BENCH_PORT (18520),
@@ -88,6 +89,15 @@ mode: enforce
 YAML
 }
 
+CLK_TCK=$(getconf CLK_TCK)
+ticks() {  # CPU clock ticks (user + system) used so far by the given pids
+  local t=0 p
+  for p in "$@"; do
+    [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$t"
+}
+
 # point label replicas sink
 ROWS=()
 point() {
@@ -105,13 +115,17 @@ point() {
       sleep 0.05
     done
   done
-  local per=$((CONNS / n)) wrks=()
+  local per=$((CONNS / n)) wrks=() pgpids g0 p0
+  pgpids=$(pgrep -x postgres || pgrep postgres || true)
+  g0=$(ticks "${pids[@]}"); p0=$(ticks $pgpids)
   for port in "${ports[@]}"; do
     wrk -t1 -c"$per" -d"${SECS}s" --latency -H "Authorization: Bearer $TOKEN" \
       "http://127.0.0.1:$port/datasets/eu-customers/1k.bin" > "$WORK/wrk-$port.out" 2>&1 &
     wrks+=($!)
   done
   wait "${wrks[@]}"
+  local g1 p1
+  g1=$(ticks "${pids[@]}"); p1=$(ticks $(pgrep -x postgres || pgrep postgres || true))
   for p in "${pids[@]}"; do kill -TERM "$p"; done
   for p in "${pids[@]}"; do wait "$p" || true; done
   local rps=0 p50=0 p99=0 reqs=0 errs=0
@@ -138,8 +152,11 @@ point() {
     done
   fi
   [ "$decisions" -ge "$reqs" ] || ok="NO (decisions $decisions < requests $reqs)"
-  say "$label: $rps req/s, p50 ${p50} ms, p99 ${p99} ms, errors $errs, verified $ok"
-  ROWS+=("| $label | $rps | $p50 | $p99 | $errs | $ok |")
+  local gcpu pcpu
+  gcpu=$(awk -v t=$((g1 - g0)) -v r="$reqs" -v hz="$CLK_TCK" 'BEGIN {printf "%.0f", (r > 0) ? t / hz * 1e6 / r : 0}')
+  pcpu=$(awk -v t=$((p1 - p0)) -v r="$reqs" -v hz="$CLK_TCK" 'BEGIN {printf "%.0f", (r > 0) ? t / hz * 1e6 / r : 0}')
+  say "$label: $rps req/s, p50 ${p50} ms, p99 ${p99} ms, errors $errs, CPU/req gateway ${gcpu} µs postgres ${pcpu} µs, verified $ok"
+  ROWS+=("| $label | $rps | $p50 | $p99 | $gcpu | $pcpu | $errs | $ok |")
   eval "RPS_${sink}_$n=$rps"
 }
 
@@ -155,8 +172,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0) ? a / b : 0}'; 
   echo
   echo "$(date -u +%Y-%m-%dT%H:%M:%SZ), $(git -C "$REPO" rev-parse --short HEAD), $(nproc) CPUs, ${SECS} s per point, $CONNS connections in all, 1 KiB objects, PostgreSQL $(psql "$PG" -Atc 'SHOW server_version')"
   echo
-  echo "| point | req/s | p50 ms | p99 ms | errors | verified, decisions ≥ requests |"
-  echo "|---|---:|---:|---:|---:|---|"
+  echo "| point | req/s | p50 ms | p99 ms | CPU/req gateways µs | CPU/req PostgreSQL µs | errors | verified, decisions ≥ requests |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---|"
   printf '%s\n' "${ROWS[@]}"
   echo
   echo "- 1 replica: PostgreSQL / file = $(ratio "$RPS_pg_1" "$RPS_file_1") (target ≥ 0.8)"

@@ -102,9 +102,6 @@ CREATE TABLE IF NOT EXISTS {t} (
   PRIMARY KEY (chain, seq)
 );
 CREATE INDEX IF NOT EXISTS {t}_time ON {t} (time);
-CREATE INDEX IF NOT EXISTS {t}_request_id ON {t} (request_id) WHERE request_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS {t}_org_time ON {t} (org, time) WHERE org IS NOT NULL;
-CREATE INDEX IF NOT EXISTS {t}_decision_time ON {t} (decision, time) WHERE decision IS NOT NULL;
 CREATE TABLE IF NOT EXISTS {h} (
   chain TEXT NOT NULL,
   seq BIGINT NOT NULL,
