@@ -106,6 +106,28 @@ impl Routes {
         Ok(route)
     }
 
+    /// The route to upstream `name` for a request in `direction`, for a question with no
+    /// path (`policy explain --upstream`): a route that accepts uploads for an upload. `None`:
+    /// no route leads to the upstream.
+    pub fn to_upstream(
+        &self,
+        name: &str,
+        direction: crate::model::Direction,
+    ) -> Option<Result<&Route, Problem>> {
+        let mut routes = self.0.iter().filter(|r| r.upstream_name == name).peekable();
+        let first = routes.peek().copied()?;
+        if direction == crate::model::Direction::Download {
+            return Some(Ok(first));
+        }
+        Some(routes.find(|r| r.uploads).ok_or_else(|| {
+            Problem::new(
+                Kind::MethodNotAllowed,
+                "no route to this upstream accepts uploads",
+            )
+            .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD"))
+        }))
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }

@@ -12,7 +12,7 @@
 //! | `/audit/verify`    | token with role `compliance-officer` | JSON [`LogReport`] of [`Source::verify`] over every segment, checkpoint signatures checked with the key of `audit.checkpoint_key` |
 //! | `/audit/report`    | token with role `compliance-officer` | the Art. 30 record of [`report_from`] for `from`/`to`, `format=json\|html\|md\|csv` (JSON adds the page's [`overview`]) |
 //! | `/fleet`           | token with role `compliance-officer` | JSON: this replica (name, region, policy version) and, with `audit.sink: postgres`, the fleet of [`crate::fleet`]: every replica's version, whether they drift |
-//! | `/policy/explain`  | token with role `compliance-officer` | the decision a transfer would get now, explained, from the serving snapshot through [`crate::transfer::question`] (the gateway's own classification and decision): `path` or `dataset`, `jurisdiction`, `org`, `purpose`, optional `upload=true`, `lineage=a,b`, `as_of=YYYY-MM-DD`; the JSON of `policy explain --json` |
+//! | `/policy/explain`  | token with role `compliance-officer` | the decision a transfer would get now, explained, from the serving snapshot through [`crate::transfer::question`] (the gateway's own classification and decision): `path`, `dataset`, or tags given directly (`origin=DE`, optional `category=personal,health`, `permits=…`, `derogation=…`), `jurisdiction`, `org`, `purpose`, optional `upload=true`, `lineage=a,b`, `upstream=NAME`, `as_of=YYYY-MM-DD` (a past or future day, decided as `policy explain --as-of` decides it); the JSON of `policy explain --json` |
 //! | `/`, `/ui/app.js`, `/ui/app.css` | anyone (the page asks for a token) | the officer's page, assets built in |
 //!
 //! The audit endpoints read every segment of the log: the rotated ones
@@ -329,6 +329,11 @@ impl Admin {
                 "upload",
                 "lineage",
                 "as_of",
+                "origin",
+                "category",
+                "permits",
+                "derogation",
+                "upstream",
             ]
             .contains(&k.as_str())
             {
@@ -336,11 +341,47 @@ impl Admin {
             }
         }
         let need = |v: Option<String>, k: &str| v.ok_or_else(|| bad(format!("`{k}` is required")));
-        let about = match (get("path"), get("dataset")) {
-            (Some(p), None) => About::Path(p),
-            (None, Some(d)) => About::Dataset(d),
-            _ => return Err(bad("give exactly one of `path` and `dataset`".into())),
+        let list = |k: &str| -> Option<Vec<String>> {
+            get(k).map(|l| {
+                l.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
         };
+        let tagged = ["category", "permits", "derogation"]
+            .into_iter()
+            .find(|k| get(k).is_some());
+        let about = match (get("path"), get("dataset"), list("origin")) {
+            (Some(p), None, None) => About::Path(p),
+            (None, Some(d), None) => About::Dataset(d),
+            (None, None, Some(origins)) => About::Tags(
+                crate::model::Tags::given(
+                    &origins,
+                    list("category").as_deref(),
+                    list("permits").as_deref(),
+                    &list("derogation").unwrap_or_default(),
+                )
+                .map_err(bad)?,
+            ),
+            _ => {
+                return Err(bad(
+                    "give exactly one of `path`, `dataset` and `origin` (tags given directly)"
+                        .into(),
+                ));
+            }
+        };
+        if let Some(k) = tagged.filter(|_| !matches!(about, About::Tags(_))) {
+            return Err(bad(format!(
+                "`{k}` describes tags given directly: give it with `origin`"
+            )));
+        }
+        if get("upstream").is_some() && matches!(about, About::Path(_)) {
+            return Err(bad(
+                "`upstream` is for a question without `path` (a path is routed)".into(),
+            ));
+        }
         let jurisdiction =
             crate::model::Country::parse(&need(get("jurisdiction"), "jurisdiction")?)
                 .map_err(bad)?;
@@ -373,15 +414,8 @@ impl Admin {
             } else {
                 crate::model::Direction::Download
             },
-            lineage: get("lineage")
-                .map(|l| {
-                    l.split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            lineage: list("lineage").unwrap_or_default(),
+            upstream: get("upstream"),
             as_of,
             exporter: None,
             jurisdiction_claim: snap.config.auth.jurisdiction_claim,

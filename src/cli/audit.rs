@@ -305,16 +305,18 @@ fn verify(
         }
     }
     let rep = verify_log(files, &opts);
-    if json {
-        println!(
-            "{}",
+    let text = if json {
+        format!(
+            "{}\n",
             serde_json::to_string_pretty(&rep).map_err(|e| e.to_string())?
-        );
+        )
     } else if rep.is_ok() {
-        print!("{rep}");
+        rep.to_string()
     } else {
         eprint!("{rep}");
-    }
+        String::new()
+    };
+    let _ = super::emit(&text);
     Ok(if rep.is_ok() {
         ExitCode::SUCCESS
     } else if rep
@@ -393,12 +395,12 @@ fn verify_postgres(
             "receipts_checked": rep.receipts_checked,
             "problems": problems,
         });
-        println!(
-            "{}",
+        let _ = super::emit(&format!(
+            "{}\n",
             serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?
-        );
+        ));
     } else if rep.is_ok() {
-        print!("{rep}");
+        let _ = super::emit(&rep.to_string());
     } else {
         eprint!("{rep}");
     }
@@ -680,10 +682,12 @@ fn report(a: ReportArgs) -> Result<ExitCode, String> {
         "json" => serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?,
         _ => r.to_markdown(),
     };
-    print!("{text}");
-    Ok(if r.verification.is_ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(super::emit_or(
+        &text,
+        if r.verification.is_ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        },
+    ))
 }

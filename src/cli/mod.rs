@@ -62,6 +62,26 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Writes `text` to stdout. A closed pipe (`bordergate … | head -1`) is not an error: the
+/// reader has what it wanted, so the command ends quietly with `ok`.
+fn emit_or(text: &str, ok: ExitCode) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ok,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ok,
+        Err(e) => {
+            eprintln!("error: cannot write the output: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// [`emit_or`] for a command that succeeded.
+fn emit(text: &str) -> ExitCode {
+    emit_or(text, ExitCode::SUCCESS)
+}
+
 /// Loads the config, printing every diagnostic on failure.
 fn load_config(path: &Path) -> Result<Config, ExitCode> {
     load_config_with(path, &Overrides::default())

@@ -13,6 +13,8 @@ use crate::policy::{PolicySet, diff as pdiff, explain as pexplain, whatif};
 use crate::snapshot::Routes;
 use crate::transfer::question::{self, About, Answer, Question};
 
+use super::emit;
+
 /// What `policy explain` decides: a dataset, a request path, or tags given directly.
 #[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("subject").required(true).args(["dataset", "path", "origin"])))]
@@ -35,12 +37,18 @@ pub struct Args {
     /// With `--origin`: Art. 49(1) derogations recorded on the data (comma-separated).
     #[arg(long, value_delimiter = ',', requires = "origin")]
     derogation: Vec<String>,
-    /// Decide an upload (PUT/POST) to `--path` instead of a download.
-    #[arg(long, requires = "path")]
+    /// Decide an upload (PUT/POST) instead of a download: to `--path`, or of `--dataset` or
+    /// the tags given to `--upstream` (default: the route of the dataset's prefix).
+    #[arg(long)]
     upload: bool,
-    /// Catalog ids the upload declares it was derived from (comma-separated).
-    #[arg(long, value_delimiter = ',', requires = "upload")]
+    /// Catalog ids the upload declares it was derived from (comma-separated); with
+    /// `--origin`, the entries the data was derived from (it carries their tags too).
+    #[arg(long, visible_alias = "derived-from", value_delimiter = ',')]
     lineage: Vec<String>,
+    /// The upstream (config name) that receives the upload or serves the data, when no
+    /// `--path` says: its jurisdiction is an upload's destination, its operator the importer.
+    #[arg(long, conflicts_with = "path")]
+    upstream: Option<String>,
     /// Where the caller will process the data (ISO country code).
     #[arg(long)]
     jurisdiction: String,
@@ -49,8 +57,8 @@ pub struct Args {
     org: String,
     #[arg(long)]
     purpose: String,
-    /// Decide as of this day (YYYY-MM-DD; default today).
-    #[arg(long, visible_alias = "date")]
+    /// Decide as of this day (YYYY-MM-DD; default today). `--date` is an older spelling.
+    #[arg(long, alias = "date")]
     as_of: Option<String>,
     /// PIPL exporter (registry id) when neither the catalog entry nor the route's upstream
     /// names one; the volume considered is counted from the config's audit log.
@@ -105,9 +113,9 @@ pub struct DiffArgs {
     /// importer is synthetic, so it matters little.
     #[arg(long)]
     registry: Option<PathBuf>,
-    /// Compare as of this day (default today).
-    #[arg(long)]
-    date: Option<String>,
+    /// Compare as of this day (YYYY-MM-DD; default today). `--date` is an older spelling.
+    #[arg(long, alias = "date")]
+    as_of: Option<String>,
     /// Only these destinations (comma-separated codes; default: every country).
     #[arg(long, value_delimiter = ',')]
     destinations: Option<Vec<String>>,
@@ -164,17 +172,6 @@ fn usage(e: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Writes `text` to stdout; a closed pipe (`| head`) ends the command quietly.
-fn emit(text: &str) -> ExitCode {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(e) => usage(e),
-    }
-}
-
 /// The tags of `--origin`, `--category`, `--permits`, `--derogation`.
 fn given_tags(a: &Args) -> Result<Tags, ExitCode> {
     Tags::given(
@@ -202,6 +199,11 @@ fn explain_inner(a: Args) -> Result<ExitCode, ExitCode> {
             a.org.escape_default()
         );
     }
+    if a.upload && a.path.is_none() && a.dataset.is_none() && a.upstream.is_none() {
+        return Err(usage(
+            "`--upload` of tags given directly needs the upstream it goes to: give `--upstream NAME`",
+        ));
+    }
     let about = match (&a.path, &a.dataset) {
         (Some(p), _) => About::Path(p.clone()),
         (None, Some(id)) => About::Dataset(id.clone()),
@@ -222,6 +224,7 @@ fn explain_inner(a: Args) -> Result<ExitCode, ExitCode> {
             Direction::Download
         },
         lineage: a.lineage.clone(),
+        upstream: a.upstream.clone(),
         as_of: date,
         exporter: a.exporter.clone(),
         jurisdiction_claim: cfg.auth.jurisdiction_claim,
@@ -363,9 +366,9 @@ fn what_if_inner(a: WhatIfArgs) -> Result<ExitCode, ExitCode> {
     if a.json {
         return Ok(print_json(&r));
     }
-    print!("{}", whatif::render(&r));
+    let code = emit(&whatif::render(&r));
     eprintln!("replayed in {:.2?}", started.elapsed());
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
 
 pub fn diff(a: DiffArgs) -> ExitCode {
@@ -375,7 +378,7 @@ pub fn diff(a: DiffArgs) -> ExitCode {
 }
 
 fn diff_inner(a: DiffArgs) -> Result<ExitCode, ExitCode> {
-    let date = parse_date(a.date.as_deref())?;
+    let date = parse_date(a.as_of.as_deref())?;
     let registry = a
         .registry
         .clone()
@@ -398,8 +401,7 @@ fn diff_inner(a: DiffArgs) -> Result<ExitCode, ExitCode> {
     if a.json {
         return Ok(print_json(&r));
     }
-    print!("{}", pdiff::render(&r));
-    Ok(ExitCode::SUCCESS)
+    Ok(emit(&pdiff::render(&r)))
 }
 
 /// Counts `year` from the PIPL ledger next to the PostgreSQL audit table `pg`.

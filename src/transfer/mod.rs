@@ -71,7 +71,8 @@ pub struct Ask<'a> {
     pub subject: Subject<'a>,
     pub direction: Direction,
     pub caller: &'a Caller,
-    /// Catalog ids an upload declares it was derived from (`bordergate-lineage`).
+    /// Catalog ids an upload declares it was derived from (`bordergate-lineage`); for
+    /// tags given directly, the entries the data was derived from, either way.
     pub lineage: &'a [String],
     /// When the transfer happens (decides the PIPL counting year).
     pub at: OffsetDateTime,
@@ -242,7 +243,21 @@ pub fn classify(
                 .or_else(|| Withdrawn::of(e));
             (Some(e), e.tags.clone(), w)
         }
-        Subject::Tags(t) => (None, t.clone(), None),
+        Subject::Tags(t) => {
+            let mut t = t.clone();
+            // Data given by its tags may say what it was derived from: it carries those
+            // entries' tags too, as a catalog entry's `derived_from` does. (An upload's
+            // declared lineage is folded in below.)
+            if ask.direction == Direction::Download && !ask.lineage.is_empty() {
+                let ids: Vec<&str> = ask.lineage.iter().map(String::as_str).collect();
+                let from = catalog
+                    .lineage_tags(&ids)
+                    .map_err(Unclassified::BadLineage)?;
+                t.absorb(&from);
+                t.lineage.extend(ask.lineage.iter().cloned());
+            }
+            (None, t, None)
+        }
     };
     let stored_in = place.map(|p| p.jurisdiction);
     let (destination, importer) = match ask.direction {

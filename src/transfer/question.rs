@@ -30,8 +30,13 @@ pub struct Question {
     pub about: About,
     pub caller: Caller,
     pub direction: Direction,
-    /// Catalog ids an upload declares it was derived from.
+    /// Catalog ids an upload declares it was derived from; for tags given directly, the
+    /// entries the data was derived from (a download of them carries their tags too).
     pub lineage: Vec<String>,
+    /// The upstream that serves (download) or receives (upload) the data, for a question
+    /// with no path: its jurisdiction is an upload's destination, its operator the
+    /// importer (and a PIPL exporter). Default: the route of the dataset's prefix.
+    pub upstream: Option<String>,
     pub as_of: Date,
     /// PIPL exporter when neither the catalog entry nor the route's upstream names one.
     pub exporter: Option<String>,
@@ -89,15 +94,50 @@ pub fn answer(
             let entry = catalog
                 .get(id)
                 .ok_or_else(|| format!("unknown catalog id `{}`", id.escape_default()))?;
-            // The route of the entry's prefix, when it has one: it gives the default origin.
-            let route = match &entry.matcher {
-                Matcher::Prefix(p) => routes.find(p),
-                Matcher::Regex(_) => None,
+            // The route named, else the route of the entry's prefix, when it has one: it
+            // gives the default origin and an upload's destination, as for a request there.
+            let route = match (&q.upstream, &entry.matcher) {
+                (Some(u), _) => match to_upstream(routes, u, q.direction)? {
+                    Ok(r) => Some(r),
+                    Err(p) => return Ok(Answer::Refused(p)),
+                },
+                (None, Matcher::Prefix(p)) => match routes.route_for(p, q.direction) {
+                    Ok(r) => Some(r),
+                    Err((_, problem)) if q.direction == Direction::Upload => {
+                        return Ok(Answer::Refused(problem));
+                    }
+                    Err(_) => None,
+                },
+                (None, Matcher::Regex(_)) => None,
             };
             (Subject::Dataset(id), route)
         }
-        About::Tags(t) => (Subject::Tags(t.clone()), None),
+        About::Tags(t) => {
+            let route = match &q.upstream {
+                Some(u) => match to_upstream(routes, u, q.direction)? {
+                    Ok(r) => Some(r),
+                    Err(p) => return Ok(Answer::Refused(p)),
+                },
+                None => None,
+            };
+            (Subject::Tags(t.clone()), route)
+        }
     };
+    if q.direction == Direction::Upload && route.is_none() {
+        return Err(
+            "an upload goes to an upstream: give a path under a route that accepts uploads, or the upstream (`upstream`)"
+                .into(),
+        );
+    }
+    if q.direction == Direction::Download
+        && !q.lineage.is_empty()
+        && !matches!(q.about, About::Tags(_))
+    {
+        return Err(
+            "a download's lineage is its catalog entry's: give `lineage` with an upload, or with tags given directly"
+                .into(),
+        );
+    }
     let ask = Ask {
         subject,
         direction: q.direction,
@@ -122,6 +162,18 @@ pub fn answer(
         transfer: Box::new(t),
         explanation: Box::new(explanation),
     })
+}
+
+/// The route to upstream `name` (`Err`: no route leads there, a question that cannot be
+/// asked; `Ok(Err)`: the gateway's refusal, e.g. no route to it accepts uploads).
+fn to_upstream<'r>(
+    routes: &'r Routes,
+    name: &str,
+    direction: Direction,
+) -> Result<Result<&'r crate::snapshot::Route, Problem>, String> {
+    routes
+        .to_upstream(name, direction)
+        .ok_or_else(|| format!("no route leads to upstream `{}`", name.escape_default()))
 }
 
 /// The JSON of an answer, as `policy explain --json` and `/policy/explain` give it: the

@@ -413,3 +413,35 @@ fn a_declared_digest_of_a_known_artifact_is_lineage() {
     let e = Catalog::parse(Path::new("catalog.yaml"), &twice).unwrap_err();
     assert!(e.to_string().contains("also listed on `eu-model`"), "{e}");
 }
+
+#[test]
+fn tags_given_directly_carry_the_tags_of_what_they_were_derived_from() {
+    let c = catalog();
+    let who = caller("acme-us", "US", "analytics");
+    let given = Tags::given(&["FR"], Some(&["public"]), None, &[]).unwrap();
+    let from = vec!["eu-customers".to_string()];
+    let t = classify(
+        &c,
+        &ask(
+            Subject::Tags(given.clone()),
+            Direction::Download,
+            &who,
+            &from,
+        ),
+        None,
+    )
+    .unwrap();
+    assert!(t.tags.origins.contains(&Country::parse("DE").unwrap()));
+    assert!(t.tags.origins.contains(&Country::parse("FR").unwrap()));
+    assert!(t.tags.is_personal());
+    assert!(t.tags.lineage.contains("eu-customers"));
+    // An unknown id is a refusal before classification, as for an upload's lineage.
+    let bad = vec!["nope".to_string()];
+    let e = classify(
+        &c,
+        &ask(Subject::Tags(given), Direction::Download, &who, &bad),
+        None,
+    )
+    .unwrap_err();
+    assert!(matches!(e, Unclassified::BadLineage(_)), "{e:?}");
+}
