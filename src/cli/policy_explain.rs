@@ -199,6 +199,13 @@ fn explain_inner(a: Args) -> Result<ExitCode, ExitCode> {
             a.org.escape_default()
         );
     }
+    if a.origin.is_none()
+        && (a.category.is_some() || a.permits.is_some() || !a.derogation.is_empty())
+    {
+        return Err(usage(
+            "`--category`, `--permits` and `--derogation` describe tags given directly: give them with `--origin`",
+        ));
+    }
     if a.upload && a.path.is_none() && a.dataset.is_none() && a.upstream.is_none() {
         return Err(usage(
             "`--upload` of tags given directly needs the upstream it goes to: give `--upstream NAME`",

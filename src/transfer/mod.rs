@@ -292,7 +292,10 @@ pub fn classify(
                     declared.push(e.id.clone());
                 }
             }
-            if declared.is_empty() {
+            // Tags given directly already say what the data is; anything else undeclared
+            // is unknown data.
+            let given = matches!(ask.subject, Subject::Tags(_));
+            if declared.is_empty() && !given {
                 if caller.jurisdiction != destination {
                     undeclared = Some(UndeclaredCrossing {
                         from: caller.jurisdiction,
@@ -301,7 +304,7 @@ pub fn classify(
                 } else {
                     tags.origins.insert(caller.jurisdiction);
                 }
-            } else {
+            } else if !declared.is_empty() {
                 let ids: Vec<&str> = declared.iter().map(String::as_str).collect();
                 let t = catalog
                     .lineage_tags(&ids)

@@ -1,0 +1,678 @@
+//! One evaluator for every question: each case of the pack's test vectors
+//! (`policies/tests/*.yaml`, the cases `policy test` runs) is put to `policy explain --json`
+//! (by dataset and by tags given directly, as of the case's day and as of today), to a real
+//! gateway's admin API (`/policy/explain`, the same questions) and, as of today, as a real
+//! request with a token for the case's caller. Every answer must name the outcome and the
+//! rule `policy test` decides. Then a few direct cases: data withdrawn from a future day,
+//! an upload with its lineage, tags given directly.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+#[path = "support/admin.rs"]
+mod support;
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::process::Command;
+
+use bordergate::model::{Direction, Effect};
+use bordergate::policy::PolicySet;
+use bordergate::policy::testing::{Case, load_cases};
+use bordergate::transfer::Transfer;
+use common::{BIN, Options};
+use serde_json::Value;
+use support::{Admined, start};
+
+/// An organisation no registry lists: the caller of a case that names no importer.
+const UNLISTED: &str = "unlisted-org";
+
+/// What an answer says: the effect and the deciding rule.
+type Said = (String, String);
+
+fn effect(e: Effect) -> String {
+    match e {
+        Effect::Allow => "allow".into(),
+        Effect::Deny => "deny".into(),
+    }
+}
+
+fn said(v: &Value, what: &str) -> Said {
+    let d = &v["decision"];
+    let (Some(e), Some(r)) = (d["effect"].as_str(), d["rule"].as_str()) else {
+        panic!("{what}: no decision in {v}");
+    };
+    (e.to_string(), r.to_string())
+}
+
+/// The catalog id of case `i`.
+fn id(i: usize) -> String {
+    format!("vector-{i}")
+}
+
+fn quoted(items: impl IntoIterator<Item = String>) -> String {
+    items
+        .into_iter()
+        .map(|s| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One catalog entry per case, holding exactly the case's tags.
+fn entry(i: usize, c: &Case) -> String {
+    let t = &c.tags;
+    let mut e = String::new();
+    let _ = writeln!(e, "  - id: {}", id(i));
+    let _ = writeln!(e, "    kind: dataset");
+    let _ = writeln!(e, "    match: {{ prefix: /datasets/{}/ }}", id(i));
+    let _ = writeln!(
+        e,
+        "    origins: [{}]",
+        quoted(t.origins.iter().map(|o| o.to_string()))
+    );
+    let _ = writeln!(
+        e,
+        "    categories: [{}]",
+        quoted(t.categories.iter().map(|c| c.as_str().to_string()))
+    );
+    if let Some(p) = &t.purposes {
+        let _ = writeln!(e, "    purposes: [{}]", quoted(p.iter().cloned()));
+    }
+    if !t.derogations.is_empty() {
+        let _ = writeln!(
+            e,
+            "    derogations: [{}]",
+            quoted(t.derogations.iter().cloned())
+        );
+    }
+    e
+}
+
+fn org(c: &Case) -> &str {
+    c.org.as_deref().unwrap_or(UNLISTED)
+}
+
+/// `policy explain --json` against the gateway's config.
+fn explain(a: &Admined, args: &[String]) -> Value {
+    let out = Command::new(BIN)
+        .args(["policy", "explain", "--json", "--config"])
+        .arg(&a.gw.config)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "policy explain {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The admin API's `/policy/explain` with `query`.
+async fn admin(a: &Admined, officer: &str, query: &str) -> Value {
+    let r = a
+        .get(&format!("/policy/explain?{query}"), Some(officer))
+        .await;
+    assert_eq!(r.status(), 200, "{query}");
+    r.json().await.unwrap()
+}
+
+/// A real request: the status and what the `Bordergate-Decision` header (or, without one,
+/// the refusal's body) says.
+async fn request(
+    a: &Admined,
+    method: &str,
+    path: &str,
+    token: &str,
+    lineage: Option<&str>,
+) -> (u16, Said) {
+    let c = a.gw.client();
+    let mut r = match method {
+        "PUT" => c.put(a.gw.url(path)).body("weights"),
+        _ => c.get(a.gw.url(path)),
+    }
+    .bearer_auth(token);
+    if let Some(l) = lineage {
+        r = r.header("bordergate-lineage", l);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    let header = r
+        .headers()
+        .get("bordergate-decision")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let body = r.text().await.unwrap();
+    let said = match header {
+        Some(h) => {
+            let (e, rest) = h.split_once(';').unwrap();
+            let rule = rest
+                .split("rule=\"")
+                .nth(1)
+                .and_then(|s| s.split('"').next())
+                .unwrap();
+            (e.trim().to_string(), rule.to_string())
+        }
+        None => {
+            let p: Value = serde_json::from_str(&body).unwrap();
+            ("deny".into(), p["rule"].as_str().unwrap().to_string())
+        }
+    };
+    (status, said)
+}
+
+/// A token for `org` in `jurisdiction` with `purpose`, signed with the gateway's key.
+fn token(a: &Admined, sub: &str, org: &str, jurisdiction: &str, purpose: &str) -> String {
+    let now = common::now();
+    let claims = format!(
+        r#"{{"sub":"{sub}","org":"{org}","jurisdiction":"{jurisdiction}","purpose":"{purpose}","iss":"bordergate-dev","aud":"bordergate","iat":{now},"exp":{}}}"#,
+        now + 600
+    );
+    common::hs256_jwt(&a.gw.secret(), r#"{"alg":"HS256","kid":"dev"}"#, &claims)
+}
+
+/// The caller's flags of `policy explain` and the parameters of `/policy/explain`.
+fn caller_args(c: &Case) -> Vec<String> {
+    [
+        "--jurisdiction",
+        &c.destination.to_string(),
+        "--org",
+        org(c),
+        "--purpose",
+        &c.purpose,
+    ]
+    .map(str::to_string)
+    .to_vec()
+}
+
+fn caller_query(c: &Case) -> String {
+    format!(
+        "jurisdiction={}&org={}&purpose={}",
+        c.destination,
+        org(c),
+        c.purpose
+    )
+}
+
+/// The tags of a case as `policy explain` flags and as admin parameters.
+fn tag_args(c: &Case) -> (Vec<String>, String) {
+    let t = &c.tags;
+    let join = |v: Vec<String>| v.join(",");
+    let origins = join(t.origins.iter().map(|o| o.to_string()).collect());
+    let cats = join(
+        t.categories
+            .iter()
+            .map(|c| c.as_str().to_string())
+            .collect(),
+    );
+    let mut args = vec![
+        "--origin".to_string(),
+        origins.clone(),
+        "--category".into(),
+        cats.clone(),
+    ];
+    let mut query = format!("origin={origins}&category={cats}");
+    if let Some(p) = &t.purposes {
+        let p = join(p.iter().cloned().collect());
+        args.extend(["--permits".into(), p.clone()]);
+        let _ = write!(query, "&permits={p}");
+    }
+    if !t.derogations.is_empty() {
+        let d = join(t.derogations.iter().cloned().collect());
+        args.extend(["--derogation".into(), d.clone()]);
+        let _ = write!(query, "&derogation={d}");
+    }
+    (args, query)
+}
+
+#[tokio::test]
+async fn every_test_vector_gets_one_answer_from_every_tool_and_the_gateway() {
+    let policies = common::repo().join("policies");
+    let cases = load_cases(&policies).unwrap();
+    // A live request cannot set the PIPL volume a case supposes (the gateway counts it)
+    // nor the destination of an upload (its upstream's): those are left to `policy test`.
+    let (posed, left): (Vec<&Case>, Vec<&Case>) = cases
+        .iter()
+        .partition(|c| c.volume.is_none() && c.direction == Direction::Download);
+    assert!(
+        posed.len() >= 100,
+        "only {} of {} vectors can be posed",
+        posed.len(),
+        cases.len()
+    );
+    let mut by_registry: HashMap<_, Vec<(usize, &Case)>> = HashMap::new();
+    for (i, c) in posed.iter().enumerate() {
+        by_registry
+            .entry(c.registry.clone())
+            .or_default()
+            .push((i, c));
+    }
+    let today = time::OffsetDateTime::now_utc().date();
+    let mut disagreements = Vec::new();
+    let mut checked = 0;
+    for (registry, group) in &by_registry {
+        let set = PolicySet::load(&policies, registry).unwrap();
+        let a = start(Options {
+            extra_catalog: group.iter().map(|(i, c)| entry(*i, c)).collect(),
+            // The vectors' importers sit anywhere: the caller's claim is taken as it is.
+            extra_keys: "  jurisdiction_claim: trust\n".into(),
+            registry: Some(registry.clone()),
+            ..Options::default()
+        });
+        let officer = a.officer();
+        for (i, c) in group {
+            std::fs::create_dir_all(a.gw.store.join(format!("datasets/{}", id(*i)))).unwrap();
+            std::fs::write(
+                a.gw.store.join(format!("datasets/{}/data.csv", id(*i))),
+                "a,b\n",
+            )
+            .unwrap();
+            let t = Transfer::of_tags(
+                c.tags.clone(),
+                c.direction,
+                c.destination,
+                c.org.as_deref(),
+                &c.purpose,
+            );
+            let what = format!("{}:{} `{}`", c.file.display(), c.line, c.name);
+            let mut answers: Vec<(String, Said)> = Vec::new();
+            for (day, as_of) in [(c.date, Some(c.date)), (today, None)] {
+                // `policy test`'s own decision (the case's expectation when it names one).
+                let d = t.decide(&set, day, None);
+                let expected = (effect(d.effect), d.rule.clone());
+                if as_of.is_some() {
+                    assert_eq!(d.effect, c.expect, "{what}: `policy test` disagrees");
+                }
+                answers.clear();
+                let date_arg = as_of
+                    .map(|d| vec!["--as-of".to_string(), d.to_string()])
+                    .unwrap_or_default();
+                let date_q = as_of.map(|d| format!("&as_of={d}")).unwrap_or_default();
+                let mut by_id = vec!["--dataset".to_string(), id(*i)];
+                by_id.extend(caller_args(c));
+                by_id.extend(date_arg.clone());
+                answers.push((
+                    "explain --dataset".into(),
+                    said(&explain(&a, &by_id), &what),
+                ));
+                let (mut tagged, tag_q) = tag_args(c);
+                tagged.extend(caller_args(c));
+                tagged.extend(date_arg);
+                answers.push((
+                    "explain --origin".into(),
+                    said(&explain(&a, &tagged), &what),
+                ));
+                let q = format!("dataset={}&{}{date_q}", id(*i), caller_query(c));
+                answers.push((
+                    "admin ?dataset".into(),
+                    said(&admin(&a, &officer, &q).await, &what),
+                ));
+                let q = format!("{tag_q}&{}{date_q}", caller_query(c));
+                answers.push((
+                    "admin ?origin".into(),
+                    said(&admin(&a, &officer, &q).await, &what),
+                ));
+                if as_of.is_none() {
+                    let tok = token(
+                        &a,
+                        &format!("vector-{i}"),
+                        org(c),
+                        &c.destination.to_string(),
+                        &c.purpose,
+                    );
+                    let path = format!("/datasets/{}/data.csv", id(*i));
+                    let (status, s) = request(&a, "GET", &path, &tok, None).await;
+                    assert!(
+                        (s.0 == "allow") == (status == 200),
+                        "{what}: {status} for {s:?}"
+                    );
+                    answers.push(("gateway".into(), s));
+                }
+                for (tool, got) in &answers {
+                    if *got != expected {
+                        disagreements.push(format!(
+                            "{what} as of {day}: {tool} says {got:?}, `policy test` {expected:?}"
+                        ));
+                    }
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(
+        disagreements.is_empty(),
+        "{} of {checked} questions disagree:\n{}",
+        disagreements.len(),
+        disagreements.join("\n")
+    );
+    eprintln!(
+        "{} vectors asked on their day and today ({checked} questions); {} left to `policy test` (PIPL volume or upload)",
+        posed.len(),
+        left.len()
+    );
+}
+
+const WITHDRAWN: &str = "  - id: erased-later
+    kind: dataset
+    match: { prefix: /datasets/erased-later/ }
+    origins: [DE]
+    categories: [personal]
+    purposes: [analytics]
+    withdrawn: { date: 2999-01-01, reason: contract ends }
+  - id: erased-before
+    kind: dataset
+    match: { prefix: /datasets/erased-before/ }
+    origins: [DE]
+    categories: [personal]
+    purposes: [analytics]
+    withdrawn: { date: 2026-01-15, reason: erasure request }
+";
+
+/// A dataset withdrawn from a day is allowed before it and refused from it, by every tool;
+/// the live gateway refuses data withdrawn in the past and serves data withdrawn later.
+#[tokio::test]
+async fn a_withdrawal_decides_from_its_day_in_every_tool() {
+    let a = start(Options {
+        extra_catalog: WITHDRAWN.into(),
+        ..Options::default()
+    });
+    for d in ["erased-later", "erased-before"] {
+        std::fs::create_dir_all(a.gw.store.join(format!("datasets/{d}"))).unwrap();
+        std::fs::write(a.gw.store.join(format!("datasets/{d}/a.csv")), "a\n").unwrap();
+    }
+    let officer = a.officer();
+    let caller = [
+        "--jurisdiction",
+        "FR",
+        "--org",
+        "acme-de",
+        "--purpose",
+        "analytics",
+    ];
+    let ask = |dataset: &str, day: Option<&str>| {
+        let mut args: Vec<String> = ["--dataset", dataset]
+            .iter()
+            .chain(caller.iter())
+            .map(|s| s.to_string())
+            .collect();
+        if let Some(d) = day {
+            args.extend(["--as-of".to_string(), d.to_string()]);
+        }
+        args
+    };
+    let allow = ("allow".to_string(), "eu.intra-eea".to_string());
+    let withdrawn = ("deny".to_string(), "catalog.withdrawn".to_string());
+    for (dataset, day, want) in [
+        ("erased-later", None, &allow),
+        ("erased-later", Some("2998-12-31"), &allow),
+        ("erased-later", Some("2999-01-01"), &withdrawn),
+        ("erased-before", Some("2026-01-14"), &allow),
+        ("erased-before", Some("2026-01-15"), &withdrawn),
+        ("erased-before", None, &withdrawn),
+    ] {
+        let v = explain(&a, &ask(dataset, day));
+        assert_eq!(&said(&v, dataset), want, "explain {dataset} {day:?}: {v}");
+        if want == &withdrawn {
+            let reason = v["decision"]["reason"].as_str().unwrap();
+            assert!(reason.contains("was withdrawn on"), "{reason}");
+        }
+        let q = format!(
+            "dataset={dataset}&jurisdiction=FR&org=acme-de&purpose=analytics{}",
+            day.map(|d| format!("&as_of={d}")).unwrap_or_default()
+        );
+        let v = admin(&a, &officer, &q).await;
+        assert_eq!(&said(&v, dataset), want, "admin {q}: {v}");
+        // By path too: the gateway's own routing and resolution.
+        let path = format!("/datasets/{dataset}/a.csv");
+        let mut by_path: Vec<String> = ["--path", &path]
+            .iter()
+            .chain(caller.iter())
+            .map(|s| s.to_string())
+            .collect();
+        if let Some(d) = day {
+            by_path.extend(["--as-of".to_string(), d.to_string()]);
+        }
+        assert_eq!(&said(&explain(&a, &by_path), &path), want, "{path} {day:?}");
+    }
+    // Today: the live gateway agrees.
+    let tok = token(&a, "fr-reader", "acme-de", "FR", "analytics");
+    let (status, s) = request(&a, "GET", "/datasets/erased-later/a.csv", &tok, None).await;
+    assert_eq!((status, &s), (200, &allow));
+    let (status, s) = request(&a, "GET", "/datasets/erased-before/a.csv", &tok, None).await;
+    assert_eq!((status, &s), (451, &withdrawn));
+}
+
+/// An upload with its declared lineage, asked by path, by dataset-free tags sent to the
+/// upstream, on the admin API and as a real PUT: one answer.
+#[tokio::test]
+async fn an_upload_with_lineage_gets_one_answer() {
+    let a = start(Options::default());
+    let officer = a.officer();
+    for (lineage, want) in [
+        ("eu-customers", ("deny", "eu.chapter-v.no-basis")),
+        ("public-wiki", ("allow", "eu.out-of-scope")),
+    ] {
+        let want = (want.0.to_string(), want.1.to_string());
+        let caller = [
+            "--jurisdiction",
+            "DE",
+            "--org",
+            "acme-de",
+            "--purpose",
+            "analytics",
+        ];
+        let mut by_path: Vec<String> = [
+            "--path",
+            "/registry/us/model.bin",
+            "--upload",
+            "--lineage",
+            lineage,
+        ]
+        .iter()
+        .chain(caller.iter())
+        .map(|s| s.to_string())
+        .collect();
+        let v = explain(&a, &by_path);
+        assert_eq!(said(&v, lineage), want, "{v}");
+        assert_eq!(v["transfer"]["destination"], "US");
+        assert_eq!(v["transfer"]["importer"], "acme-us");
+        by_path.extend(["--as-of".to_string(), "2026-03-01".to_string()]);
+        assert_eq!(said(&explain(&a, &by_path), lineage), want);
+        let q = format!(
+            "path=/registry/us/model.bin&upload=true&lineage={lineage}&jurisdiction=DE&org=acme-de&purpose=analytics"
+        );
+        assert_eq!(said(&admin(&a, &officer, &q).await, lineage), want);
+        let tok = token(
+            &a,
+            &format!("uploader-{lineage}"),
+            "acme-de",
+            "DE",
+            "analytics",
+        );
+        let (status, s) = request(
+            &a,
+            "PUT",
+            &format!("/registry/us/{lineage}.bin"),
+            &tok,
+            Some(lineage),
+        )
+        .await;
+        assert_eq!(s, want, "PUT {lineage}: {status}");
+    }
+    // An upload that declares nothing is refused across the border by every tool.
+    let v = explain(
+        &a,
+        &[
+            "--path",
+            "/registry/us/x.bin",
+            "--upload",
+            "--jurisdiction",
+            "DE",
+            "--org",
+            "acme-de",
+            "--purpose",
+            "analytics",
+        ]
+        .map(str::to_string),
+    );
+    assert_eq!(v["decision"]["rule"], "upload.lineage-undeclared");
+    // Tags given directly, sent to an upstream by name: the upstream's jurisdiction is the
+    // destination, its operator the importer.
+    let v = explain(
+        &a,
+        &[
+            "--origin",
+            "DE",
+            "--category",
+            "personal",
+            "--upload",
+            "--upstream",
+            "us-registry",
+            "--jurisdiction",
+            "DE",
+            "--org",
+            "acme-de",
+            "--purpose",
+            "analytics",
+        ]
+        .map(str::to_string),
+    );
+    assert_eq!(v["decision"]["rule"], "eu.chapter-v.no-basis", "{v}");
+    assert_eq!(v["transfer"]["destination"], "US");
+    let q = "origin=DE&category=personal&upload=true&upstream=us-registry&jurisdiction=DE&org=acme-de&purpose=analytics";
+    let w = admin(&a, &officer, q).await;
+    assert_eq!(w["decision"]["rule"], v["decision"]["rule"]);
+}
+
+/// Tags given directly decide as a catalog entry with those tags does; `--derived-from`
+/// adds the tags of what the data came from; asked through the gateway's snapshot too.
+#[tokio::test]
+async fn tags_given_directly_decide_like_the_catalog_entry_they_describe() {
+    let a = start(Options::default());
+    let officer = a.officer();
+    let caller = [
+        "--jurisdiction",
+        "US",
+        "--org",
+        "acme-us",
+        "--purpose",
+        "research",
+    ];
+    let with = |extra: &[&str]| -> Vec<String> {
+        extra
+            .iter()
+            .chain(caller.iter())
+            .map(|s| s.to_string())
+            .collect()
+    };
+    // eu-clinical: FR, personal + health, research.
+    let by_id = said(&explain(&a, &with(&["--dataset", "eu-clinical"])), "id");
+    let by_tags = said(
+        &explain(
+            &a,
+            &with(&[
+                "--origin",
+                "FR",
+                "--category",
+                "personal,health",
+                "--permits",
+                "research",
+            ]),
+        ),
+        "tags",
+    );
+    assert_eq!(by_id, by_tags);
+    let v = admin(
+        &a,
+        &officer,
+        "origin=FR&category=personal,health&permits=research&jurisdiction=US&org=acme-us&purpose=research",
+    )
+    .await;
+    assert_eq!(said(&v, "admin"), by_id);
+    let tok = token(&a, "us-researcher", "acme-us", "US", "research");
+    let (_, live) = request(&a, "GET", "/datasets/eu-clinical/records.csv", &tok, None).await;
+    assert_eq!(live, by_id);
+    // Public data derived from eu-clinical carries its tags.
+    let public = said(
+        &explain(&a, &with(&["--origin", "US", "--category", "public"])),
+        "public",
+    );
+    assert_eq!(public, ("allow".to_string(), "us.out-of-scope".to_string()));
+    let derived = explain(
+        &a,
+        &with(&[
+            "--origin",
+            "US",
+            "--category",
+            "public",
+            "--derived-from",
+            "eu-clinical",
+        ]),
+    );
+    assert_eq!(said(&derived, "derived").0, "deny", "{derived}");
+    assert_eq!(derived["transfer"]["tags"]["lineage"][0], "eu-clinical");
+    // Flags that describe tags need `--origin`; a bad date names the flag's format.
+    let out = Command::new(BIN)
+        .args(["policy", "explain", "--config"])
+        .arg(&a.gw.config)
+        .args(with(&["--dataset", "eu-clinical", "--category", "public"]))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(BIN)
+        .args(["policy", "explain", "--config"])
+        .arg(&a.gw.config)
+        .args(with(&["--dataset", "eu-clinical", "--as-of", "2026-13-01"]))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected YYYY-MM-DD"));
+}
+
+/// `bordergate policy … | head -1`: a reader that leaves early ends the command quietly.
+#[test]
+fn a_closed_pipe_ends_the_policy_tools_quietly() {
+    let repo = common::repo();
+    let cases: [&[&str]; 4] = [
+        &["policy", "test"],
+        &[
+            "policy",
+            "explain",
+            "--dataset",
+            "eu-customers",
+            "--jurisdiction",
+            "US",
+            "--org",
+            "acme-us",
+            "--purpose",
+            "analytics",
+        ],
+        &[
+            "policy",
+            "explain",
+            "--json",
+            "--origin",
+            "DE",
+            "--jurisdiction",
+            "US",
+            "--org",
+            "acme-us",
+            "--purpose",
+            "analytics",
+        ],
+        &["policy", "diff", "policies", "policies"],
+    ];
+    for args in cases {
+        // The read end is closed before the command writes: every write is EPIPE.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(BIN)
+            .args(args)
+            .current_dir(&repo)
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    }
+}
