@@ -439,6 +439,57 @@ async fn a_withdrawal_decides_from_its_day_in_every_tool() {
     assert_eq!((status, &s), (200, &allow));
     let (status, s) = request(&a, "GET", "/datasets/erased-before/a.csv", &tok, None).await;
     assert_eq!((status, &s), (451, &withdrawn));
+    // Replayed by `policy what-if` with the config's catalog: each flips on its day.
+    let what_if = |day: &str| -> Value {
+        let out = Command::new(BIN)
+            .args(["policy", "what-if", "--json", "--policies"])
+            .arg(common::repo().join("policies"))
+            .arg("--config")
+            .arg(&a.gw.config)
+            .args(["--as-of", day])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let changes = |v: &Value| -> Vec<(String, String, String)> {
+        v["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["dataset"].as_str().unwrap_or("-").to_string(),
+                    c["new_effect"].as_str().unwrap().to_string(),
+                    c["new_rule"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let later = what_if("2999-01-01");
+    assert_eq!(
+        changes(&later),
+        [(
+            "erased-later".to_string(),
+            "deny".to_string(),
+            "catalog.withdrawn".to_string()
+        )],
+        "{later}"
+    );
+    let before = what_if("2026-01-14");
+    assert_eq!(
+        changes(&before),
+        [(
+            "erased-before".to_string(),
+            "allow".to_string(),
+            "eu.intra-eea".to_string()
+        )],
+        "{before}"
+    );
 }
 
 /// An upload with its declared lineage, asked by path, by dataset-free tags sent to the

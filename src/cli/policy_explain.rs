@@ -93,7 +93,8 @@ pub struct WhatIfArgs {
     /// Decide every record as of this day instead of the day it was recorded.
     #[arg(long)]
     as_of: Option<String>,
-    /// Gateway config, for the operators of upload upstreams (and the log it writes).
+    /// Gateway config, for the operators of upload upstreams, the catalog's withdrawals
+    /// (decided from their day) and the log it writes.
     #[arg(long, short)]
     config: Option<PathBuf>,
     /// Show at most this many changed transfers in detail.
@@ -332,11 +333,20 @@ fn what_if_inner(a: WhatIfArgs) -> Result<ExitCode, ExitCode> {
         .flat_map(|c| c.upstreams.iter())
         .filter_map(|u| Some((u.name.clone(), u.operator.clone()?)))
         .collect();
+    // The catalog's withdrawals are decided as the gateway decides them, on their day.
+    let withdrawals = match &cfg {
+        Some(c) => crate::transfer::withdrawals(&Catalog::load(&c.catalog).map_err(|d| {
+            eprintln!("{d}");
+            ExitCode::from(2)
+        })?),
+        None => HashMap::new(),
+    };
     let opts = whatif::Options {
         as_of,
         operators,
         keep: a.limit,
         threads: 2,
+        withdrawals,
     };
     let started = std::time::Instant::now();
     let fail = |e: String| {

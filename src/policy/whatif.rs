@@ -25,6 +25,9 @@ pub struct Options {
     pub keep: usize,
     /// Worker threads (at least 1).
     pub threads: usize,
+    /// The catalog's withdrawals by dataset id (from `--config`): a record of a dataset
+    /// withdrawn on or before its replay day is refused as the gateway would refuse it.
+    pub withdrawals: HashMap<String, crate::transfer::Withdrawn>,
 }
 
 /// One transfer whose outcome would change.
@@ -199,7 +202,14 @@ impl Worker<'_> {
             self.report.skipped += 1;
             return;
         };
-        if !policy_rule(self.set, &rec.rule) {
+        let withdrawal = rec
+            .dataset
+            .as_deref()
+            .and_then(|d| self.opts.withdrawals.get(d));
+        // A record refused for a withdrawal the catalog still records is replayed too.
+        let replayable = policy_rule(self.set, &rec.rule)
+            || (withdrawal.is_some() && rec.rule == crate::transfer::rules::WITHDRAWN);
+        if !replayable {
             self.report.skipped += 1;
             return;
         }
@@ -227,24 +237,44 @@ impl Worker<'_> {
             date,
         };
         self.report.replayed += 1;
-        let bucket = self.cache.entry(self.hasher.hash_one(key)).or_default();
-        let at = match bucket.iter().position(|c| c.key() == key) {
-            Some(at) => at,
-            None => {
-                // The key holds every part of the tags the policies read.
+        let withdrawn = withdrawal.filter(|w| w.date <= date);
+        let own;
+        let (effect, rule, reason) = match withdrawn {
+            // Decided on its own: the withdrawal is of this dataset, not of the key.
+            Some(w) => {
                 let t = crate::transfer::Transfer::of_tags(
                     tags.to_tags(),
                     rec.direction,
                     dest,
                     key.importer,
                     key.purpose,
-                );
+                )
+                .withdrawn(Some(w.clone()));
                 let d = t.decide(self.set, date, None);
-                bucket.push(Cached::new(key, (d.effect, d.rule, d.reason)));
-                bucket.len() - 1
+                own = (d.effect, d.rule, d.reason);
+                &own
+            }
+            None => {
+                let bucket = self.cache.entry(self.hasher.hash_one(key)).or_default();
+                let at = match bucket.iter().position(|c| c.key() == key) {
+                    Some(at) => at,
+                    None => {
+                        // The key holds every part of the tags the policies read.
+                        let t = crate::transfer::Transfer::of_tags(
+                            tags.to_tags(),
+                            rec.direction,
+                            dest,
+                            key.importer,
+                            key.purpose,
+                        );
+                        let d = t.decide(self.set, date, None);
+                        bucket.push(Cached::new(key, (d.effect, d.rule, d.reason)));
+                        bucket.len() - 1
+                    }
+                };
+                &bucket[at].decided
             }
         };
-        let (effect, rule, reason) = &bucket[at].decided;
         if *effect == rec.decision {
             return;
         }

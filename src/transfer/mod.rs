@@ -160,6 +160,27 @@ impl Withdrawn {
     }
 }
 
+/// The withdrawal that applies to catalog entry `e`: its own, or that of an entry its
+/// prefix lies under (a withdrawn entry refuses every path it matches).
+pub fn withdrawal_of(catalog: &Catalog, e: &Entry) -> Option<Withdrawn> {
+    let inherited = match &e.matcher {
+        crate::catalog::Matcher::Prefix(p) => catalog.resolve(p).and_then(|r| r.withdrawn),
+        crate::catalog::Matcher::Regex(_) => None,
+    };
+    inherited
+        .and_then(Withdrawn::of)
+        .or_else(|| Withdrawn::of(e))
+}
+
+/// Every withdrawal the catalog records, by the id of the entry it applies to (what-if
+/// replays records by their dataset id).
+pub fn withdrawals(catalog: &Catalog) -> std::collections::HashMap<String, Withdrawn> {
+    catalog
+        .entries()
+        .filter_map(|e| Some((e.id.clone(), withdrawal_of(catalog, e)?)))
+        .collect()
+}
+
 /// An upload that crosses a border without declaring its lineage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct UndeclaredCrossing {
@@ -233,15 +254,7 @@ pub fn classify(
             let e = catalog
                 .get(id)
                 .ok_or_else(|| Unclassified::UnknownDataset(id.to_string()))?;
-            // A prefix entry inherits the withdrawal of any entry its prefix lies under.
-            let inherited = match &e.matcher {
-                crate::catalog::Matcher::Prefix(p) => catalog.resolve(p).and_then(|r| r.withdrawn),
-                crate::catalog::Matcher::Regex(_) => None,
-            };
-            let w = inherited
-                .and_then(Withdrawn::of)
-                .or_else(|| Withdrawn::of(e));
-            (Some(e), e.tags.clone(), w)
+            (Some(e), e.tags.clone(), withdrawal_of(catalog, e))
         }
         Subject::Tags(t) => {
             let mut t = t.clone();
@@ -400,6 +413,13 @@ fn unaccounted_downloads(
 }
 
 impl Transfer {
+    /// The transfer with the catalog's withdrawal of its data (a replayed record of a
+    /// dataset the catalog has withdrawn since, or withdraws from a later day).
+    pub fn withdrawn(mut self, w: Option<Withdrawn>) -> Transfer {
+        self.withdrawal = w;
+        self
+    }
+
     /// A transfer of data with `tags` (no catalog entry), e.g. a `policy test` case or a
     /// replayed audit record.
     pub fn of_tags(
