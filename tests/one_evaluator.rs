@@ -492,6 +492,54 @@ async fn a_withdrawal_decides_from_its_day_in_every_tool() {
     );
 }
 
+/// A model's anonymity assessment counts from its day: before it the model is the personal
+/// data it was trained on, in every tool; the live gateway (after the day) serves it.
+#[tokio::test]
+async fn an_anonymity_assessment_counts_from_its_day_in_every_tool() {
+    let a = start(Options {
+        extra_catalog: "  - id: assessed-bot
+    kind: model
+    match: { prefix: /models/assessed-bot/ }
+    derived_from: [eu-customers]
+    categories: [anonymous]
+    anonymity_assessment: { date: 2025-06-01, assessor: dpo, reference: DPIA-9 }
+"
+        .into(),
+        ..Options::default()
+    });
+    std::fs::create_dir_all(a.gw.store.join("models/assessed-bot")).unwrap();
+    std::fs::write(a.gw.store.join("models/assessed-bot/m.bin"), "w").unwrap();
+    let officer = a.officer();
+    let mut answers = Vec::new();
+    for day in ["2025-05-31", "2025-06-01"] {
+        let args = [
+            "--dataset",
+            "assessed-bot",
+            "--jurisdiction",
+            "US",
+            "--org",
+            "acme-us",
+            "--purpose",
+            "analytics",
+            "--as-of",
+            day,
+        ]
+        .map(str::to_string);
+        let cli = said(&explain(&a, &args), day);
+        let q = format!(
+            "dataset=assessed-bot&jurisdiction=US&org=acme-us&purpose=analytics&as_of={day}"
+        );
+        let api = said(&admin(&a, &officer, &q).await, day);
+        assert_eq!(cli, api, "{day}");
+        answers.push(cli);
+    }
+    assert_eq!(answers[0].0, "deny", "{answers:?}");
+    assert_eq!(answers[1].0, "allow", "{answers:?}");
+    let tok = token(&a, "us-reader", "acme-us", "US", "analytics");
+    let (status, live) = request(&a, "GET", "/models/assessed-bot/m.bin", &tok, None).await;
+    assert_eq!((status, &live), (200, &answers[1]));
+}
+
 /// An upload with its declared lineage, asked by path, by dataset-free tags sent to the
 /// upstream, on the admin API and as a real PUT: one answer.
 #[tokio::test]

@@ -132,7 +132,13 @@ pub(super) struct Errors<'p> {
     list: Vec<Diagnostic>,
 }
 
-impl Errors<'_> {
+impl<'p> Errors<'p> {
+    pub(super) fn new(file: &'p Path) -> Errors<'p> {
+        Errors {
+            file,
+            list: Vec::new(),
+        }
+    }
     pub(super) fn at<T>(&mut self, s: &Spanned<T>, msg: impl Into<String>) {
         self.line(line_of(s), msg);
     }

@@ -105,7 +105,7 @@ fn earliest<'a>(a: Option<&'a Entry>, b: &'a Entry) -> Option<&'a Entry> {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Catalog {
     /// `sha256:` and the hex digest of the catalog file's bytes.
     pub version: String,
@@ -118,6 +118,9 @@ pub struct Catalog {
     regex_entries: Vec<usize>,
     /// Known content digest → entry index.
     by_digest: HashMap<crate::lineage::digest::Sha256, usize>,
+    /// The day of the latest anonymity assessment on record: a question about an earlier
+    /// day is asked of the catalog as it stood then ([`Catalog::as_of`]).
+    latest_assessment: Option<time::Date>,
 }
 
 impl Catalog {
@@ -140,6 +143,11 @@ impl Catalog {
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
         let version = format!("sha256:{}", hex::encode(digest.as_ref()));
         let built = file::build(path, text)?;
+        let latest_assessment = built
+            .entries
+            .iter()
+            .filter_map(|e| e.anonymity_assessment.as_ref().map(|a| a.date))
+            .max();
         Ok(Catalog {
             version,
             entries: built.entries,
@@ -148,7 +156,50 @@ impl Catalog {
             regexes: built.regexes,
             regex_entries: built.regex_entries,
             by_digest: built.by_digest,
+            latest_assessment,
         })
+    }
+
+    /// The catalog as it stood on `date`. An anonymity assessment dated later does not
+    /// count yet: the model carries the tags of the data it was trained on (its own
+    /// `anonymous` claim rests on the assessment), and so does everything derived from
+    /// it. Borrowed, without a copy, when no assessment is dated after `date`.
+    pub fn as_of(&self, date: time::Date) -> Cow<'_, Catalog> {
+        if self.latest_assessment.is_none_or(|d| d <= date) {
+            return Cow::Borrowed(self);
+        }
+        let mut c = self.clone();
+        for e in &mut c.entries {
+            if e.anonymity_assessment
+                .as_ref()
+                .is_some_and(|a| a.date > date)
+            {
+                e.anonymity_assessment = None;
+                e.own_tags.anonymity_assessed = false;
+                e.own_tags
+                    .categories
+                    .remove(&crate::model::Category::Anonymous);
+            }
+        }
+        c.latest_assessment = c
+            .entries
+            .iter()
+            .filter_map(|e| e.anonymity_assessment.as_ref().map(|a| a.date))
+            .max();
+        let sources: Vec<std::collections::BTreeSet<usize>> = c
+            .entries
+            .iter()
+            .map(|e| {
+                e.derived_from
+                    .iter()
+                    .filter_map(|d| c.by_id.get(d).copied())
+                    .collect()
+            })
+            .collect();
+        // The lineage was checked when the catalog loaded; folding it again finds nothing new.
+        let mut errs = file::Errors::new(Path::new("catalog"));
+        lineage::fold(&mut errs, &mut c.entries, &sources);
+        Cow::Owned(c)
     }
 
     /// Resolves a decoded, normalised path (see [`path::normalize`]). The most specific

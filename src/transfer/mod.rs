@@ -233,6 +233,9 @@ pub fn classify(
     place: Option<Place<'_>>,
 ) -> Result<Transfer, Unclassified> {
     let caller = ask.caller;
+    // Catalog facts are dated: the catalog as it stood on the day of the transfer.
+    let dated = catalog.as_of(ask.at.date());
+    let catalog: &Catalog = &dated;
     let (entry, mut tags, withdrawal) = match &ask.subject {
         Subject::Path(path) => match (catalog.resolve(path), place.is_some_and(|p| p.public)) {
             (Some(r), _) => (

@@ -445,3 +445,54 @@ fn tags_given_directly_carry_the_tags_of_what_they_were_derived_from() {
     .unwrap_err();
     assert!(matches!(e, Unclassified::BadLineage(_)), "{e:?}");
 }
+
+#[test]
+fn an_anonymity_assessment_counts_from_its_day() {
+    let c = Catalog::parse(
+        Path::new("catalog.yaml"),
+        r#"
+entries:
+  - id: eu-customers
+    kind: dataset
+    match: { prefix: /datasets/eu-customers/ }
+    origins: [DE]
+    categories: [personal]
+    purposes: [analytics, training]
+  - id: bot
+    kind: model
+    match: { prefix: /models/bot/ }
+    derived_from: [eu-customers]
+    categories: [anonymous]
+    anonymity_assessment: { date: 2025-03-01, assessor: dpo, reference: DPIA-7 }
+  - id: bot-distilled
+    kind: model
+    match: { prefix: /models/bot-distilled/ }
+    derived_from: [bot]
+"#,
+    )
+    .unwrap();
+    let p = policies();
+    let who = caller("acme-us", "US", "analytics");
+    let at = |day: &str, id: &'static str| {
+        let mut a = ask(Subject::Dataset(id), Direction::Download, &who, &[]);
+        a.at = OffsetDateTime::now_utc().replace_date(date(day));
+        let t = classify(&c, &a, Some(place("DE", None))).unwrap();
+        (t.tags.is_personal(), t.decide(&p, date(day), None))
+    };
+    for id in ["bot", "bot-distilled"] {
+        // Before the assessment the model is its training data: personal, refused to the US.
+        let (personal, d) = at("2025-02-28", id);
+        assert!(personal, "{id}");
+        assert_eq!(d.effect, Effect::Deny, "{id}: {}", d.rule);
+        // From its day it is anonymous: outside the GDPR.
+        let (personal, d) = at("2025-03-01", id);
+        assert!(!personal, "{id}");
+        assert_eq!(d.effect, Effect::Allow, "{id}: {}", d.rule);
+    }
+    // The live catalog is untouched, and asked of a later day it is not copied.
+    assert!(!c.get("bot").unwrap().tags.is_personal());
+    assert!(matches!(
+        c.as_of(date("2026-01-01")),
+        std::borrow::Cow::Borrowed(_)
+    ));
+}
