@@ -540,6 +540,98 @@ async fn an_anonymity_assessment_counts_from_its_day_in_every_tool() {
     assert_eq!((status, &live), (200, &answers[1]));
 }
 
+/// PIPL volumes are counted alike by `policy explain` (from the trail) and the admin API
+/// (its live counter for this year, the trail for another): after 60,000 individuals are
+/// exported, another 50,000 need a standard contract this year, while a question about
+/// last year counts nobody.
+#[tokio::test]
+async fn pipl_volumes_count_alike_in_explain_and_the_admin_api() {
+    let keep = tempfile::tempdir().unwrap();
+    let mut reg =
+        std::fs::read_to_string(common::repo().join("examples/quickstart/registry.yaml")).unwrap();
+    reg.push_str(
+        "
+  - id: acme-cn
+    name: Acme China (exporting data handler, not a CIIO)
+    country: CN
+  - id: plain-au
+    name: Importer without a PIPL mechanism
+    country: AU
+",
+    );
+    let registry = keep.path().join("registry.yaml");
+    std::fs::write(&registry, reg).unwrap();
+    let up = common::Upstream::start(std::sync::Arc::new(|_s: &common::Seen| {
+        http::Response::builder()
+            .status(200)
+            .body(bytes::Bytes::from_static(b"id\n1\n"))
+            .unwrap()
+    }))
+    .await;
+    let a = start(Options {
+        extra_upstreams: format!(
+            "  - name: cn-store\n    url: {}\n    jurisdiction: CN\n    operator: acme-cn\n",
+            up.url()
+        ),
+        extra_routes: "  - prefix: /cn/\n    upstream: cn-store\n".into(),
+        extra_catalog: "  - id: cn-a
+    kind: dataset
+    match: { prefix: /cn/a/ }
+    origins: [CN]
+    categories: [personal]
+    purposes: [training]
+    subjects: 60000
+  - id: cn-b
+    kind: dataset
+    match: { prefix: /cn/b/ }
+    origins: [CN]
+    categories: [personal]
+    purposes: [training]
+    subjects: 50000
+"
+        .into(),
+        registry: Some(registry),
+        ..Options::default()
+    });
+    let officer = a.officer();
+    let tok = token(&a, "pipeline", "plain-au", "AU", "training");
+    let (status, first) = request(&a, "GET", "/cn/a/part-1.csv", &tok, None).await;
+    assert_eq!(
+        first,
+        ("allow".to_string(), "cn.volume-exempt".to_string()),
+        "{status}"
+    );
+    let this_year = time::OffsetDateTime::now_utc().year();
+    for (day, want) in [
+        (format!("{this_year}-12-31"), ("deny", "cn.art38.no-basis")),
+        (
+            format!("{}-06-01", this_year - 1),
+            ("allow", "cn.volume-exempt"),
+        ),
+    ] {
+        let want = (want.0.to_string(), want.1.to_string());
+        let args = [
+            "--dataset",
+            "cn-b",
+            "--jurisdiction",
+            "AU",
+            "--org",
+            "plain-au",
+            "--purpose",
+            "training",
+            "--as-of",
+            &day,
+        ]
+        .map(str::to_string);
+        let cli = explain(&a, &args);
+        assert_eq!(said(&cli, &day), want, "explain {day}: {cli}");
+        let q = format!("dataset=cn-b&jurisdiction=AU&org=plain-au&purpose=training&as_of={day}");
+        let api = admin(&a, &officer, &q).await;
+        assert_eq!(said(&api, &day), want, "admin {day}: {api}");
+        assert_eq!(cli["volume"], api["volume"], "{day}");
+    }
+}
+
 /// An upload with its declared lineage, asked by path, by dataset-free tags sent to the
 /// upstream, on the admin API and as a real PUT: one answer.
 #[tokio::test]

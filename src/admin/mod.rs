@@ -193,7 +193,7 @@ impl Admin {
                     "/audit/records" => self.records(params).await,
                     "/audit/verify" => self.verify(params).await,
                     "/audit/report" => self.report(params).await,
-                    "/policy/explain" => self.explain(params),
+                    "/policy/explain" => self.explain(params).await,
                     "/fleet" => Ok(self.fleet()),
                     _ => return answer(Problem::new(Kind::NotFound, "no such audit endpoint")),
                 };
@@ -315,7 +315,7 @@ impl Admin {
     }
 
     /// `/policy/explain`: the serving snapshot's answer to a transfer question.
-    fn explain(&self, params: Params) -> Result<Response<AdminBody>, Failure> {
+    async fn explain(&self, params: Params) -> Result<Response<AdminBody>, Failure> {
         use crate::transfer::question::{About, Question};
         let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         let snap = self.gateway.state();
@@ -420,6 +420,16 @@ impl Admin {
             exporter: None,
             jurisdiction_claim: snap.config.auth.jurisdiction_claim,
         };
+        // PIPL volumes of another year than the counter's are counted from the trail, as
+        // `policy explain --as-of` counts them.
+        let year = as_of.year();
+        let other_year;
+        let counter = if year == crate::pipl::year_of(time::OffsetDateTime::now_utc()) {
+            self.gateway.exports()
+        } else {
+            other_year = self.count_year(&snap, year).await?;
+            &other_year
+        };
         // Remedies are tried on a copy: the serving set is never touched.
         let mut policies = snap.policies.clone();
         let a = crate::transfer::question::answer(
@@ -427,13 +437,53 @@ impl Admin {
             &snap.catalog,
             &snap.routes,
             &mut policies,
-            self.gateway.exports(),
+            counter,
         )
         .map_err(bad)?;
         Ok(json_response(
             StatusCode::OK,
             &crate::transfer::question::to_json(&a),
         ))
+    }
+
+    /// The PIPL export volumes of `year`, counted from the fleet's ledger or the audit trail.
+    async fn count_year(
+        &self,
+        snap: &std::sync::Arc<crate::snapshot::Snapshot>,
+        year: i32,
+    ) -> Result<crate::pipl::ExportCounter, Failure> {
+        let counter = crate::pipl::ExportCounter::new();
+        let failed = |e: String| {
+            Problem::new(
+                Kind::Internal,
+                format!("cannot count the PIPL export volumes of {year}: {e}"),
+            )
+        };
+        match self.gateway.ledger() {
+            Some(ledger) => {
+                ledger
+                    .seed(&counter, year)
+                    .await
+                    .map_err(|e| failed(e.to_string()))?;
+                Ok(counter)
+            }
+            None => {
+                let snap = snap.clone();
+                tokio::task::spawn_blocking(move || {
+                    crate::pipl::seed_from_trail(
+                        &counter,
+                        &snap.catalog,
+                        &snap.operators,
+                        &snap.config.audit.path,
+                        year,
+                    )
+                    .map(|_| counter)
+                })
+                .await
+                .map_err(|e| failed(e.to_string()))?
+                .map_err(failed)
+            }
+        }
     }
 
     async fn records(&self, params: Params) -> Result<Response<AdminBody>, Failure> {
