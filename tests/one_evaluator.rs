@@ -118,7 +118,7 @@ async fn admin(a: &Admined, officer: &str, query: &str) -> Value {
 }
 
 /// A real request: the status and what the `Bordergate-Decision` header (or, without one,
-/// the refusal's body) says.
+/// the request's decision record) says.
 async fn request(
     a: &Admined,
     method: &str,
@@ -137,6 +137,7 @@ async fn request(
     }
     let r = r.send().await.unwrap();
     let status = r.status().as_u16();
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
     let header = r
         .headers()
         .get("bordergate-decision")
@@ -152,9 +153,12 @@ async fn request(
                 .unwrap();
             (e.trim().to_string(), rule.to_string())
         }
+        // Refused before any decision (routing): the rule the record names.
         None => {
             let p: Value = serde_json::from_str(&body).unwrap();
-            ("deny".into(), p["rule"].as_str().unwrap().to_string())
+            let d = a.gw.decision(&id);
+            assert_eq!(d["decision"], "deny", "{p}");
+            ("deny".into(), d["rule"].as_str().unwrap().to_string())
         }
     };
     (status, said)
@@ -480,6 +484,33 @@ async fn a_withdrawal_decides_from_its_day_in_every_tool() {
         )],
         "{later}"
     );
+    // A reader that leaves early ends what-if and audit tools quietly.
+    for args in [
+        vec![
+            "policy",
+            "what-if",
+            "--policies",
+            "policies",
+            "--as-of",
+            "2999-01-01",
+        ],
+        vec!["audit", "query", "--format", "table"],
+        vec!["audit", "report", "--from", "2026-01-01"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(BIN)
+            .args(&args)
+            .arg("--config")
+            .arg(&a.gw.config)
+            .current_dir(common::repo())
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    }
     let before = what_if("2026-01-14");
     assert_eq!(
         changes(&before),
@@ -732,6 +763,57 @@ async fn an_upload_with_lineage_gets_one_answer() {
     let q = "origin=DE&category=personal&upload=true&upstream=us-registry&jurisdiction=DE&org=acme-de&purpose=analytics";
     let w = admin(&a, &officer, q).await;
     assert_eq!(w["decision"]["rule"], v["decision"]["rule"]);
+    // No route to `eu-store` accepts uploads: refused as the gateway refuses a PUT there.
+    let tagged = |upstream: &str| -> Vec<String> {
+        [
+            "--origin",
+            "DE",
+            "--upload",
+            "--upstream",
+            upstream,
+            "--jurisdiction",
+            "DE",
+            "--org",
+            "acme-de",
+            "--purpose",
+            "analytics",
+        ]
+        .map(str::to_string)
+        .to_vec()
+    };
+    let v = explain(&a, &tagged("eu-store"));
+    assert_eq!(v["status"], 405, "{v}");
+    let tok = token(&a, "uploader-eu", "acme-de", "DE", "analytics");
+    let (status, s) = request(
+        &a,
+        "PUT",
+        "/datasets/eu-customers/new.csv",
+        &tok,
+        Some("eu-customers"),
+    )
+    .await;
+    assert_eq!(
+        (status, s.1.as_str()),
+        (405, v["decision"]["rule"].as_str().unwrap())
+    );
+    // An upstream no route leads to, and an upload of tags with no upstream, cannot be asked.
+    for args in [
+        tagged("nowhere"),
+        tagged("eu-store")
+            .into_iter()
+            .filter(|a| a != "--upstream" && a != "eu-store")
+            .collect(),
+    ] {
+        let out = Command::new(BIN)
+            .args(["policy", "explain", "--config"])
+            .arg(&a.gw.config)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("upstream"), "{err}");
+    }
 }
 
 /// Tags given directly decide as a catalog entry with those tags does; `--derived-from`
