@@ -55,6 +55,7 @@ pub struct Args {
     /// The caller's organisation (registry id).
     #[arg(long)]
     org: String,
+    /// The caller's purpose (a token's `purpose` claim).
     #[arg(long)]
     purpose: String,
     /// Decide as of this day (YYYY-MM-DD; default today). `--date` is an older spelling.
