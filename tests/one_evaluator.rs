@@ -571,6 +571,67 @@ async fn an_anonymity_assessment_counts_from_its_day_in_every_tool() {
     assert_eq!((status, &live), (200, &answers[1]));
 }
 
+/// A dated derogation counts on its days only, in every tool: consent recorded from 2020 to
+/// 2999 allows a transfer to Australia today, and as of 2019 nothing does.
+#[tokio::test]
+async fn a_dated_derogation_counts_on_its_days_in_every_tool() {
+    let a = start(Options {
+        extra_catalog: "  - id: consented
+    kind: dataset
+    match: { prefix: /datasets/consented/ }
+    origins: [DE]
+    categories: [personal]
+    purposes: [analytics]
+    derogations: [{ kind: explicit-consent, from: 2020-01-01, until: 2999-12-31 }]
+"
+        .into(),
+        extra_keys: "  jurisdiction_claim: trust\n".into(),
+        ..Options::default()
+    });
+    std::fs::create_dir_all(a.gw.store.join("datasets/consented")).unwrap();
+    std::fs::write(a.gw.store.join("datasets/consented/a.csv"), "a\n").unwrap();
+    let officer = a.officer();
+    let consent = (
+        "allow".to_string(),
+        "eu.derogation.explicit-consent".to_string(),
+    );
+    let none = ("deny".to_string(), "eu.chapter-v.no-basis".to_string());
+    for (day, want) in [
+        (Some("2019-12-31"), &none),
+        (Some("2020-01-01"), &consent),
+        (Some("2999-12-31"), &consent),
+        (Some("3000-01-01"), &none),
+        (None, &consent),
+    ] {
+        let mut args = [
+            "--dataset",
+            "consented",
+            "--jurisdiction",
+            "AU",
+            "--org",
+            "acme-au",
+            "--purpose",
+            "analytics",
+        ]
+        .map(str::to_string)
+        .to_vec();
+        let mut q = "dataset=consented&jurisdiction=AU&org=acme-au&purpose=analytics".to_string();
+        if let Some(d) = day {
+            args.extend(["--as-of".to_string(), d.to_string()]);
+            q.push_str(&format!("&as_of={d}"));
+        }
+        assert_eq!(&said(&explain(&a, &args), "cli"), want, "explain {day:?}");
+        assert_eq!(
+            &said(&admin(&a, &officer, &q).await, "admin"),
+            want,
+            "admin {day:?}"
+        );
+    }
+    let tok = token(&a, "au-reader", "acme-au", "AU", "analytics");
+    let (status, live) = request(&a, "GET", "/datasets/consented/a.csv", &tok, None).await;
+    assert_eq!((status, &live), (200, &consent));
+}
+
 /// PIPL volumes are counted alike by `policy explain` (from the trail) and the admin API
 /// (its live counter for this year, the trail for another): after 60,000 individuals are
 /// exported, another 50,000 need a standard contract this year, while a question about

@@ -9,7 +9,8 @@
 //!     categories: [personal]
 //!     purposes: [analytics, training]    # omitted: any purpose (non-personal data only)
 //!     lawful_basis: [contract]
-//!     derogations: []                    # GDPR Art. 49(1)
+//!     derogations: []                    # GDPR Art. 49(1): a name, or dated:
+//!                                        # { kind: explicit-consent, from: 2025-01-01, until: 2026-06-30 }
 //!     derived_from: []                   # catalog ids
 //!     anonymity_assessment: { date: 2025-01-31, assessor: dpo, reference: DPIA-7 }
 //!     withdrawn: { date: 2025-02-01, reason: erasure request }
@@ -28,7 +29,7 @@ use serde_saphyr::Spanned;
 
 use super::lineage;
 use super::path::check_decoded;
-use super::{AnonymityAssessment, Entry, EntryKind, Matcher, Withdrawal};
+use super::{AnonymityAssessment, DerogationPeriod, Entry, EntryKind, Matcher, Withdrawal};
 use crate::config::{Diagnostic, Diagnostics, parse_yaml};
 use crate::model::{Category, Country, DEROGATIONS, Tags, check_purpose};
 
@@ -73,7 +74,7 @@ struct EntryFile {
     #[serde(default)]
     lawful_basis: Vec<Spanned<String>>,
     #[serde(default)]
-    derogations: Vec<Spanned<String>>,
+    derogations: Vec<Spanned<DerogationFile>>,
     #[serde(default)]
     derived_from: Vec<Spanned<String>>,
     #[serde(default)]
@@ -107,6 +108,55 @@ struct AssessmentFile {
     date: Spanned<String>,
     assessor: Spanned<String>,
     reference: Spanned<String>,
+}
+
+/// A derogation recorded on the data: by name (in force whenever it is asked), or with
+/// the days it is in force (both inclusive; e.g. consent given, consent withdrawn).
+enum DerogationFile {
+    Name(String),
+    Dated(DatedDerogationFile),
+}
+
+impl<'de> Deserialize<'de> for DerogationFile {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<DerogationFile, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = DerogationFile;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a derogation name, or `{ kind, from, until }`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DerogationFile, E> {
+                Ok(DerogationFile::Name(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                m: A,
+            ) -> Result<DerogationFile, A::Error> {
+                DatedDerogationFile::deserialize(serde::de::value::MapAccessDeserializer::new(m))
+                    .map(DerogationFile::Dated)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DatedDerogationFile {
+    kind: String,
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    until: Option<String>,
+}
+
+impl DerogationFile {
+    fn kind(&self) -> &str {
+        match self {
+            DerogationFile::Name(k) => k,
+            DerogationFile::Dated(d) => &d.kind,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -267,14 +317,15 @@ fn own_tags(errs: &mut Errors, e: &EntryFile, id: &str) -> Tags {
         }
     }
     for d in &e.derogations {
-        if DEROGATIONS.contains(&d.value.as_str()) {
-            t.derogations.insert(d.value.clone());
+        let kind = d.value.kind();
+        if DEROGATIONS.contains(&kind) {
+            t.derogations.insert(kind.to_string());
         } else {
             errs.at(
                 d,
                 format!(
                     "unknown derogation `{}` in entry `{id}` (known: {})",
-                    esc(&d.value),
+                    esc(kind),
                     DEROGATIONS.join(", ")
                 ),
             );
@@ -282,6 +333,60 @@ fn own_tags(errs: &mut Errors, e: &EntryFile, id: &str) -> Tags {
     }
     t.anonymity_assessed = e.anonymity_assessment.is_some();
     t
+}
+
+/// The days the dated derogations of an entry are in force.
+fn derogation_periods(errs: &mut Errors, e: &EntryFile, id: &str) -> Vec<DerogationPeriod> {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    let mut out = Vec::new();
+    for d in &e.derogations {
+        let DerogationFile::Dated(x) = &d.value else {
+            continue;
+        };
+        let mut day = |s: &Option<String>, what: &str| -> Option<time::Date> {
+            let s = s.as_deref()?;
+            time::Date::parse(s, fmt)
+                .map_err(|_| {
+                    errs.at(
+                        d,
+                        format!(
+                            "derogation `{}` of entry `{id}`: `{what}` `{}` is not a date like 2025-01-31",
+                            esc(&x.kind),
+                            esc(s)
+                        ),
+                    )
+                })
+                .ok()
+        };
+        let from = day(&x.from, "from");
+        let until = day(&x.until, "until");
+        if let (Some(f), Some(u)) = (from, until)
+            && u < f
+        {
+            errs.at(
+                d,
+                format!(
+                    "derogation `{}` of entry `{id}` ends ({u}) before it starts ({f})",
+                    esc(&x.kind)
+                ),
+            );
+        }
+        if x.from.is_none() && x.until.is_none() {
+            errs.at(
+                d,
+                format!(
+                    "derogation `{}` of entry `{id}` is dated but gives neither `from` nor `until` (write its name alone)",
+                    esc(&x.kind)
+                ),
+            );
+        }
+        out.push(DerogationPeriod {
+            kind: x.kind.clone(),
+            from,
+            until,
+        });
+    }
+    out
 }
 
 /// Parses and validates catalog text, reporting every problem found.
@@ -400,6 +505,7 @@ pub(super) fn build(path: &Path, text: &str) -> Result<Built, Diagnostics> {
 
         let own = own_tags(&mut errs, e, &id);
         check_categories(&mut errs, e, &own, &id, line);
+        let derogation_periods = derogation_periods(&mut errs, e, &id);
 
         let anonymity_assessment = e.anonymity_assessment.as_ref().and_then(|a| {
             let assessor = non_empty(&mut errs, &a.assessor, "anonymity assessment `assessor`");
@@ -448,6 +554,7 @@ pub(super) fn build(path: &Path, text: &str) -> Result<Built, Diagnostics> {
             description: e.description.clone(),
             derived_from: e.derived_from.iter().map(|d| d.value.clone()).collect(),
             anonymity_assessment,
+            derogation_periods,
             line,
             subjects: e.subjects,
             exporter: e

@@ -57,6 +57,20 @@ pub struct AnonymityAssessment {
     pub reference: String,
 }
 
+/// The days a derogation recorded on an entry is in force (both inclusive; `None`: open).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct DerogationPeriod {
+    pub kind: String,
+    pub from: Option<time::Date>,
+    pub until: Option<time::Date>,
+}
+
+impl DerogationPeriod {
+    pub fn in_force(&self, day: time::Date) -> bool {
+        self.from.is_none_or(|f| f <= day) && self.until.is_none_or(|u| day <= u)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Entry {
     pub id: String,
@@ -71,6 +85,8 @@ pub struct Entry {
     /// Catalog ids this entry was directly derived from.
     pub derived_from: Vec<String>,
     pub anonymity_assessment: Option<AnonymityAssessment>,
+    /// The dated derogations among the entry's own (`derogations` with `from`/`until`).
+    pub derogation_periods: Vec<DerogationPeriod>,
     /// Line of the entry in the catalog file.
     pub line: usize,
     /// Individuals whose personal information the entry holds (PIPL volumes); `None`: unknown.
@@ -118,9 +134,58 @@ pub struct Catalog {
     regex_entries: Vec<usize>,
     /// Known content digest → entry index.
     by_digest: HashMap<crate::lineage::digest::Sha256, usize>,
-    /// The day of the latest anonymity assessment on record: a question about an earlier
-    /// day is asked of the catalog as it stood then ([`Catalog::as_of`]).
-    latest_assessment: Option<time::Date>,
+    /// The days on which every dated fact (anonymity assessments, dated derogations) is in
+    /// force, so the folded tags hold as they are; a question about another day is asked of
+    /// the catalog as it stood then ([`Catalog::as_of`]).
+    facts_hold: (Option<time::Date>, Option<time::Date>),
+    /// The catalog of the last other day asked (the gateway asks one day at a time).
+    then: DayCache,
+}
+
+/// The catalog as it stood on one day, kept for the next question about that day.
+#[derive(Debug, Default)]
+struct DayCache(std::sync::Mutex<Option<(time::Date, std::sync::Arc<Catalog>)>>);
+
+impl Clone for DayCache {
+    fn clone(&self) -> DayCache {
+        DayCache::default()
+    }
+}
+
+/// A catalog as of a day: the loaded one when every dated fact holds that day, else the
+/// catalog as it stood then.
+pub enum Dated<'a> {
+    Live(&'a Catalog),
+    Then(std::sync::Arc<Catalog>),
+}
+
+impl std::ops::Deref for Dated<'_> {
+    type Target = Catalog;
+    fn deref(&self) -> &Catalog {
+        match self {
+            Dated::Live(c) => c,
+            Dated::Then(c) => c,
+        }
+    }
+}
+
+/// The first and last day on which every dated fact of `entries` is in force.
+fn facts_hold(entries: &[Entry]) -> (Option<time::Date>, Option<time::Date>) {
+    let from = entries
+        .iter()
+        .flat_map(|e| {
+            e.anonymity_assessment
+                .as_ref()
+                .map(|a| a.date)
+                .into_iter()
+                .chain(e.derogation_periods.iter().filter_map(|p| p.from))
+        })
+        .max();
+    let until = entries
+        .iter()
+        .flat_map(|e| e.derogation_periods.iter().filter_map(|p| p.until))
+        .min();
+    (from, until)
 }
 
 impl Catalog {
@@ -143,11 +208,7 @@ impl Catalog {
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
         let version = format!("sha256:{}", hex::encode(digest.as_ref()));
         let built = file::build(path, text)?;
-        let latest_assessment = built
-            .entries
-            .iter()
-            .filter_map(|e| e.anonymity_assessment.as_ref().map(|a| a.date))
-            .max();
+        let facts_hold = facts_hold(&built.entries);
         Ok(Catalog {
             version,
             entries: built.entries,
@@ -156,18 +217,36 @@ impl Catalog {
             regexes: built.regexes,
             regex_entries: built.regex_entries,
             by_digest: built.by_digest,
-            latest_assessment,
+            facts_hold,
+            then: DayCache::default(),
         })
     }
 
     /// The catalog as it stood on `date`. An anonymity assessment dated later does not
     /// count yet: the model carries the tags of the data it was trained on (its own
     /// `anonymous` claim rests on the assessment), and so does everything derived from
-    /// it. Borrowed, without a copy, when no assessment is dated after `date`.
-    pub fn as_of(&self, date: time::Date) -> Cow<'_, Catalog> {
-        if self.latest_assessment.is_none_or(|d| d <= date) {
-            return Cow::Borrowed(self);
+    /// it. A dated derogation counts only on its days. The loaded catalog itself, without
+    /// a copy, when every dated fact holds on `date`.
+    pub fn as_of(&self, date: time::Date) -> Dated<'_> {
+        let (from, until) = self.facts_hold;
+        if from.is_none_or(|f| f <= date) && until.is_none_or(|u| date <= u) {
+            return Dated::Live(self);
         }
+        let mut cache = self.then.0.lock().ok();
+        if let Some(Some((day, c))) = cache.as_deref()
+            && *day == date
+        {
+            return Dated::Then(c.clone());
+        }
+        let c = std::sync::Arc::new(self.refold(date));
+        if let Some(slot) = cache.as_deref_mut() {
+            *slot = Some((date, c.clone()));
+        }
+        Dated::Then(c)
+    }
+
+    /// A copy with the facts not in force on `date` taken out and the lineage folded again.
+    fn refold(&self, date: time::Date) -> Catalog {
         let mut c = self.clone();
         for e in &mut c.entries {
             if e.anonymity_assessment
@@ -180,12 +259,12 @@ impl Catalog {
                     .categories
                     .remove(&crate::model::Category::Anonymous);
             }
+            for p in e.derogation_periods.iter().filter(|p| !p.in_force(date)) {
+                e.own_tags.derogations.remove(&p.kind);
+            }
+            e.derogation_periods.retain(|p| p.in_force(date));
         }
-        c.latest_assessment = c
-            .entries
-            .iter()
-            .filter_map(|e| e.anonymity_assessment.as_ref().map(|a| a.date))
-            .max();
+        c.facts_hold = facts_hold(&c.entries);
         let sources: Vec<std::collections::BTreeSet<usize>> = c
             .entries
             .iter()
@@ -199,7 +278,7 @@ impl Catalog {
         // The lineage was checked when the catalog loaded; folding it again finds nothing new.
         let mut errs = file::Errors::new(Path::new("catalog"));
         lineage::fold(&mut errs, &mut c.entries, &sources);
-        Cow::Owned(c)
+        c
     }
 
     /// Resolves a decoded, normalised path (see [`path::normalize`]). The most specific

@@ -493,6 +493,81 @@ entries:
     assert!(!c.get("bot").unwrap().tags.is_personal());
     assert!(matches!(
         c.as_of(date("2026-01-01")),
-        std::borrow::Cow::Borrowed(_)
+        crate::catalog::Dated::Live(_)
     ));
+}
+
+#[test]
+fn a_dated_derogation_counts_only_on_its_days() {
+    let c = Catalog::parse(
+        Path::new("catalog.yaml"),
+        r#"
+entries:
+  - id: consented
+    kind: dataset
+    match: { prefix: /datasets/consented/ }
+    origins: [DE]
+    categories: [personal]
+    purposes: [analytics]
+    derogations: [{ kind: explicit-consent, from: 2025-01-01, until: 2025-12-31 }, contract]
+  - id: consented-model
+    kind: model
+    match: { prefix: /models/consented/ }
+    derived_from: [consented]
+"#,
+    )
+    .unwrap();
+    let p = policies();
+    let who = caller("nobody-au", "AU", "analytics");
+    let at = |day: &str, id: &'static str| {
+        let mut a = ask(Subject::Dataset(id), Direction::Download, &who, &[]);
+        a.at = OffsetDateTime::now_utc().replace_date(date(day));
+        let t = classify(&c, &a, Some(place("DE", None))).unwrap();
+        (
+            t.tags.derogations.contains("explicit-consent"),
+            t.tags.derogations.contains("contract"),
+        )
+    };
+    assert_eq!(at("2024-12-31", "consented"), (false, true));
+    assert_eq!(at("2025-01-01", "consented"), (true, true));
+    assert_eq!(at("2025-12-31", "consented"), (true, true));
+    assert_eq!(at("2026-01-01", "consented"), (false, true));
+    // A model records no derogation of its own, so it holds none of its data's on any day.
+    assert_eq!(at("2025-06-01", "consented-model"), (false, false));
+    // Decided with them: the derogation allows only on its days.
+    let t = |day: &str| {
+        let mut a = ask(
+            Subject::Dataset("consented"),
+            Direction::Download,
+            &who,
+            &[],
+        );
+        a.at = OffsetDateTime::now_utc().replace_date(date(day));
+        let t = classify(&c, &a, Some(place("DE", None))).unwrap();
+        t.decide(&p, date(day), None).rule
+    };
+    assert_eq!(t("2025-06-01"), "eu.derogation.explicit-consent");
+    assert_eq!(t("2026-06-01"), "eu.derogation.contract");
+    // The same day twice is folded once (the gateway asks one day at a time).
+    let a = c.as_of(date("2026-02-01"));
+    let b = c.as_of(date("2026-02-01"));
+    match (&a, &b) {
+        (crate::catalog::Dated::Then(x), crate::catalog::Dated::Then(y)) => {
+            assert!(std::sync::Arc::ptr_eq(x, y));
+        }
+        _ => panic!("a day outside the facts' days is a copy"),
+    }
+    // Dates that are not dates, and a period that ends before it starts, are refused.
+    for bad in [
+        "[{ kind: explicit-consent, from: 2025-13-01 }]",
+        "[{ kind: explicit-consent, from: 2025-06-01, until: 2025-01-01 }]",
+        "[{ kind: explicit-consent }]",
+        "[{ kind: no-such-derogation, from: 2025-01-01 }]",
+    ] {
+        let text = format!(
+            "entries:\n  - id: x\n    kind: dataset\n    match: {{ prefix: /x/ }}\n    origins: [DE]\n    categories: [personal]\n    purposes: [analytics]\n    derogations: {bad}\n"
+        );
+        let e = Catalog::parse(Path::new("catalog.yaml"), &text).unwrap_err();
+        assert!(e.to_string().contains("derogation"), "{bad}: {e}");
+    }
 }
