@@ -142,9 +142,10 @@ pub struct Catalog {
     then: DayCache,
 }
 
-/// The catalog as it stood on one day, kept for the next question about that day.
+/// The catalog as it stood on one day, kept for the next question about that day (read
+/// without a lock: the gateway asks on every request when a dated fact has lapsed).
 #[derive(Debug, Default)]
-struct DayCache(std::sync::Mutex<Option<(time::Date, std::sync::Arc<Catalog>)>>);
+struct DayCache(arc_swap::ArcSwapOption<(time::Date, std::sync::Arc<Catalog>)>);
 
 impl Clone for DayCache {
     fn clone(&self) -> DayCache {
@@ -232,16 +233,15 @@ impl Catalog {
         if from.is_none_or(|f| f <= date) && until.is_none_or(|u| date <= u) {
             return Dated::Live(self);
         }
-        let mut cache = self.then.0.lock().ok();
-        if let Some(Some((day, c))) = cache.as_deref()
-            && *day == date
+        if let Some(then) = self.then.0.load().as_deref()
+            && then.0 == date
         {
-            return Dated::Then(c.clone());
+            return Dated::Then(then.1.clone());
         }
         let c = std::sync::Arc::new(self.refold(date));
-        if let Some(slot) = cache.as_deref_mut() {
-            *slot = Some((date, c.clone()));
-        }
+        self.then
+            .0
+            .store(Some(std::sync::Arc::new((date, c.clone()))));
         Dated::Then(c)
     }
 
