@@ -337,7 +337,7 @@ const SHIELD_ERA: &[Scenario] = &[
         destination: "US",
     },
     Scenario {
-        org: "none-xx",
+        org: "appi-jp",
         dataset: "eu-customers",
         origins: &["DE"],
         categories: &[Category::Personal],
@@ -389,7 +389,7 @@ fn what_if_as_of_the_day_after_schrems_ii_privacy_shield_transfers_flip() {
     let v = what_if(Some("2015-01-01"));
     assert_eq!(
         v["by_org"],
-        serde_json::json!({"none-xx": 10, "shield-us": 10})
+        serde_json::json!({"appi-jp": 10, "shield-us": 10})
     );
 }
 

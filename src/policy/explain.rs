@@ -96,6 +96,7 @@ pub fn synthetic_org(
         }],
         cannot_reidentify: false,
         ciio: false,
+        regimes: Vec::new(),
     }
 }
 
