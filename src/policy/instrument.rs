@@ -134,6 +134,20 @@ impl Scope {
     }
 }
 
+/// `id (kind, date, SCC module n)`: an instrument in one line, for text output.
+pub fn summary(i: &Instrument) -> String {
+    let mut s = format!("{} ({}", i.id, kind_label(&i.kind));
+    if let Some(d) = &i.date {
+        s.push_str(", ");
+        s.push_str(d);
+    }
+    if let Some(m) = i.module {
+        s.push_str(&format!(", SCC module {m}"));
+    }
+    s.push(')');
+    s
+}
+
 /// The instrument of a decision: `i`, with the SCC module of the clauses relied on.
 pub fn with_module(i: &Arc<Instrument>, module: Option<u8>) -> Arc<Instrument> {
     match module {
@@ -224,6 +238,10 @@ mod tests {
             module: None,
         });
         assert_eq!(with_module(&i, Some(2)).module, Some(2));
+        assert_eq!(
+            summary(&with_module(&i, Some(2))),
+            "eu.scc-2021-914 (standard contractual clauses decision, 2021-06-04, SCC module 2)"
+        );
         assert!(Arc::ptr_eq(&with_module(&i, None), &i));
     }
 }
