@@ -369,6 +369,9 @@ pub struct Basis {
     pub effect: Effect,
     pub rule: String,
     pub article: String,
+    /// The instrument's catalogue id, when the rule rests on one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instrument: Option<String>,
 }
 
 /// The outcome of evaluating the policies for one request.
@@ -387,6 +390,31 @@ pub struct Decision {
     pub policy_version: Arc<str>,
     /// Per-origin verdicts, in origin order.
     pub bases: Vec<Basis>,
+    /// The legal instrument the deciding rule rests on (none for the engine's own
+    /// fail-closed refusals and for organisation policy).
+    pub instrument: Option<Arc<Instrument>>,
+}
+
+/// A legal instrument as data: the adequacy decision, clauses, approval, derogation or
+/// statute provision a rule rests on, from the policy pack's `instruments` catalogue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instrument {
+    /// Catalogue id, e.g. `eu.dpf-2023-1795`.
+    pub id: String,
+    /// What sort of instrument it is, e.g. `adequacy` (see the pack's README).
+    pub kind: String,
+    /// Short title, e.g. `Commission Implementing Decision (EU) 2023/1795 (EU-US Data
+    /// Privacy Framework)`.
+    pub title: String,
+    /// Date of adoption (or of entry into force for a statute), `YYYY-MM-DD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+    /// Official reference: the act's number and its publication, e.g. `OJ L 231, 20.9.2023`.
+    pub reference: String,
+    /// The SCC module the importer's clauses follow (1 C2C, 2 C2P, 3 P2P, 4 P2C), when the
+    /// decision relied on clauses with a module.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<u8>,
 }
 
 impl Decision {

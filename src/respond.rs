@@ -3,6 +3,8 @@
 //! problem+json body, in one place: a [`Kind`] per stable problem `type`, and a
 //! `From<…> for Problem` per error the code base produces.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
@@ -12,7 +14,7 @@ use serde::Serialize;
 use crate::audit::AuditError;
 use crate::auth::AuthError;
 use crate::catalog::path::PathError;
-use crate::model::{Decision, DenyGround, Effect};
+use crate::model::{Decision, DenyGround, Effect, Instrument};
 use crate::proxy::ResBody;
 use crate::proxy::guard::{BodyLimit, Refusal};
 use crate::proxy::upstream::UpstreamFailure;
@@ -208,6 +210,9 @@ pub struct Doc {
     pub article: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_version: Option<String>,
+    /// The legal instrument the deciding rule rests on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instrument: Option<Arc<Instrument>>,
     #[serde(skip)]
     pub kind: Kind,
     /// Headers the answer carries besides the body's (`Allow`, `WWW-Authenticate`, …).
@@ -228,6 +233,7 @@ impl Problem {
             rule: None,
             article: None,
             policy_version: None,
+            instrument: None,
             kind,
             headers: HeaderMap::new(),
         }))
@@ -361,6 +367,17 @@ pub fn decision_header(d: &Decision, enforced: bool) -> Option<HeaderValue> {
     HeaderValue::from_str(&v).ok()
 }
 
+/// The `Bordergate-Instrument` header of a decision: the instrument's catalogue id, and the
+/// SCC module relied on (`eu.scc-2021-914; module=2`); none when the decision names none.
+pub fn instrument_header(d: &Decision) -> Option<HeaderValue> {
+    let i = d.instrument.as_deref()?;
+    let mut v = i.id.clone();
+    if let Some(m) = i.module {
+        v.push_str(&format!("; module={m}"));
+    }
+    HeaderValue::from_str(&v).ok()
+}
+
 /// An enforced refusal: 451 on transfer grounds and for withdrawn data, 403 on purpose
 /// and authorisation grounds; the decision's rule, article and reason.
 impl From<&Decision> for Problem {
@@ -371,8 +388,12 @@ impl From<&Decision> for Problem {
             Some(DenyGround::Lineage) => Kind::LineageUnaccounted,
             Some(DenyGround::Purpose) | Some(DenyGround::Authorization) => Kind::Forbidden,
         };
-        let p =
+        let mut p =
             Problem::new(kind, d.reason.clone()).with_rule(&d.rule, &d.article, &d.policy_version);
+        p.instrument = d.instrument.clone();
+        if let Some(v) = instrument_header(d) {
+            p = p.with_header(HeaderName::from_static("bordergate-instrument"), v);
+        }
         match decision_header(d, true) {
             Some(v) => p.with_header(HeaderName::from_static("bordergate-decision"), v),
             None => p,
@@ -607,6 +628,37 @@ mod tests {
         assert_eq!(
             r.headers()["x-error-message"],
             "bordergate: no basis (rule eu.chapter-v.no-basis, GDPR Chapter V, Art. 44)"
+        );
+    }
+
+    #[test]
+    fn a_refusal_names_its_instrument_in_a_header_and_the_body() {
+        let d = Decision {
+            effect: Effect::Deny,
+            ground: Some(DenyGround::Transfer),
+            rule: "eu.chapter-v.no-basis".into(),
+            article: "GDPR Chapter V, Art. 44".into(),
+            reason: "no basis".into(),
+            policy_version: "sha256:x".into(),
+            bases: Vec::new(),
+            instrument: Some(Arc::new(Instrument {
+                id: "eu.scc-2021-914".into(),
+                kind: "scc-decision".into(),
+                title: "SCC".into(),
+                date: Some("2021-06-04".into()),
+                reference: "Commission Implementing Decision (EU) 2021/914".into(),
+                module: Some(2),
+            })),
+        };
+        let (status, h, body) = Problem::from(&d).into_parts(false);
+        assert_eq!(status.as_u16(), 451);
+        assert_eq!(h["bordergate-instrument"], "eu.scc-2021-914; module=2");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["instrument"]["id"], "eu.scc-2021-914");
+        assert_eq!(v["instrument"]["module"], 2);
+        assert_eq!(
+            v["instrument"]["reference"],
+            "Commission Implementing Decision (EU) 2021/914"
         );
     }
 }

@@ -14,7 +14,7 @@ use bordergate::audit::checkpoint::{Signer, generate};
 use bordergate::audit::record::{CompletionRecord, DecisionRecord, Outcome};
 use bordergate::audit::upkeep::Upkeep;
 use bordergate::audit::{AuditLog, Options, Receipt, Record};
-use bordergate::model::{Caller, Category, Country, Direction, Effect, Tags};
+use bordergate::model::{Caller, Category, Country, Direction, Effect, Instrument, Tags};
 use common::BIN;
 
 fn c(s: &str) -> Country {
@@ -66,6 +66,16 @@ fn decision(i: u64, sub: &str, dest: &str, allow: bool) -> Record {
         exporter: None,
         client_request_id: None,
         undeclared_recent: None,
+        instrument: allow.then(|| {
+            std::sync::Arc::new(Instrument {
+                id: "eu.scc-2021-914".into(),
+                kind: "scc-decision".into(),
+                title: "SCC decision".into(),
+                date: Some("2021-06-04".into()),
+                reference: "OJ L 199, 7.6.2021, p. 31".into(),
+                module: Some(2),
+            })
+        }),
     }))
 }
 
@@ -471,7 +481,7 @@ async fn the_report_lists_transfers_and_refusals_under_the_verification_result()
     assert!(t.contains("Log verification: **ok:"), "{t}");
     // 8 allowed to US (1000 bytes each), 4 refused to CN.
     assert!(
-        t.contains("| US | GDPR Art. 46(2)(c) | gdpr-scc | DE | eu-patients | health | training | acme-ml | 8 | 8000 |"),
+        t.contains("| US | GDPR Art. 46(2)(c) | SCC decision of 2021-06-04; OJ L 199, 7.6.2021, p. 31; module 2 [eu.scc-2021-914] | gdpr-scc | DE | eu-patients | health | training | acme-ml | 8 | 8000 |"),
         "{t}"
     );
     assert!(
@@ -510,7 +520,7 @@ async fn the_report_lists_transfers_and_refusals_under_the_verification_result()
     // Only 2025-03-01 and -02: i = 0 (refused), 1 (allowed).
     assert!(
         t.contains(
-            "transfer,US,GDPR Art. 46(2)(c),gdpr-scc,DE,eu-patients,health,training,acme-ml,1,1000,"
+            "transfer,US,GDPR Art. 46(2)(c),gdpr-scc,DE,eu-patients,health,training,acme-ml,1,1000,,eu.scc-2021-914; module 2,"
         ),
         "{t}"
     );

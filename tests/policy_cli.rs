@@ -109,6 +109,14 @@ fn explain_shows_the_trace_the_winner_and_the_remedies() {
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["decision"]["effect"], "deny");
     assert_eq!(v["decision"]["rule"], "eu.chapter-v.no-basis");
+    assert_eq!(v["decision"]["instrument"]["id"], "eu.gdpr");
+    assert_eq!(v["decision"]["instrument"]["kind"], "statute");
+    assert!(
+        v["decision"]["instrument"]["reference"]
+            .as_str()
+            .unwrap()
+            .contains("Regulation (EU) 2016/679")
+    );
     let trace = v["trace"].as_array().unwrap();
     let dpf = trace
         .iter()
@@ -163,6 +171,11 @@ fn explain_shows_the_trace_the_winner_and_the_remedies() {
     let out = stdout(&o);
     assert!(out.contains("decision: Allow"), "{out}");
     assert!(out.contains("rule:     eu.adequacy.us-dpf"), "{out}");
+    assert!(
+        out.contains("instrument: eu.adequacy-2023-1795 (adequacy decision, 2023-07-10)")
+            && out.contains("OJ L 231, 20.9.2023"),
+        "{out}"
+    );
     assert!(
         out.contains("ALLOW DE eu         eu.adequacy.us-dpf"),
         "{out}"
@@ -337,7 +350,7 @@ const SHIELD_ERA: &[Scenario] = &[
         destination: "US",
     },
     Scenario {
-        org: "none-xx",
+        org: "appi-jp",
         dataset: "eu-customers",
         origins: &["DE"],
         categories: &[Category::Personal],
@@ -389,7 +402,7 @@ fn what_if_as_of_the_day_after_schrems_ii_privacy_shield_transfers_flip() {
     let v = what_if(Some("2015-01-01"));
     assert_eq!(
         v["by_org"],
-        serde_json::json!({"none-xx": 10, "shield-us": 10})
+        serde_json::json!({"appi-jp": 10, "shield-us": 10})
     );
 }
 

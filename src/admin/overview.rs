@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::audit::query::Filter;
 use crate::audit::record::view::{CompletionView, DecisionView, RecordView};
 use crate::audit::source::Source;
-use crate::model::{Category, Effect};
+use crate::model::{Category, Effect, Instrument};
 
 #[derive(Default)]
 struct Dest {
@@ -19,8 +19,8 @@ struct Dest {
     deny: u64,
     bytes_out: u64,
     bytes_in: u64,
-    /// (rule, article) → allowed transfers.
-    bases: BTreeMap<(String, String), u64>,
+    /// (rule, article) → the instrument named (latest) and the allowed transfers.
+    bases: BTreeMap<(String, String), (Option<Instrument>, u64)>,
     datasets: BTreeSet<String>,
     categories: BTreeSet<String>,
     purposes: BTreeSet<String>,
@@ -31,6 +31,8 @@ struct Dest {
 struct Refusal {
     count: u64,
     article: String,
+    /// The instrument the latest refusal by this rule named.
+    instrument: Option<Instrument>,
     status: u64,
     /// The reason of the latest refusal by this rule.
     reason: String,
@@ -43,6 +45,7 @@ struct Allowed {
     hour: String,
     rule: String,
     article: String,
+    instrument: Option<Instrument>,
     dataset: Option<String>,
     categories: Vec<Category>,
     /// (purpose, organisation), when the caller is known.
@@ -81,7 +84,8 @@ impl Tally {
         let dest = dest_key(d);
         let hour = time.get(..13).unwrap_or(time).to_owned();
         if d.decision == Effect::Deny {
-            self.refuse(dest, hour, &d.rule, &d.article, &d.reason, d.status);
+            let i = d.instrument.as_ref();
+            self.refuse(dest, hour, (&d.rule, &d.article, i), &d.reason, d.status);
             return;
         }
         let allowed = Allowed {
@@ -89,6 +93,7 @@ impl Tally {
             hour,
             rule: d.rule.to_string(),
             article: d.article.to_string(),
+            instrument: d.instrument.clone(),
             dataset: d.dataset.as_deref().map(str::to_owned),
             categories: d.categories().to_vec(),
             caller: d
@@ -107,15 +112,22 @@ impl Tally {
             self.allow(a, c.bytes_out, c.bytes_in);
             return;
         }
-        let (rule, article, reason) = match &c.recheck {
-            Some(r) => (r.rule.as_str(), r.article.as_str(), r.reason.as_str()),
+        let (rule, article, instrument, reason) = match &c.recheck {
+            Some(r) => (r.rule.as_str(), r.article.as_str(), None, r.reason.as_str()),
             None => (
                 a.rule.as_str(),
                 a.article.as_str(),
+                a.instrument.as_ref(),
                 c.detail.as_deref().unwrap_or(""),
             ),
         };
-        self.refuse(a.dest, a.hour, rule, article, reason, c.status);
+        self.refuse(
+            a.dest.clone(),
+            a.hour.clone(),
+            (rule, article, instrument),
+            reason,
+            c.status,
+        );
     }
 
     fn allow(&mut self, a: Allowed, bytes_out: u64, bytes_in: u64) {
@@ -127,7 +139,11 @@ impl Tally {
         d.allow += 1;
         d.bytes_out += bytes_out;
         d.bytes_in += bytes_in;
-        *d.bases.entry((a.rule, a.article)).or_default() += 1;
+        let b = d.bases.entry((a.rule, a.article)).or_default();
+        b.1 += 1;
+        if a.instrument.is_some() {
+            b.0 = a.instrument;
+        }
         d.datasets.extend(a.dataset);
         d.categories
             .extend(a.categories.iter().map(|c| c.as_str().to_owned()));
@@ -141,8 +157,7 @@ impl Tally {
         &mut self,
         dest: String,
         hour: String,
-        rule: &str,
-        article: &str,
+        (rule, article, instrument): (&str, &str, Option<&Instrument>),
         reason: &str,
         status: u16,
     ) {
@@ -151,6 +166,7 @@ impl Tally {
         let r = self.refusals.entry(rule.to_owned()).or_default();
         r.count += 1;
         r.article = article.to_owned();
+        r.instrument = instrument.cloned();
         r.reason = reason.to_owned();
         r.status = u64::from(status);
         r.destinations.insert(dest.clone());
@@ -220,8 +236,8 @@ pub fn build(source: &Source, filter: &Filter) -> Result<Value, String> {
                 "deny": d.deny,
                 "bytes_out": d.bytes_out,
                 "bytes_in": d.bytes_in,
-                "bases": d.bases.into_iter().map(|((rule, article), n)| json!({
-                    "rule": rule, "article": article, "count": n,
+                "bases": d.bases.into_iter().map(|((rule, article), (instrument, n))| json!({
+                    "rule": rule, "article": article, "instrument": instrument, "count": n,
                 })).collect::<Vec<_>>(),
                 "datasets": d.datasets,
                 "categories": d.categories,
@@ -239,6 +255,7 @@ pub fn build(source: &Source, filter: &Filter) -> Result<Value, String> {
             json!({
                 "rule": rule,
                 "article": r.article,
+                "instrument": r.instrument,
                 "status": r.status,
                 "count": r.count,
                 "reason": r.reason,

@@ -129,6 +129,7 @@ impl AuditLog {
             o.migrate = pg.migrate;
             o.timeout = std::time::Duration::from_millis(pg.timeout_ms.max(100));
             o.linger = std::time::Duration::from_micros(pg.linger_us.min(100_000));
+            o.spool = pg.spool.clone();
             o.signer = signer;
             o.checkpoint_every = c.checkpoint_every;
             o.checkpoint_interval = std::time::Duration::from_secs(c.checkpoint_interval_secs);

@@ -11,7 +11,7 @@ use super::query::Filter;
 use super::record::view::{DecisionView, RecordView};
 use super::source::Source;
 use super::verify::{LogReport, VerifyOptions};
-use crate::model::{Category, Country, Effect};
+use crate::model::{Category, Country, Effect, Instrument};
 
 /// EEA member states: transfers among them are not transfers to third countries.
 const EEA: &[&str] = &[
@@ -25,6 +25,10 @@ pub struct Row {
     pub destination: String,
     pub article: String,
     pub rule: String,
+    /// The instrument the rule rests on, as the decision records named it (none in logs
+    /// written before decisions named their instrument).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instrument: Option<Instrument>,
     pub datasets: BTreeSet<String>,
     pub categories: BTreeSet<String>,
     pub purposes: BTreeSet<String>,
@@ -42,6 +46,9 @@ pub struct Refusal {
     pub destination: String,
     pub rule: String,
     pub article: String,
+    /// The instrument id of the refusal's rule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instrument: Option<String>,
     pub reason: String,
     pub count: u64,
 }
@@ -80,12 +87,13 @@ struct Allowed {
     row: Option<Transfer>,
 }
 
-/// (destination, article, rule) of a transfer row.
-type RowKey = (String, String, String);
+/// (destination, article, rule, instrument id and module) of a transfer row.
+type RowKey = (String, String, String, String);
 
 /// What one allowed transfer adds to its row.
 struct Transfer {
     key: RowKey,
+    instrument: Option<Instrument>,
     origins: Vec<Country>,
     dataset: Option<String>,
     categories: Vec<Category>,
@@ -101,7 +109,14 @@ struct Tally {
 }
 
 impl Tally {
-    fn refusal(&mut self, destination: Country, rule: &str, article: &str, reason: &str) {
+    fn refusal(
+        &mut self,
+        destination: Country,
+        rule: &str,
+        article: &str,
+        instrument: Option<&Instrument>,
+        reason: &str,
+    ) {
         let dest = destination.as_str();
         self.refusals
             .entry((dest.to_owned(), rule.to_owned(), reason.to_owned()))
@@ -109,6 +124,7 @@ impl Tally {
                 destination: dest.to_owned(),
                 rule: rule.to_owned(),
                 article: article.to_owned(),
+                instrument: instrument.map(|i| i.id.clone()),
                 reason: reason.to_owned(),
                 count: 0,
             })
@@ -121,6 +137,7 @@ impl Tally {
             destination: key.0,
             article: key.1,
             rule: key.2,
+            instrument: t.instrument,
             ..Row::default()
         });
         row.requests += 1;
@@ -141,7 +158,11 @@ impl Transfer {
                 destination.to_string(),
                 d.article.to_string(),
                 d.rule.to_string(),
+                d.instrument
+                    .as_ref()
+                    .map_or_else(String::new, instrument_key),
             ),
+            instrument: d.instrument.clone(),
             origins: d.origins.clone(),
             dataset: d.dataset.as_deref().map(str::to_owned),
             categories: d.categories().to_vec(),
@@ -198,7 +219,7 @@ pub fn report_from(
                 let third = third_country(&d.origins, dest);
                 if d.decision == Effect::Deny {
                     if third {
-                        t.refusal(dest, &d.rule, &d.article, &d.reason);
+                        t.refusal(dest, &d.rule, &d.article, d.instrument.as_ref(), &d.reason);
                     }
                     return true;
                 }
@@ -234,7 +255,7 @@ pub fn report_from(
                             Some(r) => (r.rule.as_str(), r.article.as_str(), r.reason.as_str()),
                             None => ("", "", c.detail.as_deref().unwrap_or("")),
                         };
-                        t.refusal(a.destination, rule, article, reason);
+                        t.refusal(a.destination, rule, article, None, reason);
                     }
                 } else if let Some(row) = a.row {
                     t.transfer(row, c.bytes_out + c.bytes_in);
@@ -259,6 +280,31 @@ pub fn report_from(
         refusals: t.refusals.into_values().collect(),
         pseudonymised: pseudo.is_some_and(|p| p.orgs),
     })
+}
+
+/// An instrument's id, with the SCC module when there is one.
+fn instrument_key(i: &Instrument) -> String {
+    match i.module {
+        Some(m) => format!("{}; module {m}", i.id),
+        None => i.id.clone(),
+    }
+}
+
+/// The instrument as a report cell: title, date, official reference, SCC module.
+fn instrument_cell(i: Option<&Instrument>) -> String {
+    let Some(i) = i else {
+        return String::new();
+    };
+    let mut s = i.title.clone();
+    if let Some(d) = &i.date {
+        let _ = write!(s, " of {d}");
+    }
+    let _ = write!(s, "; {}", i.reference);
+    if let Some(m) = i.module {
+        let _ = write!(s, "; module {m}");
+    }
+    let _ = write!(s, " [{}]", i.id);
+    s
 }
 
 fn join(s: &BTreeSet<String>) -> String {
@@ -290,15 +336,16 @@ impl Report {
         } else {
             let _ = writeln!(
                 o,
-                "| Destination | Legal basis | Rule | Origins | Datasets | Data categories | Purposes | Organisations | Requests | Bytes |"
+                "| Destination | Legal basis | Instrument | Rule | Origins | Datasets | Data categories | Purposes | Organisations | Requests | Bytes |"
             );
-            let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---:|---:|");
+            let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---:|---:|");
             for r in &self.transfers {
                 let _ = writeln!(
                     o,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     r.destination,
                     md(&r.article),
+                    md(&instrument_cell(r.instrument.as_ref())),
                     md(&r.rule),
                     join(&r.origins),
                     md(&join(&r.datasets)),
@@ -362,13 +409,14 @@ impl Report {
             }
             o.push_str("</ul>");
         }
-        o.push_str("<h2>Transfers</h2><table><tr><th>Destination</th><th>Legal basis</th><th>Rule</th><th>Origins</th><th>Datasets</th><th>Data categories</th><th>Purposes</th><th>Organisations</th><th>Requests</th><th>Bytes</th></tr>");
+        o.push_str("<h2>Transfers</h2><table><tr><th>Destination</th><th>Legal basis</th><th>Instrument</th><th>Rule</th><th>Origins</th><th>Datasets</th><th>Data categories</th><th>Purposes</th><th>Organisations</th><th>Requests</th><th>Bytes</th></tr>");
         for r in &self.transfers {
             let _ = write!(
                 o,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
                 esc(&r.destination),
                 esc(&r.article),
+                esc(&instrument_cell(r.instrument.as_ref())),
                 esc(&r.rule),
                 esc(&join(&r.origins)),
                 esc(&join(&r.datasets)),
@@ -399,7 +447,7 @@ impl Report {
     /// the first line is a comment with the verification result.
     pub fn to_csv(&self) -> String {
         let mut o = format!("# log verification: {}\n", verification_line(self));
-        o.push_str("type,destination,article,rule,origins,datasets,categories,purposes,organisations,requests,bytes,reason\n");
+        o.push_str("type,destination,article,rule,origins,datasets,categories,purposes,organisations,requests,bytes,reason,instrument,instrument_reference\n");
         for r in &self.transfers {
             let cells = [
                 "transfer".to_owned(),
@@ -414,6 +462,10 @@ impl Report {
                 r.requests.to_string(),
                 r.bytes.to_string(),
                 String::new(),
+                r.instrument
+                    .as_ref()
+                    .map_or_else(String::new, instrument_key),
+                instrument_cell(r.instrument.as_ref()),
             ];
             push_csv(&mut o, &cells);
         }
@@ -431,6 +483,8 @@ impl Report {
                 r.count.to_string(),
                 String::new(),
                 r.reason.clone(),
+                r.instrument.clone().unwrap_or_default(),
+                String::new(),
             ];
             push_csv(&mut o, &cells);
         }

@@ -80,9 +80,15 @@ pub enum Command {
 /// Where `query` and `report` read: files, the PostgreSQL store, or the log a config names.
 #[derive(clap::Args, Debug)]
 pub struct StoreArgs {
-    /// Read the PostgreSQL store at this connection string (URL or `key=value`); a
-    /// `postgres://…` URL given instead of the files does the same.
-    #[arg(long, env = "BORDERGATE_AUDIT_POSTGRES", hide_env_values = true)]
+    /// Read the PostgreSQL store at this connection string (URL or `key=value`; also
+    /// `--audit`, as `policy what-if` spells it); a `postgres://…` URL given instead of the
+    /// files does the same.
+    #[arg(
+        long,
+        visible_alias = "audit",
+        env = "BORDERGATE_AUDIT_POSTGRES",
+        hide_env_values = true
+    )]
     postgres: Option<String>,
     /// The records table of `--postgres`.
     #[arg(long, default_value = "bordergate_audit")]

@@ -111,6 +111,17 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener, E
 /// export volumes of the year (counts lower than the truth could exempt an export that needs
 /// a mechanism) and the recent personal-data downloads (without them an upload could launder
 /// data downloaded before the restart). From the file, or from the fleet's PostgreSQL store.
+/// True when the audit sink is PostgreSQL and its database does not answer.
+async fn pg_outage(audit_cfg: &crate::config::AuditConfig) -> bool {
+    match (&audit_cfg.sink, &audit_cfg.postgres) {
+        (crate::config::AuditSinkKind::Postgres, Some(pg)) => match pg.connection_string() {
+            Ok(conn) => !crate::audit::postgres::reachable(&conn).await,
+            Err(_) => false,
+        },
+        _ => false,
+    }
+}
+
 async fn seed_trail(
     gateway: &Gateway,
     audit_cfg: &crate::config::AuditConfig,
@@ -240,10 +251,7 @@ async fn start(path: PathBuf, cfg: Config, overrides: Overrides) -> Result<ExitC
         Ok(()) => {}
         // A replica may start while the fleet's database is down: it refuses transfers and
         // stays unready until it has read what it needs, then serves.
-        Err(e)
-            if gateway.ledger().is_some()
-                && gateway.audit().status() == crate::audit::AuditStatus::WriteFailing =>
-        {
+        Err(e) if pg_outage(&audit_cfg).await => {
             tracing::error!(error = %e, "the audit database is unreachable; not ready until the trail is read");
             gateway.set_trail_ready(false);
             let (gw, cfg) = (gateway.clone(), audit_cfg.clone());

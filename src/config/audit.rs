@@ -107,6 +107,11 @@ pub struct PostgresAuditConfig {
     /// it is written (fewer, fuller commits; a lone caller never waits). 0: off.
     #[serde(default = "default_linger")]
     pub linger_us: u64,
+    /// A local file this replica's records go to while the database does not answer (the
+    /// replica keeps serving), drained into the database, in order, when it answers again.
+    /// None (the default): the replica refuses transfers (503) during an outage.
+    #[serde(default)]
+    pub spool: Option<PathBuf>,
 }
 
 fn default_linger() -> u64 {

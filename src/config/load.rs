@@ -157,6 +157,9 @@ impl Config {
         {
             fix(p);
         }
+        if let Some(p) = self.audit.postgres.as_mut().and_then(|p| p.spool.as_mut()) {
+            fix(p);
+        }
         if let Some(ca) = self.alerts.as_mut().and_then(|a| a.ca.as_mut()) {
             fix(ca);
         }

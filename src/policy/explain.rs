@@ -96,6 +96,7 @@ pub fn synthetic_org(
         }],
         cannot_reidentify: false,
         ciio: false,
+        regimes: Vec::new(),
     }
 }
 
@@ -209,17 +210,26 @@ pub fn render(e: &Explanation) -> String {
     let _ = writeln!(s, "decision: {effect}{ground}");
     let _ = writeln!(s, "rule:     {}", d.rule);
     let _ = writeln!(s, "article:  {}", d.article);
+    if let Some(i) = d.instrument.as_deref() {
+        let _ = writeln!(s, "instrument: {}", super::instrument::summary(i));
+        let _ = writeln!(s, "            {}", i.title);
+        let _ = writeln!(s, "            {}", i.reference);
+    }
     let _ = writeln!(s, "reason:   {}", d.reason);
     let _ = writeln!(s, "policy:   {}", d.policy_version);
     if let Some(v) = &e.volume {
         let _ = writeln!(s, "volume:   {}", v.description);
     }
     for b in &d.bases {
-        let _ = writeln!(
+        let _ = write!(
             s,
-            "basis:    origin {} → {:?} by `{}` ({})",
+            "basis:    origin {} → {:?} by `{}` ({}",
             b.origin, b.effect, b.rule, b.article
         );
+        if let Some(i) = &b.instrument {
+            let _ = write!(s, "; `{i}`");
+        }
+        let _ = writeln!(s, ")");
     }
     let _ = writeln!(s, "\ntrace:");
     for (i, t) in e.trace.iter().enumerate() {

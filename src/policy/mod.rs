@@ -4,6 +4,7 @@
 pub mod diff;
 mod eval;
 pub mod explain;
+pub mod instrument;
 mod load;
 mod schema;
 pub mod synthetic;
@@ -22,9 +23,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::Diagnostics;
-use crate::model::{Category, Country, Direction, Effect, Tags};
+use crate::model::{Category, Country, Direction, Effect, Instrument, Tags};
 
 pub use eval::{Outcome, TraceStep};
+pub use instrument::{INSTRUMENT_KINDS, RECIPIENT_REGIMES, Scope};
 pub use template::{Template, Var};
 
 /// What a decision is asked about.
@@ -199,6 +201,8 @@ pub(crate) fn mask_categories(m: CatMask) -> impl Iterator<Item = Category> {
 pub struct FixedRule {
     pub id: Box<str>,
     pub article: Box<str>,
+    /// Its own instrument, else the regime's statute.
+    pub instrument: Option<Arc<Instrument>>,
     pub reason: Template,
 }
 
@@ -208,7 +212,10 @@ pub struct Rule {
     pub id: Box<str>,
     pub effect: Effect,
     pub article: Box<str>,
-    pub instrument: Option<Box<str>>,
+    /// The rule's instrument, else the regime's statute.
+    pub instrument: Option<Arc<Instrument>>,
+    /// Recipients and data the instrument covers.
+    pub scope: Option<Scope>,
     pub reason: Template,
     pub effective_from: Option<time::Date>,
     pub effective_until: Option<time::Date>,
@@ -224,9 +231,11 @@ pub struct Rule {
 }
 
 impl Rule {
-    /// The instrument if there is one, else the article.
+    /// The instrument's title if there is one, else the article.
     pub fn label(&self) -> &str {
-        self.instrument.as_deref().unwrap_or(&self.article)
+        self.instrument
+            .as_deref()
+            .map_or(&self.article, |i| &i.title)
     }
 }
 
@@ -274,6 +283,9 @@ pub struct Organisation {
     /// A critical information infrastructure operator (PIPL Art. 40): its exports of
     /// Chinese personal information always need a CAC security assessment.
     pub ciio: bool,
+    /// The legal regimes or sectors it is declared under ([`RECIPIENT_REGIMES`]); empty:
+    /// not declared, which a rule with a scope over recipients refuses.
+    pub regimes: Vec<&'static str>,
 }
 
 /// A rule of the organisation overlay (`policies/org/`): company policy, stricter than
@@ -321,6 +333,8 @@ pub struct PolicySet {
     by_origin: Box<[u16]>,
     registry: HashMap<Box<str>, Organisation>,
     overlay: Vec<OverlayRule>,
+    /// Every instrument of the pack, sorted by id.
+    instruments: Vec<Arc<Instrument>>,
 }
 
 impl PolicySet {
@@ -351,6 +365,19 @@ impl PolicySet {
         let mut v: Vec<&Organisation> = self.registry.values().collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
         v
+    }
+
+    /// Every instrument of the pack's catalogue, sorted by id.
+    pub fn instruments(&self) -> &[Arc<Instrument>] {
+        &self.instruments
+    }
+
+    /// An instrument of the catalogue.
+    pub fn instrument(&self, id: &str) -> Option<&Arc<Instrument>> {
+        self.instruments
+            .binary_search_by(|i| i.id.as_str().cmp(id))
+            .ok()
+            .and_then(|i| self.instruments.get(i))
     }
 
     /// The organisation overlay's rules, in file order.

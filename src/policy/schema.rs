@@ -27,6 +27,12 @@ pub struct RegimeFile {
     pub special_categories_article: Option<String>,
     /// Data categories this regime restricts; data with none of them is out of scope.
     pub scope_categories: Vec<S>,
+    /// The statute's instrument id: cited by the fixed rules and by rules naming none.
+    #[serde(default)]
+    pub instrument: Option<S>,
+    /// The instruments rules of any file may cite by id.
+    #[serde(default)]
+    pub instruments: Vec<InstrumentSpec>,
     /// Allows data with no category in scope.
     pub out_of_scope: FixedRule,
     /// Refuses a purpose the data does not permit.
@@ -40,6 +46,37 @@ pub struct RegimeFile {
     pub rules: Vec<RuleSpec>,
 }
 
+/// An entry of a file's `instruments` catalogue.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstrumentSpec {
+    /// Unique across the pack, e.g. `eu.dpf-2023-1795`.
+    pub id: S,
+    /// One of [`crate::policy::INSTRUMENT_KINDS`].
+    pub kind: S,
+    pub title: String,
+    /// Date of adoption (or entry into force for a statute), `YYYY-MM-DD`.
+    #[serde(default)]
+    pub date: Option<S>,
+    /// Official reference: number and publication.
+    pub reference: String,
+}
+
+/// Which recipients and data a rule's instrument covers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeSpec {
+    /// The recipient must be declared under one of these legal regimes.
+    #[serde(default)]
+    pub recipients: Option<Vec<S>>,
+    /// A recipient declared under one of these regimes is not covered.
+    #[serde(default)]
+    pub excludes: Option<Vec<S>>,
+    /// The data's restricted categories must all be among these.
+    #[serde(default)]
+    pub categories: Option<Vec<S>>,
+}
+
 /// A rule with a fixed role in the evaluation order.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,6 +84,9 @@ pub struct FixedRule {
     pub id: S,
     #[serde(default)]
     pub article: Option<S>,
+    /// Instrument id; default: the regime's `instrument`.
+    #[serde(default)]
+    pub instrument: Option<S>,
     #[serde(default)]
     pub reason: Option<S>,
 }
@@ -59,8 +99,12 @@ pub struct RuleSpec {
     pub effect: Effect,
     #[serde(default)]
     pub article: Option<S>,
+    /// Instrument id (an entry of some file's `instruments`); default: the regime's.
     #[serde(default)]
-    pub instrument: Option<String>,
+    pub instrument: Option<S>,
+    /// Recipients and data the instrument covers.
+    #[serde(default)]
+    pub scope: Option<ScopeSpec>,
     #[serde(default)]
     pub reason: Option<S>,
     /// First day the rule applies (inclusive).
@@ -108,6 +152,10 @@ pub struct OrgSpec {
     /// A critical information infrastructure operator (PIPL Art. 40).
     #[serde(default)]
     pub ciio: bool,
+    /// The legal regimes or sectors the organisation falls under (one of
+    /// [`crate::policy::RECIPIENT_REGIMES`]); empty: not declared.
+    #[serde(default)]
+    pub regimes: Vec<S>,
 }
 
 #[derive(Debug, Deserialize)]

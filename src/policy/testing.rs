@@ -60,6 +60,9 @@ struct CaseSpec {
     /// Substring the reason must contain.
     #[serde(default)]
     reason: Option<String>,
+    /// Expected instrument id of the decision (`none`: the decision names none).
+    #[serde(default)]
+    instrument: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]
@@ -120,6 +123,7 @@ pub struct Case {
     pub rule: Option<String>,
     pub article: Option<String>,
     pub reason: Option<String>,
+    pub instrument: Option<String>,
     /// Registry file the case runs against.
     pub registry: PathBuf,
 }
@@ -293,6 +297,7 @@ fn check_case(
         rule: c.rule.clone(),
         article: c.article.clone(),
         reason: c.reason.clone(),
+        instrument: c.instrument.clone(),
         registry: registry.to_path_buf(),
     })
 }
@@ -358,6 +363,12 @@ pub fn run(dir: &Path) -> Result<Report, Diagnostics> {
             && !d.reason.contains(r.as_str())
         {
             problems.push(format!("expected reason containing `{r}`"));
+        }
+        if let Some(i) = &c.instrument {
+            let got = d.instrument.as_deref().map_or("none", |x| x.id.as_str());
+            if i != got {
+                problems.push(format!("expected instrument `{i}`, got `{got}`"));
+            }
         }
         if problems.is_empty() {
             report.passed += 1;

@@ -575,3 +575,116 @@ fn load_errors_are_all_reported_with_lines() {
         "{text}"
     );
 }
+
+#[test]
+fn unknown_instruments_and_regimes_are_load_errors_with_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "a.yaml",
+        &format!(
+            "{MINI}instrument: xx.law
+instruments:
+  - {{ id: xx.law, kind: statute, title: X law, reference: X 1 }}
+  - {{ id: xx.law, kind: statute, title: again, reference: X 2 }}
+  - {{ id: xx.odd, kind: decree, title: Odd, date: 2024-13-01, reference: X 3 }}
+rules:
+  - id: xx.one
+    effect: allow
+    article: A 4
+    instrument: xx.missing
+    scope: {{ recipients: [martians] }}
+    reason: r
+"
+        ),
+    );
+    write(
+        d,
+        "registry.yaml",
+        "organisations:\n  - id: o\n    name: O\n    country: DE\n    regimes: [pipeda, guild]\n",
+    );
+    let err = PolicySet::load(d, &d.join("registry.yaml")).unwrap_err();
+    let text = err.to_string();
+    let has = |needle: &str, file: &str, line: usize| {
+        assert!(
+            err.0.iter().any(|e| e.message.contains(needle)
+                && e.line == Some(line)
+                && e.file.ends_with(file)),
+            "no `{needle}` at {file}:{line} in:\n{text}"
+        )
+    };
+    has("duplicate instrument id `xx.law`", "a.yaml", 12);
+    has("unknown instrument kind `decree`", "a.yaml", 13);
+    has("invalid date `2024-13-01`", "a.yaml", 13);
+    has("unknown instrument `xx.missing`", "a.yaml", 18);
+    has("unknown recipient regime `martians`", "a.yaml", 19);
+    has("unknown recipient regime `guild`", "registry.yaml", 5);
+}
+
+#[test]
+fn every_decision_names_its_instrument() {
+    let p = pack();
+    let d = ask(&p, &personal(&["FR"]), Some("globex-us"), "US", TODAY);
+    let i = d.instrument.as_deref().unwrap();
+    assert_eq!(i.id, "eu.adequacy-2023-1795");
+    assert_eq!(i.kind, "adequacy");
+    assert_eq!(i.date.as_deref(), Some("2023-07-10"));
+    assert!(i.reference.contains("OJ L 231"), "{}", i.reference);
+    assert_eq!(
+        d.bases[0].instrument.as_deref(),
+        Some("eu.adequacy-2023-1795")
+    );
+    // The fixed rules cite the regime's statute.
+    let d = ask(&p, &personal(&["FR"]), Some("acme-us"), "US", TODAY);
+    assert_eq!(d.rule, "eu.chapter-v.no-basis");
+    assert_eq!(d.instrument.as_deref().unwrap().id, "eu.gdpr");
+    let d = ask(&p, &personal(&["FR"]), None, "DE", TODAY);
+    assert_eq!(d.instrument.as_deref().unwrap().id, "eu.gdpr");
+    // SCCs: the decision, with the module of the clauses relied on.
+    let d = ask(&p, &personal(&["FR"]), Some("initech-in"), "IN", TODAY);
+    assert_eq!(d.rule, "eu.scc");
+    let i = d.instrument.as_deref().unwrap();
+    assert_eq!((i.id.as_str(), i.module), ("eu.scc-2021-914", Some(1)));
+    assert!(p.instrument("eu.scc-2021-914").unwrap().module.is_none());
+    // The engine's own fail-closed refusal rests on no instrument.
+    let d = ask(&p, &personal(&[]), None, "DE", TODAY);
+    assert!(d.instrument.is_none());
+}
+
+#[test]
+fn canada_is_adequate_only_for_pipeda_organisations() {
+    let p = pack();
+    let d = ask(&p, &personal(&["DE"]), Some("tyrell-ca"), "CA", TODAY);
+    assert_eq!(d.rule, "eu.adequacy.ca", "{d:?}");
+    assert_eq!(d.instrument.as_deref().unwrap().id, "eu.adequacy-2002-2");
+    let d = ask(&p, &personal(&["DE"]), Some("statcan-ca"), "CA", TODAY);
+    assert_eq!(d.rule, "eu.chapter-v.no-basis");
+    assert!(
+        d.reason
+            .contains("covers only a recipient that is an organisation subject to PIPEDA")
+            && d.reason
+                .contains("`statcan-ca` is declared as a public body"),
+        "{}",
+        d.reason
+    );
+    let d = ask(&p, &personal(&["DE"]), Some("acme-us"), "CA", TODAY);
+    assert!(
+        d.reason
+            .contains("the registry declares no legal regime for `acme-us`: declare it in the registry (`regimes:`"),
+        "{}",
+        d.reason
+    );
+    let (_, trace) = p.decide_with_trace(&Query {
+        tags: &personal(&["DE"]),
+        purpose: "training",
+        importer: Some("statcan-ca"),
+        destination: c("CA"),
+        direction: Direction::Download,
+        date: TODAY,
+        volume: None,
+    });
+    let step = trace.iter().find(|s| s.rule == "eu.adequacy.ca").unwrap();
+    assert_eq!(step.outcome, Outcome::NotApplicable);
+    assert!(step.note.contains("public body"), "{}", step.note);
+}

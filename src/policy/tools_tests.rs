@@ -169,7 +169,7 @@ fn the_shipped_overlay_is_stricter_than_the_law() {
     let (d, _) = ask(
         &set,
         &tags("DE", &[Category::Personal]),
-        "none-xx",
+        "appi-jp",
         "JP",
         "marketing",
     );

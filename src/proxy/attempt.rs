@@ -2,6 +2,7 @@
 //! one decision record it gets — a refusal's before the answer, an allow's before any
 //! byte is forwarded.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use http::Method;
@@ -9,7 +10,7 @@ use http::request::Parts;
 
 use crate::audit::{DecisionRecord, Record};
 use crate::metrics::Decided;
-use crate::model::{Caller, Decision, Direction, Effect};
+use crate::model::{Caller, Decision, Direction, Effect, Instrument};
 use crate::respond::Problem;
 use crate::transfer::Transfer;
 
@@ -76,13 +77,21 @@ impl Attempt {
             &p.record_rule(),
             p.article.as_deref().unwrap_or_default(),
             &p.detail,
+            p.instrument.clone(),
         )
     }
 
     /// The decision record of a transfer about to be forwarded (allowed, or refused in
     /// shadow mode).
     pub fn forwarded(&mut self, d: &Decision) -> Record {
-        self.record(d.effect, 0, &d.rule, &d.article, &d.reason)
+        self.record(
+            d.effect,
+            0,
+            &d.rule,
+            &d.article,
+            &d.reason,
+            d.instrument.clone(),
+        )
     }
 
     fn record(
@@ -92,6 +101,7 @@ impl Attempt {
         rule: &str,
         article: &str,
         reason: &str,
+        instrument: Option<Arc<Instrument>>,
     ) -> Record {
         self.decided = Decided::of(decision);
         let t = self.transfer.as_ref();
@@ -123,6 +133,7 @@ impl Attempt {
                 .and_then(|e| e.exporter.clone()),
             client_request_id: self.client_request_id.clone(),
             undeclared_recent: t.and_then(|t| t.unaccounted.clone()),
+            instrument,
         }))
     }
 }

@@ -39,7 +39,7 @@ use http_body_util::BodyExt;
 use crate::audit::record::RecheckOf;
 use crate::audit::{AuditLog, Receipt};
 use crate::model::{Decision, Direction};
-use crate::respond::{Problem, decision_header};
+use crate::respond::{Problem, decision_header, instrument_header};
 use crate::snapshot::Snapshot;
 use attempt::Attempt;
 use body::{Completion, Metered};
@@ -479,6 +479,9 @@ impl Gateway {
         }
         if let Some(v) = decision_header(&decision, decision.is_allow() || a.enforce) {
             h.insert("bordergate-decision", v);
+        }
+        if let Some(v) = instrument_header(&decision) {
+            h.insert("bordergate-instrument", v);
         }
         if let Some(v) = receipt_h {
             h.insert("audit-receipt", v);

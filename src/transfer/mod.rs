@@ -621,6 +621,7 @@ impl Transfer {
             reason,
             policy_version: policies.version.clone(),
             bases: Vec::new(),
+            instrument: None,
         };
         if let Some(w) = self.withdrawn_on(date) {
             return Some(deny(

@@ -199,6 +199,16 @@ function drawDestinations(dests) {
   host.append(s);
 }
 
+// An instrument in words: title, date, official reference, SCC module, catalogue id.
+function instrumentText(i) {
+  if (!i) return null;
+  let t = i.title;
+  if (i.date) t += ` of ${i.date}`;
+  t += ` · ${i.reference}`;
+  if (i.module) t += ` · module ${i.module}`;
+  return `${t} [${i.id}]`;
+}
+
 function drawRefusals(list) {
   const ul = $("refusals");
   ul.replaceChildren();
@@ -209,6 +219,7 @@ function drawRefusals(list) {
       el("div", { class: "count" }, fmt.format(r.count)),
       el("div", {},
         el("div", {}, el("span", { class: "rule" }, r.rule), r.article ? el("span", { class: "article" }, r.article) : null),
+        r.instrument ? el("div", { class: "instrument" }, instrumentText(r.instrument)) : null,
         el("div", { class: "reason" }, r.reason),
         dests)));
   }
@@ -330,6 +341,7 @@ function openDrawer(r) {
   add("Request id", r.request_id, "mono");
   add("Rule", r.rule, "mono");
   add("Legal basis", r.article);
+  add("Instrument", instrumentText(r.instrument));
   add("Reason", r.reason);
   add("Record hash", r.hash, "mono");
   const pre = $("drawer-json");

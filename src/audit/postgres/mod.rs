@@ -20,6 +20,7 @@ pub mod dump;
 pub(crate) mod error;
 pub mod read;
 pub(crate) mod schema;
+mod spool;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -91,6 +92,22 @@ pub(crate) async fn connect(c: &tokio_postgres::Config) -> Result<Client, String
     Ok(client)
 }
 
+/// True when the database at `conn` accepts a connection and answers (within 5 s): tells
+/// an outage from a trail that cannot be read for another reason.
+pub async fn reachable(conn: &str) -> bool {
+    let Ok(c) = pg_config(conn) else {
+        return false;
+    };
+    let probe = async {
+        let client = connect(&c).await.ok()?;
+        client.simple_query("SELECT 1").await.ok()
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), probe).await,
+        Ok(Some(_))
+    )
+}
+
 /// A connection with the writer's statement prepared and the chain's lock held.
 struct Conn {
     client: Client,
@@ -141,12 +158,33 @@ impl Rows {
         prev: &[u8; HASH_LEN],
         json: &[u8],
     ) -> Result<[u8; HASH_LEN], String> {
-        let c: Cols =
-            serde_json::from_slice(json).map_err(|e| format!("cannot read the record: {e}"))?;
         let mut buf = Vec::with_capacity(json.len() + 200);
         let hash = encode_line(&mut buf, seq, prev, json);
         buf.pop();
         let line = String::from_utf8(buf).map_err(|_| "the record is not UTF-8".to_owned())?;
+        self.push_built(seq, prev, &hash, line)?;
+        Ok(hash)
+    }
+
+    /// A line already chained (from the spool).
+    fn push_line(&mut self, line: String) -> Result<ChainHead, String> {
+        let h = super::line::read_head(line.as_bytes())?;
+        self.push_built(h.seq, &h.prev, &h.hash, line)?;
+        Ok(ChainHead {
+            seq: h.seq,
+            hash: h.hash,
+        })
+    }
+
+    fn push_built(
+        &mut self,
+        seq: u64,
+        prev: &[u8; HASH_LEN],
+        hash: &[u8; HASH_LEN],
+        line: String,
+    ) -> Result<(), String> {
+        let c: Cols =
+            serde_json::from_str(&line).map_err(|e| format!("cannot read the record: {e}"))?;
         let seq = i64::try_from(seq).map_err(|_| "the sequence number overflowed".to_owned())?;
         let (org, sub) = c.caller.map_or((None, None), |c| (c.org, c.sub));
         self.seq.push(seq);
@@ -162,7 +200,7 @@ impl Rows {
         self.decision.push(c.decision);
         self.rule.push(c.rule);
         self.line.push(line);
-        Ok(hash)
+        Ok(())
     }
 }
 
@@ -183,6 +221,8 @@ pub struct PgOptions {
     pub checkpoint_every: u64,
     pub checkpoint_interval: Duration,
     pub checkpoint_export: Option<std::path::PathBuf>,
+    /// The local spool used while the database does not answer (see [`spool`]).
+    pub spool: Option<std::path::PathBuf>,
     /// How long a batch waits for more records after its first before it is written, when
     /// the previous batch had more than one record.
     pub linger: Duration,
@@ -205,6 +245,7 @@ impl PgOptions {
             checkpoint_interval: Duration::from_secs(60),
             checkpoint_export: None,
             linger: Duration::from_micros(300),
+            spool: None,
             stamp: Vec::new(),
         }
     }
@@ -239,8 +280,11 @@ pub(crate) struct PgWriter {
     opts: PgOptions,
     conn: Option<Conn>,
     /// Where this replica's chain ends; `None` until it was read and checked (after a lost
-    /// connection it is read again, and may only have grown).
+    /// connection it is read again, and may only have grown), or taken from the spool.
     head: Option<ChainHead>,
+    /// The chain's tail was read and checked once (crash recovery done).
+    checked: bool,
+    spool: Option<spool::Spool>,
     /// Records without a waiter whose batch failed: written first by the next batch.
     retry: Vec<Pending>,
     /// When the last connection attempt failed.
@@ -270,13 +314,21 @@ impl PgWriter {
             .build()
             .map_err(|e| unavailable(format!("cannot start the runtime: {e}")))?;
         let opts_chain = opts.chain.clone();
+        let spool = match &opts.spool {
+            Some(p) => Some(spool::Spool::open(p).map_err(unavailable)?),
+            None => None,
+        };
+        // Records spooled before a restart continue the chain where the spool ends.
+        let head = spool.as_ref().and_then(spool::Spool::last);
         Ok(PgWriter {
             rt,
             config,
             sql,
             opts,
             conn: None,
-            head: None,
+            head,
+            checked: false,
+            spool,
             retry: Vec::new(),
             last_attempt: None,
             last_ok: Instant::now(),
@@ -296,7 +348,7 @@ impl PgWriter {
             return Ok(());
         }
         self.conn = None;
-        let first = self.head.is_none();
+        let first = !self.checked;
         let (sql, chain, migrate) = (&self.sql, self.opts.chain.as_str(), self.opts.migrate);
         let config = &self.config;
         let deadline = self.opts.timeout.max(Duration::from_secs(5));
@@ -342,15 +394,34 @@ impl PgWriter {
                 ))),
             }
         });
-        let (conn, head, tail) = got.inspect_err(|_| self.last_attempt = Some(Instant::now()))?;
+        let (conn, head, mut tail) =
+            got.inspect_err(|_| self.last_attempt = Some(Instant::now()))?;
         self.last_attempt = None;
-        if let Some(known) = self.head
+        self.conn = Some(conn);
+        let spooled = self.spool.as_ref().is_some_and(|s| !s.is_empty());
+        if spooled {
+            if first && let Some(sp) = self.spool.as_mut() {
+                let _ = sp.for_each(&mut |l| {
+                    tail.push(l.to_owned());
+                    Ok(())
+                });
+            }
+            self.head = Some(head);
+            if let Err(e) = self.drain_spool(head) {
+                self.conn = None;
+                self.head = self.spool.as_ref().and_then(spool::Spool::last);
+                return Err(e);
+            }
+        } else if let Some(known) = self.head
             && head.seq < known.seq
         {
+            self.conn = None;
             return Err(Unready::Corrupt(format!(
                 "the chain ended at seq {} but now ends at seq {}: records were deleted",
                 known.seq, head.seq
             )));
+        } else {
+            self.head = Some(head);
         }
         if first {
             let crashed = super::tail::unfinished_in(tail.iter().map(|l| l.as_bytes()));
@@ -365,10 +436,161 @@ impl PgWriter {
                 .collect();
             recovered.append(&mut self.retry);
             self.retry = recovered;
+            self.checked = true;
         }
-        self.conn = Some(conn);
-        self.head = Some(head);
         Ok(())
+    }
+
+    /// Inserts the spooled records the database does not hold yet (the chain in the
+    /// database ends at `db`), in order, then empties the spool.
+    fn drain_spool(&mut self, db: ChainHead) -> Result<(), Unready> {
+        let Some(mut sp) = self.spool.take() else {
+            return Ok(());
+        };
+        let out = self.drain_from(&mut sp, db);
+        self.spool = Some(sp);
+        out
+    }
+
+    fn drain_from(&mut self, sp: &mut spool::Spool, db: ChainHead) -> Result<(), Unready> {
+        let name = sp.path().display().to_string();
+        let (Some(first), Some(last)) = (sp.first_seq(), sp.last()) else {
+            return Ok(());
+        };
+        if first > db.seq + 1 {
+            return Err(Unready::Corrupt(format!(
+                "the spool `{name}` starts at seq {first} but the chain in the database ends at seq {}: records between are missing",
+                db.seq
+            )));
+        }
+        if db.seq > last.seq {
+            return Err(Unready::Corrupt(format!(
+                "the chain in the database (seq {}) is ahead of the spool `{name}` (seq {}): another process wrote this chain",
+                db.seq, last.seq
+            )));
+        }
+        let mut head = db;
+        let mut batch: Vec<String> = Vec::new();
+        let mut failed: Option<Unready> = None;
+        let max = self.opts.batch_max;
+        let flush = |w: &mut PgWriter, batch: &mut Vec<String>, head: &mut ChainHead| {
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let mut rows = Rows::default();
+            let mut end = *head;
+            for l in batch.drain(..) {
+                let h = rows.push_line(l).map_err(Unready::Corrupt)?;
+                if h.seq != end.seq + 1 {
+                    return Err(Unready::Corrupt(format!(
+                        "the spool `{name}` does not continue the chain at seq {}",
+                        end.seq + 1
+                    )));
+                }
+                end = h;
+            }
+            w.exec_rows(&rows, end)?;
+            *head = end;
+            Ok(())
+        };
+        let mut lines = Vec::new();
+        sp.for_each(&mut |l| {
+            lines.push(l.to_owned());
+            Ok(())
+        })
+        .map_err(Unready::Unavailable)?;
+        for l in lines {
+            let Ok(h) = super::line::read_head(l.as_bytes()) else {
+                failed = Some(Unready::Corrupt(format!(
+                    "the spool `{name}` holds a line that is not a record"
+                )));
+                break;
+            };
+            if h.seq <= db.seq {
+                // Already in the database (drained before a crash): the same record or a fork.
+                if h.seq == db.seq && h.hash != db.hash {
+                    failed = Some(Unready::Corrupt(format!(
+                        "seq {} of the spool `{name}` differs from the database's: the chain forked",
+                        h.seq
+                    )));
+                    break;
+                }
+                continue;
+            }
+            if head.seq == db.seq && batch.is_empty() && h.prev != db.hash {
+                failed = Some(Unready::Corrupt(format!(
+                    "the spool `{name}` does not continue the chain in the database at seq {}",
+                    h.seq
+                )));
+                break;
+            }
+            batch.push(l);
+            if batch.len() >= max
+                && let Err(e) = flush(self, &mut batch, &mut head)
+            {
+                failed = Some(e);
+                break;
+            }
+        }
+        if failed.is_none()
+            && let Err(e) = flush(self, &mut batch, &mut head)
+        {
+            failed = Some(e);
+        }
+        self.head = Some(head);
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let drained = head.seq - db.seq;
+        sp.clear().map_err(Unready::Unavailable)?;
+        tracing::info!(log = %self.name, drained, "the spooled audit records are in the database");
+        Ok(())
+    }
+
+    /// Runs the batch statement for `rows`, which end the chain at `end`.
+    fn exec_rows(&mut self, rows: &Rows, end: ChainHead) -> Result<(), Unready> {
+        let Some(c) = self.conn.as_ref() else {
+            return Err(Unready::Unavailable("not connected".into()));
+        };
+        let last_seq = i64::try_from(end.seq)
+            .map_err(|_| Unready::Corrupt("the sequence number overflowed".into()))?;
+        let last_hash = hex::encode(end.hash);
+        let chain = self.opts.chain.as_str();
+        let timeout = self.opts.timeout;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 16] = [
+            &chain,
+            &rows.seq,
+            &rows.prev,
+            &rows.hash,
+            &rows.kind,
+            &rows.time,
+            &rows.request_id,
+            &rows.org,
+            &rows.sub,
+            &rows.dataset,
+            &rows.destination,
+            &rows.decision,
+            &rows.rule,
+            &rows.line,
+            &last_seq,
+            &last_hash,
+        ];
+        let done = self.rt.block_on(async {
+            let exec = c.client.execute(&c.insert, &params);
+            match tokio::time::timeout(timeout, exec).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(pg_error(&e)),
+                Err(_) => Err(format!(
+                    "no answer within {} ms (the batch may or may not be stored)",
+                    timeout.as_millis()
+                )),
+            }
+        });
+        done.map_err(|e| {
+            // Read the chain's end again on the next connection.
+            self.conn = None;
+            Unready::Unavailable(e)
+        })
     }
 
     /// The first connection, at start-up.
@@ -513,8 +735,24 @@ impl PgWriter {
             Err(Unready::Unavailable(e)) => {
                 // A statement that failed wrote nothing, so the same sequence numbers are
                 // used again; when the outcome is unknown (the connection broke during the
-                // commit) the next connection reads where the chain really ends.
+                // commit) the next connection reads where the chain really ends (and the
+                // spool's copy of such a batch is recognised there, not inserted twice).
                 self.conn = None;
+                let mut all = all;
+                if self.spool.is_some() && !all.is_empty() {
+                    match self.spool_batch(all) {
+                        Ok(()) => {
+                            self.shared.write_failing.store(false, Ordering::SeqCst);
+                            return;
+                        }
+                        Err((back, why)) => {
+                            if !why.is_empty() {
+                                tracing::error!(log = %self.name, error = %why, "cannot spool the audit batch");
+                            }
+                            all = back;
+                        }
+                    }
+                }
                 self.shared.write_failing.store(true, Ordering::SeqCst);
                 let msg = format!("cannot write to {}: {e}", self.name);
                 if retried == 0 || !batch_only_retries(&all) {
@@ -555,68 +793,40 @@ impl PgWriter {
         if batch.is_empty() {
             return Ok(None);
         }
-        let (Some(c), Some(head)) = (self.conn.as_ref(), self.head) else {
+        let Some(head) = self.head else {
             return Err(Unready::Unavailable("not connected".into()));
         };
-        let seq0 = head.seq + 1;
-        let mut rows = Rows::default();
-        let mut prev = head.hash;
-        for (i, p) in batch.iter().enumerate() {
-            prev = rows
-                .push(seq0 + i as u64, &prev, &p.json)
-                .map_err(Unready::Corrupt)?;
+        let (seq0, rows, end) = chain_rows(batch, head)?;
+        self.exec_rows(&rows, end)?;
+        self.head = Some(end);
+        Ok(Some((seq0, rows)))
+    }
+
+    /// The database did not take `all`: with a spool, the records continue the chain there
+    /// (durably, before their waiters learn their receipts). Returns them back if not.
+    fn spool_batch(&mut self, mut all: Vec<Pending>) -> Result<(), (Vec<Pending>, String)> {
+        let (Some(sp), Some(head)) = (self.spool.as_mut(), self.head) else {
+            return Err((all, String::new()));
+        };
+        let (seq0, rows, end) = match chain_rows(&all, head) {
+            Ok(r) => r,
+            Err(Unready::Corrupt(e) | Unready::Unavailable(e)) => return Err((all, e)),
+        };
+        if let Err(e) = sp.append(&rows.line, end) {
+            return Err((all, e));
         }
-        let last_seq = rows.seq.last().copied().unwrap_or_default();
-        let last_hash = hex::encode(prev);
-        let chain = self.opts.chain.as_str();
-        let timeout = self.opts.timeout;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 16] = [
-            &chain,
-            &rows.seq,
-            &rows.prev,
-            &rows.hash,
-            &rows.kind,
-            &rows.time,
-            &rows.request_id,
-            &rows.org,
-            &rows.sub,
-            &rows.dataset,
-            &rows.destination,
-            &rows.decision,
-            &rows.rule,
-            &rows.line,
-            &last_seq,
-            &last_hash,
-        ];
-        let done = self.rt.block_on(async {
-            let exec = c.client.execute(&c.insert, &params);
-            match tokio::time::timeout(timeout, exec).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(pg_error(&e)),
-                Err(_) => Err(format!(
-                    "no answer within {} ms (the batch may or may not be stored)",
-                    timeout.as_millis()
-                )),
-            }
-        });
-        match done {
-            Ok(()) => {
-                self.head = Some(ChainHead {
-                    seq: head.seq + batch.len() as u64,
-                    hash: prev,
-                });
-                Ok(Some((seq0, rows)))
-            }
-            Err(e) => {
-                // Read the chain's end again on the next connection.
-                self.conn = None;
-                Err(Unready::Unavailable(e))
-            }
+        if sp.first_seq() == Some(seq0) {
+            tracing::warn!(log = %self.name, spool = %sp.path().display(), "the audit database does not answer; records go to the local spool");
         }
+        self.head = Some(end);
+        self.since_checkpoint += all.len() as u64;
+        writer::release(&mut all, seq0, rows.hash, Some(&self.chain_id));
+        Ok(())
     }
 
     fn checkpoint_due(&self, at_shutdown: bool) -> bool {
         self.opts.signer.is_some()
+            && self.conn.is_some()
             && self.since_checkpoint > 0
             && (at_shutdown
                 || (self.opts.checkpoint_every > 0
@@ -703,6 +913,23 @@ impl PgWriter {
             self.checkpoint();
         }
     }
+}
+
+/// Chains `batch` on `head`: the first seq, the rows, and where the chain then ends.
+fn chain_rows(batch: &[Pending], head: ChainHead) -> Result<(u64, Rows, ChainHead), Unready> {
+    let seq0 = head.seq + 1;
+    let mut rows = Rows::default();
+    let mut prev = head.hash;
+    for (i, p) in batch.iter().enumerate() {
+        prev = rows
+            .push(seq0 + i as u64, &prev, &p.json)
+            .map_err(Unready::Corrupt)?;
+    }
+    let end = ChainHead {
+        seq: head.seq + batch.len() as u64,
+        hash: prev,
+    };
+    Ok((seq0, rows, end))
 }
 
 /// True when every record of a failed batch was a retry (the outage was already reported).

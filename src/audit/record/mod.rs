@@ -59,6 +59,10 @@ pub struct DecisionRecord {
     /// not cover, and what was done (`refuse` or `flag`); written only when there were any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub undeclared_recent: Option<crate::transfer::Unaccounted>,
+    /// The legal instrument the deciding rule rests on; written only when there is one
+    /// (older logs have none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instrument: Option<std::sync::Arc<crate::model::Instrument>>,
 }
 
 /// How a forwarded transfer ended.

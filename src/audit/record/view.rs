@@ -126,6 +126,9 @@ pub struct DecisionView<'a> {
     /// An upload's recent downloads its lineage did not cover, when the writer wrote them.
     #[serde(default)]
     pub undeclared_recent: Option<crate::transfer::Unaccounted>,
+    /// The instrument the deciding rule rests on (logs of older versions have none).
+    #[serde(default)]
+    pub instrument: Option<crate::model::Instrument>,
     /// The replica that wrote the record (logs of older versions have none).
     #[serde(borrow, default, deserialize_with = "opt_text")]
     pub replica: Option<Cow<'a, str>>,
@@ -422,7 +425,27 @@ mod tests {
             exporter: exporter.map(str::to_owned),
             client_request_id: None,
             undeclared_recent: None,
+            instrument: Some(std::sync::Arc::new(crate::model::Instrument {
+                id: "eu.gdpr".into(),
+                kind: "statute".into(),
+                title: "GDPR".into(),
+                date: Some("2016-04-27".into()),
+                reference: "OJ L 119, 4.5.2016, p. 1".into(),
+                module: None,
+            })),
         }
+    }
+
+    #[test]
+    fn a_decision_line_without_an_instrument_reads_back() {
+        let mut rec = decision(None);
+        rec.instrument = None;
+        let l = line(&Record::Decision(Box::new(rec)));
+        assert!(!String::from_utf8_lossy(&l).contains("\"instrument\""));
+        let RecordView::Decision(v) = RecordView::parse(&l).unwrap() else {
+            panic!("not a decision");
+        };
+        assert!(v.instrument.is_none());
     }
 
     #[test]
@@ -463,6 +486,7 @@ mod tests {
         assert_eq!(v.policy_version, "pv1");
         assert_eq!(v.upstream.as_deref(), Some("store"));
         assert_eq!(v.exporter.as_deref(), Some("acme-cn"));
+        assert_eq!(v.instrument.as_ref(), rec.instrument.as_deref());
         assert!(v.moved(), "not enforced: the data moved");
         assert!(v.is_personal());
         // Strings without escapes borrow from the line.

@@ -1,11 +1,14 @@
 //! Evaluation of a query against the loaded regimes: the one evaluator behind the gateway,
 //! `policy explain` and every other caller.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
+use super::instrument::{OutOfScope, with_module};
 use super::volume::{self, Assessed, Band};
 use super::{CatMask, Mechanism, Organisation, PolicySet, Query, Regime, Rule, builtin, cat_bit};
-use crate::model::{Basis, Category, Country, Decision, DenyGround, Effect};
+use crate::model::{Basis, Category, Country, Decision, DenyGround, Effect, Instrument};
 
 /// What a rule did in an evaluation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -47,6 +50,8 @@ enum Miss<'p> {
     MechCategories(&'p Mechanism, CatMask),
     /// The PIPL volume band after the transfer is not one the rule applies in.
     VolumeBand(Band),
+    /// The instrument's scope does not cover the recipient or the data.
+    Scope(OutOfScope),
 }
 
 /// Which rule decided an origin.
@@ -77,6 +82,23 @@ impl Verdict<'_> {
             (Hit::Default, Some(r)) => (&r.default_deny.id, &r.default_deny.article),
             _ => (builtin::NO_REGIME, builtin::ARTICLE),
         }
+    }
+
+    /// The instrument the deciding rule rests on, with the SCC module relied on.
+    fn instrument(&self) -> Option<Arc<Instrument>> {
+        let i = match (&self.hit, self.regime) {
+            (Hit::OutOfScope, Some(r)) => r.out_of_scope.instrument.as_ref(),
+            (Hit::Intra, Some(r)) => r.intra_bloc.instrument.as_ref(),
+            (Hit::Rule(rule, m), _) => {
+                return rule
+                    .instrument
+                    .as_ref()
+                    .map(|i| with_module(i, m.and_then(|m| m.module)));
+            }
+            (Hit::Default, Some(r)) => r.default_deny.instrument.as_ref(),
+            _ => None,
+        };
+        i.cloned()
     }
 }
 
@@ -198,6 +220,7 @@ impl PolicySet {
                 reason,
                 policy_version: self.version.clone(),
                 bases: Vec::new(),
+                instrument: p_rule.and_then(|p| p.instrument.clone()),
             };
         }
         step(
@@ -229,6 +252,7 @@ impl PolicySet {
                 ),
                 policy_version: self.version.clone(),
                 bases: Vec::new(),
+                instrument: None,
             };
         }
 
@@ -246,6 +270,7 @@ impl PolicySet {
                     effect: v.effect,
                     rule: rule.to_string(),
                     article: article.to_string(),
+                    instrument: v.instrument().map(|i| i.id.clone()),
                 }
             })
             .collect();
@@ -260,6 +285,7 @@ impl PolicySet {
                 reason: self.render_verdict(v, &ctx),
                 policy_version: self.version.clone(),
                 bases,
+                instrument: v.instrument(),
             };
         }
         if let Some(d) = self.overlay_verdict(&ctx, &mut trace, &bases) {
@@ -281,6 +307,7 @@ impl PolicySet {
             reason,
             policy_version: self.version.clone(),
             bases,
+            instrument: verdicts[0].instrument(),
         }
     }
 
@@ -443,6 +470,10 @@ impl PolicySet {
             && bands & ctx.volume.band.bit() == 0
         {
             return Err(Miss::VolumeBand(ctx.volume.band));
+        }
+        if let Some(sc) = &rule.scope {
+            sc.check(in_scope, q.importer, ctx.org)
+                .map_err(Miss::Scope)?;
         }
         match rule.requires_mechanism {
             Some(kind) => find_mechanism(kind, ctx, in_scope).map(Some),

@@ -61,6 +61,7 @@ impl PolicySet {
                     reason,
                     policy_version: self.version.clone(),
                     bases: bases.to_vec(),
+                    instrument: None,
                 });
             }
         }

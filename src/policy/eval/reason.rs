@@ -4,10 +4,11 @@ use std::fmt::Write;
 
 use super::{Ctx, Hit, Miss, Verdict};
 use crate::model::{Country, Effect};
+use crate::policy::instrument::{OutOfScope, regime_label};
 use crate::policy::template::{Var, write_list};
 use crate::policy::{
-    CatMask, FixedRule, Mechanism, PolicySet, Query, Regime, Rule, mask_categories,
-    mechanism_label, special_mask, volume,
+    CatMask, FixedRule, Mechanism, PolicySet, Query, RECIPIENT_REGIMES, Regime, Rule,
+    mask_categories, mechanism_label, special_mask, volume,
 };
 
 impl PolicySet {
@@ -48,7 +49,7 @@ impl PolicySet {
         &self,
         s: &mut String,
         miss: &Miss<'_>,
-        _rule: &Rule,
+        rule: &Rule,
         regime: &Regime,
         ctx: &Ctx<'_, '_>,
     ) {
@@ -91,6 +92,7 @@ impl PolicySet {
                 s.push_str(" does not cover ");
                 write_cats_phrase(s, *unc, regime);
             }
+            Miss::Scope(why) => write_scope(s, rule, *why, org, ctx, regime),
             _ => {}
         }
     }
@@ -150,6 +152,10 @@ impl PolicySet {
                     adequacy |= unconditional;
                     let _ = write!(s, "{} does not cover ", rule.label());
                     write_cats_phrase(&mut s, *unc, regime);
+                }
+                Miss::Scope(_) => {
+                    adequacy |= unconditional;
+                    self.write_miss(&mut s, &miss, rule, regime, ctx);
                 }
                 Miss::NoDerogation(d) => {
                     if !derogations.contains(d) {
@@ -276,7 +282,10 @@ impl PolicySet {
         in_scope: CatMask,
     ) -> String {
         f.reason.render(|var, out| match var {
-            Var::Instrument | Var::Article => out.push_str(&f.article),
+            Var::Instrument => {
+                out.push_str(f.instrument.as_deref().map_or(&f.article, |i| &i.title))
+            }
+            Var::Article => out.push_str(&f.article),
             other => self.write_var(other, out, regime, origin, ctx, in_scope),
         })
     }
@@ -327,6 +336,83 @@ impl PolicySet {
         }
     }
 }
+/// Why a rule's scope does not cover the transfer, saying what the registry must declare
+/// when the recipient's regime is unknown.
+fn write_scope(
+    s: &mut String,
+    rule: &Rule,
+    why: OutOfScope,
+    org: &str,
+    ctx: &Ctx<'_, '_>,
+    regime: &Regime,
+) {
+    let label = rule.label();
+    let covered = |s: &mut String| {
+        let Some(sc) = &rule.scope else { return };
+        match &sc.recipients {
+            Some(rs) => {
+                let phrases: Vec<&str> = rs.iter().map(|r| regime_label(r)).collect();
+                let _ = write!(s, "{label} covers only a recipient that is ");
+                write_list(s, &phrases, " or ");
+            }
+            None => {
+                let phrases: Vec<&str> = sc.excludes.iter().map(|r| regime_label(r)).collect();
+                let _ = write!(s, "{label} does not cover a recipient that is ");
+                write_list(s, &phrases, " or ");
+            }
+        }
+    };
+    let declare = |s: &mut String| {
+        let known: Vec<&str> = RECIPIENT_REGIMES.iter().map(|(k, _)| *k).collect();
+        let _ = write!(s, " (`regimes:`, one or more of ");
+        write_list(s, &known, ", ");
+        s.push(')');
+    };
+    match why {
+        OutOfScope::Data(unc) => {
+            let _ = write!(s, "{label} does not cover ");
+            write_cats_phrase(s, unc, regime);
+        }
+        OutOfScope::NoImporter => {
+            covered(s);
+            s.push_str(", and no importing organisation was identified, so its legal regime is unknown: identify the importer and declare its legal regime in the registry");
+            declare(s);
+        }
+        OutOfScope::UnknownImporter => {
+            covered(s);
+            let _ = write!(
+                s,
+                ", and `{org}` is not in the registry, so its legal regime is unknown: add it to the registry and declare its legal regime"
+            );
+            declare(s);
+        }
+        OutOfScope::Undeclared => {
+            covered(s);
+            let _ = write!(
+                s,
+                ", and the registry declares no legal regime for `{org}`: declare it in the registry"
+            );
+            declare(s);
+        }
+        OutOfScope::NotCovered => {
+            covered(s);
+            let declared: Vec<&str> = ctx
+                .org
+                .map(|o| o.regimes.iter().map(|r| regime_label(r)).collect())
+                .unwrap_or_default();
+            let _ = write!(s, ", and `{org}` is declared as ");
+            write_list(s, &declared, " and ");
+        }
+        OutOfScope::Excluded(x) => {
+            let _ = write!(
+                s,
+                "{label} does not cover a recipient that is {}, as `{org}` is declared",
+                regime_label(x)
+            );
+        }
+    }
+}
+
 pub(super) fn describe_mechanism(m: &Mechanism) -> String {
     let mut s = format!("{} `{}`", mechanism_label(m.kind), m.reference);
     if let Some(module) = m.module {

@@ -10,7 +10,7 @@ use super::schema::{FixedRule as FixedSpec, RegimeFile, RegistryFile, RuleSpec, 
 use super::template::Template;
 use super::{CatMask, CountrySet, FixedRule, MECHANISM_KINDS, PolicySet, Regime, Rule, cover_mask};
 use crate::config::{Diagnostic, Diagnostics, parse_yaml};
-use crate::model::{Category, Country, DEROGATIONS, Effect, check_purpose};
+use crate::model::{Category, Country, DEROGATIONS, Effect, Instrument, check_purpose};
 
 /// Largest policy or registry file accepted.
 const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
@@ -199,7 +199,7 @@ pub(super) fn load(dir: &Path, registry_path: &Path) -> Result<PolicySet, Diagno
             "no policy files (`*.yaml`) in the policy directory",
         ));
     }
-    let mut regimes = Vec::new();
+    let mut parsed: Vec<(&Path, RegimeFile)> = Vec::new();
     for path in &files {
         let text = match read(path) {
             Ok(t) => t,
@@ -214,10 +214,18 @@ pub(super) fn load(dir: &Path, registry_path: &Path) -> Result<PolicySet, Diagno
             .unwrap_or_default();
         hashed.push((name, text.as_bytes().to_vec()));
         match parse_yaml::<RegimeFile>(path, &text) {
-            Ok(spec) => regimes.push(compile_regime(path, &spec, &mut errs)),
+            Ok(spec) => parsed.push((path, spec)),
             Err(d) => errs.push(d),
         }
     }
+    let views: Vec<(&Path, &RegimeFile)> = parsed.iter().map(|(p, s)| (*p, s)).collect();
+    let catalogue = instrument::catalogue(&views, &mut errs);
+    let regimes: Vec<Compiled> = parsed
+        .iter()
+        .map(|(path, spec)| compile_regime(path, spec, &catalogue, &mut errs))
+        .collect();
+    let mut instruments: Vec<Arc<Instrument>> = catalogue.values().cloned().collect();
+    instruments.sort_by(|a, b| a.id.cmp(&b.id));
 
     let registry = match read(registry_path) {
         Ok(text) => {
@@ -268,6 +276,7 @@ pub(super) fn load(dir: &Path, registry_path: &Path) -> Result<PolicySet, Diagno
         by_origin,
         registry,
         overlay,
+        instruments,
     })
 }
 
@@ -363,8 +372,17 @@ fn check_across(regimes: &[Compiled], errs: &mut Vec<Diagnostic>) {
     }
 }
 
-fn compile_regime(path: &Path, spec: &RegimeFile, errs: &mut Vec<Diagnostic>) -> Compiled {
+fn compile_regime(
+    path: &Path,
+    spec: &RegimeFile,
+    cat: &instrument::Catalogue,
+    errs: &mut Vec<Diagnostic>,
+) -> Compiled {
     let mut sink = Sink { file: path, errs };
+    let statute = spec
+        .instrument
+        .as_ref()
+        .and_then(|i| instrument::resolve(&mut sink, cat, i));
     let mut ids = Vec::new();
     let mut members = Vec::new();
     let mut member_set = CountrySet::default();
@@ -387,18 +405,34 @@ fn compile_regime(path: &Path, spec: &RegimeFile, errs: &mut Vec<Diagnostic>) ->
             format!("regime `{}` has no `scope_categories`", spec.id.value),
         );
     }
-    let out_of_scope = fixed(&mut sink, &spec.out_of_scope, "out-of-scope", &mut ids);
+    let mut fixed = |sink: &mut Sink<'_>, f: &FixedSpec, role: &str| {
+        let mut rule = fixed(sink, f, role, &mut ids);
+        rule.instrument = match &f.instrument {
+            Some(i) => instrument::resolve(sink, cat, i),
+            None => statute.clone(),
+        };
+        rule
+    };
+    let out_of_scope = fixed(&mut sink, &spec.out_of_scope, "out-of-scope");
     let purpose = spec
         .purpose
         .as_ref()
-        .map(|p| fixed(&mut sink, p, "purpose", &mut ids));
-    let intra_bloc = fixed(&mut sink, &spec.intra_bloc, "intra-bloc", &mut ids);
-    let default_deny = fixed(&mut sink, &spec.default_deny, "default", &mut ids);
+        .map(|p| fixed(&mut sink, p, "purpose"));
+    let intra_bloc = fixed(&mut sink, &spec.intra_bloc, "intra-bloc");
+    let default_deny = fixed(&mut sink, &spec.default_deny, "default");
     let rules = spec
         .rules
         .iter()
         .map(|r| {
-            let rule = compile_rule(&mut sink, r, &mut ids);
+            let mut rule = compile_rule(&mut sink, r, &mut ids);
+            rule.instrument = match &r.instrument {
+                Some(i) => instrument::resolve(&mut sink, cat, i),
+                None => statute.clone(),
+            };
+            rule.scope = r
+                .scope
+                .as_ref()
+                .map(|sc| instrument::scope(&mut sink, &r.id, sc));
             overlay::never_matches(&mut sink, r, &rule, &member_set, scope);
             rule
         })
@@ -502,7 +536,8 @@ fn compile_rule(sink: &mut Sink<'_>, r: &RuleSpec, ids: &mut Vec<(String, usize)
         id: id.as_str().into(),
         effect: r.effect,
         article,
-        instrument: r.instrument.as_deref().map(Into::into),
+        instrument: None,
+        scope: None,
         reason,
         effective_from: from.map(|(_, d)| d),
         effective_until: until.map(|(_, d)| d),
@@ -554,10 +589,12 @@ fn fixed(
     FixedRule {
         id: spec.id.value.as_str().into(),
         article,
+        instrument: None,
         reason,
     }
 }
 
+mod instrument;
 mod overlay;
 mod registry;
 

@@ -46,6 +46,7 @@ fn compile_org(sink: &mut Sink<'_>, o: &OrgSpec) -> Option<Organisation> {
         .iter()
         .map(|m| compile_mechanism(sink, &o.id.value, country, m))
         .collect();
+    let regimes = super::instrument::org_regimes(sink, &o.regimes);
     if bad_id {
         return None;
     }
@@ -56,6 +57,7 @@ fn compile_org(sink: &mut Sink<'_>, o: &OrgSpec) -> Option<Organisation> {
         mechanisms: mechanisms.into_iter().collect::<Option<Vec<_>>>()?,
         cannot_reidentify: o.cannot_reidentify,
         ciio: o.ciio,
+        regimes,
     })
 }
 
