@@ -2,8 +2,8 @@
 //! (`policies/tests/*.yaml`, the cases `policy test` runs) is put to `policy explain --json`
 //! (by dataset and by tags given directly, as of the case's day and as of today), to a real
 //! gateway's admin API (`/policy/explain`, the same questions) and, as of today, as a real
-//! request with a token for the case's caller. Every answer must name the outcome and the
-//! rule `policy test` decides. Then a few direct cases: data withdrawn from a future day,
+//! request with a token for the case's caller. Every answer must name the outcome, the
+//! rule and the instrument `policy test` decides. Then a few direct cases: data withdrawn from a future day,
 //! an upload with its lineage, tags given directly.
 
 #![allow(clippy::unwrap_used)]
@@ -126,6 +126,18 @@ async fn request(
     token: &str,
     lineage: Option<&str>,
 ) -> (u16, Said) {
+    let (status, s, _) = request_named(a, method, path, token, lineage).await;
+    (status, s)
+}
+
+/// [`request`], with the instrument id the `Bordergate-Instrument` header names (`none`).
+async fn request_named(
+    a: &Admined,
+    method: &str,
+    path: &str,
+    token: &str,
+    lineage: Option<&str>,
+) -> (u16, Said, String) {
     let c = a.gw.client();
     let mut r = match method {
         "PUT" => c.put(a.gw.url(path)).body("weights"),
@@ -142,6 +154,13 @@ async fn request(
         .headers()
         .get("bordergate-decision")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let instrument = r
+        .headers()
+        .get("bordergate-instrument")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .map_or("none".to_string(), |h| {
+            h.split(';').next().unwrap_or("").trim().to_string()
+        });
     let body = r.text().await.unwrap();
     let said = match header {
         Some(h) => {
@@ -161,7 +180,15 @@ async fn request(
             ("deny".into(), d["rule"].as_str().unwrap().to_string())
         }
     };
-    (status, said)
+    (status, said, instrument)
+}
+
+/// The instrument id an answer's decision names (`none`).
+fn instrument_of(v: &Value) -> String {
+    v["decision"]["instrument"]["id"]
+        .as_str()
+        .unwrap_or("none")
+        .to_string()
 }
 
 /// A token for `org` in `jurisdiction` with `purpose`, signed with the gateway's key.
@@ -279,14 +306,20 @@ async fn every_test_vector_gets_one_answer_from_every_tool_and_the_gateway() {
             );
             let what = format!("{}:{} `{}`", c.file.display(), c.line, c.name);
             let mut answers: Vec<(String, Said)> = Vec::new();
+            let mut named: Vec<(String, String)> = Vec::new();
             for (day, as_of) in [(c.date, Some(c.date)), (today, None)] {
                 // `policy test`'s own decision (the case's expectation when it names one).
                 let d = t.decide(&set, day, None);
                 let expected = (effect(d.effect), d.rule.clone());
+                let instrument = d
+                    .instrument
+                    .as_deref()
+                    .map_or("none".to_string(), |i| i.id.clone());
                 if as_of.is_some() {
                     assert_eq!(d.effect, c.expect, "{what}: `policy test` disagrees");
                 }
                 answers.clear();
+                named.clear();
                 let date_arg = as_of
                     .map(|d| vec!["--as-of".to_string(), d.to_string()])
                     .unwrap_or_default();
@@ -294,27 +327,19 @@ async fn every_test_vector_gets_one_answer_from_every_tool_and_the_gateway() {
                 let mut by_id = vec!["--dataset".to_string(), id(*i)];
                 by_id.extend(caller_args(c));
                 by_id.extend(date_arg.clone());
-                answers.push((
-                    "explain --dataset".into(),
-                    said(&explain(&a, &by_id), &what),
-                ));
+                let mut note = |tool: &str, v: Value| {
+                    answers.push((tool.to_string(), said(&v, &what)));
+                    named.push((tool.to_string(), instrument_of(&v)));
+                };
+                note("explain --dataset", explain(&a, &by_id));
                 let (mut tagged, tag_q) = tag_args(c);
                 tagged.extend(caller_args(c));
                 tagged.extend(date_arg);
-                answers.push((
-                    "explain --origin".into(),
-                    said(&explain(&a, &tagged), &what),
-                ));
+                note("explain --origin", explain(&a, &tagged));
                 let q = format!("dataset={}&{}{date_q}", id(*i), caller_query(c));
-                answers.push((
-                    "admin ?dataset".into(),
-                    said(&admin(&a, &officer, &q).await, &what),
-                ));
+                note("admin ?dataset", admin(&a, &officer, &q).await);
                 let q = format!("{tag_q}&{}{date_q}", caller_query(c));
-                answers.push((
-                    "admin ?origin".into(),
-                    said(&admin(&a, &officer, &q).await, &what),
-                ));
+                note("admin ?origin", admin(&a, &officer, &q).await);
                 if as_of.is_none() {
                     let tok = token(
                         &a,
@@ -324,17 +349,25 @@ async fn every_test_vector_gets_one_answer_from_every_tool_and_the_gateway() {
                         &c.purpose,
                     );
                     let path = format!("/datasets/{}/data.csv", id(*i));
-                    let (status, s) = request(&a, "GET", &path, &tok, None).await;
+                    let (status, s, i) = request_named(&a, "GET", &path, &tok, None).await;
                     assert!(
                         (s.0 == "allow") == (status == 200),
                         "{what}: {status} for {s:?}"
                     );
                     answers.push(("gateway".into(), s));
+                    named.push(("gateway".into(), i));
                 }
                 for (tool, got) in &answers {
                     if *got != expected {
                         disagreements.push(format!(
                             "{what} as of {day}: {tool} says {got:?}, `policy test` {expected:?}"
+                        ));
+                    }
+                }
+                for (tool, got) in &named {
+                    if *got != instrument {
+                        disagreements.push(format!(
+                            "{what} as of {day}: {tool} names instrument `{got}`, `policy test` `{instrument}`"
                         ));
                     }
                 }
