@@ -317,8 +317,20 @@ fn every_origin_must_allow() {
 #[test]
 fn india_and_brazil_minimal_packs() {
     let p = pack();
+    // India: the IT Act restricts only sensitive data until DPDP s. 16 commences.
     assert_eq!(
         ask(&p, &personal(&["IN"]), Some("acme-us"), "US", TODAY).rule,
+        "in.it-act.not-sensitive"
+    );
+    assert_eq!(
+        ask(
+            &p,
+            &personal(&["IN"]),
+            Some("acme-us"),
+            "US",
+            date!(2027 - 05 - 13)
+        )
+        .rule,
         "in.s16.not-restricted"
     );
     assert_eq!(
