@@ -57,7 +57,20 @@ pub const MECHANISM_KINDS: &[(&str, &str)] = &[
         "Swiss-US Data Privacy Framework certification",
     ),
     ("privacy-shield", "EU-US Privacy Shield certification"),
+    ("safe-harbour", "US Safe Harbour self-certification"),
     ("scc", "EU standard contractual clauses"),
+    (
+        "scc-2001-497",
+        "EU standard contractual clauses of Decision 2001/497/EC (set I)",
+    ),
+    (
+        "scc-2004-915",
+        "EU standard contractual clauses of Decision 2004/915/EC (set II)",
+    ),
+    (
+        "scc-2010-87",
+        "EU standard contractual clauses of Decision 2010/87/EU (controller to processor)",
+    ),
     ("bcr", "binding corporate rules"),
     ("uk-bcr", "UK binding corporate rules"),
     ("idta", "UK International Data Transfer Agreement"),
@@ -81,7 +94,7 @@ pub const MECHANISM_KINDS: &[(&str, &str)] = &[
     ),
     (
         "pdpa-obligations",
-        "PDPA legally enforceable obligations or specified certification (PDP Regulations 2021 reg. 10-11)",
+        "PDPA legally enforceable obligations or specified certification (PDP Regulations 2014 reg. 9-10; 2021 reg. 10-12)",
     ),
     ("certification", "approved certification"),
 ];
@@ -225,6 +238,8 @@ pub struct Rule {
     pub purposes: Option<Vec<Box<str>>>,
     pub requires_mechanism: Option<&'static str>,
     pub requires_derogation: Option<&'static str>,
+    /// The mechanism must have been concluded (its `valid_from`) before this day.
+    pub mechanism_concluded_before: Option<time::Date>,
     /// Applies only when the PIPL volume band after the transfer is one of these
     /// ([`volume::Band::bit`]).
     pub volume_bands: Option<u8>,

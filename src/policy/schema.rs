@@ -125,6 +125,9 @@ pub struct RuleSpec {
     pub requires_mechanism: Option<S>,
     #[serde(default)]
     pub requires_derogation: Option<S>,
+    /// The mechanism must have been concluded (registry `valid_from`) before this day.
+    #[serde(default)]
+    pub mechanism_concluded_before: Option<S>,
     /// PIPL volume bands (`exempt`, `contract`, `assessment`) the rule applies in.
     #[serde(default)]
     pub volume_bands: Option<Vec<S>>,

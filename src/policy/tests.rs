@@ -317,8 +317,20 @@ fn every_origin_must_allow() {
 #[test]
 fn india_and_brazil_minimal_packs() {
     let p = pack();
+    // India: the IT Act restricts only sensitive data until DPDP s. 16 commences.
     assert_eq!(
         ask(&p, &personal(&["IN"]), Some("acme-us"), "US", TODAY).rule,
+        "in.it-act.not-sensitive"
+    );
+    assert_eq!(
+        ask(
+            &p,
+            &personal(&["IN"]),
+            Some("acme-us"),
+            "US",
+            date!(2027 - 05 - 13)
+        )
+        .rule,
         "in.s16.not-restricted"
     );
     assert_eq!(
@@ -687,4 +699,78 @@ fn canada_is_adequate_only_for_pipeda_organisations() {
     let step = trace.iter().find(|s| s.rule == "eu.adequacy.ca").unwrap();
     assert_eq!(step.outcome, Outcome::NotApplicable);
     assert!(step.note.contains("public body"), "{}", step.note);
+}
+
+/// The "DPF annulled" what-if documented on `eu.adequacy.us-dpf`: a copy of the pack with an
+/// `effective_until` on that one rule refuses what rested on it, and nothing else changes.
+#[test]
+fn dpf_can_be_switched_off_in_a_copy_of_the_pack() {
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(root().join("policies")).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "yaml") {
+            let mut text = std::fs::read_to_string(&path).unwrap();
+            if path.file_name().is_some_and(|n| n == "eu.yaml") {
+                let from = "    effective_from: 2023-07-10\n";
+                assert_eq!(text.matches(from).count(), 1);
+                text = text.replace(from, &format!("{from}    effective_until: 2026-05-31\n"));
+            }
+            std::fs::write(dir.path().join(path.file_name().unwrap()), text).unwrap();
+        }
+    }
+    let annulled = PolicySet::load(
+        dir.path(),
+        &root().join("examples/quickstart/registry.yaml"),
+    )
+    .unwrap_or_else(|d| panic!("{d}"));
+    let p = pack();
+    let eu = personal(&["DE"]);
+    let before = date!(2026 - 05 - 31);
+    let after = date!(2026 - 06 - 01);
+    assert_eq!(
+        ask(&annulled, &eu, Some("globex-us"), "US", before).rule,
+        "eu.adequacy.us-dpf"
+    );
+    let d = ask(&annulled, &eu, Some("globex-us"), "US", after);
+    assert_eq!(d.rule, "eu.chapter-v.no-basis");
+    assert!(
+        d.reason.contains("ceased to apply after 2026-05-31"),
+        "{}",
+        d.reason
+    );
+    assert_eq!(
+        ask(&p, &eu, Some("globex-us"), "US", after).rule,
+        "eu.adequacy.us-dpf"
+    );
+    // Other bases are untouched: UK data under the UK Extension, EU data under SCCs.
+    let uk = personal(&["GB"]);
+    assert_eq!(
+        ask(&annulled, &uk, Some("globex-us"), "US", after).rule,
+        "uk.adequacy.us-extension"
+    );
+    assert_eq!(
+        ask(&annulled, &eu, Some("initech-in"), "IN", after).rule,
+        "eu.scc"
+    );
+}
+
+#[test]
+fn mechanism_concluded_before_needs_a_mechanism() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("xx.yaml"),
+        "id: xx\nname: X\nlaw: X\nmembers: [AU]\nscope_categories: [personal]\n\
+         out_of_scope: { id: xx.out, article: A, reason: r }\n\
+         intra_bloc: { id: xx.intra, article: A, reason: r }\n\
+         default_deny: { id: xx.deny, article: A, reason: r }\n\
+         rules:\n  - { id: xx.r, effect: allow, article: A, reason: r, mechanism_concluded_before: 2021-09-27 }\n",
+    )
+    .unwrap();
+    let reg = dir.path().join("registry.yaml");
+    std::fs::write(&reg, "organisations: []\n").unwrap();
+    let err = PolicySet::load(dir.path(), &reg).err().unwrap().to_string();
+    assert!(
+        err.contains("`mechanism_concluded_before` but no `requires_mechanism`"),
+        "{err}"
+    );
 }

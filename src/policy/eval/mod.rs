@@ -48,6 +48,8 @@ enum Miss<'p> {
     MechExpired(&'p Mechanism),
     MechDestination(&'p Mechanism),
     MechCategories(&'p Mechanism, CatMask),
+    /// The mechanism was concluded on or after the day the rule requires it before.
+    MechConcludedLate(&'p Mechanism, time::Date),
     /// The PIPL volume band after the transfer is not one the rule applies in.
     VolumeBand(Band),
     /// The instrument's scope does not cover the recipient or the data.
@@ -476,7 +478,9 @@ impl PolicySet {
                 .map_err(Miss::Scope)?;
         }
         match rule.requires_mechanism {
-            Some(kind) => find_mechanism(kind, ctx, in_scope).map(Some),
+            Some(kind) => {
+                find_mechanism(kind, ctx, in_scope, rule.mechanism_concluded_before).map(Some)
+            }
             None => Ok(None),
         }
     }
@@ -487,6 +491,7 @@ fn find_mechanism<'p>(
     kind: &'static str,
     ctx: &Ctx<'_, 'p>,
     in_scope: CatMask,
+    concluded_before: Option<time::Date>,
 ) -> Result<&'p Mechanism, Miss<'p>> {
     let q = ctx.q;
     let org = match (q.importer, ctx.org) {
@@ -500,6 +505,8 @@ fn find_mechanism<'p>(
             Miss::MechNotYet(m)
         } else if m.valid_until.is_some_and(|u| q.date > u) {
             Miss::MechExpired(m)
+        } else if let Some(d) = concluded_before.filter(|d| m.valid_from >= *d) {
+            Miss::MechConcludedLate(m, d)
         } else if !m.destinations.contains(q.destination) {
             Miss::MechDestination(m)
         } else if in_scope & !m.categories != 0 {

@@ -83,6 +83,15 @@ impl PolicySet {
                     let _ = write!(s, " expired on {u}");
                 }
             }
+            Miss::MechConcludedLate(m, d) => {
+                mech(s, m);
+                let _ = write!(
+                    s,
+                    " was concluded on {}, not before {d} as {} requires",
+                    m.valid_from,
+                    rule.label()
+                );
+            }
             Miss::MechDestination(m) => {
                 mech(s, m);
                 let _ = write!(s, " does not cover transfers to {}", ctx.q.destination);

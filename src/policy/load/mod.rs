@@ -524,6 +524,15 @@ fn compile_rule(sink: &mut Sink<'_>, r: &RuleSpec, ids: &mut Vec<(String, usize)
                 }
             })
     });
+    let mechanism_concluded_before = r.mechanism_concluded_before.as_ref().and_then(|s| {
+        if r.requires_mechanism.is_none() {
+            sink.at(
+                s,
+                format!("rule `{id}` has `mechanism_concluded_before` but no `requires_mechanism`"),
+            );
+        }
+        sink.date(s)
+    });
     if r.effect == Effect::Deny
         && (r.requires_mechanism.is_some() || r.requires_derogation.is_some())
     {
@@ -547,6 +556,7 @@ fn compile_rule(sink: &mut Sink<'_>, r: &RuleSpec, ids: &mut Vec<(String, usize)
         purposes,
         requires_mechanism,
         requires_derogation,
+        mechanism_concluded_before,
         volume_bands,
     }
 }
