@@ -12,48 +12,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use common::pg::{drop_tables, dsn, pg, table};
 use common::{BIN, Gateway, Options, Upstream};
-use tokio_postgres::{Client, NoTls};
 
 /// Datasets of 30,000 individuals each: three are exempt together (90,000), a fourth would
 /// make 120,000 (the standard-contract band).
 const DATASETS: usize = 8;
 const SUBJECTS: u64 = 30_000;
-
-fn dsn() -> String {
-    std::env::var("BORDERGATE_TEST_POSTGRES")
-        .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".into())
-}
-
-/// A client for checks, or None (after a note) when no server runs outside CI.
-async fn pg() -> Option<Client> {
-    match tokio_postgres::connect(&dsn(), NoTls).await {
-        Ok((client, conn)) => {
-            tokio::spawn(conn);
-            Some(client)
-        }
-        Err(e) => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("PostgreSQL at `{}` is required in CI: {e}", dsn());
-            }
-            eprintln!("skipping: no PostgreSQL at `{}`: {e}", dsn());
-            None
-        }
-    }
-}
-
-fn table(name: &str) -> String {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    format!("bgt_pipl_{name}_{}", &id[..10])
-}
-
-async fn drop_tables(c: &Client, t: &str) {
-    let _ = c
-        .batch_execute(&format!(
-            "DROP TABLE IF EXISTS {t}; DROP TABLE IF EXISTS {t}_head; DROP TABLE IF EXISTS {t}_pipl"
-        ))
-        .await;
-}
 
 fn catalog() -> String {
     (1..=DATASETS)

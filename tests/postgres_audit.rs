@@ -13,52 +13,9 @@ use bordergate::audit::postgres::PgOptions;
 use bordergate::audit::postgres::dump::{export_postgres, verify_postgres};
 use bordergate::audit::verify::{ProblemKind, verify_reader};
 use bordergate::audit::{AuditError, AuditLog, EventRecord, Record};
+use common::pg::{drop_tables, dsn, pg, table, tamper};
 use common::{BIN, Gateway, Options};
-use tokio_postgres::{Client, NoTls};
-
-fn dsn() -> String {
-    std::env::var("BORDERGATE_TEST_POSTGRES")
-        .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".into())
-}
-
-/// A client for checks, or None (after a note) when no server runs outside CI.
-async fn pg() -> Option<Client> {
-    match tokio_postgres::connect(&dsn(), NoTls).await {
-        Ok((client, conn)) => {
-            tokio::spawn(conn);
-            Some(client)
-        }
-        Err(e) => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("PostgreSQL at `{}` is required in CI: {e}", dsn());
-            }
-            eprintln!("skipping: no PostgreSQL at `{}`: {e}", dsn());
-            None
-        }
-    }
-}
-
-fn table(name: &str) -> String {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    format!("bgt_{name}_{}", &id[..10])
-}
-
-async fn drop_tables(c: &Client, t: &str) {
-    let _ = c
-        .batch_execute(&format!(
-            "DROP TABLE IF EXISTS {t}, {t}_heads, {t}_schema, {t}_head, {t}_pipl CASCADE; DROP FUNCTION IF EXISTS {t}_append_only() CASCADE"
-        ))
-        .await;
-}
-
-/// Runs `sql` as a superuser past the append-only triggers: what tampering takes.
-async fn tamper(c: &Client, sql: &str) {
-    c.batch_execute(&format!(
-        "SET session_replication_role = replica; {sql}; SET session_replication_role = origin"
-    ))
-    .await
-    .unwrap();
-}
+use tokio_postgres::Client;
 
 fn event(i: usize) -> Record {
     Record::Event(EventRecord::new("test", format!("record {i} \"quoted\" é")))

@@ -9,8 +9,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-#[path = "support/pg.rs"]
-mod pg;
+use common::pg;
 #[path = "support/relay.rs"]
 mod relay;
 #[path = "support/admin.rs"]

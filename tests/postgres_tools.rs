@@ -7,8 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-#[path = "support/pg.rs"]
-mod pg;
+use common::pg;
 #[path = "support/admin.rs"]
 mod support;
 

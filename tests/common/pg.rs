@@ -41,3 +41,12 @@ pub async fn drop_tables(c: &Client, t: &str) {
         ))
         .await;
 }
+
+/// Runs `sql` as a superuser past the append-only triggers: what tampering takes.
+pub async fn tamper(c: &Client, sql: &str) {
+    c.batch_execute(&format!(
+        "SET session_replication_role = replica; {sql}; SET session_replication_role = origin"
+    ))
+    .await
+    .unwrap();
+}
