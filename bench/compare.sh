@@ -213,16 +213,9 @@ done
 P_ORIGIN=$PORT P_ORIGIN_TLS=$((PORT + 1)) P_PROXY=$((PORT + 2)) P_PROXY_TLS=$((PORT + 3))
 P_BG=$((PORT + 4)) P_BG_TLS=$((PORT + 5)) P_BG_SHM=$((PORT + 6))
 
-b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
-# A fresh RS256 token (1 h) for a caller in Germany: the policy pack allows the transfer.
-token() {
-  local now h p
-  now=$(date +%s)
-  h=$(printf '{"alg":"RS256","typ":"JWT","kid":"bench"}' | b64url)
-  p=$(printf '{"iss":"bordergate-bench","aud":"bordergate","sub":"bench","org":"acme-de","jurisdiction":"DE","purpose":"analytics","iat":%d,"exp":%d}' \
-      "$now" $((now + 3600)) | b64url)
-  printf '%s.%s.%s' "$h" "$p" "$(printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -sign "$WORK/jwt/priv.pem" -binary | b64url)"
-}
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+token() { rs256_token "$WORK/jwt/priv.pem"; }
 
 pad() { local s=$1; while [ ${#s} -lt 38 ]; do s+=" "; done; printf '%s' "$s"; }  # by characters, not bytes
 FAILS=()

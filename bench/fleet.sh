@@ -40,15 +40,9 @@ cp -r "$REPO/examples/quickstart/store" "$WORK/store"
 head -c 1024 /dev/urandom > "$WORK/store/datasets/eu-customers/1k.bin"
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$WORK/jwt/priv.pem" 2>/dev/null
 openssl pkey -in "$WORK/jwt/priv.pem" -pubout -out "$WORK/jwt/pub.pem"
-b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
-token() {
-  local now h p
-  now=$(date +%s)
-  h=$(printf '{"alg":"RS256","typ":"JWT","kid":"bench"}' | b64url)
-  p=$(printf '{"iss":"bordergate-bench","aud":"bordergate","sub":"bench","org":"acme-de","jurisdiction":"DE","purpose":"analytics","iat":%d,"exp":%d}' \
-      "$now" $((now + 3600)) | b64url)
-  printf '%s.%s.%s' "$h" "$p" "$(printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -sign "$WORK/jwt/priv.pem" -binary | b64url)"
-}
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+token() { rs256_token "$WORK/jwt/priv.pem"; }
 TOKEN=$(token)
 
 config() {  # name port sink(file|pg) table

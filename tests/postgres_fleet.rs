@@ -78,6 +78,28 @@ async fn ready(client: &reqwest::Client, admin: &str) -> bool {
     }
 }
 
+/// True when `chain` of `t` holds the completion of `request_id` with `outcome`.
+async fn completed(
+    c: &tokio_postgres::Client,
+    t: &str,
+    chain: &str,
+    request_id: &str,
+    outcome: &str,
+) -> bool {
+    c.query_opt(
+        &format!(
+            "SELECT line FROM {t} WHERE kind = 'completion' AND request_id = $1 AND chain = $2"
+        ),
+        &[&request_id, &chain],
+    )
+    .await
+    .unwrap()
+    .is_some_and(|r| {
+        r.get::<_, String>(0)
+            .contains(&format!("\"outcome\":\"{outcome}\""))
+    })
+}
+
 fn verify(t: &str, args: &[&str]) -> std::process::Output {
     Command::new(BIN)
         .args(["audit", "verify", "--postgres", &dsn(), "--table", t])
@@ -399,16 +421,7 @@ async fn an_outage_loses_no_record_and_readiness_returns_without_traffic() {
     }
     // The completion of the download that ended during the outage is stored.
     eventually(20, "the completion is stored", || {
-        let (c, t, id) = (&c, &t, id.clone());
-        async move {
-            c.query_opt(
-                &format!("SELECT line FROM {t} WHERE kind = 'completion' AND request_id = $1"),
-                &[&id],
-            )
-            .await
-            .unwrap()
-            .is_some_and(|r| r.get::<_, String>(0).contains("\"outcome\":\"complete\""))
-        }
+        completed(&c, &t, "gw-a", &id, "complete")
     })
     .await;
     let r = get(&b.gw.client(), b.gw.url(CUSTOMERS), &token_b).await;
@@ -444,16 +457,7 @@ async fn a_crashed_replica_completes_its_interrupted_transfers_on_restart() {
     // The same replica again (its config, its name).
     gw.respawn();
     eventually(10, "the crashed transfer is completed as unknown", || {
-        let (c, t, id) = (&c, &t, id.clone());
-        async move {
-            c.query_opt(
-                &format!("SELECT line FROM {t} WHERE kind = 'completion' AND request_id = $1 AND chain = 'gw-k'"),
-                &[&id],
-            )
-            .await
-            .unwrap()
-            .is_some_and(|r| r.get::<_, String>(0).contains("\"outcome\":\"unknown-crashed\""))
-        }
+        completed(&c, &t, "gw-k", &id, "unknown-crashed")
     })
     .await;
     assert!(gw.stop().success());

@@ -140,8 +140,8 @@ struct Row<'a> {
 /// Called for each row, chain by chain in `seq` order.
 type RowFn<'a> = dyn FnMut(Row<'_>) -> Result<(), String> + Send + 'a;
 
-/// A chain's name, its last row (seq, hash) and the number of heads matched.
-type ChainEnd = (String, Option<(i64, String)>, usize);
+/// A chain's name and its last row (seq, hash).
+type ChainEnd = (String, Option<(i64, String)>);
 
 /// Receipts wanted at one seq: (chain, hash, found).
 type Wanted<'a> = HashMap<u64, Vec<(Option<&'a str>, &'a str, bool)>>;
@@ -322,7 +322,7 @@ pub fn verify_postgres_with(
         if cur.as_ref().is_none_or(|v| v.chain != r.chain) {
             if let Some(v) = cur.take() {
                 let (rep, last) = v.finish()?;
-                ends.push((rep.chain.clone(), last, 0));
+                ends.push((rep.chain.clone(), last));
                 chains.push(rep);
             }
             cur = Some(Verifier::start(r.chain));
@@ -367,13 +367,13 @@ pub fn verify_postgres_with(
     }));
     if let Some(v) = cur.take() {
         let (rep, last) = v.finish()?;
-        ends.push((rep.chain.clone(), last, 0));
+        ends.push((rep.chain.clone(), last));
         chains.push(rep);
     }
     let heads = streamed?;
     // Every chain must reach the newest head recorded for it, and a chain with heads but
     // no rows was removed.
-    for (chain, last, _) in &ends {
+    for (chain, last) in &ends {
         let Some(hs) = heads.get(chain) else {
             continue;
         };
@@ -403,7 +403,7 @@ pub fn verify_postgres_with(
         }
     }
     for (chain, hs) in &heads {
-        if !ends.iter().any(|(c, _, _)| c == chain)
+        if !ends.iter().any(|(c, _)| c == chain)
             && let Some((hseq, _)) = hs.last()
         {
             note(

@@ -469,78 +469,44 @@ impl PgWriter {
                 db.seq, last.seq
             )));
         }
-        let mut head = db;
-        let mut batch: Vec<String> = Vec::new();
-        let mut failed: Option<Unready> = None;
-        let max = self.opts.batch_max;
-        let flush = |w: &mut PgWriter, batch: &mut Vec<String>, head: &mut ChainHead| {
-            if batch.is_empty() {
-                return Ok(());
-            }
-            let mut rows = Rows::default();
-            let mut end = *head;
-            for l in batch.drain(..) {
-                let h = rows.push_line(l).map_err(Unready::Corrupt)?;
-                if h.seq != end.seq + 1 {
-                    return Err(Unready::Corrupt(format!(
-                        "the spool `{name}` does not continue the chain at seq {}",
-                        end.seq + 1
-                    )));
-                }
-                end = h;
-            }
-            w.exec_rows(&rows, end)?;
-            *head = end;
-            Ok(())
-        };
+        let corrupt = |m: String| Unready::Corrupt(format!("the spool `{name}` {m}"));
         let mut lines = Vec::new();
         sp.for_each(&mut |l| {
             lines.push(l.to_owned());
             Ok(())
         })
         .map_err(Unready::Unavailable)?;
+        let mut head = db;
+        let mut rows = Rows::default();
         for l in lines {
-            let Ok(h) = super::line::read_head(l.as_bytes()) else {
-                failed = Some(Unready::Corrupt(format!(
-                    "the spool `{name}` holds a line that is not a record"
-                )));
-                break;
-            };
+            let h = super::line::read_head(l.as_bytes())
+                .map_err(|e| corrupt(format!("holds a line that is not a record: {e}")))?;
             if h.seq <= db.seq {
                 // Already in the database (drained before a crash): the same record or a fork.
                 if h.seq == db.seq && h.hash != db.hash {
-                    failed = Some(Unready::Corrupt(format!(
-                        "seq {} of the spool `{name}` differs from the database's: the chain forked",
+                    return Err(corrupt(format!(
+                        "differs from the database at seq {}: the chain forked",
                         h.seq
                     )));
-                    break;
                 }
                 continue;
             }
-            if head.seq == db.seq && batch.is_empty() && h.prev != db.hash {
-                failed = Some(Unready::Corrupt(format!(
-                    "the spool `{name}` does not continue the chain in the database at seq {}",
+            if h.seq != head.seq + 1 || h.prev != head.hash {
+                return Err(corrupt(format!(
+                    "does not continue the chain in the database at seq {}",
                     h.seq
                 )));
-                break;
             }
-            batch.push(l);
-            if batch.len() >= max
-                && let Err(e) = flush(self, &mut batch, &mut head)
-            {
-                failed = Some(e);
-                break;
+            head = rows.push_line(l).map_err(Unready::Corrupt)?;
+            if rows.seq.len() >= self.opts.batch_max {
+                self.exec_rows(&std::mem::take(&mut rows), head)?;
+                self.head = Some(head);
             }
         }
-        if failed.is_none()
-            && let Err(e) = flush(self, &mut batch, &mut head)
-        {
-            failed = Some(e);
+        if !rows.seq.is_empty() {
+            self.exec_rows(&rows, head)?;
         }
         self.head = Some(head);
-        if let Some(e) = failed {
-            return Err(e);
-        }
         let drained = head.seq - db.seq;
         sp.clear().map_err(Unready::Unavailable)?;
         tracing::info!(log = %self.name, drained, "the spooled audit records are in the database");
