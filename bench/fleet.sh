@@ -137,7 +137,8 @@ point() {
   if [ "$sink" = pg ]; then
     ok=$("$BG" audit verify --postgres "$PG" --table "$table" >/dev/null 2>&1 && echo yes || echo NO)
     decisions=$(psql "$PG" -Atc "SELECT count(*) FROM $table WHERE kind = 'decision'")
-    psql "$PG" -qc "DROP TABLE IF EXISTS $table, ${table}_heads, ${table}_schema, ${table}_pipl CASCADE; DROP FUNCTION IF EXISTS ${table}_append_only() CASCADE" >/dev/null 2>&1 || true
+    psql "$PG" -qc "DROP VIEW IF EXISTS $table CASCADE" >/dev/null 2>&1 || true
+    psql "$PG" -qc "DROP TABLE IF EXISTS ${table}_batches, ${table}_heads, ${table}_schema, ${table}_pipl CASCADE; DROP FUNCTION IF EXISTS ${table}_append_only() CASCADE" >/dev/null 2>&1 || true
   else
     ok=yes; decisions=0
     for i in $(seq 1 "$n"); do

@@ -694,11 +694,7 @@ async fn replicas_on_the_postgres_store_share_what_they_served() {
     assert!(body.contains("`eu-customers`"), "{body}");
     assert!(up.requests().is_empty(), "{:?}", up.requests());
     drop((a, b));
-    let _ = c
-        .batch_execute(&format!(
-            "DROP TABLE IF EXISTS {t}, {t}_heads, {t}_schema, {t}_pipl CASCADE; DROP FUNCTION IF EXISTS {t}_append_only() CASCADE"
-        ))
-        .await;
+    common::pg::drop_tables(&c, &t).await;
 }
 
 /// An exact copy of a known artifact uploaded with no digest at all: the gateway hashes the

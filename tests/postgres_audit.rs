@@ -13,7 +13,7 @@ use bordergate::audit::postgres::PgOptions;
 use bordergate::audit::postgres::dump::{export_postgres, verify_postgres};
 use bordergate::audit::verify::{ProblemKind, verify_reader};
 use bordergate::audit::{AuditError, AuditLog, EventRecord, Record};
-use common::pg::{drop_tables, dsn, pg, table, tamper};
+use common::pg::{delete_records, drop_tables, dsn, pg, rewrite, table};
 use common::{BIN, Gateway, Options};
 use tokio_postgres::Client;
 
@@ -176,7 +176,9 @@ async fn the_tables_refuse_update_delete_and_truncate_even_to_their_owner() {
     for sql in [
         format!("UPDATE {t} SET line = 'x'"),
         format!("DELETE FROM {t}"),
-        format!("TRUNCATE {t}"),
+        format!("UPDATE {t}_batches SET lines = '{{}}'"),
+        format!("DELETE FROM {t}_batches"),
+        format!("TRUNCATE {t}_batches"),
         format!("DELETE FROM {t}_heads"),
         format!("UPDATE {t}_heads SET seq = 1"),
         format!("TRUNCATE {t}_heads"),
@@ -211,7 +213,7 @@ async fn restart_continues_the_chain_and_a_damaged_tail_refuses_to_start() {
 
     // Someone deletes the newest row past the triggers: the chain no longer reaches the
     // head its last batch recorded, and the gateway refuses to start.
-    tamper(&c, &format!("DELETE FROM {t} WHERE seq = 6")).await;
+    delete_records(&c, &t, "seq = 6").await;
     let e = open(&t, dsn()).await.unwrap_err();
     assert!(matches!(e, AuditError::Corrupt(_)), "{e}");
     assert!(
@@ -236,11 +238,7 @@ async fn verify_names_modified_deleted_and_inconsistent_rows_by_seq() {
     };
     assert!(check(t.clone()).await.is_ok());
 
-    tamper(
-        &c,
-        &format!("UPDATE {t} SET line = replace(line, 'record 3 ', 'record 4 ') WHERE seq = 5"),
-    )
-    .await;
+    rewrite(&c, &t, "seq = 5", "replace(l, 'record 3 ', 'record 4 ')").await;
     let rep = check(t.clone()).await;
     let p = rep.chains[0].report.problem.clone().unwrap();
     assert_eq!((p.kind, p.seq), (ProblemKind::Modified, Some(5)), "{rep}");
@@ -254,15 +252,21 @@ async fn verify_names_modified_deleted_and_inconsistent_rows_by_seq() {
         log.append(event(i)).await.unwrap();
     }
     log.shutdown().await;
-    tamper(&c, &format!("DELETE FROM {t} WHERE seq = 4")).await;
+    delete_records(&c, &t, "seq = 4").await;
     let rep = check(t.clone()).await;
     let p = rep.chains[0].report.problem.clone().unwrap();
     assert_eq!((p.kind, p.seq), (ProblemKind::Missing, Some(5)), "{rep}");
-    // Put it back, then cut the newest rows off the end (the shutdown event and the last
-    // record): the head recorded with the last batch names the loss.
-    tamper(&c, &format!("INSERT INTO {t} SELECT chain, 4, prev, hash, kind, time, request_id, org, sub, dataset, destination, decision, rule, line FROM {t} WHERE seq = 3")).await;
-    tamper(&c, &format!("DELETE FROM {t} WHERE seq = 4")).await;
-    tamper(&c, &format!("DELETE FROM {t} WHERE seq >= 10")).await;
+    drop_tables(&c, &t).await;
+
+    // The newest rows cut off the end (the shutdown event and the last record): the head
+    // recorded with the last batch names the loss.
+    let t = table("cut");
+    let log = open(&t, dsn()).await.unwrap();
+    for i in 0..9 {
+        log.append(event(i)).await.unwrap();
+    }
+    log.shutdown().await;
+    delete_records(&c, &t, "seq >= 10").await;
     let rep = check(t.clone()).await;
     assert!(!rep.is_ok());
     assert!(
@@ -399,9 +403,11 @@ async fn gateway_writes_its_decisions_to_postgres() {
     assert_eq!(String::from_utf8_lossy(&q.stdout).lines().count(), 1);
 
     let seq: i64 = refused_seq(&c, &t).await;
-    tamper(
+    rewrite(
         &c,
-        &format!("UPDATE {t} SET line = replace(line, 'acme-us', 'acme-de') WHERE seq = {seq}"),
+        &t,
+        &format!("seq = {seq}"),
+        "replace(l, 'acme-us', 'acme-de')",
     )
     .await;
     let out = verify(&t);

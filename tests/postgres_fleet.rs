@@ -20,7 +20,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{BIN, Gateway, Options};
-use pg::{drop_tables, dsn, table, tamper};
+use pg::{delete_records, drop_tables, dsn, table};
 use relay::{Mode, Relay};
 
 const CUSTOMERS: &str = "/datasets/eu-customers/customers.csv";
@@ -48,7 +48,7 @@ fn migrate(t: &str, grant: Option<&str>) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("schema version 2"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("schema version 3"));
 }
 
 async fn get(client: &reqwest::Client, url: String, token: &str) -> reqwest::Response {
@@ -248,7 +248,9 @@ async fn three_replicas_under_load_keep_whole_chains_on_a_store_they_cannot_rewr
     for sql in [
         format!("UPDATE {t} SET line = 'x'"),
         format!("DELETE FROM {t} WHERE chain = 'gw-1'"),
-        format!("TRUNCATE {t}"),
+        format!("UPDATE {t}_batches SET lines = '{{}}'"),
+        format!("DELETE FROM {t}_batches WHERE chain = 'gw-1'"),
+        format!("TRUNCATE {t}_batches"),
         format!("DELETE FROM {t}_heads"),
         format!("TRUNCATE {t}_pipl"),
     ] {
@@ -267,11 +269,10 @@ async fn three_replicas_under_load_keep_whole_chains_on_a_store_they_cannot_rewr
     assert!(e.as_db_error().unwrap().message().contains("append-only"));
 
     // A superuser past the triggers deletes gw-2's newest rows: verify names it.
-    tamper(
+    delete_records(
         &c,
-        &format!(
-            "DELETE FROM {t} WHERE chain = 'gw-2' AND seq > (SELECT max(seq) - 3 FROM {t} WHERE chain = 'gw-2')"
-        ),
+        &t,
+        &format!("chain = 'gw-2' AND seq > (SELECT max(seq) - 3 FROM {t} WHERE chain = 'gw-2')"),
     )
     .await;
     let out = verify(&t, &[]);
@@ -554,4 +555,66 @@ async fn with_a_spool_a_replica_serves_through_an_outage_and_drains_without_loss
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("receipts checked: 21"));
     drop_tables(&c, &t).await;
+}
+
+/// A store of schema version 2 (one row per record) is migrated to batches: its table is
+/// kept as `<t>_v2`, every record is readable through the `<t>` view, the chains verify,
+/// and a replica continues its chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_version_2_store_migrates_to_batches_and_keeps_its_records() {
+    let Some(c) = pg::pg().await else { return };
+    let (t, old) = (table("v3"), table("v2"));
+    migrate(&t, None);
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let gw = Gateway::start(replica("gw-a", &dsn(), &t, ""));
+    let token = gw.token("alice", "acme-de", "DE", "analytics");
+    for _ in 0..3 {
+        assert_eq!(get(&client, gw.url(CUSTOMERS), &token).await.status(), 200);
+    }
+    drop(gw);
+    // The same records laid out as version 2 kept them.
+    c.batch_execute(&format!(
+        "CREATE TABLE {old} AS SELECT chain, seq, prev, hash, kind, time, request_id, org, sub, dataset, destination, decision, rule, line FROM {t};
+         ALTER TABLE {old} ADD PRIMARY KEY (chain, seq);
+         CREATE TABLE {old}_heads AS SELECT * FROM {t}_heads;
+         CREATE TABLE {old}_schema (version INT PRIMARY KEY, applied TIMESTAMPTZ NOT NULL DEFAULT now());
+         INSERT INTO {old}_schema (version) VALUES (2);"
+    ))
+    .await
+    .unwrap();
+    let count = |sql: String| {
+        let c = &c;
+        async move { c.query_one(&sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    let records = count(format!("SELECT count(*) FROM {old}")).await;
+    assert!(records >= 5, "{records}");
+    migrate(&old, None);
+    assert_eq!(
+        count(format!("SELECT count(*) FROM {old}_v2")).await,
+        records
+    );
+    assert_eq!(count(format!("SELECT count(*) FROM {old}")).await, records);
+    let out = verify(&old, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A replica continues its chain on the migrated store.
+    let gw = Gateway::start(replica("gw-a", &dsn(), &old, ""));
+    let token = gw.token("alice", "acme-de", "DE", "analytics");
+    assert_eq!(get(&client, gw.url(CUSTOMERS), &token).await.status(), 200);
+    drop(gw);
+    assert!(count(format!("SELECT count(*) FROM {old}")).await > records);
+    let out = verify(&old, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop_tables(&c, &t).await;
+    drop_tables(&c, &old).await;
 }

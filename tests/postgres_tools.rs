@@ -320,7 +320,7 @@ async fn a_store_that_cannot_be_read_says_what_postgresql_said() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains(&format!(
-            "cannot read postgres table `{missing}`: relation \"{missing}\" does not exist (SQLSTATE 42P01)"
+            "cannot read postgres table `{missing}`: relation \"{missing}_batches\" does not exist (SQLSTATE 42P01)"
         )),
         "{err}"
     );

@@ -33,11 +33,15 @@ pub fn table(name: &str) -> String {
     format!("bgt_{name}_{}", &id[..10])
 }
 
-/// Drops `t` and what the writer keeps beside it.
+/// Drops `t` and what the writer keeps beside it (`t` is a view from schema version 3 on,
+/// a table before).
 pub async fn drop_tables(c: &Client, t: &str) {
     let _ = c
+        .batch_execute(&format!("DROP VIEW IF EXISTS {t} CASCADE"))
+        .await;
+    let _ = c
         .batch_execute(&format!(
-            "DROP TABLE IF EXISTS {t}, {t}_heads, {t}_schema, {t}_head, {t}_pipl CASCADE; DROP FUNCTION IF EXISTS {t}_append_only() CASCADE"
+            "DROP TABLE IF EXISTS {t}, {t}_batches, {t}_v2, {t}_heads, {t}_schema, {t}_head, {t}_pipl CASCADE; DROP FUNCTION IF EXISTS {t}_append_only() CASCADE"
         ))
         .await;
 }
@@ -49,4 +53,29 @@ pub async fn tamper(c: &Client, sql: &str) {
     ))
     .await
     .unwrap();
+}
+
+/// Rewrites, past the triggers, the records of `t` for which `pred` holds (SQL over `seq`,
+/// `chain` and `l`, the line): each becomes `new` (SQL over the same; `NULL` deletes it).
+/// A batch left empty goes, and a batch's `last` follows its lines, as a careful intruder
+/// would do.
+pub async fn rewrite(c: &Client, t: &str, pred: &str, new: &str) {
+    let b = format!("{t}_batches");
+    let each = "unnest(b.lines) WITH ORDINALITY AS u(l, o) \
+        CROSS JOIN LATERAL (SELECT b.first + u.o - 1 AS seq, b.chain::text AS chain) s";
+    tamper(
+        c,
+        &format!(
+            "UPDATE {b} b SET lines = ARRAY(SELECT x FROM (SELECT CASE WHEN {pred} THEN {new} ELSE l END AS x, o FROM {each}) y WHERE x IS NOT NULL ORDER BY o) \
+             WHERE EXISTS (SELECT 1 FROM {each} WHERE {pred}); \
+             DELETE FROM {b} WHERE cardinality(lines) = 0; \
+             UPDATE {b} SET last = first + cardinality(lines) - 1 WHERE last <> first + cardinality(lines) - 1"
+        ),
+    )
+    .await;
+}
+
+/// Deletes, past the triggers, the records of `t` for which `pred` holds (see [`rewrite`]).
+pub async fn delete_records(c: &Client, t: &str, pred: &str) {
+    rewrite(c, t, pred, "NULL").await;
 }

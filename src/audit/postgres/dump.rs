@@ -8,6 +8,8 @@ use std::io::{BufReader, Read, Write};
 use std::sync::mpsc;
 
 use futures_util::TryStreamExt;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use super::schema::{self, Sql};
 use super::{connect, pg_config, pg_error};
@@ -179,12 +181,18 @@ async fn stream_rows(conn: &str, table: &str, each: &mut RowFn<'_>) -> Result<He
         .map_err(err)?;
     let mut rows = std::pin::pin!(rows);
     while let Some(r) = rows.try_next().await.map_err(err)? {
+        let line: &str = r.get(2);
+        // The link and hash as the line states them (a line that states none is reported
+        // by the verifier as malformed).
+        let (prev, hash) = crate::audit::line::read_head(line.as_bytes())
+            .map(|h| (hex::encode(h.prev), hex::encode(h.hash)))
+            .unwrap_or_default();
         each(Row {
             chain: r.get(0),
             seq: r.get(1),
-            prev: r.get(2),
-            hash: r.get(3),
-            line: r.get(4),
+            prev: &prev,
+            hash: &hash,
+            line,
         })?;
     }
     let _ = client.batch_execute("COMMIT").await;
@@ -204,16 +212,40 @@ pub async fn for_each_line_since(
     let client = connect(&pg_config(conn)?).await?;
     let err = |e: tokio_postgres::Error| format!("cannot read `{table}`: {}", pg_error(&e));
     let rows = client
-        .query_raw(&sql.decisions_since(), std::iter::once(since))
+        .query_raw(&sql.lines_since(), std::iter::once(since))
         .await
         .map_err(err)?;
+    let since = OffsetDateTime::parse(since, &Rfc3339)
+        .map_err(|e| format!("`{since}` is not an RFC 3339 time: {e}"))?;
     let mut rows = std::pin::pin!(rows);
     let mut n = 0u64;
     while let Some(r) = rows.try_next().await.map_err(err)? {
-        each(r.get::<_, &str>(0));
-        n += 1;
+        let line = r.get::<_, &str>(0);
+        if decision_or_completion_since(line, since) {
+            each(line);
+            n += 1;
+        }
     }
     Ok(n)
+}
+
+/// True for the line of a decision or completion made at `since` or later (batches hold
+/// every kind of record, and a batch committed after `since` may hold older ones).
+fn decision_or_completion_since(line: &str, since: OffsetDateTime) -> bool {
+    #[derive(serde::Deserialize)]
+    struct KindTime<'a> {
+        #[serde(borrow)]
+        kind: &'a str,
+        #[serde(borrow)]
+        time: Option<&'a str>,
+    }
+    let Ok(r) = serde_json::from_str::<KindTime<'_>>(line) else {
+        return false;
+    };
+    matches!(r.kind, "decision" | "completion")
+        && r.time
+            .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+            .is_some_and(|t| t >= since)
 }
 
 /// A verifier thread for one chain.

@@ -2,12 +2,13 @@
 //! batches of chained records to a table shared by a fleet of gateways.
 //!
 //! Every replica writes its own hash chain (the `chain` column holds its name), so replicas
-//! never wait for each other: a batch is one `INSERT` statement that adds its rows and the
-//! chain's new head (`<table>_heads`) atomically, committed with `synchronous_commit = on`
-//! before any waiter learns its receipt. The replica holds a session advisory lock on its
-//! chain, so a second process under the same name is refused. Lines are byte for byte what
-//! the file sink writes (see [`crate::audit::line`]); a row holds the line (without its
-//! newline) and columns copied from it for queries.
+//! never wait for each other: a batch is one `INSERT` statement that adds one row holding
+//! the batch's lines (`<table>_batches`) and the chain's new head (`<table>_heads`)
+//! atomically, committed with `synchronous_commit = on` before any waiter learns its
+//! receipt. The replica holds a session advisory lock on its chain, so a second process
+//! under the same name is refused. Lines are byte for byte what the file sink writes (see
+//! [`crate::audit::line`]), without their newline; the `<table>` view shows them one row
+//! per record (see [`schema`]).
 //!
 //! Every wait is bounded: connect timeout, TCP keepalives on both ends, `statement_timeout`,
 //! `lock_timeout`, `idle_in_transaction_session_timeout`, and a deadline per batch. While
@@ -28,7 +29,6 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use tokio_postgres::{Client, NoTls, Statement};
 
 use super::AuditError;
@@ -114,40 +114,12 @@ struct Conn {
     insert: Statement,
 }
 
-/// The columns copied out of a record for queries.
-#[derive(Deserialize)]
-struct Cols {
-    kind: String,
-    time: Option<String>,
-    request_id: Option<String>,
-    caller: Option<CallerCols>,
-    dataset: Option<String>,
-    destination: Option<String>,
-    decision: Option<String>,
-    rule: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct CallerCols {
-    org: Option<String>,
-    sub: Option<String>,
-}
-
-/// One batch as parallel column arrays.
+/// One batch: its lines in seq order and their hashes (hex, for the receipts).
 #[derive(Default)]
 struct Rows {
-    seq: Vec<i64>,
-    prev: Vec<String>,
+    /// The seq of the first line (0: no line yet).
+    first: u64,
     hash: Vec<String>,
-    kind: Vec<String>,
-    time: Vec<Option<String>>,
-    request_id: Vec<Option<String>>,
-    org: Vec<Option<String>>,
-    sub: Vec<Option<String>>,
-    dataset: Vec<Option<String>>,
-    destination: Vec<Option<String>>,
-    decision: Vec<Option<String>>,
-    rule: Vec<Option<String>>,
     line: Vec<String>,
 }
 
@@ -162,45 +134,30 @@ impl Rows {
         let hash = encode_line(&mut buf, seq, prev, json);
         buf.pop();
         let line = String::from_utf8(buf).map_err(|_| "the record is not UTF-8".to_owned())?;
-        self.push_built(seq, prev, &hash, line)?;
+        self.push_built(seq, &hash, line);
         Ok(hash)
     }
 
     /// A line already chained (from the spool).
     fn push_line(&mut self, line: String) -> Result<ChainHead, String> {
         let h = super::line::read_head(line.as_bytes())?;
-        self.push_built(h.seq, &h.prev, &h.hash, line)?;
+        self.push_built(h.seq, &h.hash, line);
         Ok(ChainHead {
             seq: h.seq,
             hash: h.hash,
         })
     }
 
-    fn push_built(
-        &mut self,
-        seq: u64,
-        prev: &[u8; HASH_LEN],
-        hash: &[u8; HASH_LEN],
-        line: String,
-    ) -> Result<(), String> {
-        let c: Cols =
-            serde_json::from_str(&line).map_err(|e| format!("cannot read the record: {e}"))?;
-        let seq = i64::try_from(seq).map_err(|_| "the sequence number overflowed".to_owned())?;
-        let (org, sub) = c.caller.map_or((None, None), |c| (c.org, c.sub));
-        self.seq.push(seq);
-        self.prev.push(hex::encode(prev));
+    fn push_built(&mut self, seq: u64, hash: &[u8; HASH_LEN], line: String) {
+        if self.line.is_empty() {
+            self.first = seq;
+        }
         self.hash.push(hex::encode(hash));
-        self.kind.push(c.kind);
-        self.time.push(c.time);
-        self.request_id.push(c.request_id);
-        self.org.push(org);
-        self.sub.push(sub);
-        self.dataset.push(c.dataset);
-        self.destination.push(c.destination);
-        self.decision.push(c.decision);
-        self.rule.push(c.rule);
         self.line.push(line);
-        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.line.len()
     }
 }
 
@@ -498,12 +455,12 @@ impl PgWriter {
                 )));
             }
             head = rows.push_line(l).map_err(Unready::Corrupt)?;
-            if rows.seq.len() >= self.opts.batch_max {
+            if rows.len() >= self.opts.batch_max {
                 self.exec_rows(&std::mem::take(&mut rows), head)?;
                 self.head = Some(head);
             }
         }
-        if !rows.seq.is_empty() {
+        if rows.len() > 0 {
             self.exec_rows(&rows, head)?;
         }
         self.head = Some(head);
@@ -518,44 +475,41 @@ impl PgWriter {
         let Some(c) = self.conn.as_ref() else {
             return Err(Unready::Unavailable("not connected".into()));
         };
-        let last_seq = i64::try_from(end.seq)
-            .map_err(|_| Unready::Corrupt("the sequence number overflowed".into()))?;
+        let seq = |s: u64| {
+            i64::try_from(s).map_err(|_| Unready::Corrupt("the sequence number overflowed".into()))
+        };
+        let (first, last) = (seq(rows.first)?, seq(end.seq)?);
         let last_hash = hex::encode(end.hash);
+        // The writer's clock: no record of the batch is newer (readers bound time with it).
+        let committed = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|e| Unready::Corrupt(format!("cannot format the time: {e}")))?;
         let chain = self.opts.chain.as_str();
         let timeout = self.opts.timeout;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 16] = [
-            &chain,
-            &rows.seq,
-            &rows.prev,
-            &rows.hash,
-            &rows.kind,
-            &rows.time,
-            &rows.request_id,
-            &rows.org,
-            &rows.sub,
-            &rows.dataset,
-            &rows.destination,
-            &rows.decision,
-            &rows.rule,
-            &rows.line,
-            &last_seq,
-            &last_hash,
-        ];
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
+            [&chain, &first, &last, &committed, &rows.line, &last_hash];
         let done = self.rt.block_on(async {
             let exec = c.client.execute(&c.insert, &params);
             match tokio::time::timeout(timeout, exec).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(pg_error(&e)),
-                Err(_) => Err(format!(
+                Ok(Ok(1)) => Ok(()),
+                Ok(Ok(_)) => Err(None),
+                Ok(Err(e)) => Err(Some(pg_error(&e))),
+                Err(_) => Err(Some(format!(
                     "no answer within {} ms (the batch may or may not be stored)",
                     timeout.as_millis()
-                )),
+                ))),
             }
         });
         done.map_err(|e| {
             // Read the chain's end again on the next connection.
             self.conn = None;
-            Unready::Unavailable(e)
+            match e {
+                Some(e) => Unready::Unavailable(e),
+                None => Unready::Corrupt(format!(
+                    "the chain `{chain}` in the database does not end at seq {} (the batch of seq {first} to {last} would not continue it): another process wrote this chain",
+                    rows.first.saturating_sub(1)
+                )),
+            }
         })
     }
 

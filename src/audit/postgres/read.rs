@@ -29,42 +29,34 @@ pub fn store_name(table: &str) -> String {
     format!("postgres table `{table}`")
 }
 
-/// The `SELECT` of the lines in `[from, to)` (either bound optional), in chain order, and
-/// its parameters (RFC 3339 text).
+/// The `SELECT` of the lines of the batches that may hold records of `[from, to)`, in
+/// commit order, and its parameters (RFC 3339 text). A batch is committed after its records
+/// were made, so `from` bounds the scan (by the `committed` index) but `to` cannot: a
+/// record made before `to` may be committed after it. The readers apply the exact bounds
+/// to each line.
 fn select(
     table: &str,
     from: Option<OffsetDateTime>,
-    to: Option<OffsetDateTime>,
+    _to: Option<OffsetDateTime>,
 ) -> Result<(String, Vec<String>), String> {
     if !crate::config::valid_table_name(table) {
         return Err(format!(
             "`{table}` is not a lower-case SQL name (a-z, 0-9, _)"
         ));
     }
-    let mut conds = Vec::new();
     let mut params = Vec::new();
     let text = |t: OffsetDateTime| t.format(&Rfc3339).map_err(|e| e.to_string());
-    if let Some(f) = from {
-        params.push(text(f - SLACK)?);
-        conds.push(format!(
-            "time >= CAST(${}::text AS timestamptz)",
-            params.len()
-        ));
-    }
-    if let Some(t) = to {
-        params.push(text(t + SLACK)?);
-        conds.push(format!(
-            "time < CAST(${}::text AS timestamptz)",
-            params.len()
-        ));
-    }
-    let filter = if conds.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", conds.join(" AND "))
+    let filter = match from {
+        Some(f) => {
+            params.push(text(f - SLACK)?);
+            " WHERE b.committed >= CAST($1::text AS timestamptz)"
+        }
+        None => "",
     };
     Ok((
-        format!("SELECT line FROM {table}{filter} ORDER BY time, chain, seq"),
+        format!(
+            "SELECT u.l FROM {table}_batches b CROSS JOIN LATERAL unnest(b.lines) WITH ORDINALITY AS u(l, o){filter} ORDER BY b.committed, b.chain, b.first, u.o"
+        ),
         params,
     ))
 }
@@ -287,18 +279,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn time_bounds_go_into_sql_widened_and_the_table_name_is_checked() {
+    fn the_start_bound_goes_into_sql_widened_and_the_table_name_is_checked() {
         let (sql, p) = select("t1", None, None).unwrap();
-        assert_eq!(sql, "SELECT line FROM t1 ORDER BY time, chain, seq");
+        assert!(sql.starts_with("SELECT u.l FROM t1_batches b"), "{sql}");
+        assert!(
+            sql.ends_with("ORDER BY b.committed, b.chain, b.first, u.o"),
+            "{sql}"
+        );
         assert!(p.is_empty());
         let from = crate::audit::query::parse_bound("2025-03-01", false).unwrap();
         let to = crate::audit::query::parse_bound("2025-03-31", true).unwrap();
         let (sql, p) = select("t1", Some(from), Some(to)).unwrap();
-        assert!(sql.contains("WHERE time >= CAST($1::text AS timestamptz) AND time < CAST($2::text AS timestamptz)"), "{sql}");
-        assert_eq!(p, ["2025-02-28T23:59:59.999Z", "2025-04-01T00:00:00.001Z"]);
+        assert!(
+            sql.contains("WHERE b.committed >= CAST($1::text AS timestamptz)"),
+            "{sql}"
+        );
+        assert_eq!(p, ["2025-02-28T23:59:59.999Z"]);
+        // A record made before `to` may be committed after it: `to` does not bound the scan.
         let (sql, p) = select("t1", None, Some(to)).unwrap();
-        assert!(sql.contains("WHERE time < CAST($1::text"), "{sql}");
-        assert_eq!(p.len(), 1);
+        assert!(!sql.contains("WHERE"), "{sql}");
+        assert!(p.is_empty());
         assert!(select("t; DROP TABLE x", None, None).is_err());
     }
 

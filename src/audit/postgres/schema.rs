@@ -3,15 +3,26 @@
 //! prepares, and the start-up check of a replica's chain.
 //!
 //! Layout (schema version [`VERSION`]):
-//! - `<t>`: one row per record, `PRIMARY KEY (chain, seq)`. Every replica appends to its
-//!   own hash chain (`chain` = its name), so replicas never wait for each other;
+//! - `<t>_batches`: one row per committed batch of one chain — `chain`, `first` and `last`
+//!   seq, `committed` (the writer's clock when it wrote the batch: no record in it is
+//!   newer) and `lines`, the records' lines in seq order, `PRIMARY KEY (chain, first)`.
+//!   Every replica appends to its own hash chain (`chain` = its name), so replicas never
+//!   wait for each other; a batch costs the database one row, not one per record, which is
+//!   what lets one PostgreSQL keep up with a fleet (see the README, "A fleet on
+//!   PostgreSQL"). The insert only lands when the batch continues its chain's last batch;
+//! - `<t>`: a view with one row per record (`chain`, `seq`, `prev`, `hash`, `kind`,
+//!   `time`, `request_id`, `org`, `sub`, `dataset`, `destination`, `decision`, `rule`,
+//!   `line`), for SQL readers;
 //! - `<t>_heads`: one row per committed batch — the chain's head after it — written by the
 //!   same statement as the batch. A chain whose newest rows were removed no longer reaches
 //!   its recorded head; a chain removed whole still has heads;
-//! - `<t>_schema`: the applied schema versions.
+//! - `<t>_schema`: the applied schema versions;
+//! - `<t>_v2`: a store migrated from version 2 keeps its one-row-per-record table under
+//!   this name, untouched (its records are also copied into `<t>_batches`).
 //!
-//! Triggers refuse UPDATE, DELETE and TRUNCATE on every table, whoever asks; the gateway's
-//! role needs only SELECT and INSERT (`--grant`).
+//! Triggers refuse UPDATE, DELETE and TRUNCATE on every table (and UPDATE and DELETE
+//! through the view), whoever asks; the gateway's role needs only SELECT and INSERT
+//! (`--grant`).
 
 use tokio_postgres::Client;
 
@@ -23,16 +34,18 @@ use crate::audit::verify::{Chain, check_from};
 pub(crate) const TAIL_ROWS: i64 = 1000;
 
 /// The schema version this build writes.
-pub(crate) const VERSION: i32 = 2;
+pub(crate) const VERSION: i32 = 3;
 
 /// The chain that rows of a version-1 table (one chain shared by every gateway) belong to
 /// after `audit migrate`.
 pub(crate) const LEGACY_CHAIN: &str = "shared";
 
-/// The SQL of one store: `<table>` (records), `<table>_heads`, `<table>_schema`.
+/// The SQL of one store: `<table>_batches`, the `<table>` view, `<table>_heads`,
+/// `<table>_schema`.
 #[derive(Clone, Debug)]
 pub(crate) struct Sql {
     pub table: String,
+    pub batches: String,
     pub heads: String,
     pub schema: String,
 }
@@ -47,6 +60,7 @@ impl Sql {
         }
         Ok(Sql {
             table: table.to_owned(),
+            batches: format!("{table}_batches"),
             heads: format!("{table}_heads"),
             schema: format!("{table}_schema"),
         })
@@ -54,7 +68,7 @@ impl Sql {
 
     /// Every table of the store, for grants and triggers (`extra`: tables other modules add).
     fn tables<'a>(&'a self, extra: &'a [String]) -> impl Iterator<Item = &'a str> {
-        [self.table.as_str(), &self.heads, &self.schema]
+        [self.batches.as_str(), &self.heads, &self.schema]
             .into_iter()
             .chain(extra.iter().map(String::as_str))
     }
@@ -62,9 +76,20 @@ impl Sql {
     /// Creates (or upgrades) the store; idempotent and safe to run from many hosts at once.
     /// `grant`: the role the gateways connect as, given SELECT and INSERT only.
     pub fn migration(&self, grant: Option<&str>) -> String {
-        let (t, h, s) = (&self.table, &self.heads, &self.schema);
+        let (t, b, h, s) = (&self.table, &self.batches, &self.heads, &self.schema);
         let genesis = hex::encode(GENESIS);
         let (extra, extra_ddl) = other_tables(t);
+        let batches = format!(
+            "CREATE TABLE IF NOT EXISTS {b} (
+  chain TEXT COLLATE \"C\" NOT NULL,
+  first BIGINT NOT NULL,
+  last BIGINT NOT NULL,
+  committed TIMESTAMPTZ NOT NULL,
+  lines TEXT[] {{compression}} NOT NULL,
+  PRIMARY KEY (chain, first),
+  CHECK (first >= 1 AND last >= first)
+)"
+        );
         let mut sql = format!(
             "SELECT pg_advisory_xact_lock(hashtext('bordergate-audit:{t}'));
 CREATE TABLE IF NOT EXISTS {s} (
@@ -73,35 +98,35 @@ CREATE TABLE IF NOT EXISTS {s} (
 );
 DO $m$
 BEGIN
-  -- Version 1: one chain shared by every gateway, its head in `{t}_head`.
-  IF to_regclass('{t}') IS NOT NULL AND NOT EXISTS (
-       SELECT 1 FROM information_schema.columns
-       WHERE table_schema = current_schema() AND table_name = '{t}' AND column_name = 'chain') THEN
-    ALTER TABLE {t} ADD COLUMN chain TEXT NOT NULL DEFAULT '{LEGACY_CHAIN}';
-    ALTER TABLE {t} ALTER COLUMN chain DROP DEFAULT;
-    ALTER TABLE {t} DROP CONSTRAINT IF EXISTS {t}_pkey;
-    ALTER TABLE {t} ADD PRIMARY KEY (chain, seq);
+  -- lz4 where the server has it: a batch's lines are compressed on their way to disk.
+  EXECUTE $q${lz4}$q$;
+EXCEPTION WHEN feature_not_supported OR invalid_parameter_value THEN
+  EXECUTE $q${plain}$q$;
+END
+$m$;
+CREATE INDEX IF NOT EXISTS {b}_committed ON {b} (committed);
+DO $m$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = current_schema() AND c.relname = '{t}' AND c.relkind = 'r') THEN
+    -- Version 1: one chain shared by every gateway, its head in `{t}_head`.
+    IF NOT EXISTS (
+         SELECT 1 FROM information_schema.columns
+         WHERE table_schema = current_schema() AND table_name = '{t}' AND column_name = 'chain') THEN
+      ALTER TABLE {t} ADD COLUMN chain TEXT NOT NULL DEFAULT '{LEGACY_CHAIN}';
+      ALTER TABLE {t} ALTER COLUMN chain DROP DEFAULT;
+      ALTER TABLE {t} DROP CONSTRAINT IF EXISTS {t}_pkey;
+      ALTER TABLE {t} ADD PRIMARY KEY (chain, seq);
+    END IF;
+    -- Version 2: one row per record. The table is kept as it is, under a new name, and
+    -- its records are copied into batches of up to 1,000.
+    ALTER TABLE {t} RENAME TO {t}_v2;
+    INSERT INTO {b} (chain, first, last, committed, lines)
+      SELECT chain, min(seq), max(seq), coalesce(max(time), now()), array_agg(line ORDER BY seq)
+      FROM {t}_v2 GROUP BY chain, (seq - 1) / 1000;
   END IF;
 END
 $m$;
-CREATE TABLE IF NOT EXISTS {t} (
-  chain TEXT NOT NULL,
-  seq BIGINT NOT NULL,
-  prev TEXT NOT NULL,
-  hash TEXT NOT NULL,
-  kind TEXT NOT NULL,
-  time TIMESTAMPTZ,
-  request_id TEXT,
-  org TEXT,
-  sub TEXT,
-  dataset TEXT,
-  destination TEXT,
-  decision TEXT,
-  rule TEXT,
-  line TEXT NOT NULL,
-  PRIMARY KEY (chain, seq)
-);
-CREATE INDEX IF NOT EXISTS {t}_time ON {t} (time);
 CREATE TABLE IF NOT EXISTS {h} (
   chain TEXT NOT NULL,
   seq BIGINT NOT NULL,
@@ -118,6 +143,16 @@ BEGIN
   END IF;
 END
 $m$;
+CREATE OR REPLACE VIEW {t} AS
+  SELECT b.chain::text AS chain, b.first + u.o - 1 AS seq, r ->> 'prev' AS prev,
+         r ->> 'hash' AS hash, r ->> 'kind' AS kind, (r ->> 'time')::timestamptz AS time,
+         r ->> 'request_id' AS request_id, r -> 'caller' ->> 'org' AS org,
+         r -> 'caller' ->> 'sub' AS sub, r ->> 'dataset' AS dataset,
+         r ->> 'destination' AS destination, r ->> 'decision' AS decision,
+         r ->> 'rule' AS rule, u.l AS line
+  FROM {b} b
+  CROSS JOIN LATERAL unnest(b.lines) WITH ORDINALITY AS u(l, o)
+  CROSS JOIN LATERAL (SELECT u.l::jsonb) AS j(r);
 {pipl}
 CREATE OR REPLACE FUNCTION {t}_append_only() RETURNS trigger LANGUAGE plpgsql AS $f$
 BEGIN
@@ -125,7 +160,11 @@ BEGIN
     USING ERRCODE = 'insufficient_privilege';
 END
 $f$;
+CREATE OR REPLACE TRIGGER {t}_no_change INSTEAD OF UPDATE OR DELETE ON {t}
+  FOR EACH ROW EXECUTE FUNCTION {t}_append_only();
 ",
+            lz4 = batches.replace("{compression}", "COMPRESSION lz4"),
+            plain = batches.replace("{compression}", ""),
             pipl = extra_ddl,
         );
         for tab in self.tables(&extra) {
@@ -140,8 +179,17 @@ CREATE OR REPLACE TRIGGER {tab}_no_truncate BEFORE TRUNCATE ON {tab}
         if let Some(role) = grant {
             let list: Vec<&str> = self.tables(&extra).collect();
             sql.push_str(&format!(
-                "REVOKE ALL ON {all} FROM \"{role}\";
+                "REVOKE ALL ON {all}, {t} FROM \"{role}\";
 GRANT SELECT, INSERT ON {all} TO \"{role}\";
+GRANT SELECT ON {t} TO \"{role}\";
+DO $m$
+BEGIN
+  IF to_regclass('{t}_v2') IS NOT NULL THEN
+    REVOKE ALL ON {t}_v2 FROM \"{role}\";
+    GRANT SELECT ON {t}_v2 TO \"{role}\";
+  END IF;
+END
+$m$;
 ",
                 all = list.join(", ")
             ));
@@ -173,29 +221,32 @@ GRANT SELECT, INSERT ON {all} TO \"{role}\";
         "SELECT pg_advisory_lock(hashtextextended('bordergate-chain:' || $1::text || ':' || $2::text, 0)) IS NOT NULL".into()
     }
 
-    /// One statement for a whole batch: parallel arrays, one element per record, and the
-    /// chain's new head. `$1` chain, `$2..$13` the columns, `$14`/`$15` the head.
+    /// One statement for a whole batch: its row and the chain's new head. `$1` chain, `$2`
+    /// first seq, `$3` last seq, `$4` the writer's clock (RFC 3339), `$5` the lines, `$6`
+    /// the head's hash. It stores nothing (and answers 0 rows) unless the batch continues
+    /// the chain's last batch: a chain cannot fork or overlap in the table.
     pub fn insert(&self) -> String {
         format!(
-            "WITH rows AS (
-  INSERT INTO {t} (chain, seq, prev, hash, kind, time, request_id, org, sub, dataset, destination, decision, rule, line)
-  SELECT $1, s, p, h, k, tm::timestamptz, r, o, su, ds, de, d, ru, l
-  FROM unnest($2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-              $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[])
-    AS u(s, p, h, k, tm, r, o, su, ds, de, d, ru, l)
-  RETURNING 1
+            "WITH b AS (
+  INSERT INTO {b} (chain, first, last, committed, lines)
+  SELECT $1::text, $2::int8, $3::int8, CAST($4::text AS timestamptz), $5::text[]
+  WHERE COALESCE((SELECT last FROM {b} WHERE chain = $1::text ORDER BY first DESC LIMIT 1), 0) = $2::int8 - 1
+  RETURNING last
 )
-INSERT INTO {h} (chain, seq, hash) VALUES ($1, $15, $16)",
-            t = self.table,
+INSERT INTO {h} (chain, seq, hash) SELECT $1::text, last, $6::text FROM b",
+            b = self.batches,
             h = self.heads
         )
     }
 
-    /// A chain's last [`TAIL_ROWS`] rows, newest first.
+    /// A chain's last [`TAIL_ROWS`] records (`seq`, `line`), newest first.
     pub fn tail(&self) -> String {
         format!(
-            "SELECT seq, line FROM {} WHERE chain = $1 ORDER BY seq DESC LIMIT {TAIL_ROWS}",
-            self.table
+            "SELECT b.first + u.o - 1 AS seq, u.l
+FROM (SELECT first, lines FROM {} WHERE chain = $1::text ORDER BY first DESC LIMIT {TAIL_ROWS}) b
+CROSS JOIN LATERAL unnest(b.lines) WITH ORDINALITY AS u(l, o)
+ORDER BY seq DESC LIMIT {TAIL_ROWS}",
+            self.batches
         )
     }
 
@@ -207,20 +258,25 @@ INSERT INTO {h} (chain, seq, hash) VALUES ($1, $15, $16)",
         )
     }
 
-    /// The lines of decisions and completions from `$1` (RFC 3339 text) on, oldest first
-    /// (the time index bounds the scan).
-    pub fn decisions_since(&self) -> String {
+    /// The lines of the batches committed from `$1` (RFC 3339 text) on, in commit order:
+    /// every record newer than `$1` and a few older ones (a batch is committed after its
+    /// records were made); callers filter by the records' own times.
+    pub fn lines_since(&self) -> String {
         format!(
-            "SELECT line FROM {} WHERE time >= CAST($1::text AS timestamptz) AND kind IN ('decision', 'completion') ORDER BY time, chain, seq",
-            self.table
+            "SELECT u.l FROM {} b CROSS JOIN LATERAL unnest(b.lines) WITH ORDINALITY AS u(l, o)
+WHERE b.committed >= CAST($1::text AS timestamptz) ORDER BY b.committed, b.chain, b.first, u.o",
+            self.batches
         )
     }
 
-    /// Every row, chain by chain in `seq` order, for `audit verify --postgres` and export.
+    /// Every record (`chain`, `seq`, `line`), chain by chain in `seq` order, for `audit
+    /// verify --postgres` and export.
     pub fn all(&self) -> String {
         format!(
-            "SELECT chain, seq, prev, hash, line FROM {} ORDER BY chain, seq",
-            self.table
+            "SELECT b.chain::text, b.first + u.o - 1, u.l
+FROM {} b CROSS JOIN LATERAL unnest(b.lines) WITH ORDINALITY AS u(l, o)
+ORDER BY b.chain, b.first, u.o",
+            self.batches
         )
     }
 
@@ -534,11 +590,13 @@ mod tests {
         assert!(Sql::new("").is_err());
         let s = Sql::new("a1").unwrap();
         assert!(s.insert().contains("INSERT INTO a1_heads"));
+        assert!(s.insert().contains("INSERT INTO a1_batches"));
         let m = s.migration(Some("gw"));
         assert!(
-            m.contains("GRANT SELECT, INSERT ON a1, a1_heads, a1_schema"),
+            m.contains("GRANT SELECT, INSERT ON a1_batches, a1_heads, a1_schema"),
             "{m}"
         );
+        assert!(m.contains("GRANT SELECT ON a1 TO"), "{m}");
         assert!(m.contains("BEFORE UPDATE OR DELETE ON a1_heads"), "{m}");
         assert!(!m.contains("GRANT UPDATE"));
     }
