@@ -112,6 +112,19 @@ impl Settings {
             max_stale: secs(cfg.jwks_max_stale_secs),
         }))
     }
+
+    /// The settings of a JWKS endpoint named by discovery (the sign-in provider's
+    /// `jwks_uri`), with the default timings of `auth.jwks_*`.
+    pub(crate) fn for_url(url: &str, ca: Option<PathBuf>) -> Result<Settings, String> {
+        let mut cfg: AuthConfig = serde_json::from_value(serde_json::json!({
+            "issuer": "-",
+            "audience": "-",
+        }))
+        .map_err(|e| format!("cannot build the JWKS settings: {e}"))?;
+        cfg.jwks_url = Some(url.to_owned());
+        cfg.jwks_ca = ca;
+        Settings::of(&cfg)?.ok_or_else(|| "no JWKS URL".to_owned())
+    }
 }
 
 /// One fetched set of keys.
