@@ -197,7 +197,7 @@ mod tests {
     #[test]
     fn cookies_open_only_under_their_key_and_kind() {
         let k = Keys::new(&[7u8; 32]).unwrap();
-        let later = crate::auth::cache::unix_now() + 60;
+        let later = crate::auth::unix_now() + 60;
         let s = k.seal_session(&session(later)).unwrap();
         assert_eq!(k.open_session(&s).unwrap(), session(later));
         // Another secret, another kind of cookie, a changed byte, an expired one.
