@@ -38,6 +38,7 @@ pub(crate) use id_token::equal as constant_time_eq;
 pub use keys::MIN_SECRET_BYTES;
 pub(crate) use keys::parse_alg;
 pub use remote::check_url as check_jwks_url;
+pub(crate) use remote::{chain as error_chain, https_client};
 
 use keys::Key;
 

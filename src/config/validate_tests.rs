@@ -338,7 +338,7 @@ fn the_admin_sign_in_is_checked_on_its_lines() {
     );
     let got = problems(&text);
     let lines: Vec<Option<usize>> = got.iter().map(|(l, _)| *l).collect();
-    assert_eq!(lines, [Some(17), Some(19), Some(20), Some(22)], "{got:?}");
+    assert_eq!(lines, [Some(16), Some(18), Some(19), Some(21)], "{got:?}");
     assert!(got[0].1.contains("is not https"), "{got:?}");
     assert!(got[1].1.contains("must end in `/oidc/callback`"), "{got:?}");
     assert!(got[2].1.contains("is not a claim name"), "{got:?}");

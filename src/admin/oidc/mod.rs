@@ -123,6 +123,10 @@ impl Oidc {
             Err(e) => Err(sign_in_failed(format!(
                 "the session cookie is not valid ({e}); sign in again"
             ))),
+            Ok(s) if s.idp != self.cfg.issuer => Err(sign_in_failed(format!(
+                "the session is from the issuer `{}`, not the configured one; sign in again",
+                s.idp.escape_default()
+            ))),
             Ok(s) if s.role != OFFICER_ROLE => Err(Problem::new(
                 Kind::RoleRequired,
                 format!("the audit endpoints need the role `{OFFICER_ROLE}`"),
@@ -287,7 +291,8 @@ impl Oidc {
         let sub = claims
             .get("sub")
             .and_then(Value::as_str)
-            .unwrap_or_default()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| sign_in_failed("the ID token has no `sub`"))?
             .to_owned();
         let name = ["name", "preferred_username", "email"]
             .iter()

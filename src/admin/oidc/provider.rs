@@ -11,7 +11,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 use url::Url;
 
@@ -80,20 +79,8 @@ struct Metadata {
 
 impl Directory {
     pub fn new(issuer: &str, client_id: &str, ca: Option<PathBuf>) -> Result<Directory, String> {
-        let mut tls = crate::tls::upstream_client_config(ca.as_deref(), None, None)
-            .map_err(|e| format!("`admin.oidc`: {e}"))?;
-        tls.alpn_protocols.clear();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(TIMEOUT));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_only()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+        let client =
+            crate::auth::https_client(ca.as_deref()).map_err(|e| format!("`admin.oidc`: {e}"))?;
         Ok(Directory {
             issuer: issuer.to_owned(),
             client_id: client_id.to_owned(),
@@ -184,11 +171,12 @@ impl Directory {
             http::HeaderValue::from_static("bordergate"),
         );
         let get = async {
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| HttpError(format!("cannot reach `{target}`: {}", chain(&e))))?;
+            let resp = self.client.request(req).await.map_err(|e| {
+                HttpError(format!(
+                    "cannot reach `{target}`: {}",
+                    crate::auth::error_chain(&e)
+                ))
+            })?;
             let (parts, body) = resp.into_parts();
             let body = Limited::new(body, MAX_BODY)
                 .collect()
@@ -204,16 +192,4 @@ impl Directory {
             ))
         })?
     }
-}
-
-/// An error and its causes, one line.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cur = c.source();
-    }
-    out
 }
