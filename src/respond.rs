@@ -78,6 +78,13 @@ pub enum Kind {
     /// The token's `jurisdiction` claim contradicts the registry's country for its
     /// organisation (403).
     JurisdictionMismatch,
+    /// A sign-in through the identity provider did not complete: bad or missing state,
+    /// an ID token that does not verify, a refused code, an invalid session cookie (401).
+    SignInFailed,
+    /// The identity provider cannot be reached or answered badly (502).
+    IdentityProviderUnavailable,
+    /// A state-changing request that does not come from the admin page's origin (403).
+    CrossOrigin,
 }
 
 impl Kind {
@@ -104,7 +111,11 @@ impl Kind {
             Kind::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             Kind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            Kind::RoleRequired | Kind::JurisdictionMismatch => StatusCode::FORBIDDEN,
+            Kind::RoleRequired | Kind::JurisdictionMismatch | Kind::CrossOrigin => {
+                StatusCode::FORBIDDEN
+            }
+            Kind::SignInFailed => StatusCode::UNAUTHORIZED,
+            Kind::IdentityProviderUnavailable => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -137,6 +148,9 @@ impl Kind {
             Kind::Internal => "internal",
             Kind::RoleRequired => "role-required",
             Kind::JurisdictionMismatch => "jurisdiction-mismatch",
+            Kind::SignInFailed => "sign-in-failed",
+            Kind::IdentityProviderUnavailable => "identity-provider-unavailable",
+            Kind::CrossOrigin => "cross-origin-refused",
         }
     }
 
@@ -168,6 +182,9 @@ impl Kind {
             Kind::Internal => "Internal error",
             Kind::RoleRequired => "Role required",
             Kind::JurisdictionMismatch => "Jurisdiction claim contradicts the registry",
+            Kind::SignInFailed => "Sign-in failed",
+            Kind::IdentityProviderUnavailable => "Identity provider unavailable",
+            Kind::CrossOrigin => "Cross-origin request refused",
         }
     }
 }

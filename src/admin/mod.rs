@@ -14,6 +14,7 @@
 //! | `/fleet`           | token with role `compliance-officer` | JSON: this replica (name, region, policy version) and, with `audit.sink: postgres`, the fleet of [`crate::fleet`]: every replica's version, whether they drift |
 //! | `/policy/explain`  | token with role `compliance-officer` | the decision a transfer would get now, explained, from the serving snapshot through [`crate::transfer::question`] (the gateway's own classification and decision): `path`, `dataset`, or tags given directly (`origin=DE`, optional `category=personal,health`, `permits=…`, `derogation=…`), `jurisdiction`, `org`, `purpose`, optional `upload=true`, `lineage=a,b`, `upstream=NAME`, `as_of=YYYY-MM-DD` (a past or future day, decided as `policy explain --as-of` decides it); the JSON of `policy explain --json` |
 //! | `/`, `/ui/app.js`, `/ui/app.css` | anyone (the page asks for a token) | the officer's page, assets built in |
+//! | `/oidc/login`, `/oidc/callback`, `/oidc/session`, `POST /oidc/logout` | anyone | with `admin.oidc`: sign-in through the identity provider ([`oidc`]); its session cookie stands for a token on the endpoints above |
 //!
 //! The audit endpoints read every segment of the log: the rotated ones
 //! ([`crate::audit::segments::rotated`]) and the active file, listed afresh per request;
@@ -21,6 +22,7 @@
 //! Without a valid token the audit endpoints answer 401, with a token lacking the role 403.
 //! The proxy port never routes any of these paths.
 
+pub mod oidc;
 pub mod overview;
 mod server;
 mod ui;
@@ -154,6 +156,8 @@ pub struct Admin {
     gateway: Arc<Gateway>,
     source: AuditSource,
     max_records: usize,
+    /// With `admin.oidc`: sign-in through the identity provider.
+    oidc: Option<oidc::Oidc>,
 }
 
 impl Admin {
@@ -162,11 +166,21 @@ impl Admin {
             gateway,
             source,
             max_records: max_records.max(1),
+            oidc: None,
         }
+    }
+
+    /// Signs officers in through the identity provider as well.
+    pub fn with_oidc(mut self, oidc: Option<oidc::Oidc>) -> Admin {
+        self.oidc = oidc;
+        self
     }
 
     /// Answers one admin request.
     pub async fn handle<B>(&self, req: Request<B>) -> Response<AdminBody> {
+        if req.uri().path().starts_with("/oidc/") {
+            return oidc::route(self.oidc.as_ref(), &req).await;
+        }
         if !matches!(*req.method(), Method::GET | Method::HEAD) {
             return answer(
                 Problem::new(Kind::MethodNotAllowed, "only GET and HEAD are served here")
@@ -203,8 +217,14 @@ impl Admin {
         }
     }
 
-    /// Checks the bearer token and the officer role.
+    /// Checks the bearer token and the officer role; without a token, the sign-in's
+    /// session cookie.
     fn officer(&self, headers: &http::HeaderMap) -> Result<(), Box<Response<AdminBody>>> {
+        if !headers.contains_key(header::AUTHORIZATION)
+            && let Some(session) = self.oidc.as_ref().and_then(|o| o.session(headers))
+        {
+            return session.map(|_| ()).map_err(|p| Box::new(answer(p)));
+        }
         let state = self.gateway.state();
         match state.auth.authenticate_headers(headers) {
             Err(e) => {
@@ -796,6 +816,7 @@ pub fn spawn(
     gateway: Arc<Gateway>,
     source: AuditSource,
     max_records: usize,
+    oidc: Option<oidc::Oidc>,
 ) -> String {
     let tls = gateway.state().admin_tls.clone().map(|initial| {
         let gw = gateway.clone();
@@ -811,7 +832,7 @@ pub fn spawn(
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_else(|_| "?".into());
-    let admin = Arc::new(Admin::new(gateway, source, max_records));
+    let admin = Arc::new(Admin::new(gateway, source, max_records).with_oidc(oidc));
     tokio::spawn(serve(admin, listener, tls, std::future::pending()));
     format!("{scheme}://{local}")
 }

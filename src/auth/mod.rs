@@ -9,6 +9,7 @@
 mod cache;
 mod dev;
 mod error;
+mod id_token;
 mod keys;
 mod lifetime;
 mod remote;
@@ -29,11 +30,15 @@ use serde::de::IgnoredAny;
 use crate::config::AuthConfig;
 use crate::model::{Caller, Country, check_purpose};
 
+pub(crate) use cache::unix_now;
 pub use dev::{MintError, ensure_dev_secret, mint_token, mint_token_with_role, parse_duration};
 pub use error::AuthError;
+pub use id_token::IdTokenVerifier;
+pub(crate) use id_token::equal as constant_time_eq;
 pub use keys::MIN_SECRET_BYTES;
 pub(crate) use keys::parse_alg;
 pub use remote::check_url as check_jwks_url;
+pub(crate) use remote::{chain as error_chain, https_client};
 
 use keys::Key;
 

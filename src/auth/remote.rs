@@ -112,6 +112,19 @@ impl Settings {
             max_stale: secs(cfg.jwks_max_stale_secs),
         }))
     }
+
+    /// The settings of a JWKS endpoint named by discovery (the sign-in provider's
+    /// `jwks_uri`), with the default timings of `auth.jwks_*`.
+    pub(crate) fn for_url(url: &str, ca: Option<PathBuf>) -> Result<Settings, String> {
+        let mut cfg: AuthConfig = serde_json::from_value(serde_json::json!({
+            "issuer": "-",
+            "audience": "-",
+        }))
+        .map_err(|e| format!("cannot build the JWKS settings: {e}"))?;
+        cfg.jwks_url = Some(url.to_owned());
+        cfg.jwks_ca = ca;
+        Settings::of(&cfg)?.ok_or_else(|| "no JWKS URL".to_owned())
+    }
 }
 
 /// One fetched set of keys.
@@ -185,20 +198,8 @@ impl Source {
             .url
             .parse()
             .map_err(|e| format!("`jwks_url`: {e}"))?;
-        let mut tls = crate::tls::upstream_client_config(settings.ca.as_deref(), None, None)
-            .map_err(|e| format!("`jwks_url`: {e}"))?;
-        tls.alpn_protocols.clear();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(FETCH_TIMEOUT));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_only()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+        let client =
+            https_client(settings.ca.as_deref()).map_err(|e| format!("`jwks_url`: {e}"))?;
         Ok(Source {
             settings,
             uri,
@@ -391,6 +392,30 @@ impl Source {
     }
 }
 
+/// An HTTPS-only HTTP/1.1 client to an identity provider, verified with `ca` (default:
+/// the Mozilla roots), connections bounded by the fetch timeout.
+pub(crate) fn https_client<B>(
+    ca: Option<&std::path::Path>,
+) -> Result<Client<hyper_rustls::HttpsConnector<HttpConnector>, B>, String>
+where
+    B: http_body::Body + Send,
+    B::Data: Send,
+{
+    let mut tls = crate::tls::upstream_client_config(ca, None, None)?;
+    tls.alpn_protocols.clear();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(FETCH_TIMEOUT));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(connector))
+}
+
 /// The task of one source: fetch, wait until due or asked, again — until the source is
 /// dropped.
 async fn run(source: Weak<Source>, wake: Arc<tokio::sync::Notify>) {
@@ -440,7 +465,7 @@ fn max_age(h: &HeaderMap) -> Option<Duration> {
 }
 
 /// An error and its causes, one line.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

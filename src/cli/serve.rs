@@ -188,6 +188,13 @@ async fn start(path: PathBuf, cfg: Config, overrides: Overrides) -> Result<ExitC
         eprintln!("error: admin listener: {e}");
         ExitCode::from(2)
     })?;
+    let oidc = match admin_cfg.as_ref().and_then(|a| a.oidc.as_ref()) {
+        Some(o) => Some(crate::admin::oidc::Oidc::from_config(o).map_err(|e| {
+            eprintln!("error: admin sign-in (`admin.oidc`): {e}");
+            ExitCode::from(2)
+        })?),
+        None => None,
+    };
 
     // The ports, before the log: a gateway that cannot listen writes nothing to it.
     let addr = snap.config.listen.address;
@@ -284,7 +291,7 @@ async fn start(path: PathBuf, cfg: Config, overrides: Overrides) -> Result<ExitC
     println!("bordergate listening on {scheme}://{local}");
     tracing::info!(%local, policy_version = %version, replica = %replica.name, "bordergate listening");
     if let (Some(admin), Some(l)) = (admin_cfg, admin_listener) {
-        let url = crate::admin::spawn(l, gateway.clone(), audit_source, admin.max_records);
+        let url = crate::admin::spawn(l, gateway.clone(), audit_source, admin.max_records, oidc);
         println!("bordergate admin listening on {url}");
     }
     if let (Some(al), Some(hook)) = (alerts_cfg, webhook) {

@@ -163,6 +163,19 @@ impl Config {
         if let Some(ca) = self.alerts.as_mut().and_then(|a| a.ca.as_mut()) {
             fix(ca);
         }
+        if let Some(o) = self.admin.as_mut().and_then(|a| a.oidc.as_mut()) {
+            for s in [Some(&mut o.session_secret), o.client_secret.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                if let SecretRef::File(p) = s {
+                    fix(p);
+                }
+            }
+            if let Some(ca) = &mut o.ca {
+                fix(ca);
+            }
+        }
         if let Some(tls) = self.admin.as_mut().and_then(|a| a.tls.as_mut()) {
             fix(&mut tls.cert);
             fix(&mut tls.key);

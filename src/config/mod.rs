@@ -5,6 +5,7 @@
 mod audit;
 mod diagnostics;
 mod load;
+mod oidc;
 mod replica;
 mod spans;
 mod validate;
@@ -15,6 +16,7 @@ pub use audit::{
 };
 pub use diagnostics::{Diagnostic, Diagnostics, FileDiagnostics, did_you_mean, suggestion};
 pub use load::Overrides;
+pub use oidc::{CALLBACK_PATH, MAX_SESSION_TTL_SECS, OidcConfig, https_url};
 pub use replica::{FleetConfig, Replica, default_name, name_from_host};
 pub use spans::{Lines, line_of};
 pub use yaml::{MAX_YAML_BYTES, load_yaml, parse_yaml, read_yaml};
@@ -382,6 +384,9 @@ pub struct AdminConfig {
     /// Most records one `/audit/records` answer returns.
     #[serde(default = "default_admin_max_records")]
     pub max_records: usize,
+    /// Sign-in through the organisation's OpenID Connect provider (besides pasted tokens).
+    #[serde(default)]
+    pub oidc: Option<OidcConfig>,
 }
 
 fn default_admin_max_records() -> usize {

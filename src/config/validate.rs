@@ -129,6 +129,9 @@ impl Config {
                 "`admin.max_records` must be at least 1",
             );
         }
+        if let Some(o) = &a.oidc {
+            o.check(out);
+        }
     }
 
     fn check_upstreams_and_routes(&self, out: &mut FileDiagnostics<'_>) {

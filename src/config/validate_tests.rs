@@ -330,3 +330,23 @@ auth:
     let got = only("  jwks_ca: ca.pem\n  keys: [{alg: HS256, secret: {env: X}}]\n");
     assert!(got.iter().any(|m| m.contains("no `jwks_url`")), "{got:?}");
 }
+
+#[test]
+fn the_admin_sign_in_is_checked_on_its_lines() {
+    let text = format!(
+        "{VALID}admin:\n  address: 127.0.0.1:9901\n  plaintext: true\n  oidc:\n    issuer: http://idp.example\n    client_id: bg\n    redirect_url: https://officer.example/callback\n    role_claim: realm_access..roles\n    session_secret: {{file: s.key}}\n    session_ttl_secs: 86400\n"
+    );
+    let got = problems(&text);
+    let lines: Vec<Option<usize>> = got.iter().map(|(l, _)| *l).collect();
+    assert_eq!(lines, [Some(16), Some(18), Some(19), Some(21)], "{got:?}");
+    assert!(got[0].1.contains("is not https"), "{got:?}");
+    assert!(got[1].1.contains("must end in `/oidc/callback`"), "{got:?}");
+    assert!(got[2].1.contains("is not a claim name"), "{got:?}");
+    assert!(got[3].1.contains("between 1 and 43200"), "{got:?}");
+    let good = text
+        .replace("http://idp.example", "https://idp.example")
+        .replace("/callback", "/oidc/callback")
+        .replace("realm_access..roles", "realm_access.roles")
+        .replace("86400", "3600");
+    assert_eq!(problems(&good), []);
+}

@@ -16,9 +16,21 @@ pub struct Admined {
 }
 
 pub fn start(opts: Options) -> Admined {
+    start_in(opts, "address: 127.0.0.1:0", "", |_| {})
+}
+
+/// A gateway whose `admin:` section is `address` plus `extra` (YAML lines indented by two
+/// spaces), with `prepare` called on its work dir before it starts.
+pub fn start_in(
+    opts: Options,
+    address: &str,
+    extra: &str,
+    prepare: impl FnOnce(&std::path::Path),
+) -> Admined {
     let (dir, config, audit, store) = common::prepare(&opts);
+    prepare(dir.path());
     let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str("admin:\n  address: 127.0.0.1:0\n");
+    text.push_str(&format!("admin:\n  {address}\n{extra}"));
     std::fs::write(&config, text).unwrap();
     let mut child = Command::new(BIN)
         .args(["serve", "--config"])

@@ -34,9 +34,15 @@ class HttpError extends Error {
   constructor(status, detail) { super(detail); this.status = status; }
 }
 
+// Signed in through the identity provider: the session cookie (HttpOnly, SameSite=Strict)
+// goes with every same-origin request, and no token is sent.
+let oidcSession = null;
+let oidcEnabled = false;
+
 async function api(path) {
   const token = sessionStorage.getItem(KEY);
-  const r = await fetch(path, { headers: { Authorization: "Bearer " + token }, cache: "no-store" });
+  const headers = token ? { Authorization: "Bearer " + token } : {};
+  const r = await fetch(path, { headers, cache: "no-store", credentials: "same-origin" });
   let body = null;
   try { body = await r.json(); } catch (_) { body = null; }
   if (!r.ok) throw new HttpError(r.status, (body && body.detail) || r.statusText);
@@ -48,6 +54,7 @@ function showLogin(msg) {
   $("top-status").hidden = true;
   $("login").hidden = false;
   $("login-error").textContent = msg || "";
+  $("oidc-sign-in").hidden = !oidcEnabled;
   $("token-input").focus();
 }
 
@@ -58,17 +65,23 @@ async function signIn() {
   await load();
 }
 
-function signOut() {
+async function signOut() {
+  if (oidcSession) {
+    oidcSession = null;
+    $("oidc-who").hidden = true;
+    try { await fetch("/oidc/logout", { method: "POST", credentials: "same-origin" }); } catch (_) { /* the cookie expires anyway */ }
+  }
   sessionStorage.removeItem(KEY);
   $("token-input").value = "";
   showLogin("");
 }
 
 async function load() {
-  if (!sessionStorage.getItem(KEY)) { showLogin(""); return; }
+  if (!sessionStorage.getItem(KEY) && !oidcSession) { showLogin(""); return; }
   try {
     const [report, verify] = await Promise.all([api("/audit/report"), api("/audit/verify")]);
     $("login").hidden = true;
+    $("oidc-sign-in").hidden = true;
     $("dash").hidden = false;
     $("top-status").hidden = false;
     drawReport(report);
@@ -77,7 +90,8 @@ async function load() {
     fleet();
     await loadRecords();
   } catch (e) {
-    if (e.status === 401) { sessionStorage.removeItem(KEY); showLogin("This token is not valid here: " + e.message); }
+    if (e.status === 401 && oidcSession && !sessionStorage.getItem(KEY)) { oidcSession = null; showLogin("Your session has ended: " + e.message); }
+    else if (e.status === 401) { sessionStorage.removeItem(KEY); showLogin("This token is not valid here: " + e.message); }
     else if (e.status === 403) { sessionStorage.removeItem(KEY); showLogin("This token lacks the compliance-officer role."); }
     else showLogin("Cannot load the audit data: " + e.message);
   }
@@ -374,5 +388,21 @@ document.addEventListener("DOMContentLoaded", () => {
   $("drawer-close").addEventListener("click", () => { $("drawer").hidden = true; });
   document.addEventListener("keydown", (e) => { if (e.key === "Escape") $("drawer").hidden = true; });
   $("reverify").addEventListener("click", async () => { try { drawVerify(await api("/audit/verify")); } catch (_) { /* shown on next load */ } });
-  load();
+  oidc().then(load);
 });
+
+// Whether this listener signs officers in through the identity provider (404: it does
+// not), and whether this browser holds a session.
+async function oidc() {
+  try {
+    const r = await fetch("/oidc/session", { cache: "no-store", credentials: "same-origin" });
+    if (!r.ok) return;
+    const s = await r.json();
+    oidcEnabled = true;
+    if (s.signed_in) {
+      oidcSession = s;
+      $("oidc-who").textContent = s.name || s.sub;
+      $("oidc-who").hidden = false;
+    }
+  } catch (_) { /* the pasted token still works */ }
+}
