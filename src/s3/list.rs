@@ -217,8 +217,10 @@ mod tests {
         let mut seen = Vec::new();
         loop {
             let pg = page(&o, &p).unwrap();
-            seen.extend(keys(&pg).iter().map(|s| s.to_string()));
-            seen.extend(pg.common_prefixes.iter().cloned());
+            let mut names: Vec<String> = keys(&pg).iter().map(|s| s.to_string()).collect();
+            names.extend(pg.common_prefixes.iter().cloned());
+            names.sort();
+            seen.extend(names);
             if !pg.is_truncated {
                 break;
             }

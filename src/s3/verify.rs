@@ -91,7 +91,8 @@ pub fn is_s3(parts: &Parts) -> bool {
         .get(http::header::AUTHORIZATION)
         .map(|v| v.as_bytes());
     auth.is_some_and(|a| a.starts_with(b"AWS4-") || a.starts_with(b"AWS "))
-        || query_pairs(parts.uri.query()).any(|(n, _)| n.eq_ignore_ascii_case("X-Amz-Algorithm"))
+        || query_pairs(parts.uri.query())
+            .any(|(n, _)| n.eq_ignore_ascii_case("X-Amz-Algorithm") || n == "AWSAccessKeyId")
 }
 
 /// The raw `name=value` pairs of a query, undecoded.
@@ -375,6 +376,11 @@ pub fn verify(
                 SignatureError::Malformed("the authorization header is not ASCII".into())
             })?;
             from_header(parts, a)?
+        }
+        (None, _) if query_pairs(parts.uri.query()).any(|(n, _)| n == "AWSAccessKeyId") => {
+            return Err(SignatureError::NotImplemented(
+                "Signature Version 2 presigned URLs are not accepted; presign with Signature Version 4 (boto3: `Config(signature_version=\"s3v4\")`)".into(),
+            ));
         }
         (None, _) => from_query(parts)?,
         _ => {
