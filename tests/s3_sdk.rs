@@ -252,3 +252,102 @@ fn boto3_and_s3fs_list_and_read_the_file_store_through_the_gateway() {
     let v = sdk(&py, &gw, "boto3", &de, &env);
     assert_eq!(v["list"]["code"], "InvalidAccessKeyId", "{}", v["list"]);
 }
+
+/// A child process killed on drop.
+struct Proc(std::process::Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn boto3_reads_moto_behind_the_gateway_with_a_gateway_key() {
+    let Some(py) = python() else { return };
+    // moto as the object store; the gateway holds its keys (as in tests/clients.rs).
+    let port = common::dead_port();
+    let moto = Command::new(py.parent().unwrap().join("moto_server"))
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .env("INITIAL_NO_AUTH_ACTION_COUNT", "3")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _moto = Proc(moto);
+    let until = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < until, "moto did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("gw");
+    let key_file = key_file.to_str().unwrap();
+    let seeded = Command::new(&py)
+        .arg(common::repo().join("tests/clients/clients.py"))
+        .args([
+            "s3_seed",
+            &endpoint,
+            "ml-artifacts",
+            key_file,
+            "eu/weights.bin=0123456789abcdef",
+            "us/other.txt=not in the catalog",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&seeded.stdout).contains("\"ok\": true"),
+        "{}",
+        String::from_utf8_lossy(&seeded.stdout)
+    );
+    let gw = Gateway::start(Options {
+        extra_keys: S3_KEYS.into(),
+        extra_upstreams: format!(
+            "  - name: s3\n    url: {endpoint}\n    jurisdiction: DE\n    s3:\n      region: us-east-1\n      bucket: ml-artifacts\n      access_key: {{file: {key_file}.id}}\n      secret_key: {{file: {key_file}.secret}}\n"
+        ),
+        extra_routes: "  - prefix: /s3/\n    upstream: s3\n".into(),
+        extra_catalog: "  - id: s3-eu-artifacts\n    kind: dataset\n    description: Training artifacts in the EU bucket\n    match: { prefix: /s3/eu/ }\n    origins: [DE]\n    categories: [personal]\n    purposes: [training]\n    lawful_basis: [contract]\n".into(),
+        ..Options::default()
+    });
+    let de = create_key(&gw, "s3-de", "acme-de", "DE");
+    reloaded(&gw, 1);
+    let us = create_key(&gw, "s3-us", "acme-us", "US");
+    reloaded(&gw, 2);
+    let env = [
+        ("BUCKET", "s3"),
+        ("ALLOWED", "eu/weights.bin"),
+        ("REFUSED", "us/other.txt"),
+    ];
+    let v = sdk(&py, &gw, "get", &de, &env);
+    assert_eq!(ok(&v, "get")["data"], "0123456789abcdef");
+    assert_eq!(ok(&v, "get_range")["data"], "4567");
+    let r = &v["get_refused"];
+    assert_eq!(
+        (r["code"].as_str(), r["status"].as_u64()),
+        (Some("AccessDenied"), Some(403)),
+        "{r}"
+    );
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("matches no catalog entry"),
+        "{r}"
+    );
+    // The same object, refused to a US pipeline with the transfer rule in botocore's error.
+    let v = sdk(&py, &gw, "get", &us, &env);
+    let r = &v["get"];
+    assert_eq!(r["status"], 451, "{r}");
+    assert!(r["error"].as_str().unwrap().contains("(rule "), "{r}");
+    let refused = gw
+        .records()
+        .into_iter()
+        .filter(|r| {
+            r["kind"] == "decision"
+                && r["credential"] == format!("s3:{}", us.0).as_str()
+                && r["status"] == 451
+        })
+        .count();
+    assert_eq!(refused, 2, "get and get_range");
+}

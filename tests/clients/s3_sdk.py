@@ -102,6 +102,17 @@ def boto3_case():
     return out
 
 
+def get_case():
+    """Reads only (a store the gateway does not list): GetObject allowed and refused."""
+    s3 = client()
+    bucket, allowed, refused = os.environ["BUCKET"], os.environ["ALLOWED"], os.environ["REFUSED"]
+    return {
+        "get": attempt(lambda: {"data": s3.get_object(Bucket=bucket, Key=allowed)["Body"].read().decode()}),
+        "get_range": attempt(lambda: {"data": s3.get_object(Bucket=bucket, Key=allowed, Range="bytes=4-7")["Body"].read().decode()}),
+        "get_refused": attempt(lambda: {"data": s3.get_object(Bucket=bucket, Key=refused)["Body"].read().decode()}),
+    }
+
+
 def s3fs_case():
     import s3fs
 
@@ -123,7 +134,7 @@ def s3fs_case():
 
 
 def main():
-    print(json.dumps({"boto3": boto3_case, "s3fs": s3fs_case}[sys.argv[1]]()), flush=True)
+    print(json.dumps({"boto3": boto3_case, "get": get_case, "s3fs": s3fs_case}[sys.argv[1]]()), flush=True)
 
 
 if __name__ == "__main__":
