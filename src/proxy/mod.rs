@@ -320,6 +320,28 @@ impl Gateway {
         }
     }
 
+    /// Makes the decision record `make` builds durable — once the fleet's trail has been
+    /// read — or answers the 503 that says why nothing moves.
+    async fn durable(
+        &self,
+        a: &mut Attempt,
+        make: impl FnOnce(&mut Attempt) -> crate::audit::Record,
+    ) -> Result<Receipt, Response<ResBody>> {
+        if !self.trail_ready() {
+            return Err(self.audit_failed(
+                a,
+                &crate::audit::AuditError::Unavailable(
+                    "the fleet's audit trail has not been read since the start (the database did not answer)".into(),
+                ),
+            ));
+        }
+        let rec = make(a);
+        self.audit
+            .append(rec)
+            .await
+            .map_err(|e| self.audit_failed(a, &e))
+    }
+
     fn audit_failed(&self, a: &Attempt, e: &crate::audit::AuditError) -> Response<ResBody> {
         tracing::error!(request_id = %a.request_id, error = %e, "audit record not durable; refusing");
         a.answer(Problem::from(e).for_request(&a.request_id))
@@ -341,19 +363,10 @@ impl Gateway {
         B: Body<Data = Bytes> + Send + Sync + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
-        if !self.trail_ready() {
-            return self.audit_failed(
-                a,
-                &crate::audit::AuditError::Unavailable(
-                    "the fleet's audit trail has not been read since the start (the database did not answer)".into(),
-                ),
-            );
-        }
         // Record: durable before any byte moves.
-        let rec = a.forwarded(&d.decision);
-        let receipt = match self.audit.append(rec).await {
+        let receipt = match self.durable(a, |a| a.forwarded(&d.decision)).await {
             Ok(r) => r,
-            Err(e) => return self.audit_failed(a, &e),
+            Err(resp) => return resp,
         };
         // The record is durable and the data is about to move: count the export.
         if let Some(e) = a.transfer.as_ref().and_then(|t| t.export.as_ref()) {

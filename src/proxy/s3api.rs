@@ -54,18 +54,9 @@ impl Gateway {
             Ok(l) => l,
             Err(p) => return self.refuse(a, p).await,
         };
-        if !self.trail_ready() {
-            return self.audit_failed(
-                a,
-                &crate::audit::AuditError::Unavailable(
-                    "the fleet's audit trail has not been read since the start".into(),
-                ),
-            );
-        }
-        let rec = a.listed(&listing.reason);
-        let receipt = match self.audit.append(rec).await {
+        let receipt = match self.durable(a, |a| a.listed(&listing.reason)).await {
             Ok(r) => r,
-            Err(e) => return self.audit_failed(a, &e),
+            Err(resp) => return resp,
         };
         let body = if a.is_head() {
             Bytes::new()
