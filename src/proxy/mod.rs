@@ -600,15 +600,7 @@ impl Gateway {
                         return Ok(decision);
                     }
                     // Data coming back: decided as a download of the same path by the caller.
-                    let ask = crate::transfer::Ask {
-                        subject: crate::transfer::Subject::Path(&a.path),
-                        direction: Direction::Download,
-                        caller,
-                        lineage: &[],
-                        at,
-                        digests: &[],
-                        recent: None,
-                    };
+                    let ask = crate::transfer::Ask::download(&a.path, caller, at);
                     let mut t = crate::transfer::classify(&snap.catalog, &ask, Some(route.place()))
                         .map_err(|e| Ended {
                             problem: Problem::from(e),

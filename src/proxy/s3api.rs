@@ -25,7 +25,7 @@ use crate::model::Direction;
 use crate::respond::{Kind, Problem};
 use crate::s3::list::{self, BucketCall, Object, Params};
 use crate::snapshot::Snapshot;
-use crate::transfer::{Ask, Subject};
+use crate::transfer::Ask;
 
 /// Whether an S3 request names a bucket alone (`/datasets`, `/datasets/`).
 pub(super) fn is_bucket_call(parts: &Parts) -> bool {
@@ -199,15 +199,7 @@ impl Gateway {
                     _ => continue,
                 }
                 seen += 1;
-                let ask = Ask {
-                    subject: Subject::Path(&path),
-                    direction: Direction::Download,
-                    caller,
-                    lineage: &[],
-                    at,
-                    digests: &[],
-                    recent: None,
-                };
+                let ask = Ask::download(&path, caller, at);
                 let Ok(t) = crate::transfer::classify(&snap.catalog, &ask, Some(route.place()))
                 else {
                     continue;
