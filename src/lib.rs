@@ -25,6 +25,7 @@ pub mod policy;
 pub mod proxy;
 pub mod reload;
 pub mod respond;
+pub mod s3;
 pub mod snapshot;
 pub mod tls;
 pub mod transfer;

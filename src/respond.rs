@@ -85,6 +85,10 @@ pub enum Kind {
     IdentityProviderUnavailable,
     /// A state-changing request that does not come from the admin page's origin (403).
     CrossOrigin,
+    /// An S3 request's SigV4 signature or access key is not accepted (403).
+    SignatureRefused,
+    /// A part of the S3 API the gateway does not answer (501).
+    NotImplemented,
 }
 
 impl Kind {
@@ -111,11 +115,13 @@ impl Kind {
             Kind::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             Kind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            Kind::RoleRequired | Kind::JurisdictionMismatch | Kind::CrossOrigin => {
-                StatusCode::FORBIDDEN
-            }
+            Kind::RoleRequired
+            | Kind::JurisdictionMismatch
+            | Kind::CrossOrigin
+            | Kind::SignatureRefused => StatusCode::FORBIDDEN,
             Kind::SignInFailed => StatusCode::UNAUTHORIZED,
             Kind::IdentityProviderUnavailable => StatusCode::BAD_GATEWAY,
+            Kind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
@@ -151,6 +157,8 @@ impl Kind {
             Kind::SignInFailed => "sign-in-failed",
             Kind::IdentityProviderUnavailable => "identity-provider-unavailable",
             Kind::CrossOrigin => "cross-origin-refused",
+            Kind::SignatureRefused => "s3-signature-refused",
+            Kind::NotImplemented => "not-implemented",
         }
     }
 
@@ -185,6 +193,43 @@ impl Kind {
             Kind::SignInFailed => "Sign-in failed",
             Kind::IdentityProviderUnavailable => "Identity provider unavailable",
             Kind::CrossOrigin => "Cross-origin request refused",
+            Kind::SignatureRefused => "S3 signature refused",
+            Kind::NotImplemented => "Not implemented",
+        }
+    }
+
+    /// The S3 error `Code` of an S3-style request's refusal (see [`Problem::into_s3_response`]).
+    pub fn s3_code(self) -> &'static str {
+        match self {
+            Kind::BadPath | Kind::BadRequest | Kind::DigestMismatch => "InvalidRequest",
+            Kind::Unauthenticated
+            | Kind::Forbidden
+            | Kind::NotInCatalog
+            | Kind::TransferRefused
+            | Kind::Withdrawn
+            | Kind::LineageUnaccounted
+            | Kind::RoleRequired
+            | Kind::JurisdictionMismatch
+            | Kind::SignatureRefused
+            | Kind::SignInFailed
+            | Kind::CrossOrigin => "AccessDenied",
+            Kind::NotFound => "NoSuchKey",
+            Kind::MethodNotAllowed => "MethodNotAllowed",
+            Kind::BadGateway
+            | Kind::Internal
+            | Kind::GatewayTimeout
+            | Kind::IdentityProviderUnavailable => "InternalError",
+            Kind::AuditUnavailable
+            | Kind::VolumeUnavailable
+            | Kind::Unavailable
+            | Kind::InsufficientStorage => "ServiceUnavailable",
+            Kind::RequestTimeout => "RequestTimeout",
+            Kind::PayloadTooLarge => "EntityTooLarge",
+            Kind::UriTooLong => "InvalidURI",
+            Kind::RangeNotSatisfiable => "InvalidRange",
+            Kind::Conflict => "OperationAborted",
+            Kind::PreconditionFailed => "PreconditionFailed",
+            Kind::NotImplemented => "NotImplemented",
         }
     }
 }
@@ -232,6 +277,9 @@ pub struct Doc {
     pub instrument: Option<Arc<Instrument>>,
     #[serde(skip)]
     pub kind: Kind,
+    /// The S3 error code, when more precise than the kind's (`SignatureDoesNotMatch`, …).
+    #[serde(skip)]
+    pub s3_code: Option<&'static str>,
     /// Headers the answer carries besides the body's (`Allow`, `WWW-Authenticate`, …).
     #[serde(skip)]
     pub headers: HeaderMap,
@@ -252,6 +300,7 @@ impl Problem {
             policy_version: None,
             instrument: None,
             kind,
+            s3_code: None,
             headers: HeaderMap::new(),
         }))
     }
@@ -289,17 +338,53 @@ impl Problem {
     }
 
     /// Status, headers and body (empty for HEAD) of the answer.
-    pub fn into_parts(mut self, head: bool) -> (StatusCode, HeaderMap, Bytes) {
+    pub fn into_parts(self, head: bool) -> (StatusCode, HeaderMap, Bytes) {
+        self.render(head, None)
+    }
+
+    /// The answer to an S3-style (SigV4-signed) request: S3's `<Error>` XML, its `Code`
+    /// from the kind (or the signature check), the message naming the rule and article as
+    /// the `X-Error-Message` does, and `<Rule>`/`<Article>` beside it; same status and
+    /// headers as the problem+json answer. `resource` is the request path.
+    pub fn into_s3_response(self, head: bool, resource: &str) -> Response<ResBody> {
+        let (status, headers, payload) = self.render(head, Some(resource));
+        let mut resp = Response::new(Full::new(payload).map_err(|e| match e {}).boxed());
+        *resp.status_mut() = status;
+        *resp.headers_mut() = headers;
+        resp
+    }
+
+    fn render(mut self, head: bool, s3: Option<&str>) -> (StatusCode, HeaderMap, Bytes) {
         let status = self.status();
-        let body = serde_json::to_vec(&*self.0).unwrap_or_default();
-        let len = body.len();
         let message = error_message(&self);
+        let (body, content_type) = match s3 {
+            None => (
+                serde_json::to_vec(&*self.0).unwrap_or_default(),
+                "application/problem+json",
+            ),
+            Some(resource) => (
+                crate::s3::xml::error(
+                    self.s3_code.unwrap_or_else(|| self.kind.s3_code()),
+                    &message,
+                    resource,
+                    &self.request_id,
+                    self.rule.as_deref(),
+                    self.article.as_deref(),
+                )
+                .into_bytes(),
+                "application/xml",
+            ),
+        };
+        let len = body.len();
         let request_id = std::mem::take(&mut self.0.request_id);
         let mut h = std::mem::take(&mut self.0.headers);
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        if s3.is_some() {
+            h.remove(header::WWW_AUTHENTICATE);
+            if let Ok(v) = HeaderValue::from_str(&request_id) {
+                h.insert("x-amz-request-id", v);
+            }
+        }
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Ok(v) = HeaderValue::from_str(&request_id)
@@ -435,6 +520,31 @@ impl From<&AuthError> for Problem {
             Ok(v) => p.with_header(header::WWW_AUTHENTICATE, v),
             Err(_) => p,
         }
+    }
+}
+
+/// An S3 request whose signature is not accepted: 403 (400 when malformed, 501 for what
+/// the S3 API here does not do), with the S3 error code; the record names `auth.s3.<code>`.
+impl From<&crate::s3::verify::SignatureError> for Problem {
+    fn from(e: &crate::s3::verify::SignatureError) -> Problem {
+        use crate::s3::verify::SignatureError as E;
+        let kind = match e {
+            E::Malformed(_) | E::ContentSha256 => Kind::BadRequest,
+            E::NotImplemented(_) => Kind::NotImplemented,
+            _ => Kind::SignatureRefused,
+        };
+        let mut p = Problem::new(kind, e.to_string());
+        p.decision = Some("deny");
+        p.s3_code = Some(e.code());
+        let mut rule = String::from("auth.s3.");
+        for (i, c) in e.code().chars().enumerate() {
+            if c.is_ascii_uppercase() && i > 0 {
+                rule.push('-');
+            }
+            rule.push(c.to_ascii_lowercase());
+        }
+        p.rule = Some(rule);
+        p
     }
 }
 

@@ -132,6 +132,11 @@ impl Routes {
         self.0.len()
     }
 
+    /// Every route, longest prefix first.
+    pub fn iter(&self) -> impl Iterator<Item = &Route> {
+        self.0.iter()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -150,6 +155,8 @@ pub fn operators(config: &Config) -> HashMap<String, String> {
 pub struct Snapshot {
     pub config: Config,
     pub auth: Authenticator,
+    /// The S3 access keys (`auth.s3_keys`), for SigV4-signed requests.
+    pub s3_keys: Option<crate::s3::KeyStore>,
     pub catalog: Catalog,
     pub policies: PolicySet,
     pub routes: Routes,
@@ -185,6 +192,13 @@ impl Snapshot {
             .map(|a| a.with_max_token_bytes(config.limits.max_token_bytes))
             .map_err(|e| errors.push(config.diagnostic("auth", e)))
             .ok();
+        let s3_keys = match &config.auth.s3_keys {
+            Some(k) => crate::s3::KeyStore::load(k)
+                .map(Some)
+                .map_err(|e| errors.push(config.diagnostic("auth.s3_keys", e)))
+                .unwrap_or(None),
+            None => None,
+        };
         let mut upstreams = Vec::new();
         for (i, u) in config.upstreams.iter().enumerate() {
             match Upstream::from_config(u) {
@@ -246,6 +260,7 @@ impl Snapshot {
             (Some(auth), Some(catalog), Some(policies)) if errors.is_empty() => Ok(Snapshot {
                 config,
                 auth,
+                s3_keys,
                 catalog,
                 policies,
                 routes,

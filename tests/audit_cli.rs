@@ -66,6 +66,7 @@ fn decision(i: u64, sub: &str, dest: &str, allow: bool) -> Record {
         exporter: None,
         client_request_id: None,
         undeclared_recent: None,
+        credential: None,
         instrument: allow.then(|| {
             std::sync::Arc::new(Instrument {
                 id: "eu.scc-2021-914".into(),

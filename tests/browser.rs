@@ -248,6 +248,7 @@ async fn seed(path: &Path) -> usize {
                 exporter: None,
                 client_request_id: None,
                 undeclared_recent: None,
+                credential: None,
                 instrument: None,
             };
             let receipt = log.append(Record::Decision(Box::new(rec))).await.unwrap();

@@ -476,6 +476,7 @@ async fn a_decision_record_reads_back() {
         exporter: None,
         client_request_id: None,
         undeclared_recent: None,
+        credential: None,
         instrument: None,
     }));
     let (_dir, path) = tmp();

@@ -55,6 +55,7 @@ fn auth_cfg(keys: Vec<KeyConfig>, jwks: Option<PathBuf>) -> AuthConfig {
         jwks_max_stale_secs: 86400,
         max_token_lifetime_secs: crate::config::DEFAULT_MAX_TOKEN_LIFETIME_SECS,
         jurisdiction_claim: crate::config::JurisdictionClaim::default(),
+        s3_keys: None,
     }
 }
 

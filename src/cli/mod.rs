@@ -5,6 +5,7 @@ mod certs;
 mod check;
 mod policy;
 mod policy_explain;
+mod s3key;
 mod serve;
 mod token;
 
@@ -46,6 +47,9 @@ enum Command {
     /// Policy tools: test, explain, what-if, diff.
     #[command(subcommand)]
     Policy(policy::Command),
+    /// S3 access keys for SDKs that sign with SigV4: create, list, revoke.
+    #[command(subcommand, name = "s3-key")]
+    S3Key(s3key::Command),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -59,6 +63,7 @@ pub fn main() -> ExitCode {
         Command::Certs(c) => certs::run(c),
         Command::Audit(c) => audit::run(c),
         Command::Policy(c) => policy::run(c),
+        Command::S3Key(c) => s3key::run(c),
     }
 }
 
@@ -137,6 +142,17 @@ fn ensure_dev_material(cfg: &Config) -> Result<(), String> {
         {
             eprintln!("generated development secret `{}`", p.display());
         }
+    }
+    if let Some(k) = &cfg.auth.s3_keys
+        && k.generate_dev_secret
+        && let SecretRef::File(p) = &k.derivation_secret
+        && crate::auth::ensure_dev_secret(p)
+            .map_err(|e| format!("cannot write `{}`: {e}", p.display()))?
+    {
+        eprintln!(
+            "generated development S3 key derivation secret `{}`",
+            p.display()
+        );
     }
     if cfg.audit.generate_checkpoint_key
         && let Some(k) = &cfg.audit.checkpoint_key

@@ -123,6 +123,12 @@ impl Config {
         if let Some(ca) = &mut self.auth.jwks_ca {
             fix(ca);
         }
+        if let Some(k) = &mut self.auth.s3_keys {
+            fix(&mut k.path);
+            if let SecretRef::File(p) = &mut k.derivation_secret {
+                fix(p);
+            }
+        }
         for u in &mut self.upstreams {
             if let Some(dir) = u.url.strip_prefix("file://") {
                 let p = Path::new(dir);

@@ -198,6 +198,23 @@ pub struct AuthConfig {
     /// its `org` (default `refuse`).
     #[serde(default)]
     pub jurisdiction_claim: JurisdictionClaim,
+    /// S3 access keys the gateway issues (`bordergate s3-key`), for SDKs that sign with
+    /// SigV4 instead of sending a token.
+    #[serde(default)]
+    pub s3_keys: Option<S3KeysConfig>,
+}
+
+/// `auth.s3_keys`: the key file and the secret every key's secret derives from.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3KeysConfig {
+    /// The key file `bordergate s3-key` writes (JSON; missing means no key issued yet).
+    pub path: PathBuf,
+    /// The derivation secret (at least 32 bytes).
+    pub derivation_secret: SecretRef,
+    /// Generate a random derivation secret into `derivation_secret.file` if missing.
+    #[serde(default)]
+    pub generate_dev_secret: bool,
 }
 
 fn default_leeway() -> u64 {

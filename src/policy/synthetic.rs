@@ -174,6 +174,7 @@ pub fn audit_log(set: &PolicySet, scenarios: &[Scenario], n: usize, date: time::
             exporter: None,
             client_request_id: None,
             undeclared_recent: None,
+            credential: None,
             instrument: d.instrument.clone(),
         }));
         let Ok(json) = serde_json::to_vec(&rec) else {

@@ -14,6 +14,9 @@ use crate::model::{Caller, Decision, Direction, Effect, Instrument};
 use crate::respond::Problem;
 use crate::transfer::Transfer;
 
+/// The rule an S3 listing's record names.
+pub(super) const LISTING_RULE: &str = "s3.list-objects-v2";
+
 /// Renders a path that failed normalisation for the audit log: printable ASCII only, bounded.
 pub(super) fn escaped_path(raw: &str) -> String {
     let mut s: String = raw.escape_default().take(512).collect();
@@ -41,6 +44,10 @@ pub(super) struct Attempt {
     pub transfer: Option<Transfer>,
     /// What the request's decision record said, for the request metrics.
     pub decided: Decided,
+    /// Signed the S3 way (SigV4): answered in S3's XML.
+    pub s3: bool,
+    /// The credential other than a bearer token that authenticated the caller.
+    pub credential: Option<String>,
 }
 
 impl Attempt {
@@ -62,6 +69,8 @@ impl Attempt {
             upstream: None,
             transfer: None,
             decided: Decided::None,
+            s3: crate::s3::verify::is_s3(parts),
+            credential: None,
         }
     }
 
@@ -92,6 +101,21 @@ impl Attempt {
             &d.reason,
             d.instrument.clone(),
         )
+    }
+
+    /// The decision record of an S3 listing the gateway answers itself (each key in it
+    /// was decided as a GET of it).
+    pub fn listed(&mut self, reason: &str) -> Record {
+        self.record(Effect::Allow, 0, LISTING_RULE, "", reason, None)
+    }
+
+    /// The answer to the refusal `p`: problem+json, or S3's XML to an S3 request.
+    pub fn answer(&self, p: Problem) -> http::Response<super::ResBody> {
+        if self.s3 {
+            p.into_s3_response(self.is_head(), &self.path)
+        } else {
+            p.into_response(self.is_head())
+        }
     }
 
     fn record(
@@ -134,6 +158,7 @@ impl Attempt {
             client_request_id: self.client_request_id.clone(),
             undeclared_recent: t.and_then(|t| t.unaccounted.clone()),
             instrument,
+            credential: self.credential.clone(),
         }))
     }
 }

@@ -23,10 +23,12 @@ pub(super) struct Routed<'s> {
     pub path_and_query: String,
 }
 
-/// Finds the route of `path` and checks the method against it.
+/// Finds the route of `path` and checks the method against it; `query` is what the
+/// request asks of the upstream (an S3 request's, without its signature).
 pub(super) fn route<'s>(
     snap: &'s Snapshot,
     parts: &Parts,
+    query: Option<&str>,
     path: &NormalizedPath,
     direction: Direction,
 ) -> Result<Routed<'s>, (Option<&'s str>, Problem)> {
@@ -42,12 +44,7 @@ pub(super) fn route<'s>(
         )
     })?;
     let path_and_query = upstream
-        .path_and_query(
-            &route.prefix,
-            &parts.method,
-            &path.encoded,
-            parts.uri.query(),
-        )
+        .path_and_query(&route.prefix, &parts.method, &path.encoded, query)
         .map_err(|e| (name, Problem::new(Kind::BadRequest, e)))?;
     Ok(Routed {
         route,

@@ -9,6 +9,7 @@
 pub(crate) mod conditional;
 #[cfg(test)]
 mod tests;
+mod walk;
 
 use std::io::{self, SeekFrom};
 use std::path::{Component, Path, PathBuf};

@@ -21,6 +21,7 @@ pub mod pace;
 pub mod rawline;
 mod response;
 mod revalidate;
+mod s3api;
 pub mod server;
 pub mod sigv4;
 pub mod upstream;
@@ -222,15 +223,20 @@ impl Gateway {
         let enforce = snap.config.mode == crate::config::Mode::Enforce;
         let mut a = Attempt::new(&parts, enforce, snap.policies.version.clone());
         let body_empty = body.is_end_stream() || body.size_hint().exact() == Some(0);
-        let resp = match self
-            .decide(&snap, &parts, body_empty, client_cert, &mut a)
-            .await
-        {
-            Ok(d) => {
-                self.transfer(&snap, &mut a, d, parts, body, peer, proto)
-                    .await
+        let resp = if a.s3 && s3api::is_bucket_call(&parts) {
+            self.s3_bucket(&snap, &parts, body_empty, client_cert, &mut a)
+                .await
+        } else {
+            match self
+                .decide(&snap, &parts, body_empty, client_cert, &mut a)
+                .await
+            {
+                Ok(d) => {
+                    self.transfer(&snap, &mut a, d, parts, body, peer, proto)
+                        .await
+                }
+                Err(p) => self.refuse(&mut a, p).await,
             }
-            Err(p) => self.refuse(&mut a, p).await,
         };
         let mut resp = resp;
         if let Some(v) = a
@@ -256,22 +262,19 @@ impl Gateway {
     ) -> Result<Decided<'s>, Problem> {
         let path = admit::admit(parts, body_empty, &snap.config.limits)?;
         a.path.clone_from(&path.decoded);
-        let mut caller = authenticate::authenticate(&snap.auth, &parts.headers, client_cert)?;
-        let held = crate::transfer::claim::hold_to_registry(
-            &mut caller,
-            &snap.policies,
-            snap.config.auth.jurisdiction_claim,
-        );
-        let caller = a.caller.insert(caller);
-        held.map_err(|m| {
-            let mut p = Problem::from(&m);
-            p.policy_version = Some(snap.policies.version.to_string());
-            p
-        })?;
-        let routed = classify::route(snap, parts, &path, a.direction).map_err(|(up, p)| {
-            a.upstream = up.map(str::to_string);
-            p
-        })?;
+        let query = authenticate::identify(snap, parts, body_empty, client_cert, a)?;
+        let routed = classify::route(snap, parts, query.as_deref(), &path, a.direction).map_err(
+            |(up, p)| {
+                a.upstream = up.map(str::to_string);
+                p
+            },
+        )?;
+        let Some(caller) = a.caller.as_ref() else {
+            return Err(Problem::new(
+                crate::respond::Kind::Internal,
+                "the caller is not known",
+            ));
+        };
         a.upstream = Some(routed.upstream.name.clone());
         let at = time::OffsetDateTime::now_utc();
         let (t, body_digest) = classify::classify(
@@ -307,7 +310,7 @@ impl Gateway {
         let rec = a.refusal(&p);
         match self.audit.append(rec).await {
             Ok(r) => {
-                let mut resp = p.into_response(a.is_head());
+                let mut resp = a.answer(p);
                 if let Some(v) = receipt_header(&r) {
                     resp.headers_mut().insert("audit-receipt", v);
                 }
@@ -317,11 +320,31 @@ impl Gateway {
         }
     }
 
+    /// Makes the decision record `make` builds durable — once the fleet's trail has been
+    /// read — or answers the 503 that says why nothing moves.
+    async fn durable(
+        &self,
+        a: &mut Attempt,
+        make: impl FnOnce(&mut Attempt) -> crate::audit::Record,
+    ) -> Result<Receipt, Response<ResBody>> {
+        if !self.trail_ready() {
+            return Err(self.audit_failed(
+                a,
+                &crate::audit::AuditError::Unavailable(
+                    "the fleet's audit trail has not been read since the start (the database did not answer)".into(),
+                ),
+            ));
+        }
+        let rec = make(a);
+        self.audit
+            .append(rec)
+            .await
+            .map_err(|e| self.audit_failed(a, &e))
+    }
+
     fn audit_failed(&self, a: &Attempt, e: &crate::audit::AuditError) -> Response<ResBody> {
         tracing::error!(request_id = %a.request_id, error = %e, "audit record not durable; refusing");
-        Problem::from(e)
-            .for_request(&a.request_id)
-            .into_response(a.is_head())
+        a.answer(Problem::from(e).for_request(&a.request_id))
     }
 
     /// The phases from the record on: record, forward, upstream response.
@@ -340,19 +363,10 @@ impl Gateway {
         B: Body<Data = Bytes> + Send + Sync + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
-        if !self.trail_ready() {
-            return self.audit_failed(
-                a,
-                &crate::audit::AuditError::Unavailable(
-                    "the fleet's audit trail has not been read since the start (the database did not answer)".into(),
-                ),
-            );
-        }
         // Record: durable before any byte moves.
-        let rec = a.forwarded(&d.decision);
-        let receipt = match self.audit.append(rec).await {
+        let receipt = match self.durable(a, |a| a.forwarded(&d.decision)).await {
             Ok(r) => r,
-            Err(e) => return self.audit_failed(a, &e),
+            Err(resp) => return resp,
         };
         // The record is durable and the data is about to move: count the export.
         if let Some(e) = a.transfer.as_ref().and_then(|t| t.export.as_ref()) {
@@ -586,15 +600,7 @@ impl Gateway {
                         return Ok(decision);
                     }
                     // Data coming back: decided as a download of the same path by the caller.
-                    let ask = crate::transfer::Ask {
-                        subject: crate::transfer::Subject::Path(&a.path),
-                        direction: Direction::Download,
-                        caller,
-                        lineage: &[],
-                        at,
-                        digests: &[],
-                        recent: None,
-                    };
+                    let ask = crate::transfer::Ask::download(&a.path, caller, at);
                     let mut t = crate::transfer::classify(&snap.catalog, &ask, Some(route.place()))
                         .map_err(|e| Ended {
                             problem: Problem::from(e),

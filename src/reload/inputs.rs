@@ -40,6 +40,10 @@ impl Inputs {
         }
         files.extend(cfg.auth.jwks.clone());
         files.extend(cfg.auth.jwks_ca.clone());
+        if let Some(k) = &cfg.auth.s3_keys {
+            files.push(k.path.clone());
+            files.extend(secret(Some(&k.derivation_secret)));
+        }
         let tls = [
             cfg.listen.tls.as_ref(),
             cfg.admin.as_ref().and_then(|a| a.tls.as_ref()),

@@ -84,6 +84,22 @@ pub struct Ask<'a> {
     pub recent: Option<Recent<'a>>,
 }
 
+impl<'a> Ask<'a> {
+    /// A plain download of `path` by `caller` at `at`: no lineage, digests or recent
+    /// downloads to weigh.
+    pub fn download(path: &'a str, caller: &'a Caller, at: OffsetDateTime) -> Ask<'a> {
+        Ask {
+            subject: Subject::Path(path),
+            direction: Direction::Download,
+            caller,
+            lineage: &[],
+            at,
+            digests: &[],
+            recent: None,
+        }
+    }
+}
+
 /// What the gateway saw an uploader download recently, and what to do about data the
 /// declared lineage does not cover.
 #[derive(Clone, Copy, Debug)]

@@ -63,6 +63,10 @@ pub struct DecisionRecord {
     /// (older logs have none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instrument: Option<std::sync::Arc<crate::model::Instrument>>,
+    /// The credential that authenticated the caller when it was not a bearer token: an S3
+    /// access key (`s3:BGK…`); written only then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
 }
 
 /// How a forwarded transfer ended.

@@ -425,6 +425,7 @@ mod tests {
             exporter: exporter.map(str::to_owned),
             client_request_id: None,
             undeclared_recent: None,
+            credential: None,
             instrument: Some(std::sync::Arc::new(crate::model::Instrument {
                 id: "eu.gdpr".into(),
                 kind: "statute".into(),
