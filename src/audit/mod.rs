@@ -17,6 +17,7 @@
 pub mod checkpoint;
 pub mod head;
 pub mod line;
+pub mod place;
 pub mod postgres;
 pub mod pseudo;
 pub mod query;
