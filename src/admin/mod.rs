@@ -532,12 +532,12 @@ impl Admin {
     async fn overview_of(&self, filter: Filter) -> Result<Value, Failure> {
         let index = self.index.clone();
         let source = self.source.clone();
-        blocking("overview", move || match index {
-            Some(i) => {
-                let c = filter.compile()?;
-                i.overview(&source.files()?, &c)
+        blocking("overview", move || {
+            let c = filter.compile()?;
+            match index {
+                Some(i) if !c.needs_lines() => i.overview(&source.files()?, &c),
+                _ => overview::build(&source.source()?, &filter),
             }
-            None => overview::build(&source.source()?, &filter),
         })
         .await
     }

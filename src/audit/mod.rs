@@ -26,6 +26,7 @@ pub mod report;
 pub mod segments;
 pub mod source;
 mod stamp;
+pub mod synthetic;
 pub(crate) mod tail;
 pub mod upkeep;
 pub mod verify;

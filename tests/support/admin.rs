@@ -16,11 +16,16 @@ pub struct Admined {
 }
 
 pub fn start(opts: Options) -> Admined {
+    start_bin(opts, BIN)
+}
+
+/// [`start`] with another build of the gateway (the browser test's release build).
+pub fn start_bin(opts: Options, bin: &str) -> Admined {
     let (dir, config, audit, store) = common::prepare(&opts);
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str("admin:\n  address: 127.0.0.1:0\n");
     std::fs::write(&config, text).unwrap();
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(bin)
         .args(["serve", "--config"])
         .arg(&config)
         .env("BORDERGATE_LOG", "warn")
