@@ -241,7 +241,7 @@ function drawDestinations(dests) {
     const y = T + i * rowH;
     const full = W - L - R;
     const wa = (full * d.allow) / max, wd = (full * d.deny) / max;
-    s.append(svg("text", { x: 0, y: y + 18, class: "label-strong" }, d.country === "none" ? "—" : d.country));
+    s.append(svg("text", { x: 2, y: y + 18, class: "label-strong" }, d.country === "none" ? "—" : d.country));
     s.append(svg("rect", { x: L, y: y + 6, width: full, height: 16, rx: 5, class: "track" }));
     if (d.allow) s.append(withTitle(svg("rect", { x: L, y: y + 6, width: Math.max(wa, 2), height: 16, rx: 5, class: "bar-allow" }), `${d.country}: ${fmt.format(d.allow)} allowed, ${bytes(d.bytes_out)} out`));
     if (d.deny) s.append(withTitle(svg("rect", { x: L + wa, y: y + 6, width: Math.max(wd, 2), height: 16, rx: 5, class: "bar-deny" }), `${d.country}: ${fmt.format(d.deny)} refused`));
