@@ -98,8 +98,11 @@ pub(crate) struct Tally<'r> {
     last: Option<i128>,
 }
 
-fn dest_key(d: Option<Country>) -> String {
-    d.map_or_else(|| "none".to_owned(), |c| c.to_string())
+/// The counts of destination `d` (`none` without one).
+fn dest_entry(dests: &mut BTreeMap<String, Dest>, d: Option<Country>) -> &mut Dest {
+    dests
+        .entry(d.map_or_else(|| "none".to_owned(), |c| c.to_string()))
+        .or_default()
 }
 
 impl<'r> Tally<'r> {
@@ -169,14 +172,22 @@ impl<'r> Tally<'r> {
         if let Some(h) = hour {
             self.hours.entry(h).or_default().0 += 1;
         }
-        let d = self.dests.entry(dest_key(s.destination)).or_default();
+        let d = dest_entry(&mut self.dests, s.destination);
         d.allow += 1;
         d.bytes_out += bytes_out;
         d.bytes_in += bytes_in;
-        let b = d
+        // Found without allocating: a destination has few bases.
+        let b = match d
             .bases
-            .entry((s.rule.to_owned(), s.article.to_owned()))
-            .or_default();
+            .iter_mut()
+            .find(|((r, a), _)| r == s.rule && a == s.article)
+        {
+            Some((_, b)) => b,
+            None => d
+                .bases
+                .entry((s.rule.to_owned(), s.article.to_owned()))
+                .or_default(),
+        };
         b.1 += 1;
         if let Some(i) = s.instrument {
             b.0 = Some(i.clone());
@@ -227,7 +238,6 @@ impl<'r> Tally<'r> {
         if let Some(h) = hour {
             self.hours.entry(h).or_default().1 += 1;
         }
-        let dest = dest_key(s.destination);
         let r = match self.refusals.get_mut(rule) {
             Some(r) => r,
             None => self.refusals.entry(rule.to_owned()).or_default(),
@@ -246,10 +256,13 @@ impl<'r> Tally<'r> {
                 r.reasons.insert(reason.to_owned(), 1);
             }
         }
+        let dest = s
+            .destination
+            .map_or_else(|| "none".to_owned(), |c| c.to_string());
         if !r.destinations.contains(&dest) {
-            r.destinations.insert(dest.clone());
+            r.destinations.insert(dest);
         }
-        self.dests.entry(dest).or_default().deny += 1;
+        dest_entry(&mut self.dests, s.destination).deny += 1;
     }
 
     /// The overview's JSON.
