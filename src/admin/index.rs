@@ -322,11 +322,17 @@ struct Loc {
 impl Index {
     /// Brings the index up to date with `files` (the log in chain order).
     pub fn refresh(&self, files: &[PathBuf]) -> Result<(), String> {
+        self.current(files).map(drop)
+    }
+
+    /// The index, up to date with `files`, held for one answer.
+    fn current(&self, files: &[PathBuf]) -> Result<std::sync::MutexGuard<'_, State>, String> {
         let mut st = self
             .state
             .lock()
             .map_err(|_| "the officer's index is poisoned".to_owned())?;
-        refresh(&mut st, files)
+        refresh(&mut st, files)?;
+        Ok(st)
     }
 
     /// The number of decisions indexed.
@@ -341,11 +347,7 @@ impl Index {
 
     /// The page's overview of the decisions `c` matches.
     pub fn overview(&self, files: &[PathBuf], c: &Compiled<'_>) -> Result<Value, String> {
-        let mut st = self
-            .state
-            .lock()
-            .map_err(|_| "the officer's index is poisoned".to_owned())?;
-        refresh(&mut st, files)?;
+        let st = self.current(files)?;
         let st = &*st;
         let mut t = Tally::new(c.regions());
         let none = "";
@@ -410,11 +412,7 @@ impl Index {
         let mut locs = Vec::new();
         let mut total = 0;
         {
-            let mut st = self
-                .state
-                .lock()
-                .map_err(|_| "the officer's index is poisoned".to_owned())?;
-            refresh(&mut st, files)?;
+            let st = self.current(files)?;
             let st = &*st;
             let mut take = |row: &Row| {
                 if !c.matches_fields(&View { row, st }) {
