@@ -123,7 +123,9 @@ async fn audit_endpoints_need_the_officer_role() {
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["totals"]["decisions"], 3, "{v}");
-    assert_eq!(v["totals"]["refused"], 2);
+    // The 401 is an authentication failure, counted apart from the legal refusal (451).
+    assert_eq!(v["totals"]["refused"], 1);
+    assert_eq!(v["totals"]["auth_failures"], 1);
     assert_eq!(v["verification"]["ok"], true);
     assert!(
         !v.to_string().contains("alice"),
@@ -304,8 +306,28 @@ async fn verify_checks_signed_checkpoints_across_segments() {
     }
     let r = a.get("/audit/report?format=pdf", Some(&officer)).await;
     assert_eq!(r.status(), 400);
-    let r = a.get("/audit/report?decision=deny", Some(&officer)).await;
+    // The report takes the records' filters (destination included); an unknown origin is an error.
+    let r = a.get("/audit/report?origin=Atlantis", Some(&officer)).await;
     assert_eq!(r.status(), 400);
+    let csv = a
+        .get(
+            "/audit/report?format=csv&destination=US&origin=EU",
+            Some(&officer),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        csv.contains("# filters: origin: EU; destination: US"),
+        "{csv}"
+    );
+    assert!(
+        csv.lines()
+            .filter(|l| l.starts_with("transfer,") || l.starts_with("refusal,"))
+            .all(|l| l.split(',').nth(1) == Some("US")),
+        "{csv}"
+    );
     let r = a.get("/audit/report?from=yesterday", Some(&officer)).await;
     assert_eq!(r.status(), 400);
 

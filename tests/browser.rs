@@ -1,10 +1,14 @@
-//! Browser test of the compliance officer's page: seeds a week of audit records, starts
-//! the gateway with an admin listener on that log, and runs tests/browser/officer.mjs in
-//! Debian's headless chromium (playwright-core). It saves docs/officer-page.png and
-//! screenshots under target/browser/.
+//! Browser test of the compliance officer's page: writes a synthetic log of over a million
+//! records (over a million decisions: seven-digit counts) with the project's own chain code,
+//! starts the gateway with an admin listener on it, and runs tests/browser/officer.mjs in
+//! Debian's headless chromium (playwright-core). The page must answer "what EU personal data
+//! went to the US last month, under which basis, and was anything refused?" with the numbers
+//! `audit query` gives for the same filters. It saves docs/officer-page.png and screenshots
+//! under target/browser/.
 //!
 //! Runs only with `BORDERGATE_BROWSER_TEST=1`: `.ci/run` installs chromium and
-//! playwright-core, then runs it; a plain `cargo test` skips it.
+//! playwright-core, builds the release binary (`BORDERGATE_BROWSER_BIN`), then runs it; a
+//! plain `cargo test` skips it.
 
 #![allow(clippy::unwrap_used)]
 
@@ -14,265 +18,50 @@ mod support;
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Instant;
 
-use bordergate::audit::{AuditLog, CompletionRecord, DecisionRecord, Outcome, Record};
-use bordergate::model::{Caller, Category, Country, Direction, Effect, Tags};
-use common::{Options, repo};
+use common::{BIN, Options, repo};
+use serde_json::{Value, json};
 
-struct Seed {
-    sub: &'static str,
-    org: &'static str,
-    dest: &'static str,
-    purpose: &'static str,
-    dataset: &'static str,
-    category: Category,
-    effect: Effect,
-    status: u16,
-    rule: &'static str,
-    article: &'static str,
-    reason: &'static str,
-}
+/// Records in the log: about 1.02 million of them decisions (`BORDERGATE_BROWSER_RECORDS`
+/// sets another number, for a quick local run).
+const RECORDS: usize = 1_650_000;
 
-#[allow(clippy::too_many_arguments)]
-const fn s(
-    sub: &'static str,
-    org: &'static str,
-    dest: &'static str,
-    purpose: &'static str,
-    dataset: &'static str,
-    category: Category,
-    effect: Effect,
-    status: u16,
-    rule: &'static str,
-    article: &'static str,
-    reason: &'static str,
-) -> Seed {
-    Seed {
-        sub,
-        org,
-        dest,
-        purpose,
-        dataset,
-        category,
-        effect,
-        status,
-        rule,
-        article,
-        reason,
-    }
-}
-
-/// The kinds of traffic a week at a European ML team might see.
-const KINDS: &[Seed] = &[
-    s(
-        "pipeline-7",
-        "acme-de",
-        "DE",
-        "analytics",
-        "eu-customers",
-        Category::Personal,
-        Effect::Allow,
-        0,
-        "eu.intra-eea",
-        "GDPR Art. 1(3)",
-        "DE and DE are both in the EEA; personal data moves freely (GDPR Art. 1(3))",
-    ),
-    s(
-        "trainer-2",
-        "lab-fr",
-        "FR",
-        "training",
-        "eu-clinical",
-        Category::Health,
-        Effect::Allow,
-        0,
-        "eu.intra-eea",
-        "GDPR Art. 1(3)",
-        "DE and FR are both in the EEA; personal data moves freely (GDPR Art. 1(3))",
-    ),
-    s(
-        "eval-ch",
-        "helvetia-ch",
-        "CH",
-        "evaluation",
-        "eu-customers",
-        Category::Personal,
-        Effect::Allow,
-        0,
-        "eu.adequacy.ch",
-        "GDPR Art. 45(9)",
-        "CH has an EU adequacy decision (Decision 2000/518/EC, GDPR Art. 45(9))",
-    ),
-    s(
-        "jp-batch",
-        "cyberdyne-jp",
-        "JP",
-        "analytics",
-        "eu-customers",
-        Category::Personal,
-        Effect::Allow,
-        0,
-        "eu.adequacy.jp",
-        "GDPR Art. 45(3)",
-        "JP has an EU adequacy decision (Implementing Decision (EU) 2019/419, GDPR Art. 45(3))",
-    ),
-    s(
-        "uk-ds",
-        "wayne-gb",
-        "GB",
-        "research",
-        "eu-customers",
-        Category::Personal,
-        Effect::Allow,
-        0,
-        "eu.adequacy.gb",
-        "GDPR Art. 45(3)",
-        "GB has an EU adequacy decision (Implementing Decision (EU) 2021/1772, GDPR Art. 45(3))",
-    ),
-    s(
-        "carol",
-        "globex-us",
-        "US",
-        "analytics",
-        "eu-customers",
-        Category::Personal,
-        Effect::Allow,
-        0,
-        "eu.adequacy.us-dpf",
-        "GDPR Art. 45(3)",
-        "globex-us is certified under the EU-US Data Privacy Framework",
-    ),
-    s(
-        "dev-in",
-        "initech-in",
-        "IN",
-        "training",
-        "eu-customers",
-        Category::Personal,
-        Effect::Allow,
-        0,
-        "eu.scc",
-        "GDPR Art. 46(2)(c)",
-        "initech-in holds standard contractual clauses (module 1) for IN",
-    ),
-    s(
-        "bob",
-        "acme-us",
-        "US",
-        "analytics",
-        "eu-customers",
-        Category::Personal,
-        Effect::Deny,
-        451,
-        "eu.chapter-v.no-basis",
-        "GDPR Chapter V, Art. 44",
-        "no adequacy decision, safeguard or derogation covers personal data from DE to US for acme-us",
-    ),
-    s(
-        "ops-br",
-        "umbrella-br",
-        "BR",
-        "training",
-        "eu-clinical",
-        Category::Health,
-        Effect::Deny,
-        451,
-        "eu.chapter-v.no-basis",
-        "GDPR Chapter V, Art. 44",
-        "no adequacy decision, safeguard or derogation covers health data from DE to BR for umbrella-br",
-    ),
-    s(
-        "growth",
-        "acme-de",
-        "DE",
-        "marketing",
-        "eu-clinical",
-        Category::Health,
-        Effect::Deny,
-        403,
-        "eu.purpose-limitation",
-        "GDPR Art. 5(1)(b)",
-        "eu-clinical may not be used for marketing (GDPR Art. 5(1)(b))",
-    ),
-];
-
-fn time(days_ago: i64, minute: i64) -> String {
-    let t = time::OffsetDateTime::now_utc() - time::Duration::days(days_ago + 1)
-        + time::Duration::minutes(minute);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap()
-}
-
-/// Writes a realistic, correctly chained log: about 140 decisions over nine days.
-async fn seed(path: &Path) -> usize {
-    let log = AuditLog::open(path, 64).unwrap();
-    let mut n = 0;
-    for day in (0..9i64).rev() {
-        // Traffic grows over the week, refusals come in bursts.
-        let per_day = 8 + (8 - day) as usize * 2;
-        for i in 0..per_day {
-            let k = &KINDS[(i * 7 + day as usize * 3) % KINDS.len()];
-            let id = format!("seed-{day}-{i}");
-            let origin = Country::parse("DE").unwrap();
-            let dest = Country::parse(k.dest).unwrap();
-            let tags = Tags {
-                origins: [origin].into(),
-                categories: [k.category].into(),
-                ..Tags::default()
-            };
-            let rec = DecisionRecord {
-                time: time(day, (i as i64) * 37),
-                request_id: id.clone(),
-                caller: Some(Caller {
-                    sub: k.sub.into(),
-                    org: k.org.into(),
-                    jurisdiction: dest,
-                    purpose: k.purpose.into(),
-                    claimed_jurisdiction: None,
-                }),
-                method: "GET".into(),
-                path: format!("/datasets/{}/part-{i}.parquet", k.dataset),
-                dataset: Some(k.dataset.into()),
-                tags: Some(tags),
-                origins: vec![origin],
-                destination: Some(dest),
-                direction: Direction::Download,
-                decision: k.effect,
-                enforced: true,
-                status: k.status,
-                rule: k.rule.into(),
-                article: k.article.into(),
-                reason: k.reason.into(),
-                policy_version: "sha256:seed".into(),
-                upstream: Some("eu-store".into()),
-                exporter: None,
-                client_request_id: None,
-                undeclared_recent: None,
-                credential: None,
-                instrument: None,
-            };
-            let receipt = log.append(Record::Decision(Box::new(rec))).await.unwrap();
-            n += 1;
-            if k.effect == Effect::Allow {
-                log.append(Record::Completion(CompletionRecord {
-                    time: time(day, (i as i64) * 37 + 2),
-                    request_id: id,
-                    decision_seq: receipt.seq,
-                    status: 200,
-                    bytes_in: 0,
-                    bytes_out: 1_000_000 + (i as u64 * 734_113) % 40_000_000,
-                    duration_ms: 120 + i as u64,
-                    outcome: Outcome::Complete,
-                    detail: None,
-                    recheck: None,
-                }))
-                .await
-                .unwrap();
+/// What `audit query` finds for `args`: decisions, allowed, legal refusals (403, 451) by
+/// rule, authentication failures.
+fn counted(bin: &str, log: &Path, args: &[&str]) -> Value {
+    let out = Command::new(bin)
+        .args(["audit", "query"])
+        .arg(log)
+        .args(["--kind", "decision", "--format", "jsonl", "--policies"])
+        .arg(repo().join("policies"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (mut decisions, mut allowed, mut refused, mut auth) = (0u64, 0u64, 0u64, 0u64);
+    let mut rules = serde_json::Map::new();
+    for line in out.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let v: Value = serde_json::from_slice(line).unwrap();
+        decisions += 1;
+        match (v["decision"].as_str(), v["status"].as_u64()) {
+            (Some("allow"), _) => allowed += 1,
+            (_, Some(401)) => auth += 1,
+            (_, Some(403 | 451)) => {
+                refused += 1;
+                let r = rules
+                    .entry(v["rule"].as_str().unwrap().to_owned())
+                    .or_insert(json!(0));
+                *r = json!(r.as_u64().unwrap() + 1);
             }
+            _ => {}
         }
     }
-    log.shutdown().await;
-    n
+    json!({ "decisions": decisions, "allowed": allowed, "refused": refused, "auth": auth, "rules": rules })
 }
 
 #[tokio::test]
@@ -288,25 +77,88 @@ async fn officer_page_in_headless_chromium() {
         eprintln!("skipped: set BORDERGATE_BROWSER_TEST=1 (as .ci/run does) to run it");
         return;
     }
+    // The release build when CI made one: a million records read fast enough for a test.
+    let bin = std::env::var("BORDERGATE_BROWSER_BIN").unwrap_or_else(|_| BIN.to_owned());
+    let records: usize = std::env::var("BORDERGATE_BROWSER_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(RECORDS);
     let work = tempfile::tempdir().unwrap();
     let log = work.path().join("seeded-audit.log");
-    let decisions = seed(&log).await;
-    let a = support::start(Options {
-        audit_path: Some(log.clone()),
-        ..Options::default()
-    });
+    let started = Instant::now();
+    let now = time::OffsetDateTime::now_utc();
+    let decisions = bordergate::audit::synthetic::officer_log(&log, records, now, 60).unwrap();
+    println!(
+        "wrote {records} records ({decisions} decisions, {} MB) in {:.1} s",
+        std::fs::metadata(&log).unwrap().len() / 1_000_000,
+        started.elapsed().as_secs_f64()
+    );
+    if records == RECORDS {
+        assert!(decisions >= 1_000_000, "seven-digit counts");
+    }
+
+    // "Last month": the thirty days before the last fortnight.
+    let day = |d: i64| (now - time::Duration::days(d)).date().to_string();
+    let (from, to) = (day(45), day(15));
+    let t = Instant::now();
+    let question = counted(
+        &bin,
+        &log,
+        &[
+            "--origin",
+            "EU",
+            "--destination",
+            "US",
+            "--category",
+            "personal",
+            "--third-countries",
+            "--from",
+            &from,
+            "--to",
+            &to,
+        ],
+    );
+    let eu = counted(
+        &bin,
+        &log,
+        &["--origin", "eu", "--from", &from, "--to", &to],
+    );
+    println!(
+        "audit query answered both questions in {:.1} s: {question} / {eu}",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(question["allowed"].as_u64().unwrap() > 0);
+    assert!(question["refused"].as_u64().unwrap() > 0);
+    assert!(eu["auth"].as_u64().unwrap() > 0);
+
+    let a = support::start_bin(
+        Options {
+            audit_path: Some(log.clone()),
+            ..Options::default()
+        },
+        &bin,
+    );
     let officer = a.officer();
     let plain = a.gw.token("alice", "acme-de", "DE", "analytics");
     let artifacts = repo().join("target/browser");
     std::fs::create_dir_all(&artifacts).unwrap();
+    let expect = json!({
+        "decisions": decisions,
+        "records": records,
+        "from": from,
+        "to": to,
+        "question": question,
+        "eu": eu,
+    });
     let out = Command::new("node")
         .arg(repo().join("tests/browser/officer.mjs"))
         .env("ADMIN_URL", &a.admin)
         .env("OFFICER_TOKEN", &officer)
         .env("PLAIN_TOKEN", &plain)
-        .env("SEEDED_DECISIONS", decisions.to_string())
+        .env("EXPECT", expect.to_string())
         .env("SCREENSHOT", repo().join("docs/officer-page.png"))
         .env("ARTIFACTS", &artifacts)
+        .env("DOWNLOADS", work.path().join("downloads"))
         .env("USER_DATA_DIR", work.path().join("chromium-profile"))
         .output()
         .unwrap();
@@ -317,5 +169,9 @@ async fn officer_page_in_headless_chromium() {
         "officer.mjs failed\n{stdout}\n{stderr}"
     );
     println!("{stdout}");
+    println!(
+        "browser test total {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     assert!(artifacts.join("officer-page.png").exists());
 }

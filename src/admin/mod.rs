@@ -10,7 +10,8 @@
 //! | `/metrics`         | anyone                           | OpenMetrics text ([`crate::metrics`]) |
 //! | `/audit/records`   | token with role `compliance-officer` | JSON records; query parameters are the [`Filter`] fields plus `limit` and `order=asc\|desc` |
 //! | `/audit/verify`    | token with role `compliance-officer` | JSON [`LogReport`] of [`Source::verify`] over every segment, checkpoint signatures checked with the key of `audit.checkpoint_key` |
-//! | `/audit/report`    | token with role `compliance-officer` | the Art. 30 record of [`report_from`] for `from`/`to`, `format=json\|html\|md\|csv` (JSON adds the page's [`overview`]) |
+//! | `/audit/overview`  | token with role `compliance-officer` | the page's [`overview`] of the decisions the [`Filter`] fields match, from the [`index`] |
+//! | `/audit/report`    | token with role `compliance-officer` | the Art. 30 record of [`report_from`] for the [`Filter`] fields, `format=json\|html\|md\|csv` (JSON adds the page's [`overview`]) |
 //! | `/fleet`           | token with role `compliance-officer` | JSON: this replica (name, region, policy version) and, with `audit.sink: postgres`, the fleet of [`crate::fleet`]: every replica's version, whether they drift |
 //! | `/policy/explain`  | token with role `compliance-officer` | the decision a transfer would get now, explained, from the serving snapshot through [`crate::transfer::question`] (the gateway's own classification and decision): `path`, `dataset`, or tags given directly (`origin=DE`, optional `category=personal,health`, `permits=…`, `derogation=…`), `jurisdiction`, `org`, `purpose`, optional `upload=true`, `lineage=a,b`, `upstream=NAME`, `as_of=YYYY-MM-DD` (a past or future day, decided as `policy explain --as-of` decides it); the JSON of `policy explain --json` |
 //! | `/`, `/ui/app.js`, `/ui/app.css` | anyone (the page asks for a token) | the officer's page, assets built in |
@@ -23,6 +24,7 @@
 //! The proxy port never routes any of these paths.
 
 pub mod oidc;
+pub mod index;
 pub mod overview;
 mod server;
 mod ui;
@@ -69,6 +71,8 @@ const FILTER_KEYS: &[&str] = &[
     "purpose",
     "request_id",
     "kind",
+    "category",
+    "third_countries",
 ];
 
 /// Default start of a report period with no `from`.
@@ -158,15 +162,35 @@ pub struct Admin {
     max_records: usize,
     /// With `admin.oidc`: sign-in through the identity provider.
     oidc: Option<oidc::Oidc>,
+    /// The officer's index of a file log (the PostgreSQL store is read as it streams).
+    index: Option<Arc<index::Index>>,
 }
 
 impl Admin {
+    /// The admin listener's state; a file log's index is built in the background at once.
     pub fn new(gateway: Arc<Gateway>, source: AuditSource, max_records: usize) -> Admin {
+        let index = source.postgres.is_none().then(|| {
+            let index = Arc::new(index::Index::default());
+            let (i, src) = (index.clone(), source.clone());
+            std::thread::spawn(move || {
+                let started = std::time::Instant::now();
+                match src.files().and_then(|f| i.refresh(&f)) {
+                    Ok(()) => tracing::info!(
+                        decisions = i.len(),
+                        ms = started.elapsed().as_millis() as u64,
+                        "officer's index built"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "cannot build the officer's index yet"),
+                }
+            });
+            index
+        });
         Admin {
             gateway,
             source,
             max_records: max_records.max(1),
             oidc: None,
+            index,
         }
     }
 
@@ -174,6 +198,13 @@ impl Admin {
     pub fn with_oidc(mut self, oidc: Option<oidc::Oidc>) -> Admin {
         self.oidc = oidc;
         self
+    }
+
+    /// The regimes of the serving policy pack, for the filters.
+    fn regions(&self) -> Arc<crate::audit::place::Regions> {
+        Arc::new(crate::audit::place::Regions::from_policies(
+            &self.gateway.state().policies,
+        ))
     }
 
     /// Answers one admin request.
@@ -205,6 +236,7 @@ impl Admin {
                 };
                 let result = match p {
                     "/audit/records" => self.records(params).await,
+                    "/audit/overview" => self.overview(params).await,
                     "/audit/verify" => self.verify(params).await,
                     "/audit/report" => self.report(params).await,
                     "/policy/explain" => self.explain(params).await,
@@ -506,8 +538,32 @@ impl Admin {
         }
     }
 
+    /// `/audit/overview`: the cards, charts and refusals of the page, for the filters.
+    async fn overview(&self, params: Params) -> Result<Response<AdminBody>, Failure> {
+        let (filter, rest) = filter_from(params, self.regions())?;
+        if let Some((k, _)) = rest.first() {
+            return Err(unknown(k));
+        }
+        let v = self.overview_of(filter).await?;
+        Ok(json_response(StatusCode::OK, &v))
+    }
+
+    /// The overview of the decisions `filter` matches: from the index, or streamed.
+    async fn overview_of(&self, filter: Filter) -> Result<Value, Failure> {
+        let index = self.index.clone();
+        let source = self.source.clone();
+        blocking("overview", move || {
+            let c = filter.compile()?;
+            match index {
+                Some(i) if !c.needs_lines() => i.overview(&source.files()?, &c),
+                _ => overview::build(&source.source()?, &filter),
+            }
+        })
+        .await
+    }
+
     async fn records(&self, params: Params) -> Result<Response<AdminBody>, Failure> {
-        let (filter, rest) = filter_from(params)?;
+        let (filter, rest) = filter_from(params, self.regions())?;
         let mut limit = self.max_records;
         let mut desc = false;
         for (k, v) in rest {
@@ -535,21 +591,27 @@ impl Admin {
             }
         }
         let logs = self.source.source().map_err(internal)?;
-        let (records, truncated) = blocking("query", move || {
-            if desc {
-                newest(&logs, &filter, limit)
-            } else {
-                logs.query(&filter, limit + 1).map(|mut v| {
-                    let more = v.len() > limit;
-                    v.truncate(limit);
-                    (v, more)
-                })
+        let index = self.index.clone();
+        let source = self.source.clone();
+        let (records, total) = blocking("query", move || {
+            let c = filter.compile()?;
+            match index {
+                Some(i) if !c.needs_lines() => i.records(&source.files()?, &c, limit, desc),
+                _ => {
+                    drop(c);
+                    matching(&logs, &filter, limit, desc)
+                }
             }
         })
         .await?;
         Ok(json_response(
             StatusCode::OK,
-            &json!({ "count": records.len(), "truncated": truncated, "records": records }),
+            &json!({
+                "count": records.len(),
+                "total": total,
+                "truncated": total > records.len(),
+                "records": records,
+            }),
         ))
     }
 
@@ -564,19 +626,12 @@ impl Admin {
     }
 
     async fn report(&self, params: Params) -> Result<Response<AdminBody>, Failure> {
-        let (mut from, mut to, mut format) = (None, None, "json".to_owned());
-        for (k, v) in params {
-            let slot = match k.as_str() {
-                "from" => &mut from,
-                "to" => &mut to,
-                "format" => {
-                    format = v;
-                    continue;
-                }
+        let (mut filter, rest) = filter_from(params, self.regions())?;
+        let mut format = "json".to_owned();
+        for (k, v) in rest {
+            match k.as_str() {
+                "format" => format = v,
                 _ => return Err(unknown(&k)),
-            };
-            if !v.is_empty() && slot.replace(v).is_some() {
-                return Err(bad(format!("query parameter `{k}` is given twice")));
             }
         }
         if !matches!(format.as_str(), "json" | "html" | "md" | "csv") {
@@ -585,33 +640,42 @@ impl Admin {
                 format.escape_default()
             )));
         }
-        let from = from.unwrap_or_else(|| EPOCH.to_owned());
-        let to = to.unwrap_or_else(|| time::OffsetDateTime::now_utc().date().to_string());
-        let filter = Filter {
-            from: Some(from.clone()),
-            to: Some(to.clone()),
-            ..Filter::default()
-        };
+        filter.from.get_or_insert_with(|| EPOCH.to_owned());
+        filter
+            .to
+            .get_or_insert_with(|| time::OffsetDateTime::now_utc().date().to_string());
         filter.compile().map_err(bad)?;
+        let overview = if format == "json" {
+            Some(self.overview_of(filter.clone()).await?)
+        } else {
+            None
+        };
         let logs = self.source.source().map_err(internal)?;
         let opts = self.source.verify.clone();
         blocking("report", move || {
-            let r = report_from(&logs, &from, &to, None, &opts)?;
+            let r = report_from(&logs, &filter, None, &opts)?;
+            let name = |ext: &str| format!("art30-{}-{}.{ext}", r.from, r.to);
             Ok(match format.as_str() {
                 "html" => report_page(r.to_html()),
-                "md" => text(
-                    StatusCode::OK,
-                    "text/markdown; charset=utf-8",
-                    r.to_markdown(),
+                "md" => download(
+                    text(
+                        StatusCode::OK,
+                        "text/markdown; charset=utf-8",
+                        r.to_markdown(),
+                    ),
+                    &name("md"),
                 ),
-                "csv" => text(StatusCode::OK, "text/csv; charset=utf-8", r.to_csv()),
+                "csv" => download(
+                    text(StatusCode::OK, "text/csv; charset=utf-8", r.to_csv()),
+                    &name("csv"),
+                ),
                 _ => {
                     let ok = r.verification.is_ok();
                     let summary = r.verification.summary();
                     let mut v = serde_json::to_value(&r).map_err(|e| e.to_string())?;
                     v["verification"]["ok"] = json!(ok);
                     v["verification"]["summary"] = json!(summary);
-                    let ov = overview::build(&logs, &filter)?;
+                    let ov = overview.unwrap_or_default();
                     for k in ["first", "last", "totals", "timeline", "destinations"] {
                         v[k] = ov[k].clone();
                     }
@@ -622,6 +686,24 @@ impl Admin {
         })
         .await
     }
+}
+
+/// Names the file a report is saved as.
+fn download(mut r: Response<AdminBody>, name: &str) -> Response<AdminBody> {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"")) {
+        r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    r
 }
 
 /// Runs blocking log work off the async threads.
@@ -713,7 +795,10 @@ fn internal(msg: String) -> Problem {
 }
 
 /// Splits query parameters into the filter and the rest.
-fn filter_from(params: Vec<(String, String)>) -> Result<(Filter, Params), Failure> {
+fn filter_from(
+    params: Vec<(String, String)>,
+    regions: Arc<crate::audit::place::Regions>,
+) -> Result<(Filter, Params), Failure> {
     let mut map = serde_json::Map::new();
     let mut rest = Vec::new();
     for (k, v) in params {
@@ -728,25 +813,40 @@ fn filter_from(params: Vec<(String, String)>) -> Result<(Filter, Params), Failur
             rest.push((k, v));
         }
     }
-    let filter: Filter = serde_json::from_value(Value::Object(map))
+    let mut filter: Filter = serde_json::from_value(Value::Object(map))
         .map_err(|e| bad(format!("invalid filter: {e}")))?;
+    filter.regions = Some(regions);
     filter.compile().map_err(bad)?;
     Ok((filter, rest))
 }
 
-/// The last `limit` matching records, newest first, and whether older ones were left out.
-fn newest(logs: &Source, filter: &Filter, limit: usize) -> Result<(Vec<Value>, bool), String> {
+/// Up to `limit` matching records, the newest (newest first) when `desc` else the oldest,
+/// and how many match in all.
+fn matching(
+    logs: &Source,
+    filter: &Filter,
+    limit: usize,
+    desc: bool,
+) -> Result<(Vec<Value>, usize), String> {
     let mut ring: VecDeque<Value> = VecDeque::with_capacity(limit.min(4096));
-    let mut more = false;
+    let mut total = 0;
     logs.for_each(filter, |rec| {
-        if ring.len() == limit {
-            ring.pop_front();
-            more = true;
+        total += 1;
+        if desc {
+            if ring.len() == limit {
+                ring.pop_front();
+            }
+            ring.push_back(rec);
+        } else if ring.len() < limit {
+            ring.push_back(rec);
         }
-        ring.push_back(rec);
         true
     })?;
-    Ok((ring.into_iter().rev().collect(), more))
+    Ok(if desc {
+        (ring.into_iter().rev().collect(), total)
+    } else {
+        (ring.into(), total)
+    })
 }
 
 /// Parses `a=1&b=x%20y` (percent-decoding, `+` as space). Names may repeat.

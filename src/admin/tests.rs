@@ -19,12 +19,23 @@ fn query_strings_are_decoded() {
 #[test]
 fn filter_takes_known_keys_and_leaves_the_rest() {
     let params = parse_query("decision=deny&limit=5&origin=&destination=US").unwrap();
-    let (f, rest) = filter_from(params).unwrap();
+    let r = Arc::new(crate::audit::place::Regions::builtin());
+    let (f, rest) = filter_from(params, r.clone()).unwrap();
     assert_eq!(f.decision.as_deref(), Some("deny"));
     assert_eq!(f.destination.as_deref(), Some("US"));
     assert_eq!(f.origin, None);
     assert_eq!(rest, vec![("limit".to_string(), "5".to_string())]);
-    assert!(filter_from(parse_query("rule=a&rule=b").unwrap()).is_err());
+    assert!(filter_from(parse_query("rule=a&rule=b").unwrap(), r.clone()).is_err());
+    // An origin that is neither a country nor a regime is an error, not an empty answer.
+    let e = filter_from(parse_query("origin=Europe").unwrap(), r.clone()).unwrap_err();
+    assert!(e.detail.contains("unknown origin `Europe`"), "{}", e.detail);
+    assert!(
+        filter_from(
+            parse_query("origin=eu&third_countries=true&category=personal").unwrap(),
+            r
+        )
+        .is_ok()
+    );
 }
 
 #[test]
@@ -46,13 +57,14 @@ fn newest_keeps_the_last_matches_newest_first() {
         writeln!(f, r#"{{"kind":"decision","seq":{i},"decision":"allow"}}"#).unwrap();
     }
     writeln!(f, "not json").unwrap();
-    let (v, more) = newest(
+    let (v, total) = matching(
         &Source::Files(vec![f.path().to_path_buf()]),
         &Filter::default(),
         3,
+        true,
     )
     .unwrap();
-    assert!(more);
+    assert_eq!(total, 10);
     let seqs: Vec<u64> = v.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, vec![9, 8, 7]);
 }

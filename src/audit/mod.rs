@@ -17,6 +17,7 @@
 pub mod checkpoint;
 pub mod head;
 pub mod line;
+pub mod place;
 pub mod postgres;
 pub mod pseudo;
 pub mod query;
@@ -25,6 +26,7 @@ pub mod report;
 pub mod segments;
 pub mod source;
 mod stamp;
+pub mod synthetic;
 pub(crate) mod tail;
 pub mod upkeep;
 pub mod verify;

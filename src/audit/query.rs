@@ -4,13 +4,21 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime, Time};
 
+use super::place::{Categories, Place, Regions};
+use crate::model::{Category, Country};
+
 /// What to look for; every field set must match (fields are ANDed). Values compare
 /// case-insensitively; `article` matches a substring (`46` finds `GDPR Art. 46(2)(c)`).
+/// `origin` and `destination` take a country or a regime of the policy pack (see
+/// [`crate::audit::place`]); an unknown one is an error, not an empty answer.
+///
+/// The one filter of `audit query`, `audit report`, the admin API and the officer's page.
 #[derive(Clone, Debug, Default, serde::Deserialize)]
 pub struct Filter {
     /// Earliest record time: RFC 3339 or a date (`2025-01-31`, from its start).
@@ -23,8 +31,9 @@ pub struct Filter {
     /// The caller (token `sub`).
     pub sub: Option<String>,
     pub dataset: Option<String>,
-    /// One of the data's origin countries.
+    /// One of the data's origin countries, or a regime one of them belongs to.
     pub origin: Option<String>,
+    /// The destination country, or a regime it belongs to.
     pub destination: Option<String>,
     pub rule: Option<String>,
     pub article: Option<String>,
@@ -32,6 +41,87 @@ pub struct Filter {
     pub request_id: Option<String>,
     /// `decision`, `completion` or `event`.
     pub kind: Option<String>,
+    /// Data categories: `personal`, `special`, `public` or a category (`health`), any of a
+    /// comma-separated list. Matches decisions only.
+    pub category: Option<String>,
+    /// `true`: only transfers that leave the regime of their origin (third countries).
+    pub third_countries: Option<String>,
+    /// The regimes `origin`, `destination` and `third_countries` are read against: the
+    /// policy pack's; without one, [`Regions::builtin`].
+    #[serde(skip)]
+    pub regions: Option<Arc<Regions>>,
+}
+
+/// A record's text fields a filter compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Text {
+    Kind,
+    Decision,
+    Org,
+    Sub,
+    Dataset,
+    Rule,
+    Article,
+    Purpose,
+    RequestId,
+}
+
+/// What a filter reads of a record: the JSON of a line, or a row of the officer's index
+/// ([`crate::admin::index`]). One matcher ([`Compiled::matches_fields`]) serves both.
+pub trait Fields {
+    fn text(&self, f: Text) -> Option<&str>;
+    /// Unix time in nanoseconds.
+    fn time_nanos(&self) -> Option<i128>;
+    fn destination(&self) -> Option<Country>;
+    fn origins(&self) -> std::borrow::Cow<'_, [Country]>;
+    /// The data's categories; `None`: the record has no tags.
+    fn categories(&self) -> Option<std::borrow::Cow<'_, [Category]>>;
+}
+
+impl Fields for Value {
+    fn text(&self, f: Text) -> Option<&str> {
+        let ptr = match f {
+            Text::Kind => "/kind",
+            Text::Decision => "/decision",
+            Text::Org => "/caller/org",
+            Text::Sub => "/caller/sub",
+            Text::Dataset => "/dataset",
+            Text::Rule => "/rule",
+            Text::Article => "/article",
+            Text::Purpose => "/caller/purpose",
+            Text::RequestId => "/request_id",
+        };
+        self.pointer(ptr).and_then(Value::as_str)
+    }
+    fn time_nanos(&self) -> Option<i128> {
+        let t = self.get("time").and_then(Value::as_str)?;
+        OffsetDateTime::parse(t, &Rfc3339)
+            .ok()
+            .map(OffsetDateTime::unix_timestamp_nanos)
+    }
+    fn destination(&self) -> Option<Country> {
+        let d = self.get("destination").and_then(Value::as_str)?;
+        Country::parse(&d.to_ascii_uppercase()).ok()
+    }
+    fn origins(&self) -> std::borrow::Cow<'_, [Country]> {
+        self.get("origins")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .filter_map(|c| Country::parse(&c.to_ascii_uppercase()).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+    fn categories(&self) -> Option<std::borrow::Cow<'_, [Category]>> {
+        let cats = self.pointer("/tags/categories")?.as_array()?;
+        Some(
+            cats.iter()
+                .filter_map(|c| serde_json::from_value::<Category>(c.clone()).ok())
+                .collect(),
+        )
+    }
 }
 
 impl Filter {
@@ -76,11 +166,50 @@ impl Filter {
                     .map_err(|e| format!("cannot search for `{v}`: {e}"))?,
             );
         }
+        let regions = self
+            .regions
+            .clone()
+            .unwrap_or_else(|| Arc::new(Regions::builtin()));
+        let origin = self
+            .origin
+            .as_deref()
+            .map(|o| regions.place("origin", o))
+            .transpose()?;
+        let destination = self
+            .destination
+            .as_deref()
+            .map(|o| regions.place("destination", o))
+            .transpose()?;
+        let categories = self
+            .category
+            .as_deref()
+            .map(Categories::parse)
+            .transpose()?;
+        let third = match self.third_countries.as_deref().map(str::to_ascii_lowercase) {
+            None => false,
+            Some(v) => match v.as_str() {
+                "true" | "1" | "yes" | "on" => true,
+                "false" | "0" | "no" | "off" | "" => false,
+                _ => {
+                    return Err(format!(
+                        "`third_countries` must be `true` or `false`, not `{}`",
+                        v.escape_default()
+                    ));
+                }
+            },
+        };
         Ok(Compiled {
             f: self,
-            from,
-            to,
+            from: from.map(OffsetDateTime::unix_timestamp_nanos),
+            to: to.map(OffsetDateTime::unix_timestamp_nanos),
+            from_time: from,
+            to_time: to,
             needles,
+            origin,
+            destination,
+            categories,
+            third,
+            regions,
         })
     }
 
@@ -100,6 +229,8 @@ impl Filter {
             &self.purpose,
             &self.request_id,
             &self.kind,
+            &self.category,
+            &self.third_countries,
         ]
         .iter()
         .all(|f| f.is_none())
@@ -110,16 +241,40 @@ impl Filter {
 #[derive(Debug)]
 pub struct Compiled<'a> {
     f: &'a Filter,
-    from: Option<OffsetDateTime>,
-    /// Exclusive upper bound.
-    to: Option<OffsetDateTime>,
+    /// Inclusive lower bound, Unix nanoseconds.
+    from: Option<i128>,
+    /// Exclusive upper bound, Unix nanoseconds.
+    to: Option<i128>,
+    from_time: Option<OffsetDateTime>,
+    to_time: Option<OffsetDateTime>,
     needles: Vec<regex::bytes::Regex>,
+    origin: Option<Place>,
+    destination: Option<Place>,
+    categories: Option<Categories>,
+    third: bool,
+    regions: Arc<Regions>,
 }
 
 impl Compiled<'_> {
     /// The time bounds: inclusive lower, exclusive upper.
     pub(crate) fn bounds(&self) -> (Option<OffsetDateTime>, Option<OffsetDateTime>) {
-        (self.from, self.to)
+        (self.from_time, self.to_time)
+    }
+
+    /// The regimes the filter reads places against.
+    pub fn regions(&self) -> &Regions {
+        &self.regions
+    }
+
+    /// True if the filter asks for something only a full record can tell (a request id,
+    /// a kind other than `decision`): the officer's index answers the others.
+    pub(crate) fn needs_lines(&self) -> bool {
+        self.f.request_id.is_some()
+            || self
+                .f
+                .kind
+                .as_deref()
+                .is_some_and(|k| !k.eq_ignore_ascii_case("decision"))
     }
 
     /// A quick test on the raw line: false means the line cannot match.
@@ -128,53 +283,80 @@ impl Compiled<'_> {
     }
 
     pub fn matches(&self, rec: &Value) -> bool {
-        let f = self.f;
-        let str_at = |ptr: &str| rec.pointer(ptr).and_then(Value::as_str);
-        let eq = |want: &Option<String>, ptr: &str| match want {
-            None => true,
-            Some(w) => str_at(ptr).is_some_and(|v| v.eq_ignore_ascii_case(w)),
+        self.matches_fields(rec)
+    }
+
+    /// True if the time `t` (Unix nanoseconds) is within the bounds.
+    pub(crate) fn in_time(&self, t: Option<i128>) -> bool {
+        if self.from.is_none() && self.to.is_none() {
+            return true;
+        }
+        let Some(t) = t else {
+            return false;
         };
-        if !(eq(&f.kind, "/kind")
-            && eq(&f.decision, "/decision")
-            && eq(&f.org, "/caller/org")
-            && eq(&f.sub, "/caller/sub")
-            && eq(&f.dataset, "/dataset")
-            && eq(&f.destination, "/destination")
-            && eq(&f.rule, "/rule")
-            && eq(&f.purpose, "/caller/purpose")
-            && eq(&f.request_id, "/request_id"))
+        !(self.from.is_some_and(|from| t < from) || self.to.is_some_and(|to| t >= to))
+    }
+
+    /// [`Compiled::matches`] over any record's [`Fields`].
+    pub fn matches_fields(&self, rec: &(impl Fields + ?Sized)) -> bool {
+        let f = self.f;
+        let eq = |want: &Option<String>, t: Text| match want {
+            None => true,
+            Some(w) => rec.text(t).is_some_and(|v| v.eq_ignore_ascii_case(w)),
+        };
+        if !(eq(&f.kind, Text::Kind)
+            && eq(&f.decision, Text::Decision)
+            && eq(&f.org, Text::Org)
+            && eq(&f.sub, Text::Sub)
+            && eq(&f.dataset, Text::Dataset)
+            && eq(&f.rule, Text::Rule)
+            && eq(&f.purpose, Text::Purpose)
+            && eq(&f.request_id, Text::RequestId))
         {
             return false;
         }
         if let Some(a) = &f.article {
             let a = a.to_ascii_lowercase();
-            if !str_at("/article").is_some_and(|v| v.to_ascii_lowercase().contains(&a)) {
+            if !rec
+                .text(Text::Article)
+                .is_some_and(|v| v.to_ascii_lowercase().contains(&a))
+            {
                 return false;
             }
         }
-        if let Some(o) = &f.origin {
-            let found = rec
-                .get("origins")
-                .and_then(Value::as_array)
-                .is_some_and(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .any(|c| c.eq_ignore_ascii_case(o))
-                });
-            if !found {
+        if let Some(d) = &self.destination
+            && !rec.destination().is_some_and(|c| d.contains(c))
+        {
+            return false;
+        }
+        if self.origin.is_some() || self.third {
+            let origins = rec.origins();
+            if let Some(o) = &self.origin
+                && !origins.iter().any(|c| o.contains(*c))
+            {
+                return false;
+            }
+            if self.third
+                && !rec
+                    .destination()
+                    .is_some_and(|d| self.regions.leaves(&origins, d))
+            {
                 return false;
             }
         }
-        if self.from.is_some() || self.to.is_some() {
-            let Some(t) = str_at("/time").and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
-            else {
+        if let Some(c) = &self.categories {
+            if rec.text(Text::Kind) != Some("decision") {
                 return false;
-            };
-            if self.from.is_some_and(|from| t < from) || self.to.is_some_and(|to| t >= to) {
+            }
+            if !c.matches(rec.categories().as_deref()) {
                 return false;
             }
         }
-        true
+        self.in_time(if self.from.is_some() || self.to.is_some() {
+            rec.time_nanos()
+        } else {
+            None
+        })
     }
 }
 

@@ -13,12 +13,6 @@ use super::source::Source;
 use super::verify::{LogReport, VerifyOptions};
 use crate::model::{Category, Country, Effect, Instrument};
 
-/// EEA member states: transfers among them are not transfers to third countries.
-const EEA: &[&str] = &[
-    "AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU", "IE", "IS",
-    "IT", "LI", "LT", "LU", "LV", "MT", "NL", "NO", "PL", "PT", "RO", "SE", "SI", "SK",
-];
-
 /// Transfers to one destination on one legal basis.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Row {
@@ -58,6 +52,9 @@ pub struct Refusal {
 pub struct Report {
     pub from: String,
     pub to: String,
+    /// The filters besides the period, as `name: value` (none: every transfer).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<String>,
     pub generated: String,
     pub files: Vec<String>,
     pub verification: LogReport,
@@ -66,17 +63,19 @@ pub struct Report {
     pub pseudonymised: bool,
 }
 
-/// True if moving data from `origins` to `dest` is a transfer to a third country.
-fn third_country(origins: &[Country], dest: Country) -> bool {
-    let eea = |c: &Country| EEA.contains(&c.as_str());
-    origins
-        .iter()
-        .any(|o| if eea(o) { !eea(&dest) } else { *o != dest })
-}
-
 /// Builds the report for `[from, to]` (dates or RFC 3339 times) over the log `paths`.
 pub fn report(paths: &[PathBuf], from: &str, to: &str) -> Result<Report, String> {
-    report_with(paths, from, to, None, &VerifyOptions::default())
+    let filter = Filter {
+        from: Some(from.to_owned()),
+        to: Some(to.to_owned()),
+        ..Filter::default()
+    };
+    report_from(
+        &Source::Files(paths.to_vec()),
+        &filter,
+        None,
+        &VerifyOptions::default(),
+    )
 }
 
 /// An allowed decision waiting for its completion: its destination and origins, and, for a
@@ -190,29 +189,48 @@ pub fn report_with(
     pseudo: Option<&Pseudonymiser>,
     verify: &VerifyOptions,
 ) -> Result<Report, String> {
-    report_from(&Source::Files(paths.to_vec()), from, to, pseudo, verify)
-}
-
-/// [`report_with`] over any [`Source`]: log files or the PostgreSQL store.
-pub fn report_from(
-    source: &Source,
-    from: &str,
-    to: &str,
-    pseudo: Option<&Pseudonymiser>,
-    verify: &VerifyOptions,
-) -> Result<Report, String> {
-    let verification = source.verify(verify);
     let filter = Filter {
         from: Some(from.to_owned()),
         to: Some(to.to_owned()),
         ..Filter::default()
     };
+    report_from(&Source::Files(paths.to_vec()), &filter, pseudo, verify)
+}
+
+/// [`report_with`] over any [`Source`] (log files or the PostgreSQL store), for the
+/// decisions `filter` matches (its period, and every other filter of `audit query`): a
+/// transfer's completion counts with its decision, whatever the filter says of it.
+pub fn report_from(
+    source: &Source,
+    filter: &Filter,
+    pseudo: Option<&Pseudonymiser>,
+    verify: &VerifyOptions,
+) -> Result<Report, String> {
+    let compiled = filter.compile()?;
+    let regions = compiled.regions();
+    let third_country = |o: &[Country], d: Country| regions.leaves(o, d);
+    let from = filter.from.clone().unwrap_or_else(|| "1970-01-01".into());
+    let to = filter
+        .to
+        .clone()
+        .unwrap_or_else(|| time::OffsetDateTime::now_utc().date().to_string());
+    let verification = source.verify(verify);
+    // Completions are read with the period only: the other filters ask about decisions.
+    let period = Filter {
+        from: filter.from.clone(),
+        to: filter.to.clone(),
+        regions: filter.regions.clone(),
+        ..Filter::default()
+    };
     let mut t = Tally::default();
     // Allowed decisions by seq, until their completion says how they ended.
     let mut waiting: HashMap<u64, Allowed> = HashMap::new();
-    source.for_each(&filter, |v| {
+    source.for_each(&period, |v| {
         match RecordView::from_value(&v) {
             Ok(RecordView::Decision(d)) => {
+                if !compiled.matches(&v) {
+                    return true;
+                }
                 let Some(dest) = d.destination else {
                     return true;
                 };
@@ -271,8 +289,9 @@ pub fn report_from(
     }
     let files = source.names()?;
     Ok(Report {
-        from: from.to_owned(),
-        to: to.to_owned(),
+        from,
+        to,
+        filters: filter_list(filter),
         generated: super::record::now_rfc3339(),
         files,
         verification,
@@ -307,6 +326,35 @@ fn instrument_cell(i: Option<&Instrument>) -> String {
     s
 }
 
+/// The filters of `f` besides the period, for the report's header.
+fn filter_list(f: &Filter) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, v) in [
+        ("decision", &f.decision),
+        ("organisation", &f.org),
+        ("caller", &f.sub),
+        ("dataset", &f.dataset),
+        ("origin", &f.origin),
+        ("destination", &f.destination),
+        ("rule", &f.rule),
+        ("article", &f.article),
+        ("purpose", &f.purpose),
+        ("request id", &f.request_id),
+        ("category", &f.category),
+    ] {
+        if let Some(v) = v {
+            out.push(format!("{k}: {v}"));
+        }
+    }
+    if f.third_countries
+        .as_deref()
+        .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "on"))
+    {
+        out.push("third countries only".into());
+    }
+    out
+}
+
 fn join(s: &BTreeSet<String>) -> String {
     s.iter().cloned().collect::<Vec<_>>().join(", ")
 }
@@ -324,6 +372,9 @@ impl Report {
             "# Record of transfers to third countries (GDPR Art. 30(1)(e))\n"
         );
         let _ = writeln!(o, "Period: {} to {}  ", self.from, self.to);
+        if !self.filters.is_empty() {
+            let _ = writeln!(o, "Filters: {}  ", md(&self.filters.join("; ")));
+        }
         let _ = writeln!(o, "Generated: {}  ", self.generated);
         let _ = writeln!(o, "Log: {}  ", self.files.join(", "));
         let _ = writeln!(o, "Log verification: **{}**\n", verification_line(self));
@@ -390,9 +441,14 @@ impl Report {
         let _ = write!(
             o,
             "<h1>Record of transfers to third countries (GDPR Art. 30(1)(e))</h1>\
-             <p>Period: {} to {}<br>Generated: {}<br>Log: {}</p><p class=\"{}\"><strong>Log verification: {}</strong></p>",
+             <p>Period: {} to {}{}<br>Generated: {}<br>Log: {}</p><p class=\"{}\"><strong>Log verification: {}</strong></p>",
             esc(&self.from),
             esc(&self.to),
+            if self.filters.is_empty() {
+                String::new()
+            } else {
+                format!("<br>Filters: {}", esc(&self.filters.join("; ")))
+            },
             esc(&self.generated),
             esc(&self.files.join(", ")),
             if self.verification.is_ok() {
@@ -447,6 +503,11 @@ impl Report {
     /// the first line is a comment with the verification result.
     pub fn to_csv(&self) -> String {
         let mut o = format!("# log verification: {}\n", verification_line(self));
+        if !self.filters.is_empty() {
+            o.push_str("# filters: ");
+            o.push_str(&self.filters.join("; ").replace(['\n', '\r'], " "));
+            o.push('\n');
+        }
         o.push_str("type,destination,article,rule,origins,datasets,categories,purposes,organisations,requests,bytes,reason,instrument,instrument_reference\n");
         for r in &self.transfers {
             let cells = [
@@ -539,19 +600,6 @@ pub fn esc(s: &str) -> String {
 #[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
-
-    fn c(s: &str) -> Country {
-        Country::parse(s).unwrap()
-    }
-
-    #[test]
-    fn third_countries() {
-        assert!(third_country(&[c("DE")], c("US")));
-        assert!(!third_country(&[c("DE")], c("FR")));
-        assert!(third_country(&[c("GB")], c("US")));
-        assert!(!third_country(&[c("GB")], c("GB")));
-        assert!(third_country(&[c("DE"), c("FR")], c("CH")));
-    }
 
     #[test]
     fn a_transfer_refused_on_recheck_counts_as_a_refusal() {

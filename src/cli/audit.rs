@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::audit::checkpoint::{self, PublicKey};
+use crate::audit::place::Regions;
 use crate::audit::pseudo::Pseudonymiser;
 use crate::audit::query::Filter;
 use crate::audit::report::{push_csv, report_from};
@@ -153,6 +154,21 @@ pub struct QueryArgs {
     /// To (RFC 3339, or a date: up to its end).
     #[arg(long)]
     to: Option<String>,
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// Output format; default: a table on a terminal, JSON Lines otherwise.
+    #[arg(long, value_parser = ["table", "jsonl", "csv"])]
+    format: Option<String>,
+    /// Only the last N matches.
+    #[arg(long)]
+    limit: Option<usize>,
+    #[command(flatten)]
+    pseudo: PseudoArgs,
+}
+
+/// The record filters `query` and `report` share (and the admin API takes as parameters).
+#[derive(clap::Args, Debug)]
+pub struct FilterArgs {
     /// allow or deny.
     #[arg(long)]
     decision: Option<String>,
@@ -163,8 +179,10 @@ pub struct QueryArgs {
     sub: Option<String>,
     #[arg(long)]
     dataset: Option<String>,
+    /// An origin country (`DE`) or a regime of the policy pack (`EU`, `EEA`, `UK`, …).
     #[arg(long)]
     origin: Option<String>,
+    /// A destination country (`US`) or a regime of the policy pack.
     #[arg(long)]
     destination: Option<String>,
     #[arg(long)]
@@ -179,14 +197,85 @@ pub struct QueryArgs {
     /// decision, completion, event or checkpoint.
     #[arg(long)]
     kind: Option<String>,
-    /// Output format; default: a table on a terminal, JSON Lines otherwise.
-    #[arg(long, value_parser = ["table", "jsonl", "csv"])]
-    format: Option<String>,
-    /// Only the last N matches.
+    /// Data categories: personal, special, public, or a category (health); comma-separated.
     #[arg(long)]
-    limit: Option<usize>,
-    #[command(flatten)]
-    pseudo: PseudoArgs,
+    category: Option<String>,
+    /// Only transfers leaving the regime of their origin (to third countries).
+    #[arg(long)]
+    third_countries: bool,
+    /// The policy pack whose regimes `--origin`/`--destination` name (default: the
+    /// `--config`'s, else `policies/` when present; without a pack only EU/EEA are known).
+    #[arg(long, value_name = "DIR")]
+    policies: Option<PathBuf>,
+    /// The registry to load with `--policies` (default: its registry.yaml, else the quickstart's).
+    #[arg(long, requires = "policies")]
+    registry: Option<PathBuf>,
+}
+
+impl FilterArgs {
+    /// The filter, with the regimes of the policy pack.
+    fn filter(
+        &self,
+        from: Option<String>,
+        to: Option<String>,
+        config: Option<&Path>,
+    ) -> Result<Filter, String> {
+        let f = Filter {
+            from,
+            to,
+            decision: self.decision.clone(),
+            org: self.org.clone(),
+            sub: self.sub.clone(),
+            dataset: self.dataset.clone(),
+            origin: self.origin.clone(),
+            destination: self.destination.clone(),
+            rule: self.rule.clone(),
+            article: self.article.clone(),
+            purpose: self.purpose.clone(),
+            request_id: self.request_id.clone(),
+            kind: self.kind.clone(),
+            category: self.category.clone(),
+            third_countries: self.third_countries.then(|| "true".to_owned()),
+            regions: self.regions(config)?.map(std::sync::Arc::new),
+        };
+        f.compile()?;
+        Ok(f)
+    }
+
+    /// The pack's regimes, when a pack is named or found.
+    fn regions(&self, config: Option<&Path>) -> Result<Option<Regions>, String> {
+        let load = |dir: &Path, reg: &Path| {
+            crate::policy::PolicySet::load(dir, reg)
+                .map(|p| Regions::from_policies(&p))
+                .map_err(|d| format!("{d}\nthe policy pack `{}` is not valid", dir.display()))
+        };
+        if let Some(dir) = &self.policies {
+            let reg = self.registry.clone().unwrap_or_else(|| {
+                let r = dir.join("registry.yaml");
+                if r.exists() {
+                    r
+                } else {
+                    PathBuf::from("examples/quickstart/registry.yaml")
+                }
+            });
+            return load(dir, &reg).map(Some);
+        }
+        if let Some(c) = config {
+            let cfg = crate::config::Config::load_with(c, &crate::config::Overrides::default())
+                .map_err(|d| format!("{d}\n`{}` is not valid", c.display()))?;
+            return load(&cfg.policies, &cfg.registry_path()).map(Some);
+        }
+        let (dir, reg) = (
+            Path::new("policies"),
+            Path::new("examples/quickstart/registry.yaml"),
+        );
+        // The repository's pack, when run from its root; else only the built-in EEA.
+        Ok(if dir.is_dir() && reg.is_file() {
+            load(dir, reg).ok()
+        } else {
+            None
+        })
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -226,6 +315,8 @@ pub struct ReportArgs {
     to: Option<String>,
     #[arg(long, default_value = "md", value_parser = ["md", "html", "csv", "json"])]
     format: String,
+    #[command(flatten)]
+    filter: FilterArgs,
     /// Check checkpoint signatures with this public key for the verification header.
     #[arg(long)]
     pubkey: Option<String>,
@@ -507,22 +598,9 @@ fn cell(v: &Value, ptr: &str) -> String {
 }
 
 fn query(a: QueryArgs) -> Result<ExitCode, String> {
-    let filter = Filter {
-        from: a.from,
-        to: a.to,
-        decision: a.decision,
-        org: a.org,
-        sub: a.sub,
-        dataset: a.dataset,
-        origin: a.origin,
-        destination: a.destination,
-        rule: a.rule,
-        article: a.article,
-        purpose: a.purpose,
-        request_id: a.request_id,
-        kind: a.kind,
-    };
-    filter.compile()?;
+    let filter = a
+        .filter
+        .filter(a.from.clone(), a.to.clone(), a.store.config.as_deref())?;
     let pseudo = a.pseudo.load()?;
     let source = a.store.source(&a.files)?;
     let stdout = std::io::stdout();
@@ -681,7 +759,12 @@ fn report(a: ReportArgs) -> Result<ExitCode, String> {
         format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
     });
     let source = a.store.source(&a.files)?;
-    let r = report_from(&source, &a.from, &to, pseudo.as_ref(), &opts)?;
+    let filter = a.filter.filter(
+        Some(a.from.clone()),
+        Some(to.clone()),
+        a.store.config.as_deref(),
+    )?;
+    let r = report_from(&source, &filter, pseudo.as_ref(), &opts)?;
     let text = match a.format.as_str() {
         "html" => r.to_html(),
         "csv" => r.to_csv(),

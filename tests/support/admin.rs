@@ -19,10 +19,25 @@ pub fn start(opts: Options) -> Admined {
     start_in(opts, "address: 127.0.0.1:0", "", |_| {})
 }
 
+/// [`start`] with another build of the gateway (the browser test's release build).
+pub fn start_bin(opts: Options, bin: &str) -> Admined {
+    start_with(opts, bin, "address: 127.0.0.1:0", "", |_| {})
+}
+
 /// A gateway whose `admin:` section is `address` plus `extra` (YAML lines indented by two
 /// spaces), with `prepare` called on its work dir before it starts.
 pub fn start_in(
     opts: Options,
+    address: &str,
+    extra: &str,
+    prepare: impl FnOnce(&std::path::Path),
+) -> Admined {
+    start_with(opts, BIN, address, extra, prepare)
+}
+
+fn start_with(
+    opts: Options,
+    bin: &str,
     address: &str,
     extra: &str,
     prepare: impl FnOnce(&std::path::Path),
@@ -32,7 +47,7 @@ pub fn start_in(
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str(&format!("admin:\n  {address}\n{extra}"));
     std::fs::write(&config, text).unwrap();
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(bin)
         .args(["serve", "--config"])
         .arg(&config)
         .env("BORDERGATE_LOG", "warn")

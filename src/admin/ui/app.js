@@ -1,6 +1,7 @@
-// The compliance officer's page: reads /audit/report, /audit/verify and /audit/records with
+// The compliance officer's page: reads /audit/overview, /audit/records and /audit/verify with
 // the officer's bearer token (kept in sessionStorage) and draws everything with plain DOM
-// and SVG. Data is only ever inserted as text, never as HTML.
+// and SVG. Every panel follows the filters; the Art. 30 report for them is downloaded with
+// the token (fetch + Blob). Data is only ever inserted as text, never as HTML.
 "use strict";
 
 const KEY = "bordergate.officer.token";
@@ -40,13 +41,38 @@ let oidcSession = null;
 let oidcEnabled = false;
 
 async function api(path) {
-  const token = sessionStorage.getItem(KEY);
-  const headers = token ? { Authorization: "Bearer " + token } : {};
-  const r = await fetch(path, { headers, cache: "no-store", credentials: "same-origin" });
+  const r = await authed(path);
   let body = null;
   try { body = await r.json(); } catch (_) { body = null; }
   if (!r.ok) throw new HttpError(r.status, (body && body.detail) || r.statusText);
   return body;
+}
+// With a pasted token the requests carry it; with an identity-provider session, the cookie.
+function authed(path) {
+  const token = sessionStorage.getItem(KEY);
+  const headers = token ? { Authorization: "Bearer " + token } : {};
+  return fetch(path, { headers, cache: "no-store", credentials: "same-origin" });
+}
+
+// The Art. 30 report for the filters, saved through a Blob: the endpoint needs the bearer
+// token, which a plain link cannot send.
+async function download(format) {
+  const err = $("filter-error");
+  err.textContent = "";
+  const r = await authed("/audit/report?" + filterQuery("report", format));
+  if (!r.ok) {
+    let b = null;
+    try { b = await r.json(); } catch (_) { b = null; }
+    err.textContent = "Cannot build the report: " + ((b && b.detail) || r.statusText);
+    return;
+  }
+  const blob = await r.blob();
+  const m = /filename="([^"]+)"/.exec(r.headers.get("content-disposition") || "");
+  const a = el("a", { href: URL.createObjectURL(blob), download: m ? m[1] : "art30-report." + format });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10000);
 }
 
 function showLogin(msg) {
@@ -79,16 +105,20 @@ async function signOut() {
 async function load() {
   if (!sessionStorage.getItem(KEY) && !oidcSession) { showLogin(""); return; }
   try {
-    const [report, verify] = await Promise.all([api("/audit/report"), api("/audit/verify")]);
+    // First paint from the index: overview and records; the chain is verified meanwhile.
+    const verifying = api("/audit/verify");
+    verifying.catch(() => {});
+    const overview = await api("/audit/overview?" + filterQuery("panels"));
     $("login").hidden = true;
     $("oidc-sign-in").hidden = true;
     $("dash").hidden = false;
     $("top-status").hidden = false;
-    drawReport(report);
-    drawVerify(verify);
+    drawReport(overview);
     readiness();
     fleet();
     await loadRecords();
+    document.body.dataset.painted = "1";
+    drawVerify(await verifying);
   } catch (e) {
     if (e.status === 401 && oidcSession && !sessionStorage.getItem(KEY)) { oidcSession = null; showLogin("Your session has ended: " + e.message); }
     else if (e.status === 401) { sessionStorage.removeItem(KEY); showLogin("This token is not valid here: " + e.message); }
@@ -131,20 +161,39 @@ async function fleet() {
     : "";
 }
 
+// Everything above the table, from /audit/overview for the filters.
+async function loadPanels() {
+  const err = $("filter-error");
+  try {
+    drawReport(await api("/audit/overview?" + filterQuery("panels")));
+    err.textContent = "";
+    return true;
+  } catch (e) {
+    err.textContent = e.message;
+    return false;
+  }
+}
+
+async function applyFilters() {
+  if (await loadPanels()) await loadRecords();
+}
+
 function drawReport(r) {
   const t = r.totals;
   $("k-decisions").textContent = fmt.format(t.decisions);
-  $("k-range").textContent = r.first ? r.first.slice(0, 10) + " → " + r.last.slice(0, 10) : "no decisions yet";
-  $("k-allowed").textContent = fmt.format(t.allowed);
-  $("k-bytes").textContent = bytes(t.bytes_out) + " out · " + bytes(t.bytes_in) + " in";
+  $("k-range").textContent = r.first ? r.first.slice(0, 10) + " → " + r.last.slice(0, 10) : "no decisions match";
+  $("k-cross").textContent = fmt.format(t.allowed_cross_border);
+  $("k-bytes").textContent = bytes(t.cross_border_bytes) + " moved · " + fmt.format(t.allowed) + " allowed in all";
+  $("k-domestic").textContent = fmt.format(t.allowed_domestic + t.allowed_public);
+  $("k-domestic-hint").textContent = fmt.format(t.allowed_domestic) + " within the regime · " + fmt.format(t.allowed_public) + " public";
   $("k-refused").textContent = fmt.format(t.refused);
-  $("k-refused-rate").textContent = t.decisions ? Math.round((100 * t.refused) / t.decisions) + "% of decisions" : "";
+  $("k-refused-rate").textContent = (t.decisions ? Math.round((100 * t.refused) / t.decisions) + "% of decisions" : "") + (t.rejected ? " · " + fmt.format(t.rejected) + " other errors" : "");
+  $("k-auth").textContent = fmt.format(t.auth_failures);
   const dests = r.destinations.filter((d) => d.country !== "none");
-  $("k-dests").textContent = fmt.format(dests.length);
-  $("k-dests-list").textContent = dests.slice(0, 6).map((d) => d.country).join(" · ");
+  $("k-dests-list").textContent = fmt.format(dests.length) + " destination" + (dests.length === 1 ? "" : "s") + (dests.length ? ": " + dests.slice(0, 6).map((d) => d.country).join(" · ") : "");
   drawTimeline(r.timeline);
   drawDestinations(r.destinations);
-  drawRefusals(r.refusals_by_rule || []);
+  drawRefusals(r.refusals || r.refusals_by_rule || []);
 }
 
 function drawTimeline(tl) {
@@ -152,11 +201,12 @@ function drawTimeline(tl) {
   host.replaceChildren();
   const b = tl.buckets;
   if (!b.length) { host.append(noData()); return; }
-  const W = 720, H = 240, L = 40, R = 10, T = 12, B = 34;
   const max = Math.max(1, ...b.map((x) => x.allow + x.deny));
   const step = niceStep(max / 4);
   const ticks = Math.max(1, Math.ceil(max / step));
   const nice = step * ticks;
+  // The axis is as wide as its longest label (11px digits: about 6.6px each).
+  const W = 720, H = 240, R = 10, T = 12, B = 34, L = 14 + Math.ceil(6.6 * fmt.format(nice).length);
   const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "Transfers over time" });
   for (let i = 0; i <= ticks; i++) {
     const y = T + ((H - T - B) * i) / ticks;
@@ -171,8 +221,8 @@ function drawTimeline(tl) {
     const cx = L + slot * i + slot / 2;
     const ha = scale(x.allow), hd = scale(x.deny);
     const base = H - B;
-    if (x.allow) s.append(withTitle(svg("rect", { x: cx - bw / 2, y: base - ha, width: bw, height: ha, rx: 3, class: "bar-allow" }), `${label(x.t, tl.unit)}: ${x.allow} allowed`));
-    if (x.deny) s.append(withTitle(svg("rect", { x: cx - bw / 2, y: base - ha - hd, width: bw, height: hd, rx: 3, class: "bar-deny" }), `${label(x.t, tl.unit)}: ${x.deny} refused`));
+    if (x.allow) s.append(withTitle(svg("rect", { x: cx - bw / 2, y: base - ha, width: bw, height: ha, rx: 3, class: "bar-allow" }), `${label(x.t, tl.unit)}: ${fmt.format(x.allow)} allowed`));
+    if (x.deny) s.append(withTitle(svg("rect", { x: cx - bw / 2, y: base - ha - hd, width: bw, height: hd, rx: 3, class: "bar-deny" }), `${label(x.t, tl.unit)}: ${fmt.format(x.deny)} refused` + (x.auth ? `, ${fmt.format(x.auth)} authentication failures` : "")));
     if (i % every === 0) s.append(svg("text", { x: cx, y: H - B + 18, "text-anchor": "middle" }, label(x.t, tl.unit)));
   });
   host.append(s);
@@ -196,7 +246,9 @@ function drawDestinations(dests) {
   host.replaceChildren();
   const rows = dests.slice(0, 8);
   if (!rows.length) { host.append(noData()); return; }
-  const W = 520, rowH = 30, L = 64, R = 92, T = 6;
+  // The counts column is as wide as its longest text (12px digits: about 7.2px each).
+  const counts = rows.map((d) => `${fmt.format(d.allow)} ✓  ${fmt.format(d.deny)} ✕`);
+  const W = 520, rowH = 30, L = 40, T = 6, R = 20 + Math.ceil(7.2 * Math.max(...counts.map((c) => c.length)));
   const H = T + rows.length * rowH + 6;
   const max = Math.max(1, ...rows.map((d) => d.allow + d.deny));
   const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "Decisions by destination country" });
@@ -204,11 +256,11 @@ function drawDestinations(dests) {
     const y = T + i * rowH;
     const full = W - L - R;
     const wa = (full * d.allow) / max, wd = (full * d.deny) / max;
-    s.append(svg("text", { x: 0, y: y + 18, class: "label-strong" }, d.country === "none" ? "—" : d.country));
+    s.append(svg("text", { x: 2, y: y + 18, class: "label-strong" }, d.country === "none" ? "—" : d.country));
     s.append(svg("rect", { x: L, y: y + 6, width: full, height: 16, rx: 5, class: "track" }));
-    if (d.allow) s.append(withTitle(svg("rect", { x: L, y: y + 6, width: Math.max(wa, 2), height: 16, rx: 5, class: "bar-allow" }), `${d.country}: ${d.allow} allowed, ${bytes(d.bytes_out)} out`));
-    if (d.deny) s.append(withTitle(svg("rect", { x: L + wa, y: y + 6, width: Math.max(wd, 2), height: 16, rx: 5, class: "bar-deny" }), `${d.country}: ${d.deny} refused`));
-    s.append(svg("text", { x: W - R + 10, y: y + 18 }, `${d.allow} ✓  ${d.deny} ✕`));
+    if (d.allow) s.append(withTitle(svg("rect", { x: L, y: y + 6, width: Math.max(wa, 2), height: 16, rx: 5, class: "bar-allow" }), `${d.country}: ${fmt.format(d.allow)} allowed, ${bytes(d.bytes_out)} out`));
+    if (d.deny) s.append(withTitle(svg("rect", { x: L + wa, y: y + 6, width: Math.max(wd, 2), height: 16, rx: 5, class: "bar-deny" }), `${d.country}: ${fmt.format(d.deny)} refused`));
+    s.append(svg("text", { x: W - R + 10, y: y + 18, class: "count" }, counts[i]));
   });
   host.append(s);
 }
@@ -226,15 +278,18 @@ function instrumentText(i) {
 function drawRefusals(list) {
   const ul = $("refusals");
   ul.replaceChildren();
-  if (!list.length) { ul.append(el("li", { class: "muted" }, "No refusals in this period.")); return; }
-  for (const r of list.slice(0, 6)) {
+  if (!list.length) { ul.append(el("li", { class: "muted" }, "No refusals match these filters.")); return; }
+  for (const r of list.slice(0, 8)) {
     const dests = el("div", { class: "dests" }, ...r.destinations.map((d) => el("span", { class: "pill deny plain" }, "→ " + d)));
-    ul.append(el("li", {},
+    // Every reason given under the rule, with its count.
+    const reasons = el("ul", { class: "reasons" }, ...(r.reasons || [{ reason: r.reason, count: r.count }]).map((x) =>
+      el("li", {}, el("span", { class: "reason-count" }, fmt.format(x.count)), el("span", { class: "reason" }, x.reason || "(no reason recorded)"))));
+    ul.append(el("li", { "data-rule": r.rule },
       el("div", { class: "count" }, fmt.format(r.count)),
       el("div", {},
         el("div", {}, el("span", { class: "rule" }, r.rule), r.article ? el("span", { class: "article" }, r.article) : null),
         r.instrument ? el("div", { class: "instrument" }, instrumentText(r.instrument)) : null,
-        el("div", { class: "reason" }, r.reason),
+        reasons,
         dests)));
   }
 }
@@ -285,22 +340,26 @@ function sigLabel(sig) {
   }
 }
 
-function filterQuery() {
+// The filters as query parameters: for the table ("records"), the panels above it
+// ("panels": decisions, so no `kind`), or the Art. 30 report in `format`.
+function filterQuery(what, format) {
   const p = new URLSearchParams();
   for (const e of $("filters").elements) {
     if (!e.name) continue;
+    if (e.type === "checkbox") { if (e.checked) p.set(e.name, "true"); continue; }
     const v = e.value.trim();
     if (v) p.set(e.name, e.name === "origin" || e.name === "destination" ? v.toUpperCase() : v);
   }
-  p.set("order", "desc");
-  p.set("limit", "200");
+  if (what !== "records") p.delete("kind");
+  if (what === "records") { p.set("order", "desc"); p.set("limit", "200"); }
+  if (what === "report") p.set("format", format);
   return p.toString();
 }
 
 async function loadRecords() {
   let res;
   try {
-    res = await api("/audit/records?" + filterQuery());
+    res = await api("/audit/records?" + filterQuery("records"));
   } catch (e) {
     $("record-count").textContent = "Cannot load records: " + e.message;
     return;
@@ -309,7 +368,9 @@ async function loadRecords() {
   tbody.replaceChildren();
   for (const r of res.records) tbody.append(row(r));
   $("records-empty").hidden = res.records.length > 0;
-  $("record-count").textContent = `${fmt.format(res.count)} record${res.count === 1 ? "" : "s"}${res.truncated ? " (newest shown)" : ""}`;
+  const total = res.total === undefined ? res.count : res.total;
+  $("record-count").textContent = `${fmt.format(total)} record${total === 1 ? "" : "s"}${res.truncated ? ` (newest ${fmt.format(res.count)} shown)` : ""}`;
+  $("record-count").dataset.total = String(total);
 }
 
 function row(r) {
@@ -383,8 +444,10 @@ document.addEventListener("DOMContentLoaded", () => {
   $("sign-in").addEventListener("click", signIn);
   $("token-input").addEventListener("keydown", (e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); signIn(); } });
   $("sign-out").addEventListener("click", signOut);
-  $("filters").addEventListener("submit", (e) => { e.preventDefault(); loadRecords(); });
-  $("reset").addEventListener("click", () => { $("filters").reset(); loadRecords(); });
+  $("filters").addEventListener("submit", (e) => { e.preventDefault(); applyFilters(); });
+  $("reset").addEventListener("click", () => { $("filters").reset(); applyFilters(); });
+  $("f-kind").addEventListener("change", () => loadRecords());
+  for (const f of ["md", "html", "csv"]) $("dl-" + f).addEventListener("click", () => download(f));
   $("drawer-close").addEventListener("click", () => { $("drawer").hidden = true; });
   document.addEventListener("keydown", (e) => { if (e.key === "Escape") $("drawer").hidden = true; });
   $("reverify").addEventListener("click", async () => { try { drawVerify(await api("/audit/verify")); } catch (_) { /* shown on next load */ } });
