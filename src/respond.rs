@@ -336,6 +336,12 @@ impl Problem {
         if let Ok(v) = HeaderValue::from_str(&message) {
             h.insert("x-error-message", v);
         }
+        // What to do about a refusal, for the same clients (HEAD carries no body).
+        if let Some(remedy) = self.remedy.filter(|_| self.rule.is_some())
+            && let Ok(v) = HeaderValue::from_str(remedy)
+        {
+            h.insert("bordergate-remedy", v);
+        }
         if status == StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS {
             // RFC 7725 §3: identify who implements the block.
             h.insert(
