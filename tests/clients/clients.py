@@ -257,8 +257,9 @@ def main():
     except Exception as e:  # the test checks what the user would see
         # What a traceback shows: the error and the errors it was raised from (hf_hub_download
         # wraps a refused HEAD in LocalEntryNotFoundError, raised from the HfHubHTTPError).
-        chain, c = [], e
-        while c is not None:
+        chain, seen, c = [], set(), e
+        while c is not None and id(c) not in seen:
+            seen.add(id(c))
             chain.append(f"{type(c).__name__}: {c}")
             c = c.__cause__ or c.__context__
         out = {"ok": False, "error": "\n".join(chain), "message": chain[0], "status": status_of(e)}

@@ -45,9 +45,11 @@ class BordergateHTTPFileSystem(HTTPFileSystem):
             return await super()._info(url, **kwargs)
         except FileNotFoundError as e:
             found = _refusal_in(e)
-            if found is not None:
-                raise found from None
-            raise
+            if found is None:
+                raise
+        # Raised outside the handler: the refusal is the cause of fsspec's error, so making
+        # that error its context would close a loop.
+        raise found
 
 
 def install() -> None:
