@@ -662,7 +662,10 @@ fn every_client_shows_the_rule_and_article_of_a_refusal() {
     );
     let body = String::from_utf8_lossy(&out.stdout);
     names_the_rule(&body, &"wget body");
-    assert!(body.starts_with("bordergate refused this request: 451"), "{body}");
+    assert!(
+        body.starts_with("bordergate refused this request: 451"),
+        "{body}"
+    );
     assert!(body.contains("remedy:") && body.ends_with('\n'), "{body}");
 
     // curl: the text body (also with --fail-with-body); the status line over HTTP/1.1.
@@ -689,7 +692,10 @@ fn every_client_shows_the_rule_and_article_of_a_refusal() {
         )),
         "{text}"
     );
-    assert!(text.contains("content-type: text/plain; charset=utf-8"), "{text}");
+    assert!(
+        text.contains("content-type: text/plain; charset=utf-8"),
+        "{text}"
+    );
     // curl asking for JSON gets the problem document, ending in a newline.
     let out = curl(&["-H", "Accept: application/json"]);
     let body = String::from_utf8_lossy(&out.stdout);
