@@ -624,8 +624,12 @@ fn every_client_shows_the_rule_and_article_of_a_refusal() {
     let v = client(&py, &gw, &us, &["requests_get", CUSTOMERS], &helper);
     helper_refused(&v);
     assert_eq!(v["status"], 451, "the response stays on the exception: {v}");
-    for case in ["fsspec_read", "dataset_csv"] {
-        helper_refused(&client(&py, &gw, &us, &[case, CUSTOMERS], &helper));
+    for (case, path) in [
+        ("fsspec_read", CUSTOMERS),
+        ("parquet_pyarrow", PARQUET),
+        ("dataset_csv", CUSTOMERS),
+    ] {
+        helper_refused(&client(&py, &gw, &us, &[case, path], &helper));
     }
     helper_refused(&client(
         &py,
