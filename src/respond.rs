@@ -21,6 +21,9 @@ use crate::proxy::upstream::UpstreamFailure;
 use crate::transfer::Unclassified;
 use crate::transfer::claim::{self, JurisdictionMismatch};
 
+mod text;
+pub use text::{Form, PlainText};
+
 /// Why a request was not served. Each variant has a stable `type` URI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -232,6 +235,34 @@ impl Kind {
             Kind::NotImplemented => "NotImplemented",
         }
     }
+
+    /// What the caller can do about a refusal of this kind; None where there is nothing
+    /// to suggest beyond trying again.
+    pub fn remedy(self) -> Option<&'static str> {
+        Some(match self {
+            Kind::TransferRefused => {
+                "this transfer needs a basis for its destination (an adequacy decision, safeguards such as SCCs held by the importer, or a derogation recorded on the data); your data protection officer can see what would make it lawful with `bordergate policy explain`"
+            }
+            Kind::Withdrawn => {
+                "the data may no longer be used; ask its owner for the current version"
+            }
+            Kind::LineageUnaccounted => {
+                "declare every dataset the upload derives from in the `Bordergate-Lineage` header"
+            }
+            Kind::Forbidden => {
+                "use a token whose purpose the dataset allows, or ask the data owner to allow it"
+            }
+            Kind::NotInCatalog => "ask the data owner to add this path to the catalog",
+            Kind::Unauthenticated => {
+                "send `Authorization: Bearer <token>` with a valid bordergate token"
+            }
+            Kind::JurisdictionMismatch => {
+                "use a token whose `jurisdiction` matches your organisation's country in the registry"
+            }
+            Kind::RoleRequired => "use a token that carries the role this endpoint needs",
+            _ => return None,
+        })
+    }
 }
 
 /// Prefix of every problem `type` URI.
@@ -275,6 +306,9 @@ pub struct Doc {
     /// The legal instrument the deciding rule rests on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instrument: Option<Arc<Instrument>>,
+    /// What the caller can do about it ([`Kind::remedy`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remedy: Option<&'static str>,
     #[serde(skip)]
     pub kind: Kind,
     /// The S3 error code, when more precise than the kind's (`SignatureDoesNotMatch`, …).
@@ -299,6 +333,7 @@ impl Problem {
             article: None,
             policy_version: None,
             instrument: None,
+            remedy: kind.remedy(),
             kind,
             s3_code: None,
             headers: HeaderMap::new(),
@@ -337,31 +372,33 @@ impl Problem {
             .unwrap_or_else(|| format!("gateway.{}", self.kind.slug()))
     }
 
-    /// Status, headers and body (empty for HEAD) of the answer.
-    pub fn into_parts(self, head: bool) -> (StatusCode, HeaderMap, Bytes) {
-        self.render(head, None)
-    }
-
     /// The answer to an S3-style (SigV4-signed) request: S3's `<Error>` XML, its `Code`
     /// from the kind (or the signature check), the message naming the rule and article as
     /// the `X-Error-Message` does, and `<Rule>`/`<Article>` beside it; same status and
     /// headers as the problem+json answer. `resource` is the request path.
     pub fn into_s3_response(self, head: bool, resource: &str) -> Response<ResBody> {
-        let (status, headers, payload) = self.render(head, Some(resource));
-        let mut resp = Response::new(Full::new(payload).map_err(|e| match e {}).boxed());
-        *resp.status_mut() = status;
-        *resp.headers_mut() = headers;
+        let a = self.into_answer(head, Some(resource));
+        let mut resp = Response::new(Full::new(a.body).map_err(|e| match e {}).boxed());
+        *resp.status_mut() = a.status;
+        *resp.headers_mut() = a.headers;
+        if let Some(r) = text::extension(a.reason.as_deref()) {
+            resp.extensions_mut().insert(r);
+        }
         resp
     }
 
-    fn render(mut self, head: bool, s3: Option<&str>) -> (StatusCode, HeaderMap, Bytes) {
+    /// Status, headers and body (empty for HEAD) of the answer — problem+json, or S3's
+    /// XML for an S3-style request on `s3` (its path) —, its reason phrase (the rule and
+    /// article, for HTTP/1.1) and its plain-text rendering.
+    fn into_answer(mut self, head: bool, s3: Option<&str>) -> Answer {
         let status = self.status();
         let message = error_message(&self);
         let (body, content_type) = match s3 {
-            None => (
-                serde_json::to_vec(&*self.0).unwrap_or_default(),
-                "application/problem+json",
-            ),
+            None => {
+                let mut body = serde_json::to_vec(&*self.0).unwrap_or_default();
+                body.push(b'\n');
+                (body, "application/problem+json")
+            }
             Some(resource) => (
                 crate::s3::xml::error(
                     self.s3_code.unwrap_or_else(|| self.kind.s3_code()),
@@ -376,6 +413,8 @@ impl Problem {
             ),
         };
         let len = body.len();
+        let reason = text::reason_phrase(status, self.rule.as_deref(), self.article.as_deref());
+        let plain = Bytes::from(text::render(&self));
         let request_id = std::mem::take(&mut self.0.request_id);
         let mut h = std::mem::take(&mut self.0.headers);
         if s3.is_some() {
@@ -387,6 +426,8 @@ impl Problem {
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        // The body's form follows `Accept` and, for curl and wget, `User-Agent`.
+        h.insert(header::VARY, HeaderValue::from_static("accept, user-agent"));
         if let Ok(v) = HeaderValue::from_str(&request_id)
             && !request_id.is_empty()
         {
@@ -396,6 +437,12 @@ impl Problem {
         // hub client prints `X-Error-Message`; HEAD responses carry no body).
         if let Ok(v) = HeaderValue::from_str(&message) {
             h.insert("x-error-message", v);
+        }
+        // What to do about a refusal, for the same clients (HEAD carries no body).
+        if let Some(remedy) = self.remedy.filter(|_| self.rule.is_some())
+            && let Ok(v) = HeaderValue::from_str(remedy)
+        {
+            h.insert("bordergate-remedy", v);
         }
         if status == StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS {
             // RFC 7725 §3: identify who implements the block.
@@ -409,47 +456,74 @@ impl Problem {
         } else {
             Bytes::from(body)
         };
-        (status, h, payload)
+        Answer {
+            status,
+            headers: h,
+            body: payload,
+            reason,
+            plain,
+        }
+    }
+
+    /// Status, headers and body (empty for HEAD) of the answer.
+    pub fn into_parts(self, head: bool) -> (StatusCode, HeaderMap, Bytes) {
+        let a = self.into_answer(head, None);
+        (a.status, a.headers, a.body)
     }
 
     /// The answer as HTTP/1.1 bytes with `connection: close`, for a connection the HTTP
     /// layer has already given up on (a request head that never finished).
     pub fn into_http1_close(self) -> Vec<u8> {
-        let (status, headers, body) = self.into_parts(false);
+        let a = self.into_answer(false, None);
+        let reason = a
+            .reason
+            .as_deref()
+            .or(a.status.canonical_reason())
+            .unwrap_or("");
         let mut out = format!(
-            "HTTP/1.1 {} {}\r\nconnection: close\r\n",
-            status.as_u16(),
-            status.canonical_reason().unwrap_or("")
+            "HTTP/1.1 {} {reason}\r\nconnection: close\r\n",
+            a.status.as_u16(),
         )
         .into_bytes();
-        for (name, value) in &headers {
+        for (name, value) in &a.headers {
             out.extend_from_slice(name.as_str().as_bytes());
             out.extend_from_slice(b": ");
             out.extend_from_slice(value.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&body);
+        out.extend_from_slice(&a.body);
         out
     }
 
-    /// The answer with a body of type `B` (the proxy's or the admin listener's).
+    /// The answer with a body of type `B` (the proxy's or the admin listener's), carrying
+    /// its reason phrase and its plain-text rendering ([`Form::present`]) as extensions.
     pub fn into_response_with<B: From<Full<Bytes>>>(self, head: bool) -> Response<B> {
-        let (status, headers, payload) = self.into_parts(head);
-        let mut resp = Response::new(B::from(Full::new(payload)));
-        *resp.status_mut() = status;
-        *resp.headers_mut() = headers;
+        let a = self.into_answer(head, None);
+        let mut resp = Response::new(B::from(Full::new(a.body)));
+        *resp.status_mut() = a.status;
+        *resp.headers_mut() = a.headers;
+        if let Some(r) = text::extension(a.reason.as_deref()) {
+            resp.extensions_mut().insert(r);
+        }
+        resp.extensions_mut().insert(PlainText(a.plain));
         resp
     }
 
     /// The answer on the proxy listener.
     pub fn into_response(self, head: bool) -> Response<ResBody> {
-        let (status, headers, payload) = self.into_parts(head);
-        let mut resp = Response::new(Full::new(payload).map_err(|e| match e {}).boxed());
-        *resp.status_mut() = status;
-        *resp.headers_mut() = headers;
-        resp
+        let resp: Response<Full<Bytes>> = self.into_response_with(head);
+        resp.map(|b| b.map_err(|e| match e {}).boxed())
     }
+}
+
+/// A problem answer taken apart.
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+    reason: Option<String>,
+    plain: Bytes,
 }
 
 /// The `Bordergate-Decision` header of a decision.
@@ -756,6 +830,55 @@ mod tests {
             r.headers()["x-error-message"],
             "bordergate: no basis (rule eu.chapter-v.no-basis, GDPR Chapter V, Art. 44)"
         );
+        assert_eq!(
+            r.extensions()
+                .get::<hyper::ext::ReasonPhrase>()
+                .map(|p| p.as_bytes().to_vec()),
+            Some(
+                b"Unavailable For Legal Reasons: eu.chapter-v.no-basis, GDPR Chapter V, Art. 44"
+                    .to_vec()
+            )
+        );
+        assert_eq!(r.headers()[header::VARY], "accept, user-agent");
+    }
+
+    #[test]
+    fn a_problem_answers_json_ending_in_a_newline_or_text_when_asked() {
+        let p = || {
+            Problem::new(Kind::TransferRefused, "no basis")
+                .for_request("req-1")
+                .with_rule("eu.chapter-v.no-basis", "GDPR Art. 44", "sha256:x")
+        };
+        let (_, _, body) = p().into_parts(false);
+        assert!(body.ends_with(b"}\n"));
+        let mut r = p().into_response(false);
+        Form::Json.present(&mut r, false);
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        let mut r = p().into_response(false);
+        Form::Text.present(&mut r, false);
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "text/plain; charset=utf-8"
+        );
+        let text = text::render(&p());
+        assert_eq!(r.headers()[header::CONTENT_LENGTH], text.len().to_string());
+        assert!(text.ends_with('\n'));
+        for want in [
+            "451",
+            "rule:       eu.chapter-v.no-basis\n",
+            "article:    GDPR Art. 44\n",
+            "reason:     no basis\n",
+            "remedy:     this transfer needs a basis",
+            "request id: req-1\n",
+        ] {
+            assert!(text.contains(want), "{want:?} in {text}");
+        }
+        // A problem without a rule keeps the canonical reason phrase.
+        let r = Problem::new(Kind::NotFound, "none").into_response(false);
+        assert!(r.extensions().get::<hyper::ext::ReasonPhrase>().is_none());
     }
 
     #[test]

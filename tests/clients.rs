@@ -161,12 +161,11 @@ fn sha256_hex(b: &[u8]) -> String {
     hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b))
 }
 
-#[test]
-fn hugging_face_hub_and_datasets_through_the_gateway() {
-    let Some(py) = python() else { return };
-    let work = tempfile::tempdir().unwrap();
-    let (root, weights) = hub_root(work.path());
-    let mut hub = Command::new(&py)
+/// The hub server (with its CDN) on the files of [`hub_root`], and a gateway routing the
+/// hub's URL forms to it; the weights of `acme/eu-support-bot`.
+fn hub_gateway(py: &Path, work: &Path) -> (Gateway, Proc, Vec<u8>) {
+    let (root, weights) = hub_root(work);
+    let mut hub = Command::new(py)
         .arg(script("hub_server.py"))
         .arg(&root)
         .stdin(Stdio::piped())
@@ -178,7 +177,7 @@ fn hugging_face_hub_and_datasets_through_the_gateway() {
     BufReader::new(hub.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let _hub = Proc(hub);
+    let hub = Proc(hub);
     let ports: Vec<&str> = line.split_whitespace().skip(1).collect();
     let (hub_port, cdn_port) = (ports[0], ports[1]);
     let gw = Gateway::start(Options {
@@ -189,6 +188,14 @@ fn hugging_face_hub_and_datasets_through_the_gateway() {
         extra_catalog: HUB_CATALOG.into(),
         ..Options::default()
     });
+    (gw, hub, weights)
+}
+
+#[test]
+fn hugging_face_hub_and_datasets_through_the_gateway() {
+    let Some(py) = python() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let (gw, _hub, weights) = hub_gateway(&py, work.path());
     let de = gw.token("hf-de", "acme-de", "DE", "training");
     let us = gw.token("hf-us", "acme-us", "US", "training");
 
@@ -246,6 +253,7 @@ fn hugging_face_hub_and_datasets_through_the_gateway() {
     assert_eq!(v["ok"], false, "{v}");
     let err = v["error"].as_str().unwrap();
     assert!(err.contains("451"), "{err}");
+    names_the_rule(err, &v);
     assert!(
         err.contains("bordergate:") && err.contains("eu.chapter-v"),
         "{err}"
@@ -545,5 +553,166 @@ fn s3_store_signed_by_the_gateway() {
         denied
             .iter()
             .any(|d| d["rule"] == "upload.lineage-undeclared")
+    );
+}
+
+// --- the reason where each client shows it -----------------------------------------------
+
+const RULE: &str = "eu.chapter-v.no-basis";
+const ARTICLE: &str = "GDPR Chapter V, Art. 44";
+
+/// The venv with the optional helper (`clients/python`) installed: `.ci/run` installs it,
+/// and here it is installed when missing (it has no dependencies, so this is quick).
+fn with_helper(py: &Path) {
+    let has = Command::new(py)
+        .args(["-c", "import bordergate_client"])
+        .status()
+        .unwrap();
+    if !has.success() {
+        let s = Command::new(py)
+            .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
+            .arg(common::repo().join("clients/python"))
+            .status()
+            .unwrap();
+        assert!(s.success(), "pip install ./clients/python");
+    }
+}
+
+/// `what` (exception text, stderr, body) names the rule and the article.
+fn names_the_rule(what: &str, v: &impl std::fmt::Display) {
+    assert!(
+        what.contains(RULE) && what.contains(ARTICLE),
+        "the rule and article are not in what the user sees: {what}\n{v}"
+    );
+}
+
+/// A refusal raised by the helper: `TransferRefused`, an `OSError`, with rule, article and
+/// remedy in its message.
+fn helper_refused(v: &Value) {
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["refused"], true, "{v}");
+    assert_eq!(v["oserror"], true, "{v}");
+    assert_eq!(v["rule"], RULE, "{v}");
+    let m = v["message"].as_str().unwrap();
+    assert!(
+        m.split(':').next().unwrap().ends_with("TransferRefused"),
+        "{v}"
+    );
+    names_the_rule(m, v);
+    assert!(m.contains("remedy: ") && m.contains("request id: "), "{v}");
+}
+
+#[test]
+fn every_client_shows_the_rule_and_article_of_a_refusal() {
+    let Some(py) = python() else { return };
+    with_helper(&py);
+    let work = tempfile::tempdir().unwrap();
+    let (gw, _hub, _) = hub_gateway(&py, work.path());
+    let us = gw.token("reason-us", "acme-us", "US", "training");
+    let helper = [("BORDERGATE_HELPER", "1".to_string())];
+
+    // Without the helper: requests and pandas print the reason phrase.
+    for case in ["requests_get", "pandas_csv"] {
+        let v = client(&py, &gw, &us, &[case, CUSTOMERS], &[]);
+        assert_eq!(v["ok"], false, "{v}");
+        names_the_rule(v["message"].as_str().unwrap(), &v);
+    }
+    // (huggingface_hub shows it in the error the lookup failure is raised from: tested in
+    // `hugging_face_hub_and_datasets_through_the_gateway`.)
+
+    // With the helper: requests, fsspec, datasets (a URL and a hub repo), huggingface_hub.
+    let v = client(&py, &gw, &us, &["requests_get", CUSTOMERS], &helper);
+    helper_refused(&v);
+    assert_eq!(v["status"], 451, "the response stays on the exception: {v}");
+    for (case, path) in [
+        ("fsspec_read", CUSTOMERS),
+        ("parquet_pyarrow", PARQUET),
+        ("dataset_csv", CUSTOMERS),
+    ] {
+        helper_refused(&client(&py, &gw, &us, &[case, path], &helper));
+    }
+    helper_refused(&client(
+        &py,
+        &gw,
+        &us,
+        &["hf_dataset", "acme/eu-reviews"],
+        &helper,
+    ));
+    helper_refused(&client(
+        &py,
+        &gw,
+        &us,
+        &["hf_download", "acme/eu-support-bot", "config.json"],
+        &helper,
+    ));
+
+    // wget prints the reason phrase (HTTP/1.1); with --content-on-error, the text body.
+    let auth = format!("Authorization: Bearer {us}");
+    let out = Command::new("wget")
+        .args(["--content-on-error", "-O", "-", "--ca-certificate"])
+        .arg(cert(&gw))
+        .args(["--header", &auth])
+        .arg(gw.url(CUSTOMERS))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(8));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    names_the_rule(&stderr, &"wget");
+    assert!(
+        stderr.contains(&format!(
+            "ERROR 451: Unavailable For Legal Reasons: {RULE}, {ARTICLE}"
+        )),
+        "{stderr}"
+    );
+    let body = String::from_utf8_lossy(&out.stdout);
+    names_the_rule(&body, &"wget body");
+    assert!(
+        body.starts_with("bordergate refused this request: 451"),
+        "{body}"
+    );
+    assert!(body.contains("remedy:") && body.ends_with('\n'), "{body}");
+
+    // curl: the text body (also with --fail-with-body); the status line over HTTP/1.1.
+    let curl = |extra: &[&str]| {
+        Command::new("curl")
+            .args(["-sS", "--cacert"])
+            .arg(cert(&gw))
+            .args(["-H", &auth])
+            .args(extra)
+            .arg(gw.url(CUSTOMERS))
+            .output()
+            .unwrap()
+    };
+    let out = curl(&["--fail-with-body"]);
+    assert_eq!(out.status.code(), Some(22));
+    let body = String::from_utf8_lossy(&out.stdout);
+    names_the_rule(&body, &"curl body");
+    assert!(body.contains(&format!("rule:       {RULE}\n")), "{body}");
+    let out = curl(&["--http1.1", "-i"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(&format!(
+            "HTTP/1.1 451 Unavailable For Legal Reasons: {RULE}, {ARTICLE}\r\n"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("content-type: text/plain; charset=utf-8"),
+        "{text}"
+    );
+    // curl asking for JSON gets the problem document, ending in a newline.
+    let out = curl(&["-H", "Accept: application/json"]);
+    let body = String::from_utf8_lossy(&out.stdout);
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["rule"], RULE);
+    assert!(doc["remedy"].as_str().unwrap().contains("basis"), "{doc}");
+    assert!(body.ends_with("}\n"), "{body:?}");
+
+    let refused = decisions(&gw, "reason-us");
+    assert!(refused.len() >= 10, "{}", refused.len());
+    assert!(
+        refused
+            .iter()
+            .all(|d| d["decision"] == "deny" && d["rule"] == RULE)
     );
 }

@@ -220,6 +220,8 @@ impl Gateway {
     {
         let snap = self.state.load_full();
         let (parts, body) = req.into_parts();
+        let form = crate::respond::Form::requested(&parts.headers);
+        let head = parts.method == http::Method::HEAD;
         let enforce = snap.config.mode == crate::config::Mode::Enforce;
         let mut a = Attempt::new(&parts, enforce, snap.policies.version.clone());
         let body_empty = body.is_end_stream() || body.size_hint().exact() == Some(0);
@@ -239,6 +241,7 @@ impl Gateway {
             }
         };
         let mut resp = resp;
+        form.present(&mut resp, head);
         if let Some(v) = a
             .client_request_id
             .as_deref()

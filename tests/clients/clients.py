@@ -4,7 +4,11 @@ Usage: python clients.py CASE ARG...   (env: GW = gateway base URL, TOKEN = bord
 SSL_CERT_FILE / REQUESTS_CA_BUNDLE = the gateway's certificate)
 
 Prints one JSON line: {"ok": true, ...} on success, or {"ok": false, "error": "...",
-"status": N} when the client raised, with the error text the user would see.
+"message": "...", "status": N} when the client raised: `error` is the whole chain a traceback
+shows, `message` its last line (the exception the caller gets).
+
+With BORDERGATE_HELPER=1 the optional helper (clients/python, `bordergate_client`) is
+installed first, so a refusal raises `TransferRefused`.
 """
 
 import hashlib
@@ -86,6 +90,38 @@ def requests_error(e):
             detail = r.text[:500]
         return {"detail": detail, "request_id": r.headers.get("x-request-id"), "status": r.status_code}
     return {}
+
+
+def requests_get(path):
+    import requests
+
+    r = requests.get(GW + path, headers=AUTH, timeout=30)
+    r.raise_for_status()
+    return {"status": r.status_code}
+
+
+def pandas_csv(path):
+    import pandas as pd
+
+    df = pd.read_csv(GW + path, storage_options=AUTH)
+    return {"rows": len(df)}
+
+
+def fsspec_read(path):
+    import fsspec
+
+    fs = fsspec.filesystem("https", headers=AUTH)
+    with fs.open(GW + path, "rb") as f:
+        return {"size": len(f.read())}
+
+
+def dataset_csv(path):
+    import datasets
+
+    ds = datasets.load_dataset(
+        "csv", data_files=GW + path, split="train", storage_options={"headers": AUTH}, cache_dir=tempfile.mkdtemp()
+    )
+    return {"rows": ds.num_rows}
 
 
 def fsspec_range(path, offset, length):
@@ -212,16 +248,23 @@ CASES = {k: v for k, v in globals().items() if callable(v) and not k.startswith(
 
 def main():
     case, args = sys.argv[1], sys.argv[2:]
+    if os.environ.get("BORDERGATE_HELPER") == "1":
+        import bordergate_client
+
+        bordergate_client.install()
     try:
         out = {"ok": True, **CASES[case](*args)}
     except Exception as e:  # the test checks what the user would see
         # What a traceback shows: the error and the errors it was raised from (hf_hub_download
         # wraps a refused HEAD in LocalEntryNotFoundError, raised from the HfHubHTTPError).
-        chain, c = [], e
-        while c is not None:
+        chain, seen, c = [], set(), e
+        while c is not None and id(c) not in seen:
+            seen.add(id(c))
             chain.append(f"{type(c).__name__}: {c}")
             c = c.__cause__ or c.__context__
-        out = {"ok": False, "error": "\n".join(chain), "status": status_of(e)}
+        out = {"ok": False, "error": "\n".join(chain), "message": chain[0], "status": status_of(e)}
+        if "TransferRefused" in (c.__name__ for c in type(e).__mro__):
+            out.update({"refused": True, "rule": e.rule, "remedy": e.remedy, "oserror": isinstance(e, OSError)})
         if type(e).__module__.startswith("requests"):
             out.update(requests_error(e))
     print(json.dumps(out), flush=True)
