@@ -93,3 +93,40 @@ async fn records_the_gateway_did_not_write_stop_it_fail_closed() {
         "nothing was chained after the foreign line"
     );
 }
+
+#[tokio::test]
+async fn a_second_gateway_on_a_busy_port_writes_nothing_to_any_log() {
+    let gw = Gateway::start(Options::default());
+    // Another gateway with a log of its own, on the port the first one holds.
+    let other = tempfile::tempdir().unwrap();
+    let log = other.path().join("other.log");
+    let o = std::process::Command::new(common::BIN)
+        .args(["serve", "--listen", &gw.addr.to_string(), "--audit-log"])
+        .arg(&log)
+        .arg("--config")
+        .arg(&gw.config)
+        .env("BORDERGATE_LOG", "warn")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("cannot listen on {}", gw.addr)) && err.contains("in use"),
+        "{err}"
+    );
+    assert!(!log.exists(), "the refused gateway created its log");
+    assert!(
+        !other.path().join("other.log.head").exists(),
+        "nor its head file"
+    );
+    // The running gateway's log holds one start, its own.
+    let starts = gw
+        .records()
+        .iter()
+        .filter(|r| r["event"] == "start")
+        .count();
+    assert_eq!(
+        starts, 1,
+        "the refused gateway wrote into the running one's log"
+    );
+}

@@ -9,7 +9,10 @@
 //!
 //! The writer holds an exclusive lock (`flock`) on the head file for the log's lifetime, so
 //! a second gateway pointed at the same log is refused before it reads or writes a byte
-//! of it; the head file's path does not change when the log rotates.
+//! of it; the head file's path does not change when the log rotates, so the one lock
+//! covers the active log and every segment rotated beside it for the gateway's lifetime.
+//! `bordergate audit repair` takes the same lock, so a log is never repaired under a
+//! running gateway.
 
 use std::fs::{File, OpenOptions};
 use std::io;
