@@ -158,7 +158,7 @@ pub fn check(
     let ends = last.map_or(0, |l| l.seq);
     if ends < h.seq {
         return Err(format!(
-            "`{name}` ends at seq {ends}, but its head file says seq {} was written: records were removed (the log was cut, emptied or replaced). The damaged log is kept as it is; move it and its `.head` file aside to start a new log, and keep both as evidence",
+            "`{name}` ends at seq {ends}, but its head file says seq {} was written: records were removed (the log was cut, emptied or replaced). The damaged log is kept as it is",
             h.seq
         ));
     }

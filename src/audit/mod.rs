@@ -21,6 +21,7 @@ pub mod postgres;
 pub mod pseudo;
 pub mod query;
 pub mod record;
+pub mod repair;
 pub mod report;
 pub mod segments;
 pub mod source;
