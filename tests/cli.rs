@@ -206,3 +206,37 @@ fn readme_first_screen_has_the_two_commands_ci_runs() {
             .any(|l| l.trim() == "cargo test" || l.trim().starts_with("cargo test 2>&1"))
     );
 }
+
+#[test]
+fn the_example_configs_share_no_port_and_no_audit_log() {
+    let read = |name: &str| -> (Vec<String>, std::path::PathBuf) {
+        let path = repo().join("examples").join(name).join("gateway.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let v: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        let port =
+            |a: &serde_json::Value| a.as_str().unwrap().rsplit(':').next().unwrap().to_owned();
+        let mut ports = vec![port(&v["listen"]["address"])];
+        if !v["admin"]["address"].is_null() {
+            ports.push(port(&v["admin"]["address"]));
+        }
+        let dir = path.parent().unwrap();
+        let log = dir.join(v["audit"]["path"].as_str().unwrap());
+        // Normalise `..` without touching the file system (the logs need not exist).
+        let mut norm = std::path::PathBuf::new();
+        for c in log.components() {
+            match c {
+                std::path::Component::ParentDir => {
+                    norm.pop();
+                }
+                c => norm.push(c),
+            }
+        }
+        (ports, norm)
+    };
+    let (qp, ql) = read("quickstart");
+    let (pp, pl) = read("pipelines");
+    for p in &pp {
+        assert!(!qp.contains(p), "both examples listen on port {p}");
+    }
+    assert_ne!(ql, pl, "both examples write the audit log {}", ql.display());
+}
