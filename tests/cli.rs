@@ -240,3 +240,39 @@ fn the_example_configs_share_no_port_and_no_audit_log() {
     }
     assert_ne!(ql, pl, "both examples write the audit log {}", ql.display());
 }
+
+#[test]
+fn check_reports_the_errors_of_every_file_in_one_run() {
+    let opts = Options {
+        extra_catalog: "  - id: broken\n    kind: dataset\n    match:\n      prefix: /datasets/broken/\n    origins: [XZ]\n    categories: [personal]\n    purposes: [analytics]\n".into(),
+        extra_routes: "  - prefix: /archive/\n    upstream: eu-stor\n".into(),
+        extra_config: "lineage:\n  window_days: 99999\n".into(),
+        ..Options::default()
+    };
+    let (dir, cfg, _, _) = common::prepare(&opts);
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let line_of = |file: &std::path::Path, needle: &str| {
+        let text = std::fs::read_to_string(file).unwrap();
+        text.lines().position(|l| l.trim() == needle).unwrap() + 1
+    };
+    let catalog = dir.path().join("catalog.yaml");
+    for (file, needle, says) in [
+        (&cfg, "upstream: eu-stor", "did you mean `eu-store`?"),
+        (&cfg, "window_days: 99999", "`lineage.window_days` 99999"),
+        (&catalog, "origins: [XZ]", "unknown country code `XZ`"),
+    ] {
+        let at = format!("{}:{}: ", file.display(), line_of(file, needle));
+        assert!(
+            err.lines().any(|l| l.starts_with(&at) && l.contains(says)),
+            "no `{at}… {says}` in:\n{err}"
+        );
+    }
+    // The catalog's entry also lacks a valid origin: four in all.
+    assert!(err.contains("error: 4 problem(s) found"), "{err}");
+}
