@@ -276,3 +276,34 @@ fn check_reports_the_errors_of_every_file_in_one_run() {
     // The catalog's entry also lacks a valid origin: four in all.
     assert!(err.contains("error: 4 problem(s) found"), "{err}");
 }
+
+/// The exit codes the README's table promises: 0 fine, 1 the command found problems, 2 it
+/// could not run.
+#[test]
+fn exit_codes_say_found_problems_apart_from_could_not_run() {
+    let code = |args: &[&str]| Command::new(BIN).args(args).output().unwrap().status.code();
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.log");
+    let missing = missing.to_str().unwrap();
+    let missing_cfg = dir.path().join("missing.yaml");
+    let missing_cfg = missing_cfg.to_str().unwrap();
+    assert_eq!(code(&["audit", "verify", missing]), Some(2));
+    assert_eq!(code(&["audit", "repair", missing]), Some(2));
+    assert_eq!(code(&["check", "--config", missing_cfg]), Some(2));
+    assert_eq!(
+        code(&["audit", "verify", "--no-such-flag", missing]),
+        Some(2)
+    );
+    let damaged = dir.path().join("damaged.log");
+    std::fs::write(&damaged, "not a record\n").unwrap();
+    assert_eq!(
+        code(&["audit", "verify", damaged.to_str().unwrap()]),
+        Some(1)
+    );
+    let empty = dir.path().join("empty.log");
+    std::fs::write(&empty, "").unwrap();
+    assert_eq!(code(&["audit", "verify", empty.to_str().unwrap()]), Some(0));
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "listen: {}\n").unwrap();
+    assert_eq!(code(&["check", "--config", bad.to_str().unwrap()]), Some(1));
+}

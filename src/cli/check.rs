@@ -18,6 +18,11 @@ pub struct Args {
 
 pub fn run(a: Args) -> ExitCode {
     let path = super::config_path(a.config);
+    // A config that cannot be read is an input error, not a finding.
+    if let Err(d) = crate::config::read_yaml(&path) {
+        eprintln!("error: {d}");
+        return ExitCode::from(2);
+    }
     // Problems in the files are what `check` finds: exit 1, like those `Snapshot::build` finds.
     let cfg = match crate::config::Config::load(&path) {
         Ok(c) => c,
