@@ -80,6 +80,18 @@ pub enum AuditStatus {
     Stopped,
 }
 
+impl AuditStatus {
+    /// For operators' messages: `ok`, `failing to write`, `poisoned`, `stopped`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditStatus::Ok => "ok",
+            AuditStatus::WriteFailing => "failing to write",
+            AuditStatus::Poisoned => "poisoned (a sync failed)",
+            AuditStatus::Stopped => "stopped",
+        }
+    }
+}
+
 /// Handle to the audit log; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AuditLog {

@@ -285,7 +285,7 @@ async fn start(path: PathBuf, cfg: Config, overrides: Overrides) -> Result<ExitC
     }
     gateway.audit().append_nowait(event(
         "listen",
-        &format!("{scheme}://{local} mode={mode:?}"),
+        &format!("{scheme}://{local} mode={}", mode.as_str()),
         &version,
     ));
     // The line tests and scripts wait for.

@@ -116,6 +116,16 @@ pub enum Mode {
     Shadow,
 }
 
+impl Mode {
+    /// As the config spells it: `enforce`, `shadow`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Shadow => "shadow",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Listen {
