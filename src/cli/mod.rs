@@ -5,6 +5,8 @@ mod certs;
 mod check;
 mod policy;
 mod policy_explain;
+#[cfg(test)]
+mod reference;
 mod serve;
 mod token;
 

@@ -5,6 +5,8 @@
 mod audit;
 mod diagnostics;
 mod load;
+#[cfg(test)]
+mod reference;
 mod replica;
 mod spans;
 mod validate;
