@@ -8,6 +8,9 @@ use std::process::Command;
 
 use common::{BIN, Options, repo};
 
+/// A catalog entry with an unknown country code.
+const BROKEN_ENTRY: &str = "  - id: broken\n    kind: dataset\n    match:\n      prefix: /datasets/broken/\n    origins: [XZ]\n    categories: [personal]\n    purposes: [analytics]\n";
+
 #[test]
 fn check_accepts_the_quickstart_and_the_test_config() {
     let out = Command::new(BIN)
@@ -37,7 +40,7 @@ fn check_accepts_the_quickstart_and_the_test_config() {
 #[test]
 fn check_reports_every_error_with_file_and_line() {
     let opts = Options {
-        extra_catalog: "  - id: broken\n    kind: dataset\n    match:\n      prefix: /datasets/broken/\n    origins: [XZ]\n    categories: [personal]\n    purposes: [analytics]\n".into(),
+        extra_catalog: BROKEN_ENTRY.into(),
         ..Options::default()
     };
     let (dir, cfg, _, _) = common::prepare(&opts);
@@ -244,7 +247,7 @@ fn the_example_configs_share_no_port_and_no_audit_log() {
 #[test]
 fn check_reports_the_errors_of_every_file_in_one_run() {
     let opts = Options {
-        extra_catalog: "  - id: broken\n    kind: dataset\n    match:\n      prefix: /datasets/broken/\n    origins: [XZ]\n    categories: [personal]\n    purposes: [analytics]\n".into(),
+        extra_catalog: BROKEN_ENTRY.into(),
         extra_routes: "  - prefix: /archive/\n    upstream: eu-stor\n".into(),
         extra_config: "lineage:\n  window_days: 99999\n".into(),
         ..Options::default()

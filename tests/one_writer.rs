@@ -15,6 +15,23 @@ fn lines(p: &std::path::Path) -> usize {
         .count()
 }
 
+/// Runs a second `serve` on `config` with `args` and returns its exit code and stderr (it
+/// is expected to be refused; one that starts would block the test).
+fn serve_refused(config: &std::path::Path, args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
+    let o = std::process::Command::new(common::BIN)
+        .arg("serve")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("BORDERGATE_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
 /// The status of one download a DE analyst is allowed to make.
 async fn fetch(gw: &Gateway, token: &str) -> reqwest::StatusCode {
     gw.client()
@@ -42,14 +59,8 @@ async fn a_second_gateway_on_the_same_log_is_refused_and_writes_nothing() {
     let _ = gw.completion(last["request_id"].as_str().unwrap()).await;
     let before = std::fs::read(&gw.audit).unwrap();
     // Same config (same log), another port.
-    let o = std::process::Command::new(common::BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&gw.config)
-        .env("BORDERGATE_LOG", "warn")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    let (code, err) = serve_refused(&gw.config, &["--listen".as_ref(), "127.0.0.1:0".as_ref()]);
+    assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains("another process is writing this audit log"),
         "{err}"
@@ -100,16 +111,17 @@ async fn a_second_gateway_on_a_busy_port_writes_nothing_to_any_log() {
     // Another gateway with a log of its own, on the port the first one holds.
     let other = tempfile::tempdir().unwrap();
     let log = other.path().join("other.log");
-    let o = std::process::Command::new(common::BIN)
-        .args(["serve", "--listen", &gw.addr.to_string(), "--audit-log"])
-        .arg(&log)
-        .arg("--config")
-        .arg(&gw.config)
-        .env("BORDERGATE_LOG", "warn")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    let addr = gw.addr.to_string();
+    let (code, err) = serve_refused(
+        &gw.config,
+        &[
+            "--listen".as_ref(),
+            addr.as_ref(),
+            "--audit-log".as_ref(),
+            log.as_os_str(),
+        ],
+    );
+    assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains(&format!("cannot listen on {}", gw.addr)) && err.contains("in use"),
         "{err}"
@@ -159,14 +171,8 @@ async fn a_forked_log_is_repaired_keeping_the_evidence_and_the_gateway_continues
     std::fs::write(&gw.audit, &forked).unwrap();
 
     // The gateway refuses the damaged log and says how to repair it.
-    let o = std::process::Command::new(common::BIN)
-        .args(["serve", "--config"])
-        .arg(&gw.config)
-        .env("BORDERGATE_LOG", "warn")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    let (code, err) = serve_refused(&gw.config, &[]);
+    assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains(&format!("bordergate audit repair {}", gw.audit.display())),
         "{err}"
