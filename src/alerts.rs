@@ -145,7 +145,8 @@ pub fn spawn(cfg: AlertsConfig, hook: Webhook, gw: Arc<Gateway>) {
             if status != last_status {
                 if status != AuditStatus::Ok {
                     hook.post(&format!(
-                        "bordergate: the audit log is {status:?}; requests are refused with 503 until it is repaired"
+                        "bordergate: the audit log is {}; requests are refused with 503 until it is repaired",
+                        status.as_str()
                     ))
                     .await;
                 } else {

@@ -635,6 +635,43 @@ mod tests {
         assert!(text.ends_with("# EOF\n"));
     }
 
+    /// `docs/metrics.md` names every metric the registry renders (with every optional part
+    /// present), so a metric added in code and not in the doc fails here.
+    #[test]
+    fn docs_metrics_md_names_every_metric() {
+        let m = leaked();
+        m.jwks_fetch(true);
+        let scrape = Scrape {
+            replica: "gw-1".into(),
+            policy_version: "v".into(),
+            fleet: Some(FleetScrape {
+                versions: 1,
+                live: 1,
+            }),
+            ..Scrape::default()
+        };
+        let text = render(m, scrape).unwrap();
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md"))
+            .unwrap_or_default();
+        let names: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert!(names.len() > 10, "{text}");
+        let missing: Vec<&&str> = names
+            .iter()
+            .filter(|n| {
+                // Counters render as `<name>_total`; the doc names them so.
+                !doc.contains(&format!("`{n}`")) && !doc.contains(&format!("`{n}_total`"))
+            })
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "docs/metrics.md does not name {missing:?}"
+        );
+    }
+
     #[test]
     fn histogram_buckets_are_cumulative() {
         let h = AtomicHistogram::new(&[1.0, 2.0]);

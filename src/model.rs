@@ -347,6 +347,38 @@ pub enum Effect {
     Deny,
 }
 
+impl Direction {
+    /// As the records spell it: `download`, `upload`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Download => "download",
+            Direction::Upload => "upload",
+        }
+    }
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Effect {
+    /// As the records spell it: `allow`, `deny`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effect::Allow => "allow",
+            Effect::Deny => "deny",
+        }
+    }
+}
+
+impl fmt::Display for Effect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Why a request was refused, which decides the status: transfer grounds and withdrawn
 /// data are 451 (RFC 7725), purpose and authorisation grounds 403.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -569,3 +569,44 @@ async fn a_crash_during_a_transfer_is_recorded_as_unknown_on_restart() {
     let o = run(&["verify"], &[&log]);
     assert!(o.status.success(), "{}", text(&o));
 }
+
+/// docs/audit-records.md names every field of every record a real gateway writes.
+#[tokio::test]
+async fn audit_records_are_documented() {
+    let mut gw = common::Gateway::start(common::Options {
+        extra_audit: "  checkpoint_key: cp.key\n  generate_checkpoint_key: true\n".into(),
+        ..common::Options::default()
+    });
+    let de = gw.token("alice", "acme-de", "DE", "analytics");
+    let us = gw.token("bob", "acme-us", "US", "analytics");
+    for t in [&de, &us] {
+        let r = gw
+            .client()
+            .get(gw.url("/datasets/eu-customers/customers.csv"))
+            .bearer_auth(t)
+            .send()
+            .await
+            .unwrap();
+        let _ = r.bytes().await;
+    }
+    assert!(gw.stop().success());
+    let doc = std::fs::read_to_string(common::repo().join("docs/audit-records.md")).unwrap();
+    let records = gw.records();
+    let mut kinds = std::collections::BTreeSet::new();
+    let mut missing = std::collections::BTreeSet::new();
+    for r in &records {
+        kinds.insert(r["kind"].as_str().unwrap().to_owned());
+        for k in r.as_object().unwrap().keys() {
+            if !doc.contains(&format!("| `{k}` |")) {
+                missing.insert(format!("{}.{k}", r["kind"].as_str().unwrap()));
+            }
+        }
+    }
+    for k in ["decision", "completion", "event", "checkpoint"] {
+        assert!(kinds.contains(k), "no {k} record in {records:?}");
+    }
+    assert!(
+        missing.is_empty(),
+        "docs/audit-records.md does not name {missing:?}"
+    );
+}

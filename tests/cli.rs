@@ -8,6 +8,9 @@ use std::process::Command;
 
 use common::{BIN, Options, repo};
 
+/// A catalog entry with an unknown country code.
+const BROKEN_ENTRY: &str = "  - id: broken\n    kind: dataset\n    match:\n      prefix: /datasets/broken/\n    origins: [XZ]\n    categories: [personal]\n    purposes: [analytics]\n";
+
 #[test]
 fn check_accepts_the_quickstart_and_the_test_config() {
     let out = Command::new(BIN)
@@ -37,7 +40,7 @@ fn check_accepts_the_quickstart_and_the_test_config() {
 #[test]
 fn check_reports_every_error_with_file_and_line() {
     let opts = Options {
-        extra_catalog: "  - id: broken\n    kind: dataset\n    match:\n      prefix: /datasets/broken/\n    origins: [XZ]\n    categories: [personal]\n    purposes: [analytics]\n".into(),
+        extra_catalog: BROKEN_ENTRY.into(),
         ..Options::default()
     };
     let (dir, cfg, _, _) = common::prepare(&opts);
@@ -205,4 +208,105 @@ fn readme_first_screen_has_the_two_commands_ci_runs() {
         ci.lines()
             .any(|l| l.trim() == "cargo test" || l.trim().starts_with("cargo test 2>&1"))
     );
+}
+
+#[test]
+fn the_example_configs_share_no_port_and_no_audit_log() {
+    let read = |name: &str| -> (Vec<String>, std::path::PathBuf) {
+        let path = repo().join("examples").join(name).join("gateway.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let v: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        let port =
+            |a: &serde_json::Value| a.as_str().unwrap().rsplit(':').next().unwrap().to_owned();
+        let mut ports = vec![port(&v["listen"]["address"])];
+        if !v["admin"]["address"].is_null() {
+            ports.push(port(&v["admin"]["address"]));
+        }
+        let dir = path.parent().unwrap();
+        let log = dir.join(v["audit"]["path"].as_str().unwrap());
+        // Normalise `..` without touching the file system (the logs need not exist).
+        let mut norm = std::path::PathBuf::new();
+        for c in log.components() {
+            match c {
+                std::path::Component::ParentDir => {
+                    norm.pop();
+                }
+                c => norm.push(c),
+            }
+        }
+        (ports, norm)
+    };
+    let (qp, ql) = read("quickstart");
+    let (pp, pl) = read("pipelines");
+    for p in &pp {
+        assert!(!qp.contains(p), "both examples listen on port {p}");
+    }
+    assert_ne!(ql, pl, "both examples write the audit log {}", ql.display());
+}
+
+#[test]
+fn check_reports_the_errors_of_every_file_in_one_run() {
+    let opts = Options {
+        extra_catalog: BROKEN_ENTRY.into(),
+        extra_routes: "  - prefix: /archive/\n    upstream: eu-stor\n".into(),
+        extra_config: "lineage:\n  window_days: 99999\n".into(),
+        ..Options::default()
+    };
+    let (dir, cfg, _, _) = common::prepare(&opts);
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let line_of = |file: &std::path::Path, needle: &str| {
+        let text = std::fs::read_to_string(file).unwrap();
+        text.lines().position(|l| l.trim() == needle).unwrap() + 1
+    };
+    let catalog = dir.path().join("catalog.yaml");
+    for (file, needle, says) in [
+        (&cfg, "upstream: eu-stor", "did you mean `eu-store`?"),
+        (&cfg, "window_days: 99999", "`lineage.window_days` 99999"),
+        (&catalog, "origins: [XZ]", "unknown country code `XZ`"),
+    ] {
+        let at = format!("{}:{}: ", file.display(), line_of(file, needle));
+        assert!(
+            err.lines().any(|l| l.starts_with(&at) && l.contains(says)),
+            "no `{at}… {says}` in:\n{err}"
+        );
+    }
+    // The catalog's entry also lacks a valid origin: four in all.
+    assert!(err.contains("error: 4 problem(s) found"), "{err}");
+}
+
+/// The exit codes the README's table promises: 0 fine, 1 the command found problems, 2 it
+/// could not run.
+#[test]
+fn exit_codes_say_found_problems_apart_from_could_not_run() {
+    let code = |args: &[&str]| Command::new(BIN).args(args).output().unwrap().status.code();
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.log");
+    let missing = missing.to_str().unwrap();
+    let missing_cfg = dir.path().join("missing.yaml");
+    let missing_cfg = missing_cfg.to_str().unwrap();
+    assert_eq!(code(&["audit", "verify", missing]), Some(2));
+    assert_eq!(code(&["audit", "repair", missing]), Some(2));
+    assert_eq!(code(&["check", "--config", missing_cfg]), Some(2));
+    assert_eq!(
+        code(&["audit", "verify", "--no-such-flag", missing]),
+        Some(2)
+    );
+    let damaged = dir.path().join("damaged.log");
+    std::fs::write(&damaged, "not a record\n").unwrap();
+    assert_eq!(
+        code(&["audit", "verify", damaged.to_str().unwrap()]),
+        Some(1)
+    );
+    let empty = dir.path().join("empty.log");
+    std::fs::write(&empty, "").unwrap();
+    assert_eq!(code(&["audit", "verify", empty.to_str().unwrap()]), Some(0));
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "listen: {}\n").unwrap();
+    assert_eq!(code(&["check", "--config", bad.to_str().unwrap()]), Some(1));
 }

@@ -268,8 +268,9 @@ async fn disk_full_refuses_with_503_forwards_nothing_and_recovers_without_a_gap(
     let mnt = dir.path().join("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
     if !mount_tmpfs(&mnt, "48k") {
-        eprintln!(
-            "skipping: cannot mount a tmpfs here (needs root); see docs/hardening.md for /dev/full"
+        common::report_skip(
+            "cannot mount a tmpfs here",
+            "run as root with mount privileges (CI containers may not have them)",
         );
         return;
     }
@@ -374,7 +375,10 @@ fn spawn_wrapped(wrapper: &[&str], config: &Path) -> Option<(Child, std::net::So
 #[tokio::test]
 async fn eio_on_fdatasync_stops_forwarding_and_never_retries() {
     if Command::new("fiu-run").arg("-h").output().is_err() {
-        eprintln!("skipping: fiu-utils is not installed (apt-get install fiu-utils)");
+        common::skip(
+            "fiu-utils is not installed",
+            "apt-get install fiu-utils, as .ci/run does",
+        );
         return;
     }
     let up = RawUpstream::start(raw::OK).await;

@@ -297,7 +297,10 @@ async fn a_store_that_cannot_be_read_says_what_postgresql_said() {
     let Some(_c) = pg::pg().await else { return };
     let dsn = pg::dsn();
     if dsn.contains("://") {
-        eprintln!("skipping: BORDERGATE_TEST_POSTGRES is a URL");
+        common::report_skip(
+            "BORDERGATE_TEST_POSTGRES is a URL",
+            "give it as `key=value` pairs to run this case",
+        );
         return;
     }
     let no_db = format!("{dsn} dbname=bgt_no_such_db");

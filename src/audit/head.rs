@@ -9,7 +9,10 @@
 //!
 //! The writer holds an exclusive lock (`flock`) on the head file for the log's lifetime, so
 //! a second gateway pointed at the same log is refused before it reads or writes a byte
-//! of it; the head file's path does not change when the log rotates.
+//! of it; the head file's path does not change when the log rotates, so the one lock
+//! covers the active log and every segment rotated beside it for the gateway's lifetime.
+//! `bordergate audit repair` takes the same lock, so a log is never repaired under a
+//! running gateway.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -155,7 +158,7 @@ pub fn check(
     let ends = last.map_or(0, |l| l.seq);
     if ends < h.seq {
         return Err(format!(
-            "`{name}` ends at seq {ends}, but its head file says seq {} was written: records were removed (the log was cut, emptied or replaced). The damaged log is kept as it is; move it and its `.head` file aside to start a new log, and keep both as evidence",
+            "`{name}` ends at seq {ends}, but its head file says seq {} was written: records were removed (the log was cut, emptied or replaced). The damaged log is kept as it is",
             h.seq
         ));
     }

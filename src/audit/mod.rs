@@ -22,6 +22,7 @@ pub mod postgres;
 pub mod pseudo;
 pub mod query;
 pub mod record;
+pub mod repair;
 pub mod report;
 pub mod segments;
 pub mod source;
@@ -79,6 +80,18 @@ pub enum AuditStatus {
     Poisoned,
     /// [`AuditLog::shutdown`] ran.
     Stopped,
+}
+
+impl AuditStatus {
+    /// For operators' messages: `ok`, `failing to write`, `poisoned`, `stopped`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditStatus::Ok => "ok",
+            AuditStatus::WriteFailing => "failing to write",
+            AuditStatus::Poisoned => "poisoned (a sync failed)",
+            AuditStatus::Stopped => "stopped",
+        }
+    }
 }
 
 /// Handle to the audit log; cheap to clone.

@@ -62,7 +62,14 @@ pub(crate) fn recover(file: &File, name: &str) -> Result<Resume, AuditError> {
             .unwrap_or(window.len())
     };
     let base = start + skip as u64;
-    let out = verify::check(&window[skip..], base, start == 0);
+    // A file whose first record opens a segment (after a rotation or a repair) continues a
+    // chain from another file: its first line is taken on its own hash, as in a window.
+    let first = window[skip..]
+        .split(|&b| b == b'\n')
+        .next()
+        .unwrap_or_default();
+    let anchored = start == 0 && !verify::opens_segment(first);
+    let out = verify::check(&window[skip..], base, anchored);
 
     let mut resume_len = len;
     let mut repaired = None;

@@ -45,6 +45,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Seal a forked or damaged log and start a new segment, keeping the evidence: the
+    /// damaged file is renamed `<log>.damaged-<time>` (never deleted) and the new segment's
+    /// first record, a `repair` event, names it, the last record that chained correctly and
+    /// the damage found; `audit verify` then reports a recorded repair. Refused while a
+    /// gateway writes the log. Exit 0 when repaired or intact.
+    Repair {
+        /// The active log file (the config's `audit.path`).
+        log: PathBuf,
+        /// Who repairs, for the record (default: `$USER`).
+        #[arg(long)]
+        by: Option<String>,
+    },
     /// Write every record of the PostgreSQL store, in order, as a JSON Lines log to stdout
     /// (for `audit query`, `audit report`, `policy what-if` …).
     Export {
@@ -354,6 +366,7 @@ pub fn run(c: Command) -> ExitCode {
                 }
             }
         }
+        Command::Repair { log, by } => repair(&log, by),
         Command::Export { postgres, table } => export(&postgres, &table),
         Command::Migrate {
             postgres,
@@ -506,6 +519,37 @@ fn verify_postgres(
     } else {
         ExitCode::from(1)
     })
+}
+
+fn repair(log: &Path, by: Option<String>) -> Result<ExitCode, String> {
+    use crate::audit::repair::Repair;
+    let by = by
+        .or_else(|| std::env::var("USER").ok())
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| "unknown".into());
+    match crate::audit::repair::repair(log, &by)? {
+        Repair::Intact(rep) => Ok(super::emit(&format!(
+            "nothing to repair: `{}` verifies\n{}\n",
+            log.display(),
+            rep.summary()
+        ))),
+        Repair::Sealed {
+            sealed,
+            last_good_seq,
+            damage,
+            seq,
+        } => {
+            let mut text = format!(
+                "repaired `{}`: the damaged log is sealed as `{}` (kept as evidence); a new segment starts at seq {seq} with a repair record continuing from seq {last_good_seq}\n",
+                log.display(),
+                sealed.display()
+            );
+            for d in damage {
+                text.push_str(&format!("  damage: {d}\n"));
+            }
+            Ok(super::emit(&text))
+        }
+    }
 }
 
 fn export(url: &str, table: &str) -> Result<ExitCode, String> {

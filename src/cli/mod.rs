@@ -6,6 +6,8 @@ mod check;
 mod policy;
 mod policy_explain;
 mod s3key;
+#[cfg(test)]
+mod reference;
 mod serve;
 mod token;
 

@@ -280,14 +280,20 @@ fn explain_inner(a: Args) -> Result<ExitCode, ExitCode> {
     let mut text = String::new();
     let _ = writeln!(
         text,
-        "dataset:  {} (origins {:?}, categories {:?})",
+        "dataset:  {} (origins {}, categories {})",
         t.dataset.as_deref().unwrap_or("(tags given)"),
-        t.tags.origins,
+        t.tags
+            .origins
+            .iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         t.tags
             .categories
             .iter()
             .map(|c| c.as_str())
             .collect::<Vec<_>>()
+            .join(", ")
     );
     let _ = writeln!(
         text,

@@ -212,6 +212,14 @@ async fn start(path: PathBuf, cfg: Config, overrides: Overrides) -> Result<ExitC
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: `{}`: {e}", audit_cfg.describe());
+            if matches!(e, crate::audit::AuditError::Corrupt(_))
+                && audit_cfg.sink == crate::config::AuditSinkKind::File
+            {
+                eprintln!(
+                    "help: `bordergate audit repair {}` seals the damaged log (kept as evidence) and starts a new segment that records the repair",
+                    audit_cfg.path.display()
+                );
+            }
             if let Some(hook) = &snap.webhook {
                 hook.post(&format!(
                     "bordergate did not start: audit log `{}`: {e}",
@@ -284,7 +292,7 @@ async fn start(path: PathBuf, cfg: Config, overrides: Overrides) -> Result<ExitC
     }
     gateway.audit().append_nowait(event(
         "listen",
-        &format!("{scheme}://{local} mode={mode:?}"),
+        &format!("{scheme}://{local} mode={}", mode.as_str()),
         &version,
     ));
     // The line tests and scripts wait for.

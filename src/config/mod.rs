@@ -6,6 +6,8 @@ mod audit;
 mod diagnostics;
 mod load;
 mod oidc;
+#[cfg(test)]
+mod reference;
 mod replica;
 mod spans;
 mod validate;
@@ -116,6 +118,16 @@ pub enum Mode {
     #[default]
     Enforce,
     Shadow,
+}
+
+impl Mode {
+    /// As the config spells it: `enforce`, `shadow`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Shadow => "shadow",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

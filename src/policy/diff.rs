@@ -141,7 +141,7 @@ pub fn render(r: &Report) -> String {
     for c in &r.changes {
         let _ = writeln!(
             s,
-            "  {} → {} {:<14} mechanism {:<24} {:?} `{}` → {:?} `{}`",
+            "  {} → {} {:<14} mechanism {:<24} {} `{}` → {} `{}`",
             c.origin,
             c.destination,
             c.category.as_str(),

@@ -223,7 +223,7 @@ pub fn render(e: &Explanation) -> String {
     for b in &d.bases {
         let _ = write!(
             s,
-            "basis:    origin {} → {:?} by `{}` ({}",
+            "basis:    origin {} → {} by `{}` ({}",
             b.origin, b.effect, b.rule, b.article
         );
         if let Some(i) = &b.instrument {

@@ -417,7 +417,7 @@ pub fn render(r: &Report) -> String {
         for c in &r.changes {
             let _ = writeln!(
                 s,
-                "  seq {} {} org `{}` dataset `{}` → {} ({:?}): {:?} `{}` → {:?} `{}`",
+                "  seq {} {} org `{}` dataset `{}` → {} ({}): {} `{}` → {} `{}`",
                 c.seq,
                 c.time,
                 c.org,

@@ -23,6 +23,31 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_bordergate");
 
+/// Whether this is CI (`CI=true`), where every test must run.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Skips a test whose prepared environment (the client venv, chromium, PostgreSQL,
+/// fiu-utils) is missing: outside CI it prints `SKIPPED: <test>: <why>; <how to enable>`
+/// where a plain `cargo test` shows it (to the terminal, past libtest's output capture),
+/// and the caller returns; in CI it fails the test, which must run there.
+pub fn skip(why: &str, how: &str) {
+    if in_ci() {
+        panic!("required in CI: {why}; {how}");
+    }
+    report_skip(why, how);
+}
+
+/// [`skip`] for what CI may not provide either (privileges such as mounting a tmpfs):
+/// reported, never failed.
+pub fn report_skip(why: &str, how: &str) {
+    use std::io::Write;
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    // `writeln!` on the handle, not `eprintln!`: libtest captures only the print macros.
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: {why}; {how}");
+}
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

@@ -177,6 +177,27 @@ pub struct SegmentStart {
     pub previous_hash: String,
 }
 
+/// The first record of the segment `bordergate audit repair` starts after sealing a damaged
+/// log: what was sealed, where the chain it continues was last intact, and who repaired it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RepairRecord {
+    /// Always `event`.
+    pub kind: String,
+    pub time: String,
+    /// Always `repair`.
+    pub event: String,
+    pub detail: String,
+    /// File name of the sealed, damaged log (kept beside this one).
+    pub sealed: String,
+    /// The last record that chained correctly (0: none) and its hash (this record's `prev`).
+    pub last_good_seq: u64,
+    pub last_good_hash: String,
+    /// The damage `audit verify` found, one line per kind.
+    pub damage: Vec<String>,
+    /// Who ran the repair.
+    pub by: String,
+}
+
 /// A rotated segment the retention policy removed.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SegmentRemoved {

@@ -14,7 +14,7 @@ use super::{Chain, Problem, ProblemKind, check_from};
 use crate::audit::checkpoint::{Checkpoint, PublicKey};
 use crate::audit::line::{HASH_LEN, MAX_LINE, read_head};
 use crate::audit::record::view::{RecordView, kind_of};
-use crate::audit::record::{SegmentRemoved, SegmentStart};
+use crate::audit::record::{RepairRecord, SegmentRemoved, SegmentStart};
 
 /// What to check besides the chain.
 #[derive(Clone, Debug, Default)]
@@ -56,6 +56,34 @@ impl fmt::Display for Damage {
     }
 }
 
+/// A repair recorded in the chain (see [`crate::audit::repair`]): the segment it starts
+/// continues from `last_good_seq`, and the damaged file is kept as `sealed`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RecordedRepair {
+    /// The segment whose first record is the repair record.
+    pub file: String,
+    pub seq: u64,
+    pub time: String,
+    pub sealed: String,
+    pub last_good_seq: u64,
+    pub damage: Vec<String>,
+    pub by: String,
+}
+
+impl fmt::Display for RecordedRepair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "recorded repair at seq {} in `{}` ({} by {}): the damaged log is sealed as `{}`, the chain continues from seq {}",
+            self.seq, self.file, self.time, self.by, self.sealed, self.last_good_seq
+        )?;
+        for d in &self.damage {
+            write!(f, "\n    damage found then: {d}")?;
+        }
+        Ok(())
+    }
+}
+
 /// The result of verifying a log.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct LogReport {
@@ -78,6 +106,9 @@ pub struct LogReport {
     /// [`VerifyOptions::checkpoint_grace`]: its first checkpoint is still to come.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub checkpoint_pending: bool,
+    /// Breaks repaired with `bordergate audit repair`, as the chain records them: not damage.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub repairs: Vec<RecordedRepair>,
 }
 
 impl LogReport {
@@ -95,9 +126,13 @@ impl LogReport {
             Some(s) => format!(", {} signed checkpoint(s) up to seq {s}", self.checkpoints),
             None => String::new(),
         };
+        let repaired = match self.repairs.len() {
+            0 => String::new(),
+            n => format!(", {n} recorded repair(s)"),
+        };
         if self.is_ok() {
             format!(
-                "ok: {} records in {} file(s), {range}{cps}",
+                "ok: {} records in {} file(s), {range}{cps}{repaired}",
                 self.records,
                 self.files.len()
             )
@@ -124,6 +159,9 @@ impl fmt::Display for LogReport {
                 f,
                 "  {r}: removed by the retention policy (recorded in the chain)"
             )?;
+        }
+        for r in &self.repairs {
+            writeln!(f, "  note: {r}")?;
         }
         if self.receipts_checked > 0 {
             writeln!(f, "  receipts checked: {}", self.receipts_checked)?;
@@ -218,8 +256,39 @@ pub fn verify_log(paths: &[PathBuf], opts: &VerifyOptions) -> LogReport {
         };
         let head = read_head(first.strip_suffix(b"\n").unwrap_or(&first)).ok();
         let start = first_segment_start(&first);
+        let repaired = first_repair(&first).filter(|r| {
+            head.is_some_and(|h| {
+                h.hash_ok && h.seq == r.last_good_seq + 1 && hex::encode(h.prev) == r.last_good_hash
+            })
+        });
+        if let (Some(r), Some(h)) = (&repaired, head) {
+            let sealed = path.with_file_name(&r.sealed);
+            if !sealed.is_file() {
+                rep.damage.push(damage(
+                    ProblemKind::MissingSegment,
+                    &name,
+                    1,
+                    Some(h.seq),
+                    format!(
+                        "the repair record names the sealed log `{}`, which is not beside it: the evidence of the repaired damage is gone",
+                        r.sealed
+                    ),
+                ));
+            }
+            rep.repairs.push(RecordedRepair {
+                file: name.clone(),
+                seq: h.seq,
+                time: r.time.clone(),
+                sealed: r.sealed.clone(),
+                last_good_seq: r.last_good_seq,
+                damage: r.damage.clone(),
+                by: r.by.clone(),
+            });
+        }
         let chain = match (state, head, &start) {
             (Some((e, p)), Some(h), _) if h.seq == e && h.prev == p => Chain::continuing(e, p),
+            // The chain before the repair record is in the sealed file.
+            _ if repaired.is_some() => Chain::new(false, 0),
             (_, Some(h), Some(s)) => {
                 // A new segment whose predecessor is not the file before: removed or lost.
                 gaps.push(Gap {
@@ -387,6 +456,22 @@ fn first_segment_start(line: &[u8]) -> Option<SegmentStart> {
     serde_json::from_slice::<SegmentStart>(line)
         .ok()
         .filter(|s| s.event == "segment-start")
+}
+
+/// The line's record, if it is the `repair` event `audit repair` starts a segment with.
+fn first_repair(line: &[u8]) -> Option<RepairRecord> {
+    if kind_of(line) != Some("event") || !contains(line, br#""sealed""#) {
+        return None;
+    }
+    serde_json::from_slice::<RepairRecord>(line)
+        .ok()
+        .filter(|r| r.event == "repair")
+}
+
+/// Whether a file's first line opens a segment (a rotation's `segment-start` or a repair
+/// record), so its chain starts from a record of another file rather than from genesis.
+pub(crate) fn opens_segment(line: &[u8]) -> bool {
+    first_segment_start(line).is_some() || first_repair(line).is_some()
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {

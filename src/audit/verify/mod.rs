@@ -19,7 +19,8 @@ mod log;
 mod tests;
 
 pub(crate) use chain::Chain;
-pub use log::{Damage, LogReport, VerifyOptions, parse_receipt, verify_log};
+pub(crate) use log::opens_segment;
+pub use log::{Damage, LogReport, RecordedRepair, VerifyOptions, parse_receipt, verify_log};
 
 /// How many lines the classifier may look past a broken line.
 const LOOKAHEAD: usize = 1024;
