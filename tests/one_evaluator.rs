@@ -1339,3 +1339,102 @@ fn a_closed_pipe_ends_the_policy_tools_quietly() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
     }
 }
+
+/// `policy explain` flags asking about `dataset` for `org` in `jurisdiction` (purpose
+/// analytics), as of `day` when given.
+fn dataset_args(dataset: &str, jurisdiction: &str, org: &str, day: Option<&str>) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--dataset",
+        dataset,
+        "--jurisdiction",
+        jurisdiction,
+        "--org",
+        org,
+        "--purpose",
+        "analytics",
+    ]
+    .map(str::to_string)
+    .to_vec();
+    if let Some(d) = day {
+        args.extend(["--as-of".to_string(), d.to_string()]);
+    }
+    args
+}
+
+/// What a refusal names: the status, the `Bordergate-Instrument` header, the problem body's
+/// `instrument.id` and the decision record's.
+async fn refusal_named(a: &Admined, path: &str, token: &str) -> (u16, String, Value, Value) {
+    let r =
+        a.gw.client()
+            .get(a.gw.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+    let status = r.status().as_u16();
+    let header = r
+        .headers()
+        .get("bordergate-instrument")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    let body: Value = r.json().await.unwrap();
+    let record = a.gw.decision(&id);
+    (status, header, body, record)
+}
+
+/// Refusals the engine decides itself — no basis, a scope over recipients that the
+/// importer's undeclared regime cannot meet, withdrawn data, a jurisdiction claim the
+/// registry contradicts — name the instrument they rest on (the GDPR) in the header, the
+/// body and the record, and `policy explain` names it too.
+#[tokio::test]
+async fn refusals_the_engine_decides_name_their_instrument() {
+    let a = start(Options {
+        extra_catalog: WITHDRAWN.into(),
+        ..Options::default()
+    });
+    std::fs::create_dir_all(a.gw.store.join("datasets/erased-before")).unwrap();
+    std::fs::write(a.gw.store.join("datasets/erased-before/a.csv"), "a\n").unwrap();
+    let gdpr = "Regulation (EU) 2016/679";
+    for (path, org, j, rule, status) in [
+        (CUSTOMERS, "acme-us", "US", "eu.chapter-v.no-basis", 451),
+        // Canada's adequacy decision covers PIPEDA organisations; this one declares none.
+        (CUSTOMERS, "unlisted-ca", "CA", "eu.chapter-v.no-basis", 451),
+        (
+            "/datasets/erased-before/a.csv",
+            "acme-de",
+            "FR",
+            "catalog.withdrawn",
+            451,
+        ),
+        // The registry places acme-us in the US.
+        (
+            CUSTOMERS,
+            "acme-us",
+            "DE",
+            "auth.jurisdiction-mismatch",
+            403,
+        ),
+    ] {
+        let tok = token(&a, "reader", org, j, "analytics");
+        let (got, header, body, record) = refusal_named(&a, path, &tok).await;
+        let what = format!("{path} for {org} in {j}");
+        assert_eq!(got, status, "{what}: {body}");
+        assert_eq!(record["rule"], rule, "{what}: {record}");
+        assert_eq!(header, "eu.gdpr", "{what}");
+        assert_eq!(body["instrument"]["id"], "eu.gdpr", "{what}: {body}");
+        assert_eq!(body["instrument"]["kind"], "statute", "{what}: {body}");
+        assert!(
+            body["instrument"]["reference"]
+                .as_str()
+                .unwrap()
+                .contains(gdpr),
+            "{what}: {body}"
+        );
+        assert_eq!(record["instrument"], body["instrument"], "{what}: {record}");
+        let dataset = path.split('/').nth(2).unwrap();
+        let v = explain(&a, &dataset_args(dataset, j, org, None));
+        assert_eq!(v["decision"]["rule"], rule, "{what}: {v}");
+        assert_eq!(instrument_of(&v), "eu.gdpr", "{what}: {v}");
+    }
+}
