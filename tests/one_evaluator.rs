@@ -1438,3 +1438,77 @@ async fn refusals_the_engine_decides_name_their_instrument() {
         assert_eq!(instrument_of(&v), "eu.gdpr", "{what}: {v}");
     }
 }
+
+/// A model whose anonymity assessment is dated after today is, today, the personal data it
+/// was trained on. A public mirror's answer naming that model by its content digest is
+/// decided again on the upstream's answer (the post-forward re-decision): with the catalog
+/// as of the request's day, as the first decision is, so the re-decision refuses what the
+/// undated catalog (assessment in force) would have let through.
+#[tokio::test]
+async fn the_re_decision_on_the_upstreams_answer_takes_the_catalog_as_of_the_requests_day() {
+    let weights: &[u8] = b"weights of a model trained on eu-customers";
+    let hex: String = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, weights)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let etag = format!("\"{hex}\"");
+    let up = common::Upstream::start(std::sync::Arc::new(move |_s: &common::Seen| {
+        http::Response::builder()
+            .status(200)
+            .header("etag", etag.as_str())
+            .body(bytes::Bytes::from_static(b"weights"))
+            .unwrap()
+    }))
+    .await;
+    let a = start(Options {
+        extra_upstreams: format!(
+            "  - name: mirror\n    url: {}\n    jurisdiction: IE\n",
+            up.url()
+        ),
+        extra_routes: "  - prefix: /mirror/\n    upstream: mirror\n".into(),
+        extra_catalog: format!(
+            "  - id: public-mirror
+    kind: dataset
+    match: {{ prefix: /mirror/ }}
+    origins: [IE]
+    categories: [public]
+  - id: later-assessed-bot
+    kind: model
+    match: {{ prefix: /models/later-assessed-bot/ }}
+    derived_from: [eu-customers]
+    categories: [anonymous]
+    anonymity_assessment: {{ date: 2999-01-01, assessor: dpo, reference: DPIA-10 }}
+    digests: [\"sha256:{hex}\"]
+"
+        ),
+        ..Options::default()
+    });
+    // Before any answer, the mirror's public data is allowed to a US organisation with no
+    // mechanism; the answer names the model, which today carries eu-customers' tags.
+    let tok = token(&a, "mirror-reader", "acme-us", "US", "analytics");
+    let r =
+        a.gw.client()
+            .get(a.gw.url("/mirror/weights.bin"))
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .unwrap();
+    let status = r.status().as_u16();
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    let body = r.text().await.unwrap();
+    assert_eq!(status, 451, "{body}");
+    assert!(!body.contains("weights"), "{body}");
+    assert_eq!(a.gw.decision(&id)["decision"], "allow");
+    let c = a.gw.completion(&id).await;
+    assert_eq!(c["outcome"], "refused", "{c}");
+    assert_eq!(c["recheck"]["decision"], "deny", "{c}");
+    assert_eq!(c["recheck"]["rule"], "eu.chapter-v.no-basis", "{c}");
+    // The model itself, asked directly as of today and as of the assessment's day.
+    let ask = |day: Option<&str>| {
+        let args = dataset_args("later-assessed-bot", "US", "acme-us", day);
+        said(&explain(&a, &args), "model")
+    };
+    assert_eq!(ask(None).1, "eu.chapter-v.no-basis");
+    assert_eq!(ask(Some("2999-01-01")).0, "allow");
+}
