@@ -340,6 +340,16 @@ impl Problem {
         }))
     }
 
+    /// Names the instrument a refusal the engine decides itself rests on, in the body and
+    /// the `Bordergate-Instrument` header (the decision record takes it from the body).
+    pub fn with_instrument(mut self, i: Arc<Instrument>) -> Self {
+        if let Some(v) = instrument_value(&i) {
+            self = self.with_header(HeaderName::from_static("bordergate-instrument"), v);
+        }
+        self.instrument = Some(i);
+        self
+    }
+
     /// Names the request the problem answers.
     pub fn for_request(mut self, request_id: &str) -> Self {
         request_id.clone_into(&mut self.request_id);
@@ -546,7 +556,10 @@ pub fn decision_header(d: &Decision, enforced: bool) -> Option<HeaderValue> {
 /// The `Bordergate-Instrument` header of a decision: the instrument's catalogue id, and the
 /// SCC module relied on (`eu.scc-2021-914; module=2`); none when the decision names none.
 pub fn instrument_header(d: &Decision) -> Option<HeaderValue> {
-    let i = d.instrument.as_deref()?;
+    instrument_value(d.instrument.as_deref()?)
+}
+
+fn instrument_value(i: &Instrument) -> Option<HeaderValue> {
     let mut v = i.id.clone();
     if let Some(m) = i.module {
         v.push_str(&format!("; module={m}"));

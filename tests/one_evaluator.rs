@@ -1,10 +1,13 @@
 //! One evaluator for every question: each case of the pack's test vectors
 //! (`policies/tests/*.yaml`, the cases `policy test` runs) is put to `policy explain --json`
-//! (by dataset and by tags given directly, as of the case's day and as of today), to a real
-//! gateway's admin API (`/policy/explain`, the same questions) and, as of today, as a real
-//! request with a token for the case's caller. Every answer must name the outcome, the
-//! rule and the instrument `policy test` decides. Then a few direct cases: data withdrawn from a future day,
-//! an upload with its lineage, tags given directly.
+//! (by dataset or path and by tags given directly, as of the case's day and as of today),
+//! to a real gateway's admin API (`/policy/explain`, the same questions) and, as of today,
+//! as a real request with a token for the case's caller: a GET of the case's data, or for an
+//! upload a PUT to an upstream in the case's destination operated by its importer. A PIPL
+//! volume case finds its exporter's earlier exports in the gateway's audit trail. Every
+//! answer must name the outcome, the rule and the instrument `policy test` decides; no case
+//! is left out. Then a few direct cases: data withdrawn from a future day, an upload with
+//! its lineage, tags given directly.
 
 #![allow(clippy::unwrap_used)]
 
@@ -12,17 +15,21 @@ mod common;
 #[path = "support/admin.rs"]
 mod support;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::process::Command;
 
-use bordergate::model::{Direction, Effect};
+use bordergate::audit::record::now_rfc3339;
+use bordergate::audit::{AuditLog, DecisionRecord, Record};
+use bordergate::model::{Caller, Country, Direction, Effect, Tags};
 use bordergate::policy::PolicySet;
 use bordergate::policy::testing::{Case, load_cases};
+use bordergate::policy::volume::{VolumeInfo, counts_towards};
 use bordergate::transfer::Transfer;
 use common::{BIN, Options};
 use serde_json::Value;
-use support::{Admined, start};
+use support::{Admined, CUSTOMERS, start};
 
 /// An organisation no registry lists: the caller of a case that names no importer.
 const UNLISTED: &str = "unlisted-org";
@@ -58,8 +65,9 @@ fn quoted(items: impl IntoIterator<Item = String>) -> String {
         .join(", ")
 }
 
-/// One catalog entry per case, holding exactly the case's tags.
-fn entry(i: usize, c: &Case) -> String {
+/// One catalog entry per case, holding exactly the case's tags (and, for a PIPL volume
+/// case, its subjects, important data and `exporter`).
+fn entry(i: usize, c: &Case, exporter: Option<&str>) -> String {
     let t = &c.tags;
     let mut e = String::new();
     let _ = writeln!(e, "  - id: {}", id(i));
@@ -84,6 +92,17 @@ fn entry(i: usize, c: &Case) -> String {
             "    derogations: [{}]",
             quoted(t.derogations.iter().cloned())
         );
+    }
+    if let Some(v) = &c.volume {
+        if let Some(n) = v.subjects {
+            let _ = writeln!(e, "    subjects: {n}");
+        }
+        if let Some(x) = exporter {
+            let _ = writeln!(e, "    exporter: {x}");
+        }
+        if v.important_data {
+            let _ = writeln!(e, "    important_data: true");
+        }
     }
     e
 }
@@ -202,25 +221,25 @@ fn token(a: &Admined, sub: &str, org: &str, jurisdiction: &str, purpose: &str) -
 }
 
 /// The caller's flags of `policy explain` and the parameters of `/policy/explain`.
-fn caller_args(c: &Case) -> Vec<String> {
+fn caller_args(p: &Posed<'_>) -> Vec<String> {
     [
         "--jurisdiction",
-        &c.destination.to_string(),
+        &p.c.destination.to_string(),
         "--org",
-        org(c),
+        p.org(),
         "--purpose",
-        &c.purpose,
+        &p.c.purpose,
     ]
     .map(str::to_string)
     .to_vec()
 }
 
-fn caller_query(c: &Case) -> String {
+fn caller_query(p: &Posed<'_>) -> String {
     format!(
         "jurisdiction={}&org={}&purpose={}",
-        c.destination,
-        org(c),
-        c.purpose
+        p.c.destination,
+        p.org(),
+        p.c.purpose
     )
 }
 
@@ -255,48 +274,276 @@ fn tag_args(c: &Case) -> (Vec<String>, String) {
     (args, query)
 }
 
+/// The organisation uploading an upload case's data (no registry lists it).
+const UPLOADER: &str = "uploader-org";
+
+/// A case as it is put to a live gateway.
+struct Posed<'c> {
+    i: usize,
+    c: &'c Case,
+    /// A PIPL volume case's exporter: a copy of the case's (same country, same CIIO flag),
+    /// one per case, so that the gateway's counter holds each case's volume apart.
+    exporter: Option<String>,
+}
+
+impl Posed<'_> {
+    fn upload(&self) -> bool {
+        self.c.direction == Direction::Upload
+    }
+
+    /// The volume the gateway counts for the case in `year`: the case's, for its exporter.
+    fn volume(&self, year: i32) -> Option<VolumeInfo> {
+        self.c.volume.as_ref().map(|v| VolumeInfo {
+            exporter: self.exporter.clone(),
+            year,
+            ..v.clone()
+        })
+    }
+
+    /// The path a request for the case takes: the case's dataset, or for an upload a file
+    /// under the route to the case's upstream.
+    fn path(&self) -> String {
+        if self.upload() {
+            format!("/up/{}/data.bin", self.i)
+        } else {
+            format!("/datasets/{}/data.csv", id(self.i))
+        }
+    }
+
+    /// The caller: the case's importer on download; on upload an uploader in the
+    /// destination (the importer is the upstream's operator).
+    fn org(&self) -> &str {
+        if self.upload() { UPLOADER } else { org(self.c) }
+    }
+
+    /// The upstream and route an upload case is sent through: stored in the case's
+    /// destination, operated by the case's importer.
+    fn upstream(&self, root: &std::path::Path) -> (String, String) {
+        let i = self.i;
+        let mut up = format!(
+            "  - name: up-{i}\n    url: file://{}\n    jurisdiction: {}\n",
+            root.display(),
+            self.c.destination
+        );
+        if let Some(o) = &self.c.org {
+            let _ = writeln!(up, "    operator: {o}");
+        }
+        let route = format!("  - prefix: /up/{i}/\n    upstream: up-{i}\n    uploads: true\n");
+        (up, route)
+    }
+}
+
+/// The exports a volume case supposes its exporter made this year before it, as counting
+/// units: catalog id, tags, and the subjects of a unit made for it (`None`: the case's own
+/// entry, which was counted already).
+fn earlier_exports(p: &Posed<'_>) -> Vec<(String, Tags, Option<u64>)> {
+    let Some(v) = &p.c.volume else {
+        return Vec::new();
+    };
+    let (mut ns, mut s) = (v.non_sensitive, v.sensitive);
+    let mut out = Vec::new();
+    if v.already_counted {
+        let n = v.subjects.expect("a case counted before says its subjects");
+        let (to_ns, to_s) = counts_towards(&p.c.tags);
+        if to_ns {
+            ns = ns
+                .checked_sub(n)
+                .expect("counted subjects within the total");
+        }
+        if to_s {
+            s = s.checked_sub(n).expect("counted subjects within the total");
+        }
+        out.push((id(p.i), p.c.tags.clone(), None));
+    }
+    let cn = |cat: &str| Tags::given(&["CN".to_string()], Some(&[cat.to_string()]), None, &[]);
+    if ns > 0 {
+        out.push((
+            format!("seed-{}-ns", p.i),
+            cn("personal").unwrap(),
+            Some(ns),
+        ));
+    }
+    if s > 0 {
+        out.push((format!("seed-{}-s", p.i), cn("health").unwrap(), Some(s)));
+    }
+    out
+}
+
+/// The catalog entry of a unit made for an earlier export.
+fn earlier_entry(unit: &str, tags: &Tags, subjects: u64, exporter: &str) -> String {
+    format!(
+        "  - id: {unit}\n    kind: dataset\n    match: {{ prefix: /seeds/{unit}/ }}\n    origins: [CN]\n    categories: [{}]\n    purposes: [analytics]\n    subjects: {subjects}\n    exporter: {exporter}\n",
+        quoted(tags.categories.iter().map(|c| c.as_str().to_string()))
+    )
+}
+
+/// The decision record the gateway writes for an allowed export of `unit` by `exporter`.
+fn export_record(n: usize, time: String, unit: &str, tags: &Tags, exporter: &str) -> Record {
+    let au = Country::parse("AU").unwrap();
+    Record::Decision(Box::new(DecisionRecord {
+        credential: None,
+        time,
+        request_id: format!("earlier-export-{n}"),
+        caller: Some(Caller {
+            sub: "earlier-pipeline".into(),
+            org: "none-xx".into(),
+            jurisdiction: au,
+            purpose: "analytics".into(),
+            claimed_jurisdiction: None,
+        }),
+        method: "GET".into(),
+        path: format!("/seeds/{unit}/data.csv"),
+        dataset: Some(unit.to_string()),
+        tags: Some(tags.clone()),
+        origins: tags.origins.iter().copied().collect(),
+        destination: Some(au),
+        direction: Direction::Download,
+        decision: Effect::Allow,
+        enforced: true,
+        status: 0,
+        rule: "cn.volume-exempt".into(),
+        article: "Provisions on Promoting and Regulating Cross-Border Data Flows Art. 5(4)".into(),
+        reason: "an export before the test vector".into(),
+        policy_version: String::new(),
+        upstream: Some("eu-store".into()),
+        exporter: Some(exporter.to_string()),
+        client_request_id: None,
+        undeclared_recent: None,
+        instrument: None,
+    }))
+}
+
+/// Every case of the pack is posed: downloads by dataset and by tags, uploads by path (to
+/// an upstream in the case's destination, operated by its importer) and by tags sent to
+/// that upstream, PIPL volume cases by dataset, with the gateway's trail holding the
+/// exports the case supposes its exporter made this year (and in the case's year), written
+/// by the project's own audit writer before the gateway starts: the gateway's counter
+/// seeds from them as it does after a restart, `policy explain` counts them from the trail.
+/// Tags given directly carry no `subjects`, so a volume case is not asked that way.
 #[tokio::test]
 async fn every_test_vector_gets_one_answer_from_every_tool_and_the_gateway() {
     let policies = common::repo().join("policies");
     let cases = load_cases(&policies).unwrap();
-    // A live request cannot set the PIPL volume a case supposes (the gateway counts it)
-    // nor the destination of an upload (its upstream's): those are left to `policy test`.
-    let (posed, left): (Vec<&Case>, Vec<&Case>) = cases
-        .iter()
-        .partition(|c| c.volume.is_none() && c.direction == Direction::Download);
-    assert!(
-        posed.len() >= 100,
-        "only {} of {} vectors can be posed",
-        posed.len(),
-        cases.len()
-    );
-    let mut by_registry: HashMap<_, Vec<(usize, &Case)>> = HashMap::new();
-    for (i, c) in posed.iter().enumerate() {
+    let now = time::OffsetDateTime::now_utc();
+    let today = now.date();
+    let this_year = bordergate::pipl::year_of(now);
+    let mut by_registry: BTreeMap<PathBuf, Vec<Posed<'_>>> = BTreeMap::new();
+    for (i, c) in cases.iter().enumerate() {
+        let exporter = c
+            .volume
+            .as_ref()
+            .and_then(|v| v.exporter.as_ref())
+            .map(|e| format!("{e}-v{i}"));
         by_registry
             .entry(c.registry.clone())
             .or_default()
-            .push((i, c));
+            .push(Posed { i, c, exporter });
     }
-    let today = time::OffsetDateTime::now_utc().date();
     let mut disagreements = Vec::new();
-    let mut checked = 0;
+    let (mut checked, mut posed, mut volumes, mut uploads) = (0, 0, 0, 0);
     for (registry, group) in &by_registry {
-        let set = PolicySet::load(&policies, registry).unwrap();
+        let keep = tempfile::tempdir().unwrap();
+        // The registry, with each volume case's copy of its exporter.
+        let base = PolicySet::load(&policies, registry).unwrap();
+        let mut reg = std::fs::read_to_string(registry).unwrap();
+        if !reg.ends_with('\n') {
+            reg.push('\n');
+        }
+        for p in group {
+            let (Some(x), Some(of)) = (
+                &p.exporter,
+                p.c.volume.as_ref().and_then(|v| v.exporter.as_deref()),
+            ) else {
+                continue;
+            };
+            if let Some(o) = base.organisation(of) {
+                let _ = writeln!(
+                    reg,
+                    "  - {{ id: {x}, name: \"{of}, for one test vector\", country: {}, ciio: {} }}",
+                    o.country, o.ciio
+                );
+            }
+        }
+        let registry = keep.path().join("registry.yaml");
+        std::fs::write(&registry, reg).unwrap();
+        let set = PolicySet::load(&policies, &registry).unwrap();
+        // The catalog, the upload upstreams and routes, the earlier exports.
+        let (mut catalog, mut upstreams, mut routes) =
+            (String::new(), String::new(), String::new());
+        let mut earlier = Vec::new();
+        let files = keep.path().join("uploads");
+        for p in group {
+            catalog.push_str(&entry(p.i, p.c, p.exporter.as_deref()));
+            if p.upload() {
+                let _ = write!(
+                    catalog,
+                    "  - id: store-{i}\n    kind: store\n    match: {{ prefix: /up/{i}/ }}\n",
+                    i = p.i
+                );
+                let (up, route) = p.upstream(&files);
+                upstreams.push_str(&up);
+                routes.push_str(&route);
+            }
+            let units = earlier_exports(p);
+            if units.is_empty() {
+                continue;
+            }
+            let x = p
+                .exporter
+                .as_deref()
+                .expect("a case supposing earlier exports names its exporter");
+            for (unit, tags, subjects) in &units {
+                if let Some(n) = subjects {
+                    catalog.push_str(&earlier_entry(unit, tags, *n, x));
+                }
+            }
+            let mut years = vec![p.c.date.year(), this_year];
+            years.sort_unstable();
+            years.dedup();
+            for y in years {
+                for (unit, tags, _) in &units {
+                    earlier.push((y, unit.clone(), tags.clone(), x.to_string()));
+                }
+            }
+        }
+        std::fs::create_dir_all(&files).unwrap();
+        let audit = keep.path().join("audit.log");
+        if !earlier.is_empty() {
+            earlier.sort_by_key(|e| e.0);
+            let log = AuditLog::open(&audit, 64).unwrap();
+            for (n, (y, unit, tags, x)) in earlier.iter().enumerate() {
+                // 1 January, noon UTC, is 1 January in China too.
+                let time = if *y == this_year {
+                    now_rfc3339()
+                } else {
+                    format!("{y}-01-01T12:00:00.000000000Z")
+                };
+                log.append(export_record(n, time, unit, tags, x))
+                    .await
+                    .unwrap();
+            }
+            log.shutdown().await;
+        }
         let a = start(Options {
-            extra_catalog: group.iter().map(|(i, c)| entry(*i, c)).collect(),
+            extra_catalog: catalog,
+            extra_upstreams: upstreams,
+            extra_routes: routes,
             // The vectors' importers sit anywhere: the caller's claim is taken as it is.
             extra_keys: "  jurisdiction_claim: trust\n".into(),
             registry: Some(registry.clone()),
+            audit_path: Some(audit),
             ..Options::default()
         });
         let officer = a.officer();
-        for (i, c) in group {
-            std::fs::create_dir_all(a.gw.store.join(format!("datasets/{}", id(*i)))).unwrap();
-            std::fs::write(
-                a.gw.store.join(format!("datasets/{}/data.csv", id(*i))),
-                "a,b\n",
-            )
-            .unwrap();
+        for p in group {
+            let (i, c) = (p.i, p.c);
+            posed += 1;
+            volumes += usize::from(c.volume.is_some());
+            uploads += usize::from(p.upload());
+            if !p.upload() {
+                std::fs::create_dir_all(a.gw.store.join(format!("datasets/{}", id(i)))).unwrap();
+                std::fs::write(a.gw.store.join(p.path().trim_start_matches('/')), "a,b\n").unwrap();
+            }
             let t = Transfer::of_tags(
                 c.tags.clone(),
                 c.direction,
@@ -308,8 +555,15 @@ async fn every_test_vector_gets_one_answer_from_every_tool_and_the_gateway() {
             let mut answers: Vec<(String, Said)> = Vec::new();
             let mut named: Vec<(String, String)> = Vec::new();
             for (day, as_of) in [(c.date, Some(c.date)), (today, None)] {
-                // `policy test`'s own decision (the case's expectation when it names one).
-                let d = t.decide(&set, day, None);
+                // `policy test`'s own decision (the case's expectation when it names one),
+                // with the volume the gateway counts in that year.
+                let year = if as_of.is_some() {
+                    c.date.year()
+                } else {
+                    this_year
+                };
+                let volume = p.volume(year);
+                let d = t.decide(&set, day, volume.as_ref());
                 let expected = (effect(d.effect), d.rule.clone());
                 let instrument = d
                     .instrument
@@ -317,45 +571,83 @@ async fn every_test_vector_gets_one_answer_from_every_tool_and_the_gateway() {
                     .map_or("none".to_string(), |i| i.id.clone());
                 if as_of.is_some() {
                     assert_eq!(d.effect, c.expect, "{what}: `policy test` disagrees");
+                    if let Some(r) = &c.rule {
+                        assert_eq!(&d.rule, r, "{what}: `policy test` disagrees");
+                    }
                 }
                 answers.clear();
                 named.clear();
-                let date_arg = as_of
+                let mut date_arg = as_of
                     .map(|d| vec!["--as-of".to_string(), d.to_string()])
                     .unwrap_or_default();
                 let date_q = as_of.map(|d| format!("&as_of={d}")).unwrap_or_default();
-                let mut by_id = vec!["--dataset".to_string(), id(*i)];
-                by_id.extend(caller_args(c));
-                by_id.extend(date_arg.clone());
                 let mut note = |tool: &str, v: Value| {
                     answers.push((tool.to_string(), said(&v, &what)));
                     named.push((tool.to_string(), instrument_of(&v)));
                 };
-                note("explain --dataset", explain(&a, &by_id));
                 let (mut tagged, tag_q) = tag_args(c);
-                tagged.extend(caller_args(c));
-                tagged.extend(date_arg);
-                note("explain --origin", explain(&a, &tagged));
-                let q = format!("dataset={}&{}{date_q}", id(*i), caller_query(c));
-                note("admin ?dataset", admin(&a, &officer, &q).await);
-                let q = format!("{tag_q}&{}{date_q}", caller_query(c));
-                note("admin ?origin", admin(&a, &officer, &q).await);
+                let caller_q = caller_query(p);
+                if p.upload() {
+                    date_arg.extend(caller_args(p));
+                    let mut by_path = vec![
+                        "--path".to_string(),
+                        p.path(),
+                        "--upload".into(),
+                        "--lineage".into(),
+                        id(i),
+                    ];
+                    by_path.extend(date_arg.clone());
+                    note("explain --path --upload", explain(&a, &by_path));
+                    tagged.extend([
+                        "--upload".to_string(),
+                        "--upstream".into(),
+                        format!("up-{i}"),
+                    ]);
+                    tagged.extend(date_arg);
+                    note("explain --origin --upload", explain(&a, &tagged));
+                    let q = format!(
+                        "path={}&upload=true&lineage={}&{caller_q}{date_q}",
+                        p.path(),
+                        id(i)
+                    );
+                    note("admin ?path&upload", admin(&a, &officer, &q).await);
+                    let q = format!("{tag_q}&upload=true&upstream=up-{i}&{caller_q}{date_q}");
+                    note("admin ?origin&upload", admin(&a, &officer, &q).await);
+                } else {
+                    date_arg.extend(caller_args(p));
+                    let mut by_id = vec!["--dataset".to_string(), id(i)];
+                    by_id.extend(date_arg.clone());
+                    note("explain --dataset", explain(&a, &by_id));
+                    let q = format!("dataset={}&{caller_q}{date_q}", id(i));
+                    note("admin ?dataset", admin(&a, &officer, &q).await);
+                    if c.volume.is_none() {
+                        tagged.extend(date_arg);
+                        note("explain --origin", explain(&a, &tagged));
+                        let q = format!("{tag_q}&{caller_q}{date_q}");
+                        note("admin ?origin", admin(&a, &officer, &q).await);
+                    }
+                }
                 if as_of.is_none() {
                     let tok = token(
                         &a,
                         &format!("vector-{i}"),
-                        org(c),
+                        p.org(),
                         &c.destination.to_string(),
                         &c.purpose,
                     );
-                    let path = format!("/datasets/{}/data.csv", id(*i));
-                    let (status, s, i) = request_named(&a, "GET", &path, &tok, None).await;
+                    let (method, lineage) = if p.upload() {
+                        ("PUT", Some(id(i)))
+                    } else {
+                        ("GET", None)
+                    };
+                    let (status, s, n) =
+                        request_named(&a, method, &p.path(), &tok, lineage.as_deref()).await;
                     assert!(
-                        (s.0 == "allow") == (status == 200),
+                        (s.0 == "allow") == (200..300).contains(&status),
                         "{what}: {status} for {s:?}"
                     );
                     answers.push(("gateway".into(), s));
-                    named.push(("gateway".into(), i));
+                    named.push(("gateway".into(), n));
                 }
                 for (tool, got) in &answers {
                     if *got != expected {
@@ -381,10 +673,15 @@ async fn every_test_vector_gets_one_answer_from_every_tool_and_the_gateway() {
         disagreements.len(),
         disagreements.join("\n")
     );
+    let left = cases.len() - posed;
+    assert_eq!(left, 0, "{left} vectors left out");
+    assert!(
+        volumes > 0 && uploads > 0,
+        "{volumes} volume and {uploads} upload vectors"
+    );
     eprintln!(
-        "{} vectors asked on their day and today ({checked} questions); {} left to `policy test` (PIPL volume or upload)",
-        posed.len(),
-        left.len()
+        "{posed} of {} vectors asked on their day and today ({checked} questions; {volumes} PIPL volume, {uploads} upload); 0 left out",
+        cases.len()
     );
 }
 
@@ -1042,4 +1339,177 @@ fn a_closed_pipe_ends_the_policy_tools_quietly() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
     }
+}
+
+/// `policy explain` flags asking about `dataset` for `org` in `jurisdiction` (purpose
+/// analytics), as of `day` when given.
+fn dataset_args(dataset: &str, jurisdiction: &str, org: &str, day: Option<&str>) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--dataset",
+        dataset,
+        "--jurisdiction",
+        jurisdiction,
+        "--org",
+        org,
+        "--purpose",
+        "analytics",
+    ]
+    .map(str::to_string)
+    .to_vec();
+    if let Some(d) = day {
+        args.extend(["--as-of".to_string(), d.to_string()]);
+    }
+    args
+}
+
+/// What a refusal names: the status, the `Bordergate-Instrument` header, the problem body's
+/// `instrument.id` and the decision record's.
+async fn refusal_named(a: &Admined, path: &str, token: &str) -> (u16, String, Value, Value) {
+    let r =
+        a.gw.client()
+            .get(a.gw.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+    let status = r.status().as_u16();
+    let header = r
+        .headers()
+        .get("bordergate-instrument")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    let body: Value = r.json().await.unwrap();
+    let record = a.gw.decision(&id);
+    (status, header, body, record)
+}
+
+/// Refusals the engine decides itself — no basis, a scope over recipients that the
+/// importer's undeclared regime cannot meet, withdrawn data, a jurisdiction claim the
+/// registry contradicts — name the instrument they rest on (the GDPR) in the header, the
+/// body and the record, and `policy explain` names it too.
+#[tokio::test]
+async fn refusals_the_engine_decides_name_their_instrument() {
+    let a = start(Options {
+        extra_catalog: WITHDRAWN.into(),
+        ..Options::default()
+    });
+    std::fs::create_dir_all(a.gw.store.join("datasets/erased-before")).unwrap();
+    std::fs::write(a.gw.store.join("datasets/erased-before/a.csv"), "a\n").unwrap();
+    let gdpr = "Regulation (EU) 2016/679";
+    for (path, org, j, rule, status) in [
+        (CUSTOMERS, "acme-us", "US", "eu.chapter-v.no-basis", 451),
+        // Canada's adequacy decision covers PIPEDA organisations; this one declares none.
+        (CUSTOMERS, "unlisted-ca", "CA", "eu.chapter-v.no-basis", 451),
+        (
+            "/datasets/erased-before/a.csv",
+            "acme-de",
+            "FR",
+            "catalog.withdrawn",
+            451,
+        ),
+        // The registry places acme-us in the US.
+        (
+            CUSTOMERS,
+            "acme-us",
+            "DE",
+            "auth.jurisdiction-mismatch",
+            403,
+        ),
+    ] {
+        let tok = token(&a, "reader", org, j, "analytics");
+        let (got, header, body, record) = refusal_named(&a, path, &tok).await;
+        let what = format!("{path} for {org} in {j}");
+        assert_eq!(got, status, "{what}: {body}");
+        assert_eq!(record["rule"], rule, "{what}: {record}");
+        assert_eq!(header, "eu.gdpr", "{what}");
+        assert_eq!(body["instrument"]["id"], "eu.gdpr", "{what}: {body}");
+        assert_eq!(body["instrument"]["kind"], "statute", "{what}: {body}");
+        assert!(
+            body["instrument"]["reference"]
+                .as_str()
+                .unwrap()
+                .contains(gdpr),
+            "{what}: {body}"
+        );
+        assert_eq!(record["instrument"], body["instrument"], "{what}: {record}");
+        let dataset = path.split('/').nth(2).unwrap();
+        let v = explain(&a, &dataset_args(dataset, j, org, None));
+        assert_eq!(v["decision"]["rule"], rule, "{what}: {v}");
+        assert_eq!(instrument_of(&v), "eu.gdpr", "{what}: {v}");
+    }
+}
+
+/// A model whose anonymity assessment is dated after today is, today, the personal data it
+/// was trained on. A public mirror's answer naming that model by its content digest is
+/// decided again on the upstream's answer (the post-forward re-decision): with the catalog
+/// as of the request's day, as the first decision is, so the re-decision refuses what the
+/// undated catalog (assessment in force) would have let through.
+#[tokio::test]
+async fn the_re_decision_on_the_upstreams_answer_takes_the_catalog_as_of_the_requests_day() {
+    let weights: &[u8] = b"weights of a model trained on eu-customers";
+    let hex: String = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, weights)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let etag = format!("\"{hex}\"");
+    let up = common::Upstream::start(std::sync::Arc::new(move |_s: &common::Seen| {
+        http::Response::builder()
+            .status(200)
+            .header("etag", etag.as_str())
+            .body(bytes::Bytes::from_static(b"weights"))
+            .unwrap()
+    }))
+    .await;
+    let a = start(Options {
+        extra_upstreams: format!(
+            "  - name: mirror\n    url: {}\n    jurisdiction: IE\n",
+            up.url()
+        ),
+        extra_routes: "  - prefix: /mirror/\n    upstream: mirror\n".into(),
+        extra_catalog: format!(
+            "  - id: public-mirror
+    kind: dataset
+    match: {{ prefix: /mirror/ }}
+    origins: [IE]
+    categories: [public]
+  - id: later-assessed-bot
+    kind: model
+    match: {{ prefix: /models/later-assessed-bot/ }}
+    derived_from: [eu-customers]
+    categories: [anonymous]
+    anonymity_assessment: {{ date: 2999-01-01, assessor: dpo, reference: DPIA-10 }}
+    digests: [\"sha256:{hex}\"]
+"
+        ),
+        ..Options::default()
+    });
+    // Before any answer, the mirror's public data is allowed to a US organisation with no
+    // mechanism; the answer names the model, which today carries eu-customers' tags.
+    let tok = token(&a, "mirror-reader", "acme-us", "US", "analytics");
+    let r =
+        a.gw.client()
+            .get(a.gw.url("/mirror/weights.bin"))
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .unwrap();
+    let status = r.status().as_u16();
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    let body = r.text().await.unwrap();
+    assert_eq!(status, 451, "{body}");
+    assert!(!body.contains("weights"), "{body}");
+    assert_eq!(a.gw.decision(&id)["decision"], "allow");
+    let c = a.gw.completion(&id).await;
+    assert_eq!(c["outcome"], "refused", "{c}");
+    assert_eq!(c["recheck"]["decision"], "deny", "{c}");
+    assert_eq!(c["recheck"]["rule"], "eu.chapter-v.no-basis", "{c}");
+    // The model itself, asked directly as of today and as of the assessment's day.
+    let ask = |day: Option<&str>| {
+        let args = dataset_args("later-assessed-bot", "US", "acme-us", day);
+        said(&explain(&a, &args), "model")
+    };
+    assert_eq!(ask(None).1, "eu.chapter-v.no-basis");
+    assert_eq!(ask(Some("2999-01-01")).0, "allow");
 }

@@ -265,8 +265,11 @@ fn explain_inner(a: Args) -> Result<ExitCode, ExitCode> {
     }
     let (t, e) = match &answer {
         Answer::Refused(p) => {
+            let instrument = p.instrument.as_deref().map_or_else(String::new, |i| {
+                format!("instrument: {}\n", crate::policy::instrument::summary(i))
+            });
             return Ok(emit(&format!(
-                "decision: Deny (refused before classification)\nrule:     {}\nstatus:   {}\nreason:   {}\n",
+                "decision: Deny (refused before classification)\nrule:     {}\nstatus:   {}\nreason:   {}\n{instrument}",
                 p.record_rule(),
                 p.status().as_u16(),
                 p.detail

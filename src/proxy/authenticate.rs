@@ -56,10 +56,6 @@ pub(super) fn identify(
         snap.config.auth.jurisdiction_claim,
     );
     a.caller = Some(caller);
-    held.map_err(|m| {
-        let mut p = Problem::from(&m);
-        p.policy_version = Some(snap.policies.version.to_string());
-        p
-    })?;
+    held.map_err(|m| crate::transfer::claim::refusal(&m, &snap.policies))?;
     Ok(query)
 }

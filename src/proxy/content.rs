@@ -49,13 +49,16 @@ pub(super) fn known_check(
     let operator = operator.map(str::to_string);
     let org = caller_org.to_string();
     Some(Box::new(move |d: Sha256| {
-        let Some(e) = snap.catalog.by_digest(&d) else {
+        // The artifact as the catalog stood on the request's day, as the first decision saw it.
+        let dated = snap.catalog.as_of(at.date());
+        let catalog: &crate::catalog::Catalog = &dated;
+        let Some(e) = catalog.by_digest(&d) else {
             return Ok(());
         };
         let Some(more) = t.absorb_artifact(e) else {
             return Ok(());
         };
-        t.absorb_upstream(&more, &snap.catalog, operator.as_deref(), &org, at);
+        t.absorb_upstream(&more, catalog, operator.as_deref(), &org, at);
         let decision = t.decide(&snap.policies, at.date(), None);
         let refused = !decision.is_allow() && enforce;
         let artifact = e.id.clone();

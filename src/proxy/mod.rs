@@ -563,66 +563,56 @@ impl Gateway {
         let Some(caller) = a.caller.as_ref() else {
             return Ok(decision);
         };
+        // The re-decision takes the catalog's facts as they stood on the request's day, as
+        // the first decision did (`transfer::classify`).
+        let dated = snap.catalog.as_of(at.date());
+        let catalog: &crate::catalog::Catalog = &dated;
         let owned;
-        let (of, t, added): (RecheckOf, &crate::transfer::Transfer, crate::model::Tags) =
-            match a.direction {
-                Direction::Download => {
-                    let Some(t) = a.transfer.as_mut() else {
-                        return Ok(decision);
-                    };
-                    let mut added = extra;
-                    // An artifact the response's content digest names: decided as it.
-                    let mut by_digest = false;
-                    for d in crate::lineage::digest::of_response(resp.headers(), resp.status()) {
-                        if let Some(more) = snap
-                            .catalog
-                            .by_digest(&d)
-                            .and_then(|e| t.absorb_artifact(e))
-                        {
-                            added.origins.extend(more.origins);
-                            added.categories.extend(more.categories);
-                            by_digest = true;
-                        }
+        let (of, t, added): (RecheckOf, &crate::transfer::Transfer, crate::model::Tags) = match a
+            .direction
+        {
+            Direction::Download => {
+                let Some(t) = a.transfer.as_mut() else {
+                    return Ok(decision);
+                };
+                let mut added = extra;
+                // An artifact the response's content digest names: decided as it.
+                let mut by_digest = false;
+                for d in crate::lineage::digest::of_response(resp.headers(), resp.status()) {
+                    if let Some(more) = catalog.by_digest(&d).and_then(|e| t.absorb_artifact(e)) {
+                        added.origins.extend(more.origins);
+                        added.categories.extend(more.categories);
+                        by_digest = true;
                     }
-                    added.origins.retain(|o| !t.tags.origins.contains(o));
-                    added.categories.retain(|c| !t.tags.categories.contains(c));
-                    if !t.absorb_upstream(
-                        &added,
-                        &snap.catalog,
-                        route.operator.as_deref(),
-                        &caller.org,
-                        at,
-                    ) && !by_digest
-                    {
-                        return Ok(decision);
-                    }
-                    (RecheckOf::UpstreamMetadata, &*t, added)
                 }
-                Direction::Upload => {
-                    if a.is_head() || resp.body().is_end_stream() {
-                        return Ok(decision);
-                    }
-                    // Data coming back: decided as a download of the same path by the caller.
-                    let ask = crate::transfer::Ask::download(&a.path, caller, at);
-                    let mut t = crate::transfer::classify(&snap.catalog, &ask, Some(route.place()))
-                        .map_err(|e| Ended {
-                            problem: Problem::from(e),
-                            outcome: crate::audit::Outcome::Refused,
-                            detail: "the upload's response body could not be classified".into(),
-                        })?;
-                    t.absorb_upstream(
-                        &extra,
-                        &snap.catalog,
-                        route.operator.as_deref(),
-                        &caller.org,
-                        at,
-                    );
-                    let mut shown = t.tags.clone();
-                    shown.lineage.clear();
-                    owned = t;
-                    (RecheckOf::UploadResponse, &owned, shown)
+                added.origins.retain(|o| !t.tags.origins.contains(o));
+                added.categories.retain(|c| !t.tags.categories.contains(c));
+                if !t.absorb_upstream(&added, catalog, route.operator.as_deref(), &caller.org, at)
+                    && !by_digest
+                {
+                    return Ok(decision);
                 }
-            };
+                (RecheckOf::UpstreamMetadata, &*t, added)
+            }
+            Direction::Upload => {
+                if a.is_head() || resp.body().is_end_stream() {
+                    return Ok(decision);
+                }
+                // Data coming back: decided as a download of the same path by the caller.
+                let ask = crate::transfer::Ask::download(&a.path, caller, at);
+                let mut t = crate::transfer::classify(&snap.catalog, &ask, Some(route.place()))
+                    .map_err(|e| Ended {
+                        problem: Problem::from(e),
+                        outcome: crate::audit::Outcome::Refused,
+                        detail: "the upload's response body could not be classified".into(),
+                    })?;
+                t.absorb_upstream(&extra, catalog, route.operator.as_deref(), &caller.org, at);
+                let mut shown = t.tags.clone();
+                shown.lineage.clear();
+                owned = t;
+                (RecheckOf::UploadResponse, &owned, shown)
+            }
+        };
         let second = self
             .decide_volume(snap, t, at, a.enforce, &a.request_id)
             .await

@@ -18,11 +18,25 @@
 use crate::config::JurisdictionClaim;
 use crate::model::{Caller, Country};
 use crate::policy::PolicySet;
+use crate::respond::Problem;
 
 /// Rule id of a claim the registry contradicts.
 pub const JURISDICTION_MISMATCH: &str = "auth.jurisdiction-mismatch";
 /// The claim decides the destination of a transfer (GDPR Chapter V).
 pub const JURISDICTION_MISMATCH_ARTICLE: &str = "GDPR Art. 44";
+/// The instrument the refusal rests on: the GDPR (the pack's catalogue id).
+pub const JURISDICTION_MISMATCH_INSTRUMENT: &str = "eu.gdpr";
+
+/// The refusal of a contradicted claim, as the gateway and the tools answer it: the rule,
+/// article and instrument, and the policy version that held it.
+pub fn refusal(m: &JurisdictionMismatch, policies: &PolicySet) -> Problem {
+    let mut p = Problem::from(m);
+    p.policy_version = Some(policies.version.to_string());
+    match policies.instrument(JURISDICTION_MISMATCH_INSTRUMENT) {
+        Some(i) => p.with_instrument(i.clone()),
+        None => p,
+    }
+}
 
 /// A token's `jurisdiction` claim that contradicts the registry.
 #[derive(Clone, Debug, PartialEq, Eq)]

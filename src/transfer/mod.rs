@@ -30,6 +30,9 @@ pub mod rules {
     /// The data was withdrawn (erasure, consent withdrawn) on or before the decision's day.
     pub const WITHDRAWN: &str = "catalog.withdrawn";
     pub const WITHDRAWN_ARTICLE: &str = "GDPR Art. 17";
+    /// The instrument these refusals rest on (the pack's catalogue id of the GDPR): each
+    /// cites a GDPR article.
+    pub const INSTRUMENT: &str = "eu.gdpr";
     /// An upload across a border that declares no lineage cannot be classified.
     pub const LINEAGE_UNDECLARED: &str = "upload.lineage-undeclared";
     pub const LINEAGE_UNDECLARED_ARTICLE: &str = "GDPR Chapter V, Art. 44";
@@ -637,7 +640,7 @@ impl Transfer {
             reason,
             policy_version: policies.version.clone(),
             bases: Vec::new(),
-            instrument: None,
+            instrument: policies.instrument(rules::INSTRUMENT).cloned(),
         };
         if let Some(w) = self.withdrawn_on(date) {
             return Some(deny(

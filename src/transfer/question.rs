@@ -76,9 +76,7 @@ pub fn answer(
     // The gateway holds the claim to the registry right after authentication, before routing.
     let mut caller = q.caller.clone();
     if let Err(m) = super::claim::hold_to_registry(&mut caller, policies, q.jurisdiction_claim) {
-        let mut p = Problem::from(&m);
-        p.policy_version = Some(policies.version.to_string());
-        return Ok(Answer::Refused(p));
+        return Ok(Answer::Refused(super::claim::refusal(&m, policies)));
     }
     let (subject, route) = match &q.about {
         About::Path(p) => {
@@ -199,6 +197,7 @@ pub fn to_json(a: &Answer) -> serde_json::Value {
                 "rule": p.record_rule(),
                 "article": p.article.clone().unwrap_or_default(),
                 "reason": p.detail,
+                "instrument": p.instrument,
             },
             "status": p.status().as_u16(),
             "trace": [],

@@ -62,9 +62,16 @@ fn start_with(
             let _ = tx.send(line);
         }
     });
-    let next = || {
-        rx.recv_timeout(Duration::from_secs(30))
-            .expect("the gateway printed its listening lines")
+    let mut next = || match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(l) => l,
+        Err(_) => {
+            let _ = child.kill();
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            panic!("the gateway did not print its listening lines: {err}");
+        }
     };
     let proxy = next();
     let admin = next();
