@@ -28,3 +28,4 @@ pub mod respond;
 pub mod snapshot;
 pub mod tls;
 pub mod transfer;
+pub mod transform;

@@ -649,6 +649,7 @@ mod tests {
                 reference: "Commission Implementing Decision (EU) 2021/914".into(),
                 module: Some(2),
             })),
+            transform: None,
         };
         let (status, h, body) = Problem::from(&d).into_parts(false);
         assert_eq!(status.as_u16(), 451);

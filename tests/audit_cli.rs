@@ -76,6 +76,7 @@ fn decision(i: u64, sub: &str, dest: &str, allow: bool) -> Record {
                 module: Some(2),
             })
         }),
+        transform: None,
     }))
 }
 
@@ -91,6 +92,7 @@ fn completion(seq: u64, i: u64) -> Record {
         outcome: Outcome::Complete,
         detail: None,
         recheck: None,
+        sent_sha256: None,
     })
 }
 

@@ -249,6 +249,7 @@ async fn seed(path: &Path) -> usize {
                 client_request_id: None,
                 undeclared_recent: None,
                 instrument: None,
+                transform: None,
             };
             let receipt = log.append(Record::Decision(Box::new(rec))).await.unwrap();
             n += 1;
@@ -264,6 +265,7 @@ async fn seed(path: &Path) -> usize {
                     outcome: Outcome::Complete,
                     detail: None,
                     recheck: None,
+                    sent_sha256: None,
                 }))
                 .await
                 .unwrap();

@@ -24,6 +24,7 @@ fn completion(n: u64) -> Record {
         outcome: Outcome::Complete,
         detail: None,
         recheck: None,
+        sent_sha256: None,
     })
 }
 
@@ -477,6 +478,7 @@ async fn a_decision_record_reads_back() {
         client_request_id: None,
         undeclared_recent: None,
         instrument: None,
+        transform: None,
     }));
     let (_dir, path) = tmp();
     let log = AuditLog::open(&path, 8).unwrap();

@@ -175,6 +175,7 @@ pub fn audit_log(set: &PolicySet, scenarios: &[Scenario], n: usize, date: time::
             client_request_id: None,
             undeclared_recent: None,
             instrument: d.instrument.clone(),
+            transform: None,
         }));
         let Ok(json) = serde_json::to_vec(&rec) else {
             continue;

@@ -134,6 +134,7 @@ impl Attempt {
             client_request_id: self.client_request_id.clone(),
             undeclared_recent: t.and_then(|t| t.unaccounted.clone()),
             instrument,
+            transform: None,
         }))
     }
 }

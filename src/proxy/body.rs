@@ -193,6 +193,7 @@ impl Completion {
             outcome,
             detail,
             recheck: self.recheck.take(),
+            sent_sha256: None,
         };
         self.audit.append_nowait(Record::Completion(rec));
     }

@@ -622,6 +622,7 @@ impl Transfer {
             policy_version: policies.version.clone(),
             bases: Vec::new(),
             instrument: None,
+            transform: None,
         };
         if let Some(w) = self.withdrawn_on(date) {
             return Some(deny(
