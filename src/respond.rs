@@ -78,6 +78,14 @@ pub enum Kind {
     /// The token's `jurisdiction` claim contradicts the registry's country for its
     /// organisation (403).
     JurisdictionMismatch,
+    /// The transfer is lawful only transformed, and the transformation cannot be made: no
+    /// schema, no format, no pseudonymisation key (451).
+    TransformUnavailable,
+    /// A Range request for data served transformed: the transformed bytes exist nowhere to
+    /// take a range of (416).
+    TransformedRange,
+    /// The upstream's file does not match the schema its catalog entry declares (502).
+    SchemaMismatch,
 }
 
 impl Kind {
@@ -105,6 +113,9 @@ impl Kind {
             Kind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Kind::RoleRequired | Kind::JurisdictionMismatch => StatusCode::FORBIDDEN,
+            Kind::TransformUnavailable => StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+            Kind::TransformedRange => StatusCode::RANGE_NOT_SATISFIABLE,
+            Kind::SchemaMismatch => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -137,6 +148,9 @@ impl Kind {
             Kind::Internal => "internal",
             Kind::RoleRequired => "role-required",
             Kind::JurisdictionMismatch => "jurisdiction-mismatch",
+            Kind::TransformUnavailable => "transform-unavailable",
+            Kind::TransformedRange => "transformed-range",
+            Kind::SchemaMismatch => "schema-mismatch",
         }
     }
 
@@ -168,6 +182,9 @@ impl Kind {
             Kind::Internal => "Internal error",
             Kind::RoleRequired => "Role required",
             Kind::JurisdictionMismatch => "Jurisdiction claim contradicts the registry",
+            Kind::TransformUnavailable => "Transfer allowed only transformed; transformation unavailable",
+            Kind::TransformedRange => "Range requests are not served on transformed data",
+            Kind::SchemaMismatch => "Upstream file does not match its declared schema",
         }
     }
 }

@@ -319,6 +319,68 @@ pub fn header_of_file(path: &Path, format: Format) -> Result<Vec<String>, String
     }
 }
 
+/// Most files of one entry `check` reads the header of.
+pub const MAX_CHECKED_FILES: usize = 10_000;
+
+/// Checks every file under `dir` (an entry's folder in a file store) against `schema`:
+/// each must be in a format the schema reads and have exactly the declared columns.
+pub fn check_dir(id: &str, schema: &Schema, dir: &Path) -> Vec<String> {
+    let mut errs = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    let mut seen = 0usize;
+    while let Some(d) = stack.pop() {
+        let Ok(list) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        let mut list: Vec<_> = list.flatten().map(|e| e.path()).collect();
+        list.sort();
+        for p in list {
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            seen += 1;
+            if seen > MAX_CHECKED_FILES {
+                return errs;
+            }
+            let name = p.to_string_lossy();
+            let Some(format) = schema.format_of(&name) else {
+                errs.push(format!(
+                    "file `{}` of `{id}` is in no format its schema reads (declare `schema.format`, or name it .csv, .jsonl or .parquet)",
+                    p.display()
+                ));
+                continue;
+            };
+            let found = match header_of_file(&p, format) {
+                Ok(h) => h,
+                Err(m) => {
+                    errs.push(format!("schema of `{id}`: {m}"));
+                    continue;
+                }
+            };
+            let checked = match format {
+                // JSON objects carry no column order: the same names suffice.
+                Format::Jsonl => {
+                    let mut a: Vec<&str> = found.iter().map(String::as_str).collect();
+                    let mut b: Vec<&str> = schema.names().collect();
+                    a.sort_unstable();
+                    b.sort_unstable();
+                    if a == b {
+                        Ok(())
+                    } else {
+                        schema.check_header(&found)
+                    }
+                }
+                _ => schema.check_header(&found),
+            };
+            if let Err(m) = checked {
+                errs.push(format!("schema of `{id}` does not match `{}`: {m}", p.display()));
+            }
+        }
+    }
+    errs
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {

@@ -41,6 +41,8 @@ pub(super) struct Attempt {
     pub transfer: Option<Transfer>,
     /// What the request's decision record said, for the request metrics.
     pub decided: Decided,
+    /// What is done to the data before it leaves, for the decision record.
+    pub transform: Option<crate::transform::Applied>,
 }
 
 impl Attempt {
@@ -62,6 +64,7 @@ impl Attempt {
             upstream: None,
             transfer: None,
             decided: Decided::None,
+            transform: None,
         }
     }
 
@@ -134,7 +137,7 @@ impl Attempt {
             client_request_id: self.client_request_id.clone(),
             undeclared_recent: t.and_then(|t| t.unaccounted.clone()),
             instrument,
-            transform: None,
+            transform: self.transform.clone(),
         }))
     }
 }
