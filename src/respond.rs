@@ -182,7 +182,9 @@ impl Kind {
             Kind::Internal => "Internal error",
             Kind::RoleRequired => "Role required",
             Kind::JurisdictionMismatch => "Jurisdiction claim contradicts the registry",
-            Kind::TransformUnavailable => "Transfer allowed only transformed; transformation unavailable",
+            Kind::TransformUnavailable => {
+                "Transfer allowed only transformed; transformation unavailable"
+            }
             Kind::TransformedRange => "Range requests are not served on transformed data",
             Kind::SchemaMismatch => "Upstream file does not match its declared schema",
         }

@@ -185,14 +185,23 @@ impl std::fmt::Debug for Snapshot {
 fn transform_inputs(
     config: &Config,
     errors: &mut Vec<crate::config::Diagnostic>,
-) -> (Arc<crate::transform::Keyring>, Arc<crate::transform::Redactor>) {
-    let keyring = crate::transform::Keyring::load(config.transform.keys.as_deref(), std::env::vars())
-        .unwrap_or_else(|es| {
-            for e in es {
-                errors.push(config.diagnostic("transform.keys", e));
-            }
-            crate::transform::Keyring::default()
-        });
+) -> (
+    Arc<crate::transform::Keyring>,
+    Arc<crate::transform::Redactor>,
+) {
+    if let (true, Some(p)) = (config.transform.generate_dev_keys, &config.transform.keys)
+        && let Err(e) = crate::transform::keys::ensure_dev_keys(p)
+    {
+        errors.push(config.diagnostic("transform.keys", e));
+    }
+    let keyring =
+        crate::transform::Keyring::load(config.transform.keys.as_deref(), std::env::vars())
+            .unwrap_or_else(|es| {
+                for e in es {
+                    errors.push(config.diagnostic("transform.keys", e));
+                }
+                crate::transform::Keyring::default()
+            });
     let redactor = match &config.transform.redact {
         None => crate::transform::Redactor::standard(),
         Some(p) => crate::transform::Redactor::new(p).unwrap_or_else(|e| {
@@ -227,7 +236,11 @@ fn check_schemas(
         };
         let dir = store.root().join(prefix.trim_start_matches('/'));
         for m in crate::catalog::schema::check_dir(&e.id, schema, &dir) {
-            errors.push(crate::config::Diagnostic::new(&config.catalog, Some(e.line), m));
+            errors.push(crate::config::Diagnostic::new(
+                &config.catalog,
+                Some(e.line),
+                m,
+            ));
         }
     }
 }

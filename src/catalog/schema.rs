@@ -374,7 +374,10 @@ pub fn check_dir(id: &str, schema: &Schema, dir: &Path) -> Vec<String> {
                 _ => schema.check_header(&found),
             };
             if let Err(m) = checked {
-                errs.push(format!("schema of `{id}` does not match `{}`: {m}", p.display()));
+                errs.push(format!(
+                    "schema of `{id}` does not match `{}`: {m}",
+                    p.display()
+                ));
             }
         }
     }

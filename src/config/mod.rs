@@ -67,6 +67,9 @@ pub struct TransformConfig {
     /// Redaction patterns; absent: the defaults.
     #[serde(default)]
     pub redact: Option<Vec<crate::transform::redact::Pattern>>,
+    /// Development only: create the key file with a random key per region when missing.
+    #[serde(default)]
+    pub generate_dev_keys: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]

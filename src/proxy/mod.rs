@@ -21,9 +21,9 @@ pub mod pace;
 pub mod rawline;
 mod response;
 mod revalidate;
-mod transform;
 pub mod server;
 pub mod sigv4;
+mod transform;
 pub mod upstream;
 
 use std::net::SocketAddr;

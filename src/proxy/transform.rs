@@ -150,8 +150,7 @@ async fn range(o: &Origin, start: u64, len: u64) -> Result<Bytes, String> {
             resp.map(|b| up.response_body(b))
         }
     };
-    if resp.status() != StatusCode::PARTIAL_CONTENT && !(start == 0 && resp.status().is_success())
-    {
+    if resp.status() != StatusCode::PARTIAL_CONTENT && !(start == 0 && resp.status().is_success()) {
         return Err(format!(
             "the upstream answered {} to a range request",
             resp.status()
@@ -256,10 +255,7 @@ pub(super) async fn apply(
         match rest.recv().await {
             None => None,
             Some(Ok(b)) => Some((Ok(http_body::Frame::data(b)), (None, rest))),
-            Some(Err(e)) => Some((
-                Err(Box::new(e) as super::BoxError),
-                (None, rest),
-            )),
+            Some(Err(e)) => Some((Err(Box::new(e) as super::BoxError), (None, rest))),
         }
     });
     Ok(Response::from_parts(

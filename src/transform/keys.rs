@@ -207,6 +207,51 @@ impl Keyring {
     }
 }
 
+/// Regions a development key file holds a key for (the pack's regimes).
+const DEV_REGIONS: &[&str] = &[
+    "eu", "uk", "ch", "us", "in", "br", "ca", "jp", "kr", "sg", "cn",
+];
+
+/// Creates a key file with a random key per region at `path` unless one is there.
+pub fn ensure_dev_keys(path: &Path) -> Result<bool, String> {
+    if path.exists() {
+        return Ok(false);
+    }
+    let shown = path.display();
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create `{shown}`: {e}"))?;
+    }
+    let mut text = String::from(
+        "# Development pseudonymisation keys, created on first run; never commit them.\nregions:\n",
+    );
+    for r in DEV_REGIONS {
+        let mut raw = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut raw).map_err(|_| "no system randomness".to_string())?;
+        text.push_str(&format!(
+            "  {r}:\n    current: {r}-dev-1\n    keys:\n      {r}-dev-1: {}\n",
+            hex::encode(raw)
+        ));
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    use std::io::Write;
+    match opts.open(path) {
+        Ok(mut f) => f
+            .write_all(text.as_bytes())
+            .map(|()| true)
+            .map_err(|e| format!("cannot write `{shown}`: {e}")),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(format!("cannot create `{shown}`: {e}")),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
