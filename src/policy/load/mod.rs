@@ -544,7 +544,7 @@ fn compile_rule(sink: &mut Sink<'_>, r: &RuleSpec, ids: &mut Vec<(String, usize)
     let transform = r
         .transform
         .as_ref()
-        .and_then(|t| compile_transform(sink, &id, r.effect, t));
+        .and_then(|t| compile_transform(sink, id, r.effect, t));
     Rule {
         transform,
         id: id.as_str().into(),
