@@ -127,6 +127,7 @@ fn completion(i: u64) -> Record {
         outcome: Outcome::Complete,
         detail: None,
         recheck: None,
+        sent_sha256: None,
     })
 }
 

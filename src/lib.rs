@@ -29,3 +29,4 @@ pub mod s3;
 pub mod snapshot;
 pub mod tls;
 pub mod transfer;
+pub mod transform;

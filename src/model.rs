@@ -425,6 +425,10 @@ pub struct Decision {
     /// The legal instrument the deciding rule rests on (none for the engine's own
     /// fail-closed refusals and for organisation policy).
     pub instrument: Option<Arc<Instrument>>,
+    /// An allow that requires the data transformed first (minimised in transit): what each
+    /// origin's rule requires, the stronger method where two differ.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transform: Option<Arc<crate::transform::Requirement>>,
 }
 
 /// A legal instrument as data: the adequacy decision, clauses, approval, derogation or

@@ -92,6 +92,14 @@ pub enum Kind {
     SignatureRefused,
     /// A part of the S3 API the gateway does not answer (501).
     NotImplemented,
+    /// The transfer is lawful only transformed, and the transformation cannot be made: no
+    /// schema, no format, no pseudonymisation key (451).
+    TransformUnavailable,
+    /// A Range request for data served transformed: the transformed bytes exist nowhere to
+    /// take a range of (416).
+    TransformedRange,
+    /// The upstream's file does not match the schema its catalog entry declares (502).
+    SchemaMismatch,
 }
 
 impl Kind {
@@ -125,6 +133,9 @@ impl Kind {
             Kind::SignInFailed => StatusCode::UNAUTHORIZED,
             Kind::IdentityProviderUnavailable => StatusCode::BAD_GATEWAY,
             Kind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+            Kind::TransformUnavailable => StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+            Kind::TransformedRange => StatusCode::RANGE_NOT_SATISFIABLE,
+            Kind::SchemaMismatch => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -162,6 +173,9 @@ impl Kind {
             Kind::CrossOrigin => "cross-origin-refused",
             Kind::SignatureRefused => "s3-signature-refused",
             Kind::NotImplemented => "not-implemented",
+            Kind::TransformUnavailable => "transform-unavailable",
+            Kind::TransformedRange => "transformed-range",
+            Kind::SchemaMismatch => "schema-mismatch",
         }
     }
 
@@ -198,6 +212,11 @@ impl Kind {
             Kind::CrossOrigin => "Cross-origin request refused",
             Kind::SignatureRefused => "S3 signature refused",
             Kind::NotImplemented => "Not implemented",
+            Kind::TransformUnavailable => {
+                "Transfer allowed only transformed; transformation unavailable"
+            }
+            Kind::TransformedRange => "Range requests are not served on transformed data",
+            Kind::SchemaMismatch => "Upstream file does not match its declared schema",
         }
     }
 
@@ -215,13 +234,15 @@ impl Kind {
             | Kind::JurisdictionMismatch
             | Kind::SignatureRefused
             | Kind::SignInFailed
-            | Kind::CrossOrigin => "AccessDenied",
+            | Kind::CrossOrigin
+            | Kind::TransformUnavailable => "AccessDenied",
             Kind::NotFound => "NoSuchKey",
             Kind::MethodNotAllowed => "MethodNotAllowed",
             Kind::BadGateway
             | Kind::Internal
             | Kind::GatewayTimeout
-            | Kind::IdentityProviderUnavailable => "InternalError",
+            | Kind::IdentityProviderUnavailable
+            | Kind::SchemaMismatch => "InternalError",
             Kind::AuditUnavailable
             | Kind::VolumeUnavailable
             | Kind::Unavailable
@@ -229,7 +250,7 @@ impl Kind {
             Kind::RequestTimeout => "RequestTimeout",
             Kind::PayloadTooLarge => "EntityTooLarge",
             Kind::UriTooLong => "InvalidURI",
-            Kind::RangeNotSatisfiable => "InvalidRange",
+            Kind::RangeNotSatisfiable | Kind::TransformedRange => "InvalidRange",
             Kind::Conflict => "OperationAborted",
             Kind::PreconditionFailed => "PreconditionFailed",
             Kind::NotImplemented => "NotImplemented",
@@ -912,6 +933,7 @@ mod tests {
                 reference: "Commission Implementing Decision (EU) 2021/914".into(),
                 module: Some(2),
             })),
+            transform: None,
         };
         let (status, h, body) = Problem::from(&d).into_parts(false);
         assert_eq!(status.as_u16(), 451);

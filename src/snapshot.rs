@@ -171,6 +171,10 @@ pub struct Snapshot {
     pub webhook: Option<Webhook>,
     /// Upstream name → registry id of its operator (PIPL exporters, upload importers).
     pub operators: HashMap<String, String>,
+    /// Pseudonymisation keys per origin region (`transform.keys`, the environment).
+    pub keyring: Arc<crate::transform::Keyring>,
+    /// Redaction patterns for free text (`transform.redact`).
+    pub redactor: Arc<crate::transform::Redactor>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -181,6 +185,70 @@ impl std::fmt::Debug for Snapshot {
             .field("catalog_entries", &self.catalog.len())
             .field("routes", &self.routes.len())
             .finish_non_exhaustive()
+    }
+}
+
+/// The keyring and redaction patterns of the config; problems go to `errors`.
+fn transform_inputs(
+    config: &Config,
+    errors: &mut Vec<crate::config::Diagnostic>,
+) -> (
+    Arc<crate::transform::Keyring>,
+    Arc<crate::transform::Redactor>,
+) {
+    if let (true, Some(p)) = (config.transform.generate_dev_keys, &config.transform.keys)
+        && let Err(e) = crate::transform::keys::ensure_dev_keys(p)
+    {
+        errors.push(config.diagnostic("transform.keys", e));
+    }
+    let keyring =
+        crate::transform::Keyring::load(config.transform.keys.as_deref(), std::env::vars())
+            .unwrap_or_else(|es| {
+                for e in es {
+                    errors.push(config.diagnostic("transform.keys", e));
+                }
+                crate::transform::Keyring::default()
+            });
+    let redactor = match &config.transform.redact {
+        None => crate::transform::Redactor::standard(),
+        Some(p) => crate::transform::Redactor::new(p).unwrap_or_else(|e| {
+            errors.push(config.diagnostic("transform.redact", e));
+            crate::transform::Redactor::standard()
+        }),
+    };
+    (Arc::new(keyring), Arc::new(redactor))
+}
+
+/// Checks the schema of every catalog entry with a prefix in a `file://` store against
+/// the real files (http upstreams are checked at each fetch, failing closed).
+fn check_schemas(
+    config: &Config,
+    catalog: &Catalog,
+    routes: &Routes,
+    upstreams: &[Upstream],
+    errors: &mut Vec<crate::config::Diagnostic>,
+) {
+    for e in catalog.entries() {
+        let (Some(schema), crate::catalog::Matcher::Prefix(prefix)) = (&e.schema, &e.matcher)
+        else {
+            continue;
+        };
+        let Some(route) = routes.find(prefix) else {
+            continue;
+        };
+        let Some(crate::proxy::upstream::Target::File(store)) =
+            upstreams.get(route.upstream).map(|u| &u.target)
+        else {
+            continue;
+        };
+        let dir = store.root().join(prefix.trim_start_matches('/'));
+        for m in crate::catalog::schema::check_dir(&e.id, schema, &dir) {
+            errors.push(crate::config::Diagnostic::new(
+                &config.catalog,
+                Some(e.line),
+                m,
+            ));
+        }
     }
 }
 
@@ -256,6 +324,10 @@ impl Snapshot {
             .ok();
         let routes = Routes::from_config(&config);
         let operators = operators(&config);
+        let (keyring, redactor) = transform_inputs(&config, &mut errors);
+        if let Some(c) = &catalog {
+            check_schemas(&config, c, &routes, &upstreams, &mut errors);
+        }
         match (auth, catalog, policies) {
             (Some(auth), Some(catalog), Some(policies)) if errors.is_empty() => Ok(Snapshot {
                 config,
@@ -270,6 +342,8 @@ impl Snapshot {
                 checkpoint_signer,
                 webhook,
                 operators,
+                keyring,
+                redactor,
             }),
             _ => Err(Diagnostics(errors)),
         }

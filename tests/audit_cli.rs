@@ -77,6 +77,7 @@ fn decision(i: u64, sub: &str, dest: &str, allow: bool) -> Record {
                 module: Some(2),
             })
         }),
+        transform: None,
     }))
 }
 
@@ -92,6 +93,7 @@ fn completion(seq: u64, i: u64) -> Record {
         outcome: Outcome::Complete,
         detail: None,
         recheck: None,
+        sent_sha256: None,
     })
 }
 

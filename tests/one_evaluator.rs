@@ -86,6 +86,11 @@ fn entry(i: usize, c: &Case, exporter: Option<&str>) -> String {
     if let Some(p) = &t.purposes {
         let _ = writeln!(e, "    purposes: [{}]", quoted(p.iter().cloned()));
     }
+    // A schema for `data.csv` (`a,b`): a case allowed only minimised is minimised.
+    let _ = writeln!(
+        e,
+        "    schema: {{ columns: [{{ name: a, kind: identifier }}, {{ name: b, kind: non-personal }}] }}"
+    );
     if !t.derogations.is_empty() {
         let _ = writeln!(
             e,
@@ -381,6 +386,7 @@ fn earlier_entry(unit: &str, tags: &Tags, subjects: u64, exporter: &str) -> Stri
 fn export_record(n: usize, time: String, unit: &str, tags: &Tags, exporter: &str) -> Record {
     let au = Country::parse("AU").unwrap();
     Record::Decision(Box::new(DecisionRecord {
+        transform: None,
         credential: None,
         time,
         request_id: format!("earlier-export-{n}"),
@@ -530,6 +536,8 @@ async fn every_test_vector_gets_one_answer_from_every_tool_and_the_gateway() {
             extra_routes: routes,
             // The vectors' importers sit anywhere: the caller's claim is taken as it is.
             extra_keys: "  jurisdiction_claim: trust\n".into(),
+            // Keys for the cases allowed only minimised (pseudonymised).
+            extra_config: "transform:\n  keys: keys.yaml\n  generate_dev_keys: true\n".into(),
             registry: Some(registry.clone()),
             audit_path: Some(audit),
             ..Options::default()

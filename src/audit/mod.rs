@@ -547,6 +547,7 @@ fn crashed_completion(decision_seq: u64, request_id: String) -> Record {
             "the gateway stopped before this transfer ended; how much was sent is unknown".into(),
         ),
         recheck: None,
+        sent_sha256: None,
     })
 }
 

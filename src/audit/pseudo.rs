@@ -2,14 +2,16 @@
 
 use std::path::Path;
 
-use aws_lc_rs::hmac;
 use serde_json::Value;
+
+use crate::transform::KeyedHash;
 
 /// Replaces `caller.sub` (and, if asked, `caller.org`) by `HMAC-SHA256(key, value)`, truncated
 /// to 16 hex digits: stable within one key, so records of one person still group together.
+/// The hash is the one transformed transfers pseudonymise with ([`KeyedHash`]).
 #[derive(Clone, Debug)]
 pub struct Pseudonymiser {
-    key: hmac::Key,
+    key: KeyedHash,
     pub orgs: bool,
 }
 
@@ -22,19 +24,15 @@ impl Pseudonymiser {
     }
 
     pub fn new(key: &[u8], orgs: bool) -> Result<Pseudonymiser, String> {
-        if key.len() < 16 {
-            return Err("a pseudonymisation key needs at least 16 bytes".into());
-        }
         Ok(Pseudonymiser {
-            key: hmac::Key::new(hmac::HMAC_SHA256, key),
+            key: KeyedHash::new(key)?,
             orgs,
         })
     }
 
     /// The pseudonym of `value`.
     pub fn pseudonym(&self, value: &str) -> String {
-        let tag = hmac::sign(&self.key, value.as_bytes());
-        format!("p-{}", hex::encode(&tag.as_ref()[..8]))
+        self.key.pseudonym(value)
     }
 
     /// Pseudonymises one record in place.

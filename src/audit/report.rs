@@ -32,6 +32,10 @@ pub struct Row {
     pub requests: u64,
     /// Bytes moved (from completion records).
     pub bytes: u64,
+    /// What was done to the data before it left (`drop=…; pseudonymise=…; key=…`); empty
+    /// when it was sent whole. Minimised transfers are rows of their own.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub transformation: String,
 }
 
 /// Refused transfers to one destination for one reason.
@@ -87,7 +91,8 @@ struct Allowed {
 }
 
 /// (destination, article, rule, instrument id and module) of a transfer row.
-type RowKey = (String, String, String, String);
+/// Destination, article, rule, instrument, and the transformation (empty: sent whole).
+type RowKey = (String, String, String, String, String);
 
 /// What one allowed transfer adds to its row.
 struct Transfer {
@@ -136,6 +141,7 @@ impl Tally {
             destination: key.0,
             article: key.1,
             rule: key.2,
+            transformation: key.4,
             instrument: t.instrument,
             ..Row::default()
         });
@@ -160,6 +166,9 @@ impl Transfer {
                 d.instrument
                     .as_ref()
                     .map_or_else(String::new, instrument_key),
+                d.transform
+                    .as_ref()
+                    .map_or_else(String::new, crate::transform::Applied::header),
             ),
             instrument: d.instrument.clone(),
             origins: d.origins.clone(),
@@ -381,17 +390,38 @@ impl Report {
         for d in &self.verification.damage {
             let _ = writeln!(o, "- {d}");
         }
+        let (minimised, whole): (Vec<&Row>, Vec<&Row>) = self
+            .transfers
+            .iter()
+            .partition(|r| !r.transformation.is_empty());
         let _ = writeln!(o, "## Transfers\n");
-        if self.transfers.is_empty() {
+        if whole.is_empty() && minimised.is_empty() {
             let _ = writeln!(o, "No transfers to third countries in this period.\n");
-        } else {
+        }
+        for (title, rows) in [
+            ("", whole),
+            ("## Transfers minimised in transit\n", minimised),
+        ] {
+            if rows.is_empty() {
+                continue;
+            }
+            let _ = write!(o, "{title}");
+            let extra = if title.is_empty() {
+                ""
+            } else {
+                " Transformation |"
+            };
             let _ = writeln!(
                 o,
-                "| Destination | Legal basis | Instrument | Rule | Origins | Datasets | Data categories | Purposes | Organisations | Requests | Bytes |"
+                "| Destination | Legal basis | Instrument | Rule | Origins | Datasets | Data categories | Purposes | Organisations | Requests | Bytes |{extra}"
             );
-            let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---:|---:|");
-            for r in &self.transfers {
-                let _ = writeln!(
+            let _ = writeln!(
+                o,
+                "|---|---|---|---|---|---|---|---|---|---:|---:|{}",
+                if title.is_empty() { "" } else { "---|" }
+            );
+            for r in rows {
+                let _ = write!(
                     o,
                     "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     r.destination,
@@ -406,6 +436,10 @@ impl Report {
                     r.requests,
                     r.bytes
                 );
+                if !title.is_empty() {
+                    let _ = write!(o, " {} |", md(&r.transformation));
+                }
+                let _ = writeln!(o);
             }
             let _ = writeln!(o);
         }
@@ -465,25 +499,51 @@ impl Report {
             }
             o.push_str("</ul>");
         }
-        o.push_str("<h2>Transfers</h2><table><tr><th>Destination</th><th>Legal basis</th><th>Instrument</th><th>Rule</th><th>Origins</th><th>Datasets</th><th>Data categories</th><th>Purposes</th><th>Organisations</th><th>Requests</th><th>Bytes</th></tr>");
-        for r in &self.transfers {
+        for (title, minimised) in [
+            ("Transfers", false),
+            ("Transfers minimised in transit", true),
+        ] {
+            let rows: Vec<&Row> = self
+                .transfers
+                .iter()
+                .filter(|r| r.transformation.is_empty() != minimised)
+                .collect();
+            if minimised && rows.is_empty() {
+                continue;
+            }
             let _ = write!(
                 o,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-                esc(&r.destination),
-                esc(&r.article),
-                esc(&instrument_cell(r.instrument.as_ref())),
-                esc(&r.rule),
-                esc(&join(&r.origins)),
-                esc(&join(&r.datasets)),
-                esc(&join(&r.categories)),
-                esc(&join(&r.purposes)),
-                esc(&join(&r.organisations)),
-                r.requests,
-                r.bytes
+                "<h2>{title}</h2><table><tr><th>Destination</th><th>Legal basis</th><th>Instrument</th><th>Rule</th><th>Origins</th><th>Datasets</th><th>Data categories</th><th>Purposes</th><th>Organisations</th><th>Requests</th><th>Bytes</th>{}</tr>",
+                if minimised {
+                    "<th>Transformation</th>"
+                } else {
+                    ""
+                }
             );
+            for r in rows {
+                let _ = write!(
+                    o,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>",
+                    esc(&r.destination),
+                    esc(&r.article),
+                    esc(&instrument_cell(r.instrument.as_ref())),
+                    esc(&r.rule),
+                    esc(&join(&r.origins)),
+                    esc(&join(&r.datasets)),
+                    esc(&join(&r.categories)),
+                    esc(&join(&r.purposes)),
+                    esc(&join(&r.organisations)),
+                    r.requests,
+                    r.bytes
+                );
+                if minimised {
+                    let _ = write!(o, "<td>{}</td>", esc(&r.transformation));
+                }
+                o.push_str("</tr>");
+            }
+            o.push_str("</table>");
         }
-        o.push_str("</table><h2>Refusals</h2><table><tr><th>Destination</th><th>Rule</th><th>Article</th><th>Reason</th><th>Count</th></tr>");
+        o.push_str("<h2>Refusals</h2><table><tr><th>Destination</th><th>Rule</th><th>Article</th><th>Reason</th><th>Count</th></tr>");
         for r in &self.refusals {
             let _ = write!(
                 o,

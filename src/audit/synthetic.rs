@@ -231,6 +231,7 @@ fn decision(k: &Kind) -> Result<Template, String> {
     let authenticated = k.status != 401;
     let rec = DecisionRecord {
         credential: None,
+        transform: None,
         time: TIME.into(),
         request_id: ID.into(),
         caller: authenticated.then(|| Caller {
@@ -270,6 +271,7 @@ fn decision(k: &Kind) -> Result<Template, String> {
 
 fn completion() -> Result<Template, String> {
     let rec = CompletionRecord {
+        sent_sha256: None,
         time: TIME.into(),
         request_id: ID.into(),
         decision_seq: 999_999_999_999,

@@ -24,6 +24,7 @@ fn completion(n: u64) -> Record {
         outcome: Outcome::Complete,
         detail: None,
         recheck: None,
+        sent_sha256: None,
     })
 }
 
@@ -478,6 +479,7 @@ async fn a_decision_record_reads_back() {
         undeclared_recent: None,
         credential: None,
         instrument: None,
+        transform: None,
     }));
     let (_dir, path) = tmp();
     let log = AuditLog::open(&path, 8).unwrap();

@@ -93,6 +93,9 @@ struct EntryFile {
     /// Known content digests of the entry's files (`sha256:<hex>`).
     #[serde(default)]
     digests: Vec<Spanned<String>>,
+    /// The files' format and what each column holds (for transformations).
+    #[serde(default)]
+    schema: Option<super::schema::SchemaFile>,
 }
 
 #[derive(Deserialize)]
@@ -543,7 +546,16 @@ pub(super) fn build(path: &Path, text: &str) -> Result<Built, Diagnostics> {
                 Err(m) => errs.at(d, m),
             }
         }
+        let schema = e.schema.as_ref().and_then(|s| {
+            let mut why = Vec::new();
+            let built = s.build(&id, &mut why);
+            for m in why {
+                errs.line(line, m);
+            }
+            built.map(std::sync::Arc::new)
+        });
         entries.push(Entry {
+            schema,
             digests,
             id,
             kind: e.kind,

@@ -9,6 +9,7 @@
 mod file;
 mod lineage;
 pub mod path;
+pub mod schema;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -98,6 +99,8 @@ pub struct Entry {
     pub important_data: bool,
     /// Known content digests of the entry's files.
     pub digests: Vec<crate::lineage::digest::Sha256>,
+    /// The declared format and columns of the entry's files, if any.
+    pub schema: Option<std::sync::Arc<schema::Schema>>,
 }
 
 /// The entry a path resolved to, and the tags of every entry that matched it.

@@ -192,6 +192,7 @@ impl Config {
         for p in [
             &mut self.audit.checkpoint_key,
             &mut self.audit.checkpoint_export,
+            &mut self.transform.keys,
         ]
         .into_iter()
         .flatten()

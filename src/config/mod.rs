@@ -59,6 +59,23 @@ impl SecretRef {
     }
 }
 
+/// The `transform:` section: where pseudonymisation keys come from (a key file and the
+/// `BORDERGATE_PSEUDONYM_KEY_<REGION>` environment variables) and the patterns free text
+/// is redacted by (default: e-mail addresses, phone numbers, IBANs).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformConfig {
+    /// The key file (see [`crate::transform::keys`]).
+    #[serde(default)]
+    pub keys: Option<PathBuf>,
+    /// Redaction patterns; absent: the defaults.
+    #[serde(default)]
+    pub redact: Option<Vec<crate::transform::redact::Pattern>>,
+    /// Development only: create the key file with a random key per region when missing.
+    #[serde(default)]
+    pub generate_dev_keys: bool,
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -104,6 +121,9 @@ pub struct Config {
     /// many days.
     #[serde(default = "default_policy_horizon")]
     pub policy_horizon_days: u32,
+    /// Minimisation in transit: pseudonymisation keys and redaction patterns.
+    #[serde(default)]
+    pub transform: TransformConfig,
     /// Where this file was read from (set by [`Config::load`]).
     #[serde(skip)]
     pub source: PathBuf,

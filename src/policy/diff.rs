@@ -34,6 +34,13 @@ pub struct Change {
     pub old_rule: String,
     pub new_effect: Effect,
     pub new_rule: String,
+    /// The purpose asked (`analytics`; `training` where it decides differently).
+    pub purpose: &'static str,
+    /// The transformation each side requires (`identifier: pseudonymise, …`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old_transform: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_transform: Option<String>,
 }
 
 /// The result of a diff.
@@ -95,29 +102,48 @@ pub fn diff(
                     };
                     tags.origins.insert(origin);
                     tags.categories.insert(cat);
-                    let q = Query {
-                        tags: &tags,
-                        purpose: "analytics",
-                        importer: Some(GRID_ORG),
-                        destination: dest,
-                        direction: Direction::Download,
-                        date,
-                        volume: None,
-                    };
-                    report.combinations += 1;
-                    let a = old.decide(&q);
-                    let b = new.decide(&q);
-                    if a.effect != b.effect {
-                        report.changes.push(Change {
-                            origin,
+                    // Analytics, then training where it decides otherwise (the pack's
+                    // minimising rules are for training).
+                    let mut first = None;
+                    for purpose in ["analytics", "training"] {
+                        let q = Query {
+                            tags: &tags,
+                            purpose,
+                            importer: Some(GRID_ORG),
                             destination: dest,
-                            category: cat,
-                            mechanism: mech,
-                            old_effect: a.effect,
-                            old_rule: a.rule,
-                            new_effect: b.effect,
-                            new_rule: b.rule,
-                        });
+                            direction: Direction::Download,
+                            date,
+                            volume: None,
+                        };
+                        report.combinations += 1;
+                        let a = old.decide(&q);
+                        let b = new.decide(&q);
+                        let summary = |d: &crate::model::Decision| {
+                            d.transform
+                                .as_deref()
+                                .map(crate::transform::Requirement::summary)
+                        };
+                        let outcome = (a.effect, summary(&a), b.effect, summary(&b));
+                        let same_as_first = first.as_ref() == Some(&outcome);
+                        if first.is_none() {
+                            first = Some(outcome.clone());
+                        }
+                        let (ae, at, be, bt) = outcome;
+                        if (ae != be || at != bt) && !same_as_first {
+                            report.changes.push(Change {
+                                origin,
+                                destination: dest,
+                                category: cat,
+                                mechanism: mech,
+                                old_effect: ae,
+                                old_rule: a.rule,
+                                new_effect: be,
+                                new_rule: b.rule,
+                                purpose,
+                                old_transform: at,
+                                new_transform: bt,
+                            });
+                        }
                     }
                 }
             }
@@ -151,6 +177,15 @@ pub fn render(r: &Report) -> String {
             c.new_effect,
             c.new_rule
         );
+        if c.purpose != "analytics" || c.old_transform.is_some() || c.new_transform.is_some() {
+            let _ = writeln!(
+                s,
+                "      for {}: transform {} → {}",
+                c.purpose,
+                c.old_transform.as_deref().unwrap_or("none"),
+                c.new_transform.as_deref().unwrap_or("none")
+            );
+        }
     }
     s
 }

@@ -216,6 +216,15 @@ pub fn render(e: &Explanation) -> String {
         let _ = writeln!(s, "            {}", i.reference);
     }
     let _ = writeln!(s, "reason:   {}", d.reason);
+    if let Some(t) = d.transform.as_deref() {
+        let _ = writeln!(
+            s,
+            "transform: {} (required by `{}`, {}: the data leaves only so; columns by the dataset's schema)",
+            t.summary(),
+            d.rule,
+            d.article
+        );
+    }
     let _ = writeln!(s, "policy:   {}", d.policy_version);
     if let Some(v) = &e.volume {
         let _ = writeln!(s, "volume:   {}", v.description);

@@ -243,6 +243,8 @@ pub struct Rule {
     /// Applies only when the PIPL volume band after the transfer is one of these
     /// ([`volume::Band::bit`]).
     pub volume_bands: Option<u8>,
+    /// The transformation an allow rule requires before the data may leave.
+    pub transform: Option<Arc<crate::transform::Requirement>>,
 }
 
 impl Rule {

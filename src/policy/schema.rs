@@ -131,6 +131,10 @@ pub struct RuleSpec {
     /// PIPL volume bands (`exempt`, `contract`, `assessment`) the rule applies in.
     #[serde(default)]
     pub volume_bands: Option<Vec<S>>,
+    /// An allow rule's required transformation: a method for each kind of column
+    /// (`identifier: pseudonymise`, `special: drop`, …).
+    #[serde(default)]
+    pub transform: Option<Spanned<std::collections::BTreeMap<String, S>>>,
 }
 
 /// The transfer-mechanism registry.

@@ -176,6 +176,7 @@ pub fn audit_log(set: &PolicySet, scenarios: &[Scenario], n: usize, date: time::
             undeclared_recent: None,
             credential: None,
             instrument: d.instrument.clone(),
+            transform: None,
         }));
         let Ok(json) = serde_json::to_vec(&rec) else {
             continue;

@@ -63,6 +63,10 @@ struct CaseSpec {
     /// Expected instrument id of the decision (`none`: the decision names none).
     #[serde(default)]
     instrument: Option<String>,
+    /// Substring the required transformation must contain (`identifier: pseudonymise`;
+    /// `none`: the decision requires none).
+    #[serde(default)]
+    transform: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]
@@ -124,6 +128,8 @@ pub struct Case {
     pub article: Option<String>,
     pub reason: Option<String>,
     pub instrument: Option<String>,
+    /// Substring of the required transformation's summary (`none`: none required).
+    pub transform: Option<String>,
     /// Registry file the case runs against.
     pub registry: PathBuf,
 }
@@ -298,6 +304,7 @@ fn check_case(
         article: c.article.clone(),
         reason: c.reason.clone(),
         instrument: c.instrument.clone(),
+        transform: c.transform.clone(),
         registry: registry.to_path_buf(),
     })
 }
@@ -368,6 +375,15 @@ pub fn run(dir: &Path) -> Result<Report, Diagnostics> {
             let got = d.instrument.as_deref().map_or("none", |x| x.id.as_str());
             if i != got {
                 problems.push(format!("expected instrument `{i}`, got `{got}`"));
+            }
+        }
+        if let Some(t) = &c.transform {
+            let got = d
+                .transform
+                .as_deref()
+                .map_or_else(|| "none".to_string(), |x| x.summary());
+            if !(got == *t || (t != "none" && got.contains(t.as_str()))) {
+                problems.push(format!("expected transformation `{t}`, got `{got}`"));
             }
         }
         if problems.is_empty() {

@@ -45,6 +45,11 @@ pub struct Change {
     pub new_effect: Effect,
     pub new_rule: String,
     pub new_reason: String,
+    /// The recorded transfer left minimised.
+    pub old_minimised: bool,
+    /// The transformation the new set requires (`identifier: pseudonymise, …`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_transform: Option<String>,
 }
 
 /// The result of a replay.
@@ -62,6 +67,8 @@ pub struct Report {
     pub changed: u64,
     pub allow_to_deny: u64,
     pub deny_to_allow: u64,
+    /// Allowed both ways, but sent whole one way and minimised the other.
+    pub minimisation: u64,
     pub by_org: BTreeMap<String, u64>,
     pub by_dataset: BTreeMap<String, u64>,
     pub by_destination: BTreeMap<String, u64>,
@@ -78,6 +85,7 @@ impl Report {
         self.changed += o.changed;
         self.allow_to_deny += o.allow_to_deny;
         self.deny_to_allow += o.deny_to_allow;
+        self.minimisation += o.minimisation;
         for (a, b) in [
             (&mut self.by_org, o.by_org),
             (&mut self.by_dataset, o.by_dataset),
@@ -109,6 +117,17 @@ struct Key<'r> {
 }
 
 /// A key kept in the cache, and the decision it gives: (effect, rule, reason).
+/// Effect, rule, reason and the transformation required (its summary), of one decision.
+type Decided = (Effect, String, String, Option<String>);
+
+fn decided(d: crate::model::Decision) -> Decided {
+    let t = d
+        .transform
+        .as_deref()
+        .map(crate::transform::Requirement::summary);
+    (d.effect, d.rule, d.reason, t)
+}
+
 struct Cached {
     origins: Vec<Country>,
     categories: Vec<Category>,
@@ -119,7 +138,7 @@ struct Cached {
     destination: Country,
     upload: bool,
     date: time::Date,
-    decided: (Effect, String, String),
+    decided: Decided,
 }
 
 fn owned(v: &[Cow<'_, str>]) -> Vec<Cow<'static, str>> {
@@ -127,7 +146,7 @@ fn owned(v: &[Cow<'_, str>]) -> Vec<Cow<'static, str>> {
 }
 
 impl Cached {
-    fn new(k: Key<'_>, decided: (Effect, String, String)) -> Cached {
+    fn new(k: Key<'_>, decided: Decided) -> Cached {
         Cached {
             origins: k.origins.to_vec(),
             categories: k.categories.to_vec(),
@@ -239,7 +258,7 @@ impl Worker<'_> {
         self.report.replayed += 1;
         let withdrawn = withdrawal.filter(|w| w.date <= date);
         let own;
-        let (effect, rule, reason) = match withdrawn {
+        let (effect, rule, reason, transform) = match withdrawn {
             // Decided on its own: the withdrawal is of this dataset, not of the key.
             Some(w) => {
                 let t = crate::transfer::Transfer::of_tags(
@@ -251,7 +270,7 @@ impl Worker<'_> {
                 )
                 .withdrawn(Some(w.clone()));
                 let d = t.decide(self.set, date, None);
-                own = (d.effect, d.rule, d.reason);
+                own = decided(d);
                 &own
             }
             None => {
@@ -268,19 +287,25 @@ impl Worker<'_> {
                             key.purpose,
                         );
                         let d = t.decide(self.set, date, None);
-                        bucket.push(Cached::new(key, (d.effect, d.rule, d.reason)));
+                        bucket.push(Cached::new(key, decided(d)));
                         bucket.len() - 1
                     }
                 };
                 &bucket[at].decided
             }
         };
-        if *effect == rec.decision {
+        // A transfer sent whole that would now leave minimised (or the reverse) changes too.
+        let was_minimised = rec.transform.is_some();
+        if *effect == rec.decision
+            && (*effect == Effect::Deny || was_minimised == transform.is_some())
+        {
             return;
         }
         let r = &mut self.report;
         r.changed += 1;
-        if *effect == Effect::Deny {
+        if *effect == rec.decision {
+            r.minimisation += 1;
+        } else if *effect == Effect::Deny {
             r.allow_to_deny += 1;
         } else {
             r.deny_to_allow += 1;
@@ -304,6 +329,8 @@ impl Worker<'_> {
                 new_effect: *effect,
                 new_rule: rule.clone(),
                 new_reason: reason.clone(),
+                old_minimised: was_minimised,
+                new_transform: transform.clone(),
             });
         }
     }
@@ -392,11 +419,19 @@ pub fn render(r: &Report) -> String {
         "{} line(s), {} decision(s) replayed, {} skipped (not policy decisions), {} malformed",
         r.lines, r.replayed, r.skipped, r.malformed
     );
-    let _ = writeln!(
+    let _ = write!(
         s,
         "{} would change: {} allow → deny, {} deny → allow",
         r.changed, r.allow_to_deny, r.deny_to_allow
     );
+    if r.minimisation > 0 {
+        let _ = write!(
+            s,
+            ", {} allowed both ways but sent whole ↔ minimised",
+            r.minimisation
+        );
+    }
+    let _ = writeln!(s);
     for (title, m) in [
         ("organisation", &r.by_org),
         ("dataset", &r.by_dataset),
@@ -429,6 +464,20 @@ pub fn render(r: &Report) -> String {
                 c.new_effect,
                 c.new_rule
             );
+            if c.old_minimised || c.new_transform.is_some() {
+                let _ = writeln!(
+                    s,
+                    "      sent {} → {}",
+                    if c.old_minimised {
+                        "minimised"
+                    } else {
+                        "whole"
+                    },
+                    c.new_transform
+                        .as_deref()
+                        .map_or_else(|| "whole".to_string(), |t| format!("minimised ({t})"))
+                );
+            }
         }
     }
     s

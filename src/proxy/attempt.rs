@@ -48,6 +48,8 @@ pub(super) struct Attempt {
     pub s3: bool,
     /// The credential other than a bearer token that authenticated the caller.
     pub credential: Option<String>,
+    /// What is done to the data before it leaves, for the decision record.
+    pub transform: Option<crate::transform::Applied>,
 }
 
 impl Attempt {
@@ -71,6 +73,7 @@ impl Attempt {
             decided: Decided::None,
             s3: crate::s3::verify::is_s3(parts),
             credential: None,
+            transform: None,
         }
     }
 
@@ -159,6 +162,7 @@ impl Attempt {
             undeclared_recent: t.and_then(|t| t.unaccounted.clone()),
             instrument,
             credential: self.credential.clone(),
+            transform: self.transform.clone(),
         }))
     }
 }

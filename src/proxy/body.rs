@@ -142,6 +142,8 @@ pub struct Completion {
     started: Instant,
     bytes_in: Arc<AtomicU64>,
     recheck: Option<Recheck>,
+    /// The digest of the bytes sent, when it is recorded (transformed transfers).
+    sent: Option<aws_lc_rs::digest::Context>,
     done: bool,
 }
 
@@ -161,7 +163,19 @@ impl Completion {
             started,
             bytes_in,
             recheck: None,
+            sent: None,
             done: false,
+        }
+    }
+
+    /// Records the SHA-256 of the bytes sent in the completion record.
+    pub fn hash_sent(&mut self) {
+        self.sent = Some(aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256));
+    }
+
+    fn sent(&mut self, data: &[u8]) {
+        if let Some(c) = &mut self.sent {
+            c.update(data);
         }
     }
 
@@ -193,6 +207,10 @@ impl Completion {
             outcome,
             detail,
             recheck: self.recheck.take(),
+            sent_sha256: self
+                .sent
+                .take()
+                .map(|c| format!("sha256:{}", hex::encode(c.finish().as_ref()))),
         };
         self.audit.append_nowait(Record::Completion(rec));
     }
@@ -237,6 +255,7 @@ impl Hook for Meter {
     fn on_frame(&mut self, frame: &Frame<Bytes>) -> Result<(), BoxError> {
         if let Some(d) = frame.data_ref() {
             self.bytes += d.len() as u64;
+            self.completion.sent(d);
         }
         Ok(())
     }

@@ -24,6 +24,7 @@ mod revalidate;
 mod s3api;
 pub mod server;
 pub mod sigv4;
+mod transform;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -82,6 +83,8 @@ struct Decided<'s> {
     at: time::OffsetDateTime,
     /// The digest an upload's body must have.
     body_digest: Option<crate::lineage::digest::Sha256>,
+    /// The transformation the data gets before it leaves (an allow that requires one).
+    plan: Option<crate::transform::Plan>,
 }
 
 /// True when the gateway, not the upstream, evaluates the request's conditions: a GET or
@@ -297,12 +300,21 @@ impl Gateway {
         if !decision.is_allow() && a.enforce {
             return Err(Problem::from(&decision));
         }
+        let plan = match &decision.transform {
+            Some(req) if decision.is_allow() && a.direction == Direction::Download => {
+                let p = transform::plan(snap, t, &path.decoded, req, &parts.headers, &decision)?;
+                a.transform = Some(p.applied());
+                Some(p)
+            }
+            _ => None,
+        };
         Ok(Decided {
             path,
             routed,
             decision,
             at,
             body_digest,
+            plan,
         })
     }
 
@@ -357,7 +369,7 @@ impl Gateway {
         snap: &Arc<Snapshot>,
         a: &mut Attempt,
         d: Decided<'_>,
-        parts: Parts,
+        mut parts: Parts,
         body: B,
         peer: SocketAddr,
         proto: &'static str,
@@ -387,6 +399,10 @@ impl Gateway {
 
         // Forward.
         let up = d.routed.upstream;
+        if d.plan.is_some() {
+            transform::strip_conditions(&mut parts.headers);
+            completion.hash_sent();
+        }
         let mismatch = Arc::new(std::sync::OnceLock::new());
         let content = Arc::new(std::sync::OnceLock::new());
         let f = forward::Forward {
@@ -477,6 +493,26 @@ impl Gateway {
         // The conditions the upstream was not asked, on the answer that was decided.
         if revalidated(up, &parts.method) {
             resp = revalidate::answer(&parts.headers, resp, &a.request_id, a.is_head());
+        }
+        // Transform: the whole file, minimised, before its first byte leaves.
+        if let Some(plan) = &d.plan {
+            let origin = transform::Origin {
+                snap: snap.clone(),
+                upstream: d.routed.route.upstream,
+                decoded: d.path.decoded.clone(),
+                path_and_query: d.routed.path_and_query.clone(),
+            };
+            resp = match transform::apply(plan, resp, a.is_head(), origin).await {
+                Ok(r) => r,
+                Err(ended) => {
+                    tracing::warn!(request_id = %a.request_id, upstream = %up.name, error = %ended.detail, "not transformed; refusing");
+                    let mut r = ended.answer(completion, &a.request_id, a.is_head());
+                    if let Some(v) = receipt_h {
+                        r.headers_mut().insert("audit-receipt", v);
+                    }
+                    return r;
+                }
+            };
         }
         completion.set_status(resp.status().as_u16());
         self.served(snap, a, &resp, &decision, d.at);

@@ -641,6 +641,7 @@ impl Transfer {
             policy_version: policies.version.clone(),
             bases: Vec::new(),
             instrument: policies.instrument(rules::INSTRUMENT).cloned(),
+            transform: None,
         };
         if let Some(w) = self.withdrawn_on(date) {
             return Some(deny(

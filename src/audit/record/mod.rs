@@ -67,6 +67,10 @@ pub struct DecisionRecord {
     /// access key (`s3:BGK…`); written only then.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credential: Option<String>,
+    /// A transformed transfer's columns by method and the pseudonymisation key's id (never
+    /// the key); written only when the data is transformed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transform: Option<crate::transform::Applied>,
 }
 
 /// How a forwarded transfer ended.
@@ -131,6 +135,10 @@ pub struct CompletionRecord {
     /// The decision taken on the upstream's answer; written only when one was taken.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recheck: Option<Recheck>,
+    /// SHA-256 of the bytes sent to the client (`sha256:<hex>`); written for transformed
+    /// transfers, whose bytes exist nowhere else.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent_sha256: Option<String>,
 }
 
 /// Something the gateway records about itself.

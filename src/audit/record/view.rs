@@ -129,6 +129,9 @@ pub struct DecisionView<'a> {
     /// The instrument the deciding rule rests on (logs of older versions have none).
     #[serde(default)]
     pub instrument: Option<crate::model::Instrument>,
+    /// What was done to the data before it left, when it was transformed.
+    #[serde(default)]
+    pub transform: Option<crate::transform::Applied>,
     /// The replica that wrote the record (logs of older versions have none).
     #[serde(borrow, default, deserialize_with = "opt_text")]
     pub replica: Option<Cow<'a, str>>,
@@ -434,6 +437,7 @@ mod tests {
                 reference: "OJ L 119, 4.5.2016, p. 1".into(),
                 module: None,
             })),
+            transform: None,
         }
     }
 
@@ -512,6 +516,7 @@ mod tests {
             outcome: Outcome::Complete,
             detail: None,
             recheck: None,
+            sent_sha256: None,
         };
         let l = line(&Record::Completion(done.clone()));
         assert!(!String::from_utf8(l.clone()).unwrap().contains("recheck"));

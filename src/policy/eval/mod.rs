@@ -223,6 +223,7 @@ impl PolicySet {
                 policy_version: self.version.clone(),
                 bases: Vec::new(),
                 instrument: p_rule.and_then(|p| p.instrument.clone()),
+                transform: None,
             };
         }
         step(
@@ -255,6 +256,7 @@ impl PolicySet {
                 policy_version: self.version.clone(),
                 bases: Vec::new(),
                 instrument: None,
+                transform: None,
             };
         }
 
@@ -288,6 +290,7 @@ impl PolicySet {
                 policy_version: self.version.clone(),
                 bases,
                 instrument: v.instrument(),
+                transform: None,
             };
         }
         if let Some(d) = self.overlay_verdict(&ctx, &mut trace, &bases) {
@@ -301,6 +304,19 @@ impl PolicySet {
             }
             reason.push_str(&self.render_verdict(v, &ctx));
         }
+        // Every origin's required transformation, the stronger method where two differ.
+        let transform = verdicts
+            .iter()
+            .filter_map(|v| match &v.hit {
+                Hit::Rule(rule, _) => rule.transform.as_deref(),
+                _ => None,
+            })
+            .fold(None, |acc: Option<crate::transform::Requirement>, t| {
+                let mut acc = acc.unwrap_or_default();
+                acc.merge(t);
+                Some(acc)
+            })
+            .map(Arc::new);
         Decision {
             effect: Effect::Allow,
             ground: None,
@@ -310,6 +326,7 @@ impl PolicySet {
             policy_version: self.version.clone(),
             bases,
             instrument: verdicts[0].instrument(),
+            transform,
         }
     }
 

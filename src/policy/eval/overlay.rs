@@ -62,6 +62,7 @@ impl PolicySet {
                     policy_version: self.version.clone(),
                     bases: bases.to_vec(),
                     instrument: None,
+                    transform: None,
                 });
             }
         }

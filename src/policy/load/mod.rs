@@ -541,7 +541,12 @@ fn compile_rule(sink: &mut Sink<'_>, r: &RuleSpec, ids: &mut Vec<(String, usize)
             format!("deny rule `{id}` cannot require a mechanism or a derogation"),
         );
     }
+    let transform = r
+        .transform
+        .as_ref()
+        .and_then(|t| compile_transform(sink, id, r.effect, t));
     Rule {
+        transform,
         id: id.as_str().into(),
         effect: r.effect,
         article,
@@ -559,6 +564,64 @@ fn compile_rule(sink: &mut Sink<'_>, r: &RuleSpec, ids: &mut Vec<(String, usize)
         mechanism_concluded_before,
         volume_bands,
     }
+}
+
+/// A rule's `transform:` map, checked: an allow rule, known kinds (not `non-personal`) and
+/// methods.
+fn compile_transform(
+    sink: &mut Sink<'_>,
+    id: &str,
+    effect: Effect,
+    t: &Spanned<std::collections::BTreeMap<String, crate::policy::schema::S>>,
+) -> Option<Arc<crate::transform::Requirement>> {
+    use crate::catalog::schema::ColumnKind;
+    use crate::transform::Method;
+    if effect != Effect::Allow {
+        sink.at(
+            t,
+            format!("deny rule `{id}` cannot require a transformation"),
+        );
+        return None;
+    }
+    if t.value.is_empty() {
+        sink.at(t, format!("rule `{id}` has an empty `transform`"));
+        return None;
+    }
+    let mut methods = Vec::new();
+    for (kind, method) in &t.value {
+        let k = match ColumnKind::parse(kind) {
+            Some(ColumnKind::NonPersonal) | None => {
+                sink.at(
+                    method,
+                    format!(
+                        "unknown column kind `{}` in the transform of rule `{id}` (known: identifier, quasi-identifier, special, free-text)",
+                        kind.escape_default()
+                    ),
+                );
+                continue;
+            }
+            Some(k) => k,
+        };
+        let m = match method.value.as_str() {
+            "drop" => Method::Drop,
+            "pseudonymise" => Method::Pseudonymise,
+            "generalise" => Method::Generalise,
+            "redact" => Method::Redact,
+            other => {
+                sink.at(
+                    method,
+                    format!(
+                        "unknown transformation `{}` (known: drop, pseudonymise, generalise, redact)",
+                        other.escape_default()
+                    ),
+                );
+                continue;
+            }
+        };
+        methods.push((k, m));
+    }
+    methods.sort();
+    Some(Arc::new(crate::transform::Requirement { methods }))
 }
 
 fn fixed(

@@ -1,0 +1,301 @@
+//! The keyed hash pseudonyms come from (HMAC-SHA-256), and the pseudonymisation keys of
+//! each origin region, rotated by id. `audit report --pseudonymise` uses the same hash.
+//!
+//! A key file (`transform.keys` in the gateway config) is YAML:
+//!
+//! ```yaml
+//! regions:
+//!   eu:
+//!     current: eu-2026-02        # the key new transfers use
+//!     keys:
+//!       eu-2026-01: 8f0c…        # hex, at least 16 bytes; kept to name old pseudonyms
+//!       eu-2026-02: 51aa…
+//! ```
+//!
+//! A key may instead come from the environment: `BORDERGATE_PSEUDONYM_KEY_EU=eu-2026-02:51aa…`
+//! (region in upper case) adds that key to region `eu` and makes it current.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use aws_lc_rs::hmac;
+use serde::Deserialize;
+
+/// Shortest key accepted.
+pub const MIN_KEY_BYTES: usize = 16;
+
+/// Prefix of the environment variables keys are read from.
+pub const ENV_PREFIX: &str = "BORDERGATE_PSEUDONYM_KEY_";
+
+/// `HMAC-SHA-256(key, value)` truncated to 8 bytes, written `p-<16 hex digits>`: stable
+/// for one key, so rows of one person still join; unrelated across keys.
+#[derive(Clone)]
+pub struct KeyedHash {
+    key: hmac::Key,
+}
+
+impl std::fmt::Debug for KeyedHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyedHash(…)")
+    }
+}
+
+impl KeyedHash {
+    pub fn new(secret: &[u8]) -> Result<KeyedHash, String> {
+        if secret.len() < MIN_KEY_BYTES {
+            return Err(format!(
+                "a pseudonymisation key needs at least {MIN_KEY_BYTES} bytes"
+            ));
+        }
+        Ok(KeyedHash {
+            key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+        })
+    }
+
+    /// The pseudonym of `value`.
+    pub fn pseudonym(&self, value: &str) -> String {
+        let mut s = String::with_capacity(18);
+        self.pseudonym_into(value, &mut s);
+        s
+    }
+
+    /// Appends the pseudonym of `value` to `out`.
+    pub fn pseudonym_into(&self, value: &str, out: &mut String) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let tag = hmac::sign(&self.key, value.as_bytes());
+        out.push_str("p-");
+        for b in tag.as_ref().iter().take(8) {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+    }
+}
+
+/// One pseudonymisation key: its id (recorded) and its hash (never written anywhere).
+#[derive(Debug)]
+pub struct Key {
+    pub id: String,
+    pub hash: KeyedHash,
+}
+
+#[derive(Debug, Default)]
+struct Region {
+    current: Option<String>,
+    keys: BTreeMap<String, Arc<Key>>,
+}
+
+/// The keys of every origin region.
+#[derive(Debug, Default)]
+pub struct Keyring {
+    regions: BTreeMap<String, Region>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyFile {
+    regions: BTreeMap<String, RegionFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegionFile {
+    current: String,
+    keys: BTreeMap<String, String>,
+}
+
+fn key(id: &str, hex_secret: &str) -> Result<Arc<Key>, String> {
+    let secret =
+        hex::decode(hex_secret.trim()).map_err(|_| format!("key `{id}` is not hexadecimal"))?;
+    let hash = KeyedHash::new(&secret).map_err(|e| format!("key `{id}`: {e}"))?;
+    Ok(Arc::new(Key {
+        id: id.to_string(),
+        hash,
+    }))
+}
+
+impl Keyring {
+    /// Reads the key file (if any), then the environment's keys.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Keyring, Vec<String>> {
+        let mut ring = Keyring::default();
+        let mut errs = Vec::new();
+        if let Some(path) = file {
+            match crate::config::load_yaml::<KeyFile>(path) {
+                Err(d) => errs.push(d.to_string()),
+                Ok(f) => {
+                    for (name, r) in f.regions {
+                        let mut region = Region::default();
+                        for (id, hex) in &r.keys {
+                            match key(id, hex) {
+                                Ok(k) => {
+                                    region.keys.insert(id.clone(), k);
+                                }
+                                Err(m) => errs.push(format!("`{}`: {m}", path.display())),
+                            }
+                        }
+                        if !r.keys.contains_key(&r.current) {
+                            errs.push(format!(
+                                "`{}`: the current key `{}` of region `{name}` is not among its keys",
+                                path.display(),
+                                r.current
+                            ));
+                        }
+                        region.current = Some(r.current);
+                        ring.regions.insert(name, region);
+                    }
+                }
+            }
+        }
+        for (var, value) in env {
+            let Some(region) = var.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let region = region.to_ascii_lowercase();
+            let Some((id, hex)) = value.split_once(':') else {
+                errs.push(format!("`{var}` must be `<key id>:<hex key>`"));
+                continue;
+            };
+            match key(id, hex) {
+                Ok(k) => {
+                    let r = ring.regions.entry(region).or_default();
+                    r.keys.insert(id.to_string(), k);
+                    r.current = Some(id.to_string());
+                }
+                Err(m) => errs.push(format!("`{var}`: {m}")),
+            }
+        }
+        if errs.is_empty() { Ok(ring) } else { Err(errs) }
+    }
+
+    /// A keyring of the given `(region, id, secret)` keys, the last of a region current.
+    pub fn of(keys: &[(&str, &str, &[u8])]) -> Result<Keyring, String> {
+        let mut ring = Keyring::default();
+        for (region, id, secret) in keys {
+            let r = ring.regions.entry((*region).to_string()).or_default();
+            r.keys.insert(
+                (*id).to_string(),
+                Arc::new(Key {
+                    id: (*id).to_string(),
+                    hash: KeyedHash::new(secret)?,
+                }),
+            );
+            r.current = Some((*id).to_string());
+        }
+        Ok(ring)
+    }
+
+    /// The key region `region` pseudonymises with now.
+    pub fn current(&self, region: &str) -> Option<Arc<Key>> {
+        let r = self.regions.get(region)?;
+        r.keys.get(r.current.as_deref()?).cloned()
+    }
+
+    /// A key of `region` by id (an old one, to recompute a pseudonym it made).
+    pub fn get(&self, region: &str, id: &str) -> Option<Arc<Key>> {
+        self.regions.get(region)?.keys.get(id).cloned()
+    }
+
+    /// Regions and their current key ids, for `check`.
+    pub fn summary(&self) -> Vec<(String, Option<String>, usize)> {
+        self.regions
+            .iter()
+            .map(|(n, r)| (n.clone(), r.current.clone(), r.keys.len()))
+            .collect()
+    }
+}
+
+/// Regions a development key file holds a key for (the pack's regimes).
+const DEV_REGIONS: &[&str] = &[
+    "eu", "uk", "ch", "us", "in", "br", "ca", "jp", "kr", "sg", "cn",
+];
+
+/// Creates a key file with a random key per region at `path` unless one is there.
+pub fn ensure_dev_keys(path: &Path) -> Result<bool, String> {
+    if path.exists() {
+        return Ok(false);
+    }
+    let shown = path.display();
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create `{shown}`: {e}"))?;
+    }
+    let mut text = String::from(
+        "# Development pseudonymisation keys, created on first run; never commit them.\nregions:\n",
+    );
+    for r in DEV_REGIONS {
+        let mut raw = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut raw).map_err(|_| "no system randomness".to_string())?;
+        text.push_str(&format!(
+            "  {r}:\n    current: {r}-dev-1\n    keys:\n      {r}-dev-1: {}\n",
+            hex::encode(raw)
+        ));
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    use std::io::Write;
+    match opts.open(path) {
+        Ok(mut f) => f
+            .write_all(text.as_bytes())
+            .map(|()| true)
+            .map_err(|e| format!("cannot write `{shown}`: {e}")),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(format!("cannot create `{shown}`: {e}")),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyed_hash_is_stable_per_key() {
+        let a = KeyedHash::new(&[7; 32]).unwrap();
+        let b = KeyedHash::new(&[8; 32]).unwrap();
+        assert_eq!(a.pseudonym("alice"), a.pseudonym("alice"));
+        assert_ne!(a.pseudonym("alice"), b.pseudonym("alice"));
+        assert_eq!(a.pseudonym("alice").len(), 18);
+        assert!(KeyedHash::new(b"short").is_err());
+    }
+
+    #[test]
+    fn keys_rotate_by_id_and_env_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("keys.yaml");
+        std::fs::write(
+            &p,
+            format!(
+                "regions:\n  eu:\n    current: eu-2\n    keys:\n      eu-1: {}\n      eu-2: {}\n",
+                "11".repeat(16),
+                "22".repeat(16)
+            ),
+        )
+        .unwrap();
+        let ring = Keyring::load(Some(&p), Vec::new()).unwrap();
+        assert_eq!(ring.current("eu").unwrap().id, "eu-2");
+        assert!(ring.get("eu", "eu-1").is_some());
+        assert!(ring.current("uk").is_none());
+        let env = vec![(
+            "BORDERGATE_PSEUDONYM_KEY_UK".to_string(),
+            format!("uk-1:{}", "33".repeat(16)),
+        )];
+        let ring = Keyring::load(Some(&p), env).unwrap();
+        assert_eq!(ring.current("uk").unwrap().id, "uk-1");
+        std::fs::write(
+            &p,
+            "regions:\n  eu:\n    current: nope\n    keys:\n      eu-1: 11\n",
+        )
+        .unwrap();
+        let errs = Keyring::load(Some(&p), Vec::new()).unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+    }
+}

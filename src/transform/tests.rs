@@ -1,0 +1,198 @@
+//! Unit tests of the plan and the CSV and JSON Lines transformers.
+
+use std::sync::Arc;
+
+use super::tabular::{Csv, JsonLines, TransformError, Transformer};
+use super::*;
+use crate::catalog::schema::{Column, ColumnKind as K, Format, Granularity, Schema};
+
+fn schema(format: Option<Format>) -> Arc<Schema> {
+    let col = |name: &str, kind, generalise| Column {
+        name: name.into(),
+        kind,
+        category: None,
+        generalise,
+    };
+    Arc::new(Schema {
+        format,
+        columns: vec![
+            col("id", K::Identifier, None),
+            col("email", K::Identifier, None),
+            col("birth", K::QuasiIdentifier, Some(Granularity::Year)),
+            col("zip", K::QuasiIdentifier, Some(Granularity::Prefix(2))),
+            col("age", K::QuasiIdentifier, Some(Granularity::Band(10))),
+            col("diagnosis", K::Special, None),
+            col("note", K::FreeText, None),
+            col("label", K::NonPersonal, None),
+        ],
+    })
+}
+
+fn requirement() -> Requirement {
+    Requirement {
+        methods: vec![
+            (K::Identifier, Method::Pseudonymise),
+            (K::QuasiIdentifier, Method::Generalise),
+            (K::Special, Method::Drop),
+            (K::FreeText, Method::Redact),
+        ],
+    }
+}
+
+fn plan(secret: u8, format: Option<Format>, path: &str) -> Plan {
+    let ring = Keyring::of(&[("eu", "eu-test", &[secret; 32])]).unwrap();
+    Plan::new(
+        &requirement(),
+        Some(&schema(format)),
+        path,
+        &ring,
+        "eu",
+        &Arc::new(Redactor::standard()),
+    )
+    .unwrap()
+}
+
+const CSV: &str = "id,email,birth,zip,age,diagnosis,note,label\r\n\
+C1,a@example.invalid,1980-04-02,20095,37,flu,\"mail me at a@example.invalid, thanks\",ok\r\n\
+C2,b@example.invalid,1999-12-31,80331,61,asthma,fine,bad\n";
+
+fn run(t: &mut dyn Transformer, input: &[u8], step: usize) -> Result<String, TransformError> {
+    let mut out = Vec::new();
+    for c in input.chunks(step) {
+        t.feed(c, &mut out)?;
+    }
+    t.finish(&mut out)?;
+    Ok(String::from_utf8(out).unwrap())
+}
+
+#[test]
+fn csv_is_transformed_whatever_the_chunking() {
+    let whole = run(
+        &mut Csv::new(plan(1, None, "/x.csv")),
+        CSV.as_bytes(),
+        1 << 20,
+    )
+    .unwrap();
+    for step in [1, 3, 17] {
+        let got = run(&mut Csv::new(plan(1, None, "/x.csv")), CSV.as_bytes(), step).unwrap();
+        assert_eq!(got, whole, "chunks of {step}");
+    }
+    let lines: Vec<&str> = whole.lines().collect();
+    assert_eq!(lines[0], "id,email,birth,zip,age,note,label");
+    let first: Vec<&str> = lines[1].split(',').collect();
+    assert!(
+        first[0].starts_with("p-") && first[1].starts_with("p-"),
+        "{whole}"
+    );
+    assert_eq!(&first[2..5], ["1980", "20", "30-39"]);
+    assert!(!whole.contains("example.invalid") && !whole.contains("flu") && !whole.contains("C1"));
+    assert!(whole.contains("[redacted]"), "{whole}");
+    let other = run(&mut Csv::new(plan(2, None, "/x.csv")), CSV.as_bytes(), 64).unwrap();
+    assert_ne!(other.lines().nth(1), whole.lines().nth(1));
+}
+
+#[test]
+fn csv_header_and_width_are_checked() {
+    let bad = CSV.replacen("zip", "postcode", 1);
+    let e = run(&mut Csv::new(plan(1, None, "/x.csv")), bad.as_bytes(), 7).unwrap_err();
+    assert!(matches!(e, TransformError::SchemaMismatch(_)), "{e}");
+    let short = format!("{}C3,x\n", CSV);
+    let e = run(&mut Csv::new(plan(1, None, "/x.csv")), short.as_bytes(), 7).unwrap_err();
+    assert!(matches!(e, TransformError::SchemaMismatch(_)), "{e}");
+    let e = run(&mut Csv::new(plan(1, None, "/x.csv")), b"", 7).unwrap_err();
+    assert!(matches!(e, TransformError::SchemaMismatch(_)), "{e}");
+}
+
+#[test]
+fn json_lines_are_transformed_and_unknown_fields_refused() {
+    let input = "{\"id\":\"C1\",\"email\":\"a@example.invalid\",\"birth\":\"1980-04-02\",\"zip\":\"20095\",\"age\":37,\"diagnosis\":\"flu\",\"note\":\"call +49 40 1234567\",\"label\":\"ok\"}\n\n{\"id\":\"C2\",\"age\":null}";
+    let got = run(
+        &mut JsonLines::new(plan(1, None, "/x.jsonl")),
+        input.as_bytes(),
+        5,
+    )
+    .unwrap();
+    let rows: Vec<serde_json::Value> = got
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["age"], "30-39");
+    assert_eq!(rows[0]["birth"], "1980");
+    assert!(rows[0].get("diagnosis").is_none());
+    assert!(rows[0]["id"].as_str().unwrap().starts_with("p-"));
+    assert!(!got.contains("1234567") && !got.contains("C1"), "{got}");
+    assert_eq!(rows[1]["age"], serde_json::Value::Null);
+    let e = run(
+        &mut JsonLines::new(plan(1, None, "/x.jsonl")),
+        b"{\"secret\":1}\n",
+        5,
+    )
+    .unwrap_err();
+    assert!(matches!(e, TransformError::SchemaMismatch(_)), "{e}");
+}
+
+#[test]
+fn requirements_merge_to_the_stronger_method() {
+    let mut a = Requirement {
+        methods: vec![(K::Identifier, Method::Pseudonymise)],
+    };
+    a.merge(&Requirement {
+        methods: vec![(K::Identifier, Method::Drop), (K::FreeText, Method::Redact)],
+    });
+    assert_eq!(a.method(K::Identifier), Some(Method::Drop));
+    assert_eq!(a.summary(), "identifier: drop, free-text: redact");
+}
+
+#[test]
+fn plans_fail_closed() {
+    let ring = Keyring::default();
+    let r = Arc::new(Redactor::standard());
+    let e = Plan::new(&requirement(), None, "/x.csv", &ring, "eu", &r).unwrap_err();
+    assert!(matches!(e, PlanError::NoSchema(_)));
+    let e = Plan::new(
+        &requirement(),
+        Some(&schema(None)),
+        "/x.bin",
+        &ring,
+        "eu",
+        &r,
+    )
+    .unwrap_err();
+    assert!(matches!(e, PlanError::UnknownFormat(_)));
+    let e = Plan::new(
+        &requirement(),
+        Some(&schema(None)),
+        "/x.csv",
+        &ring,
+        "eu",
+        &r,
+    )
+    .unwrap_err();
+    assert_eq!(e, PlanError::NoKey("eu".into()));
+    let p = plan(1, Some(Format::Csv), "/x.bin");
+    assert_eq!(p.format, Format::Csv);
+    assert_eq!(
+        p.header(),
+        "drop=diagnosis; pseudonymise=id,email; generalise=birth:year,zip:prefix:2,age:band:10; redact=note; key=eu-test"
+    );
+    assert_ne!(p.etag(Some("\"abc\"")), "\"abc\"");
+    assert_eq!(
+        p.etag(Some("\"abc\"")),
+        plan(1, None, "/x.csv").etag(Some("\"abc\""))
+    );
+}
+
+#[test]
+fn generalisation_leaves_out_what_it_cannot_coarsen() {
+    let g = |gr, v: &str| {
+        let mut s = String::new();
+        generalise(gr, v, &mut s);
+        s
+    };
+    assert_eq!(g(Granularity::Month, "2024-02-08"), "2024-02");
+    assert_eq!(g(Granularity::Year, "08.02.2024"), "");
+    assert_eq!(g(Granularity::Band(10), "-3"), "-10--1");
+    assert_eq!(g(Granularity::Band(5), "n/a"), "");
+    assert_eq!(g(Granularity::Prefix(3), "Köln-1"), "Köl");
+}
