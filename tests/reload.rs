@@ -221,8 +221,10 @@ async fn a_policy_change_takes_effect_and_an_invalid_one_is_refused() {
         "  - { name: no DPF decision, to: US, org: dpf-us, expect: deny, rule: eu.chapter-v.no-basis }",
     );
     replace("tests/eu.yaml", no_dpf.replace(", reason: as a whole", ""));
-    // The dated history cases replay the removed decisions too: set them aside.
+    // The dated history cases and the upload cases rely on the removed decision too: set
+    // them aside.
     let _ = std::fs::remove_file(dir.join("tests/history.yaml"));
+    let _ = std::fs::remove_file(dir.join("tests/uploads.yaml"));
     let eu = std::fs::read_to_string(dir.join("eu.yaml")).unwrap();
     replace(
         "eu.yaml",

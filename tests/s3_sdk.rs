@@ -143,18 +143,24 @@ fn boto3_and_s3fs_list_and_read_the_file_store_through_the_gateway() {
         ("REFUSED", "eu-clinical/records.csv"),
     ];
     let v = sdk(&py, &gw, "boto3", &de, &env);
-    let readable = serde_json::json!(["eu-customers/customers.csv", "public-wiki/sample.txt"]);
+    let readable = serde_json::json!([
+        "eu-customers/customers.csv",
+        "eu-tickets/tickets.csv",
+        "eu-tickets/tickets.jsonl",
+        "eu-tickets/tickets.parquet",
+        "public-wiki/sample.txt"
+    ]);
     assert_eq!(ok(&v, "list")["keys"], readable);
     let d = ok(&v, "list_delimiter");
     assert_eq!(d["keys"], serde_json::json!([]));
     assert_eq!(
         d["prefixes"],
-        serde_json::json!(["eu-customers/", "public-wiki/"])
+        serde_json::json!(["eu-customers/", "eu-tickets/", "public-wiki/"])
     );
-    assert_eq!(d["key_count"], 2);
+    assert_eq!(d["key_count"], 3);
     let p = ok(&v, "list_paged");
     assert_eq!(p["keys"], readable);
-    assert_eq!(p["pages"], 2);
+    assert_eq!(p["pages"], 5);
     let customers =
         std::fs::read_to_string(gw.store.join("datasets/eu-customers/customers.csv")).unwrap();
     assert_eq!(ok(&v, "get")["data"], customers.as_str());
@@ -201,7 +207,7 @@ fn boto3_and_s3fs_list_and_read_the_file_store_through_the_gateway() {
         .iter()
         .filter(|r| r["rule"] == "s3.list-objects-v2")
         .count();
-    assert_eq!(listings, 4, "list, delimiter, two pages: {mine:#?}");
+    assert_eq!(listings, 7, "list, delimiter, five pages: {mine:#?}");
     assert!(mine.iter().any(|r| {
         r["rule"] == "s3.list-objects-v2"
             && r["reason"]
@@ -226,12 +232,19 @@ fn boto3_and_s3fs_list_and_read_the_file_store_through_the_gateway() {
     let v = sdk(&py, &gw, "s3fs", &de, &env);
     assert_eq!(
         ok(&v, "ls")["entries"],
-        serde_json::json!(["datasets/eu-customers", "datasets/public-wiki"])
+        serde_json::json!([
+            "datasets/eu-customers",
+            "datasets/eu-tickets",
+            "datasets/public-wiki"
+        ])
     );
     assert_eq!(
         ok(&v, "find")["entries"],
         serde_json::json!([
             "datasets/eu-customers/customers.csv",
+            "datasets/eu-tickets/tickets.csv",
+            "datasets/eu-tickets/tickets.jsonl",
+            "datasets/eu-tickets/tickets.parquet",
             "datasets/public-wiki/sample.txt"
         ])
     );

@@ -23,8 +23,8 @@
 //! Without a valid token the audit endpoints answer 401, with a token lacking the role 403.
 //! The proxy port never routes any of these paths.
 
-pub mod oidc;
 pub mod index;
+pub mod oidc;
 pub mod overview;
 mod server;
 mod ui;

@@ -34,7 +34,7 @@ fn de() -> Country {
 #[test]
 fn quickstart_loads_and_resolves() {
     let c = quickstart();
-    assert_eq!(c.len(), 5);
+    assert_eq!(c.len(), 6);
     assert!(c.version.starts_with("sha256:") && c.version.len() == 7 + 64);
     let bytes = std::fs::read(quickstart_path()).unwrap();
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes);

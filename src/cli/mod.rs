@@ -5,9 +5,9 @@ mod certs;
 mod check;
 mod policy;
 mod policy_explain;
-mod s3key;
 #[cfg(test)]
 mod reference;
+mod s3key;
 mod serve;
 mod token;
 
