@@ -1031,9 +1031,11 @@ async fn pipl_volumes_count_alike_in_explain_and_the_admin_api() {
         ("allow".to_string(), "cn.volume-exempt".to_string()),
         "{status}"
     );
-    let this_year = time::OffsetDateTime::now_utc().year();
+    let this_year = bordergate::pipl::year_of(time::OffsetDateTime::now_utc());
     for (day, want) in [
-        (format!("{this_year}-12-31"), ("deny", "cn.art38.no-basis")),
+        // Not the 31st: the PIPL year is China's (UTC+8), which starts on 31 December at
+        // 16:00 UTC.
+        (format!("{this_year}-12-30"), ("deny", "cn.art38.no-basis")),
         (
             format!("{}-06-01", this_year - 1),
             ("allow", "cn.volume-exempt"),
