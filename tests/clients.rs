@@ -20,16 +20,7 @@ use serde_json::Value;
 
 /// The venv python, or None (skip) outside CI.
 fn python() -> Option<PathBuf> {
-    match std::env::var_os("BORDERGATE_TEST_PYTHON") {
-        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
-        _ => {
-            common::skip(
-                "BORDERGATE_TEST_PYTHON is not set",
-                "set it to a python with tests/clients/requirements.txt installed (.ci/run, block `client test venv`, makes one)",
-            );
-            None
-        }
-    }
+    common::test_python()
 }
 
 fn script(name: &str) -> PathBuf {

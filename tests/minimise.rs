@@ -85,18 +85,9 @@ fn assert_no_identifiers(bytes: &[u8], what: &str) {
     assert!(!text.contains("+49 "), "{what}: a phone number is left");
 }
 
+/// The venv python, or None (skip) outside CI.
 fn python() -> Option<PathBuf> {
-    match std::env::var_os("BORDERGATE_TEST_PYTHON") {
-        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
-        _ => {
-            assert!(
-                std::env::var("CI").map_or(true, |v| v != "true"),
-                "BORDERGATE_TEST_PYTHON is not set in CI"
-            );
-            eprintln!("skipping the pandas/pyarrow part: BORDERGATE_TEST_PYTHON is not set");
-            None
-        }
-    }
+    common::test_python()
 }
 
 /// pandas or pyarrow reads `path` through the gateway; columns and values as text.

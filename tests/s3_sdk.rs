@@ -19,17 +19,7 @@ use serde_json::Value;
 
 /// The venv python, or None (skip) outside CI.
 fn python() -> Option<PathBuf> {
-    match std::env::var_os("BORDERGATE_TEST_PYTHON") {
-        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
-        _ => {
-            assert!(
-                std::env::var("CI").map_or(true, |v| v != "true"),
-                "BORDERGATE_TEST_PYTHON is not set in CI: .ci/run must create the client venv"
-            );
-            eprintln!("skipping S3 SDK tests: set BORDERGATE_TEST_PYTHON (see .ci/run)");
-            None
-        }
-    }
+    common::test_python()
 }
 
 /// `auth.s3_keys` of the test gateway, placed after the harness's dev key (its lines sit

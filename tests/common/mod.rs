@@ -39,6 +39,20 @@ pub fn skip(why: &str, how: &str) {
     report_skip(why, how);
 }
 
+/// The client venv's python (`BORDERGATE_TEST_PYTHON`), or None after [`skip`].
+pub fn test_python() -> Option<std::path::PathBuf> {
+    match std::env::var_os("BORDERGATE_TEST_PYTHON") {
+        Some(p) if !p.is_empty() => Some(std::path::PathBuf::from(p)),
+        _ => {
+            skip(
+                "BORDERGATE_TEST_PYTHON is not set",
+                "set it to a python with tests/clients/requirements.txt installed (.ci/run, block `client test venv`, makes one)",
+            );
+            None
+        }
+    }
+}
+
 /// [`skip`] for what CI may not provide either (privileges such as mounting a tmpfs):
 /// reported, never failed.
 pub fn report_skip(why: &str, how: &str) {
