@@ -100,15 +100,28 @@ impl Form {
     /// Plain text when `Accept` prefers `text/plain` to JSON, or for curl and wget (by
     /// `User-Agent`) unless they name a JSON type; JSON otherwise.
     pub fn requested(h: &HeaderMap) -> Form {
-        let accept: Vec<&str> = h
+        // Every request asks this (before it is known whether a problem answers it): one
+        // `Accept` header, the common case, is read in place.
+        let mut values = h
             .get_all(header::ACCEPT)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        let accept = accept.join(",");
-        let text = quality(&accept, "text", "plain");
-        let json = quality(&accept, "application", "problem+json").max(quality(
-            &accept,
+            .filter_map(|v| v.to_str().ok());
+        let joined;
+        let accept = match (values.next(), values.next()) {
+            (None, _) => "",
+            (Some(one), None) => one,
+            (Some(a), Some(b)) => {
+                joined = [a, b]
+                    .into_iter()
+                    .chain(values)
+                    .collect::<Vec<_>>()
+                    .join(",");
+                joined.as_str()
+            }
+        };
+        let text = quality(accept, "text", "plain");
+        let json = quality(accept, "application", "problem+json").max(quality(
+            accept,
             "application",
             "json",
         ));
