@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bench/fleet.sh: a fleet of replicas on files and on PostgreSQL, in one run on one machine.
 #
-#   bench/fleet.sh                  four points, 10 s each (about 1 minute)
-#   BENCH_SECS=5 bench/fleet.sh
+#   bench/fleet.sh                  three rounds of four points, 10 s each (about 3 minutes)
+#   BENCH_SECS=5 BENCH_ROUNDS=1 bench/fleet.sh
 #
 # Points (64 connections in all, spread evenly over the replicas; 1 KiB objects from the
 # gateway's file:// store; RS256 tokens; the whole policy pack; durable audit on):
@@ -13,7 +13,10 @@
 # are counted against answered requests. CPU per request is read from /proc for the
 # gateways and for every `postgres` process of the machine (the server is shared).
 #
-# Environment: BENCH_SECS (10), BENCH_CONNS (64), BENCH_PG (key=value connection string of a
+# Each round runs the four points in a different order (the machine's noise drifts), and
+# the summary takes the median over rounds of each point's req/s and of each round's ratios.
+#
+# Environment: BENCH_SECS (10), BENCH_ROUNDS (3), BENCH_CONNS (64), BENCH_PG (key=value connection string of a
 # superuser; default host=127.0.0.1 port=5432 user=postgres dbname=test), BENCH_PORT (18520),
 # BENCH_BIN (target/release/bordergate). Needs wrk, openssl, curl, psql.
 # Output: a markdown table on stdout and in bench/results/fleet.md.
@@ -22,6 +25,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BG=${BENCH_BIN:-$REPO/target/release/bordergate}
 SECS=${BENCH_SECS:-10}
+ROUNDS=${BENCH_ROUNDS:-3}
 CONNS=${BENCH_CONNS:-64}
 PG=${BENCH_PG:-host=127.0.0.1 port=5432 user=postgres dbname=test}
 PORT=${BENCH_PORT:-18520}
@@ -151,27 +155,41 @@ point() {
   gcpu=$(awk -v t=$((g1 - g0)) -v r="$reqs" -v hz="$CLK_TCK" 'BEGIN {printf "%.0f", (r > 0) ? t / hz * 1e6 / r : 0}')
   pcpu=$(awk -v t=$((p1 - p0)) -v r="$reqs" -v hz="$CLK_TCK" 'BEGIN {printf "%.0f", (r > 0) ? t / hz * 1e6 / r : 0}')
   say "$label: $rps req/s, p50 ${p50} ms, p99 ${p99} ms, errors $errs, CPU/req gateway ${gcpu} µs postgres ${pcpu} µs, verified $ok"
-  ROWS+=("| $label | $rps | $p50 | $p99 | $gcpu | $pcpu | $errs | $ok |")
+  ROWS+=("| $ROUND | $label | $rps | $p50 | $p99 | $gcpu | $pcpu | $errs | $ok |")
   eval "RPS_${sink}_$n=$rps"
+  eval "ALL_${sink}_$n+=\" $rps\""
 }
 
-say "$SECS s per point, $CONNS connections in all"
-point "1 replica, file" 1 file
-point "1 replica, PostgreSQL" 1 pg
-point "3 replicas, PostgreSQL" 3 pg
-point "3 replicas, files" 3 file
-
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0) ? a / b : 0}'; }
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+
+say "$ROUNDS rounds, $SECS s per point, $CONNS connections in all"
+POINTS=("1 replica, file|1|file" "1 replica, PostgreSQL|1|pg" "3 replicas, PostgreSQL|3|pg" "3 replicas, files|3|file")
+R1=(); R3=()
+for ROUND in $(seq 1 "$ROUNDS"); do
+  for k in 0 1 2 3; do
+    IFS='|' read -r label n sink <<< "${POINTS[$(( (k + ROUND - 1) % 4 ))]}"
+    point "$label" "$n" "$sink"
+  done
+  R1+=("$(ratio "$RPS_pg_1" "$RPS_file_1")"); R3+=("$(ratio "$RPS_pg_3" "$RPS_file_3")")
+  say "round $ROUND: 1 replica PostgreSQL/file ${R1[-1]}, 3 replicas ${R3[-1]}"
+done
+# shellcheck disable=SC2086
+MED_file_1=$(median $ALL_file_1); MED_pg_1=$(median $ALL_pg_1)
+# shellcheck disable=SC2086
+MED_file_3=$(median $ALL_file_3); MED_pg_3=$(median $ALL_pg_3)
 {
   echo "# bordergate fleet benchmark"
   echo
-  echo "$(date -u +%Y-%m-%dT%H:%M:%SZ), $(git -C "$REPO" rev-parse --short HEAD), $(nproc) CPUs, ${SECS} s per point, $CONNS connections in all, 1 KiB objects, PostgreSQL $(psql "$PG" -Atc 'SHOW server_version')"
+  echo "$(date -u +%Y-%m-%dT%H:%M:%SZ), $(git -C "$REPO" rev-parse --short HEAD), $(nproc) CPUs, $ROUNDS rounds, ${SECS} s per point, $CONNS connections in all, 1 KiB objects, PostgreSQL $(psql "$PG" -Atc 'SHOW server_version')"
   echo
-  echo "| point | req/s | p50 ms | p99 ms | CPU/req gateways µs | CPU/req PostgreSQL µs | errors | verified, decisions ≥ requests |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---|"
+  echo "| round | point | req/s | p50 ms | p99 ms | CPU/req gateways µs | CPU/req PostgreSQL µs | errors | verified, decisions ≥ requests |"
+  echo "|---:|---|---:|---:|---:|---:|---:|---:|---|"
   printf '%s\n' "${ROWS[@]}"
   echo
-  echo "- 1 replica: PostgreSQL / file = $(ratio "$RPS_pg_1" "$RPS_file_1") (target ≥ 0.8)"
-  echo "- 3 replicas: PostgreSQL / files = $(ratio "$RPS_pg_3" "$RPS_file_3") (target ≥ 0.8)"
-  echo "- PostgreSQL: 3 replicas / 1 replica = $(ratio "$RPS_pg_3" "$RPS_pg_1")"
+  echo "Median over rounds: 1 replica file $MED_file_1, PostgreSQL $MED_pg_1; 3 replicas files $MED_file_3, PostgreSQL $MED_pg_3 req/s."
+  echo
+  echo "- 1 replica: PostgreSQL / file = $(ratio "$MED_pg_1" "$MED_file_1") of the medians; per round ${R1[*]}; median $(median "${R1[@]}") (target ≥ 0.8)"
+  echo "- 3 replicas: PostgreSQL / files = $(ratio "$MED_pg_3" "$MED_file_3") of the medians; per round ${R3[*]}; median $(median "${R3[@]}") (target ≥ 0.8)"
+  echo "- PostgreSQL: 3 replicas / 1 replica = $(ratio "$MED_pg_3" "$MED_pg_1")"
 } | tee "$REPO/bench/results/fleet.md"
