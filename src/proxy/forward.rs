@@ -31,6 +31,8 @@ pub(super) struct Forward<'a> {
     pub client_request_id: Option<&'a str>,
     pub limits: &'a Limits,
     pub tags: &'a TagHeaders,
+    /// An S3 (SigV4) request: the file store's refusals answer in S3's XML.
+    pub s3: bool,
 }
 
 /// Sends the request; the file store's own refusals (404, 416, …) come back as answers.
@@ -65,9 +67,13 @@ where
                 return Err(UpstreamFailure::client(b));
             }
             Ok(answer.unwrap_or_else(|e| {
-                Problem::from(e)
-                    .for_request(f.request_id)
-                    .into_response(parts.method == http::Method::HEAD)
+                let p = Problem::from(e).for_request(f.request_id);
+                let head = parts.method == http::Method::HEAD;
+                if f.s3 {
+                    p.into_s3_response(head, &f.path.decoded)
+                } else {
+                    p.into_response(head)
+                }
             }))
         }
         Target::Http { .. } => {

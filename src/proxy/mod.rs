@@ -415,6 +415,7 @@ impl Gateway {
             client_request_id: a.client_request_id.as_deref(),
             limits: &snap.config.limits,
             tags: &snap.config.tags,
+            s3: a.s3,
         };
         let expect = crate::lineage::digest::Expect {
             declared: d.body_digest.map(|x| (x, mismatch.clone())),
@@ -439,7 +440,7 @@ impl Gateway {
             &a.request_id,
             &mut completion,
         ) {
-            let mut resp = ended.answer(completion, &a.request_id, a.is_head());
+            let mut resp = ended.answer(completion, a);
             if let Some(v) = receipt_h {
                 resp.headers_mut().insert("audit-receipt", v);
             }
@@ -465,7 +466,7 @@ impl Gateway {
                     outcome,
                     detail: detail.into(),
                 };
-                let mut resp = ended.answer(completion, &a.request_id, a.is_head());
+                let mut resp = ended.answer(completion, a);
                 if let Some(v) = receipt_h {
                     resp.headers_mut().insert("audit-receipt", v);
                 }
@@ -488,11 +489,12 @@ impl Gateway {
             .await
         {
             Ok(decision) => decision,
-            Err(ended) => return ended.answer(completion, &a.request_id, a.is_head()),
+            Err(ended) => return ended.answer(completion, a),
         };
         // The conditions the upstream was not asked, on the answer that was decided.
         if revalidated(up, &parts.method) {
-            resp = revalidate::answer(&parts.headers, resp, &a.request_id, a.is_head());
+            resp = revalidate::answer(&parts.headers, resp)
+                .unwrap_or_else(|p| a.answer(p.for_request(&a.request_id)));
         }
         // Transform: the whole file, minimised, before its first byte leaves.
         if let Some(plan) = &d.plan {
@@ -506,7 +508,7 @@ impl Gateway {
                 Ok(r) => r,
                 Err(ended) => {
                     tracing::warn!(request_id = %a.request_id, upstream = %up.name, error = %ended.detail, "not transformed; refusing");
-                    let mut r = ended.answer(completion, &a.request_id, a.is_head());
+                    let mut r = ended.answer(completion, a);
                     if let Some(v) = receipt_h {
                         r.headers_mut().insert("audit-receipt", v);
                     }

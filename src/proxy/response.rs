@@ -12,6 +12,7 @@
 use http::{HeaderMap, Response, header};
 
 use super::ResBody;
+use super::attempt::Attempt;
 use super::body::Completion;
 use crate::audit::Outcome;
 use crate::audit::record::{Recheck, RecheckOf};
@@ -58,16 +59,11 @@ impl Ended {
         }
     }
 
-    /// Finishes the completion and answers.
-    pub fn answer(
-        self,
-        mut completion: Completion,
-        request_id: &str,
-        head: bool,
-    ) -> Response<ResBody> {
+    /// Finishes the completion and answers (problem+json, or S3's XML to an S3 request).
+    pub fn answer(self, mut completion: Completion, a: &Attempt) -> Response<ResBody> {
         completion.set_status(self.problem.status().as_u16());
         completion.finish(0, self.outcome, Some(self.detail.into()));
-        self.problem.for_request(request_id).into_response(head)
+        a.answer(self.problem.for_request(&a.request_id))
     }
 }
 

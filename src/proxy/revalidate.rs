@@ -91,17 +91,15 @@ fn evaluate(client: &HeaderMap, resp: &HeaderMap) -> Outcome {
 }
 
 /// The answer to a GET or HEAD whose upstream response (asked without conditions) was
-/// allowed: the response itself, a 304 with its validators, or a 412.
+/// allowed: the response itself, a 304 with its validators, or (Err) the 412 to answer.
 pub(super) fn answer(
     client: &HeaderMap,
     resp: Response<ResBody>,
-    request_id: &str,
-    head: bool,
-) -> Response<ResBody> {
+) -> Result<Response<ResBody>, Problem> {
     if !resp.status().is_success() || !CONDITIONS.iter().any(|c| client.contains_key(c)) {
-        return resp;
+        return Ok(resp);
     }
-    match evaluate(client, resp.headers()) {
+    Ok(match evaluate(client, resp.headers()) {
         Outcome::Proceed => resp,
         Outcome::NotModified => {
             let mut out = Response::new(Empty::new().map_err(|e| match e {}).boxed());
@@ -113,13 +111,13 @@ pub(super) fn answer(
             }
             out
         }
-        Outcome::Failed => Problem::new(
-            Kind::PreconditionFailed,
-            "a precondition of the request does not hold",
-        )
-        .for_request(request_id)
-        .into_response(head),
-    }
+        Outcome::Failed => {
+            return Err(Problem::new(
+                Kind::PreconditionFailed,
+                "a precondition of the request does not hold",
+            ));
+        }
+    })
 }
 
 #[cfg(test)]
@@ -189,7 +187,7 @@ mod tests {
             (header::CONTENT_TYPE, "text/csv"),
         ]);
         let client = map(&[(header::IF_NONE_MATCH, "\"v1\"")]);
-        let out = answer(&client, resp, "r", false);
+        let out = answer(&client, resp).unwrap();
         assert_eq!(out.status(), StatusCode::NOT_MODIFIED);
         assert_eq!(out.headers()[header::ETAG], "\"v1\"");
         assert_eq!(out.headers()[header::CACHE_CONTROL], "private");
