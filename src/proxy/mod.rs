@@ -22,6 +22,7 @@ pub mod rawline;
 mod response;
 mod revalidate;
 mod s3api;
+mod s3list;
 pub mod server;
 pub mod sigv4;
 mod transform;

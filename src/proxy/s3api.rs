@@ -3,11 +3,17 @@
 //! `/{bucket}/{key}` and take the usual phases).
 //!
 //! A bucket is the first segment of the gateway's paths (`datasets` for
-//! `/datasets/eu-customers/customers.csv`). ListObjectsV2 walks the file stores of the
-//! routes below `/{bucket}/` and keeps only the keys the caller may read, each decided by
-//! the one classification and evaluator a GET of it would meet; the listing is one
-//! decision record (rule `s3.list-objects-v2`, its reason counting what was withheld) and
-//! one completion record. Upstreams that are not file stores are not listed.
+//! `/datasets/eu-customers/customers.csv`). ListObjectsV2 gathers the objects of the
+//! routes below `/{bucket}/` — the file stores' by walking them, the S3-compatible
+//! upstreams' by their own ListObjectsV2 (signed with the gateway's credentials, the
+//! prefix mapped into the upstream's bucket and keys, see [`super::s3list`]) — and keeps
+//! only the keys the caller may read, each decided by the one classification and
+//! evaluator a GET of it would meet; paging, delimiter and common prefixes are then
+//! [`crate::s3::list`]'s. The listing is one decision record (rule `s3.list-objects-v2`,
+//! its reason counting what was readable and what withheld) and one completion record.
+//! An upstream that cannot be listed (unreachable, not 2xx, not a listing, more than
+//! [`super::s3list::MAX_LISTED`] keys) refuses the whole listing. Plain http upstreams
+//! have no listing protocol and are not listed.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -24,7 +30,7 @@ use super::{Gateway, ResBody, admit, authenticate, receipt_header};
 use crate::model::Direction;
 use crate::respond::{Kind, Problem};
 use crate::s3::list::{self, BucketCall, Object, Params};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Route, Snapshot};
 use crate::transfer::Ask;
 
 /// Whether an S3 request names a bucket alone (`/datasets`, `/datasets/`).
@@ -109,11 +115,14 @@ impl Gateway {
             .map_err(|e| Problem::new(Kind::BadRequest, e))?
         {
             BucketCall::ListV2(p) => p,
-            // HeadBucket: an empty listing, answered without a body.
-            BucketCall::ListV1 if a.is_head() => Params {
-                max_keys: 0,
-                ..Params::default()
-            },
+            // HeadBucket: whether a route leads to the bucket; nothing is listed.
+            BucketCall::ListV1 if a.is_head() => {
+                bucket_exists(snap, &bucket)?;
+                return Ok(Listing {
+                    xml: String::new(),
+                    reason: format!("HeadBucket of bucket `{bucket}`: a route leads to it"),
+                });
+            }
             BucketCall::ListV1 => {
                 return Err(Problem::new(
                     Kind::NotImplemented,
@@ -162,10 +171,23 @@ impl Gateway {
             Some(i) => format!("{root}/{}", &params.prefix[..i]),
             None => root.clone(),
         };
-        let at = time::OffsetDateTime::now_utc();
-        let mut covered = false;
-        let mut seen = 0;
-        let mut out = Vec::new();
+        // Every listed path starts with this.
+        let wanted = format!("{root}/{}", params.prefix);
+        let after = list::resume_after(params)
+            .map_err(|e| Problem::new(Kind::BadRequest, e))?
+            .map(|k| format!("{root}/{k}"));
+        let mut sieve = Sieve {
+            gw: self,
+            snap,
+            caller,
+            enforce: a.enforce,
+            at: time::OffsetDateTime::now_utc(),
+            key_start: root.len() + 1,
+            wanted: &wanted,
+            seen: 0,
+            out: Vec::new(),
+        };
+        bucket_exists(snap, bucket)?;
         for route in snap.routes.iter() {
             let dir = if route.prefix.is_empty() || route.prefix == root {
                 by_prefix.clone()
@@ -178,50 +200,153 @@ impl Gateway {
             } else {
                 continue;
             };
-            covered = true;
-            let Some(Target::File(store)) = snap.upstream(route).map(|u| &u.target) else {
+            let Some(up) = snap.upstream(route) else {
                 continue;
             };
-            let files = store.files_under(&dir).await.map_err(|e| {
-                tracing::warn!(request_id = %a.request_id, error = %e, "s3 listing failed");
-                Problem::new(Kind::Unavailable, "the store could not be listed")
-            })?;
-            for (path, mut object) in files {
-                let Some(key) = path.strip_prefix(&format!("{root}/")) else {
-                    continue;
-                };
-                if !key.starts_with(&params.prefix) {
-                    continue;
+            match (&up.target, &up.s3) {
+                (Target::File(store), _) => {
+                    let files = store.files_under(&dir).await.map_err(|e| {
+                        tracing::warn!(request_id = %a.request_id, error = %e, "s3 listing failed");
+                        Problem::new(Kind::Unavailable, "the store could not be listed")
+                    })?;
+                    for (path, object) in files {
+                        sieve.offer(route, path, object);
+                    }
                 }
-                // Listed under the route a GET of it takes, once.
-                match snap.routes.route_for(&path, Direction::Download) {
-                    Ok(r) if std::ptr::eq(r, route) => {}
-                    _ => continue,
+                (Target::Http { .. }, Some(s3)) => {
+                    // What of the store the listing reaches: its keys under `rest`.
+                    let rest = match below(&route.prefix, &wanted) {
+                        Some(rest) => rest,
+                        None => continue,
+                    };
+                    let Some((b, prefix)) = s3.key_prefix(rest) else {
+                        continue;
+                    };
+                    // Keys up to the page's start are not needed (the mapping keeps order).
+                    let start_after = after
+                        .as_deref()
+                        .and_then(|p| p.strip_prefix(route.prefix.as_str()))
+                        .filter(|r| r.starts_with('/'))
+                        .and_then(|r| s3.key_prefix(r))
+                        .filter(|(ab, k)| *ab == b && !k.is_empty())
+                        .map(|(_, k)| k);
+                    let objects = up.list_s3(b, prefix, start_after).await.map_err(|f| {
+                        tracing::warn!(request_id = %a.request_id, upstream = %up.name, error = %f.cause, "s3 listing failed");
+                        f.problem
+                    })?;
+                    for object in objects {
+                        let path = format!("{}{}", route.prefix, s3.rest_of(b, &object.key));
+                        // Keys no GET can name (folder markers, dot segments, …) are not
+                        // objects of the gateway's.
+                        if path.ends_with('/')
+                            || crate::catalog::path::check_decoded(&path).is_err()
+                        {
+                            continue;
+                        }
+                        sieve.offer(route, path, object);
+                    }
                 }
-                seen += 1;
-                let ask = Ask::download(&path, caller, at);
-                let Ok(t) = crate::transfer::classify(&snap.catalog, &ask, Some(route.place()))
-                else {
-                    continue;
-                };
-                let volume = t.volume(&self.exports);
-                let d = t.decide(&snap.policies, at.date(), volume.as_ref());
-                if d.is_allow() || !a.enforce {
-                    object.key = key.to_string();
-                    out.push(object);
-                }
+                // Plain http upstreams have no listing protocol.
+                (Target::Http { .. }, None) => {}
             }
         }
-        if !covered {
-            let mut p = Problem::new(
-                Kind::NotFound,
-                format!("no route leads to bucket `{}`", bucket.escape_default()),
-            );
-            p.s3_code = Some("NoSuchBucket");
-            return Err(p);
-        }
+        let Sieve { mut out, seen, .. } = sieve;
         out.sort_by(|x, y| x.key.cmp(&y.key));
         out.dedup_by(|x, y| x.key == y.key);
         Ok((out, seen))
+    }
+}
+
+/// Refuses a bucket no route leads below (`NoSuchBucket`).
+fn bucket_exists(snap: &Snapshot, bucket: &str) -> Result<(), Problem> {
+    let below = format!("/{bucket}/");
+    let covered = snap.routes.iter().any(|r| {
+        r.prefix.is_empty() || r.prefix == below[..below.len() - 1] || r.prefix.starts_with(&below)
+    });
+    if covered {
+        return Ok(());
+    }
+    let mut p = Problem::new(
+        Kind::NotFound,
+        format!("no route leads to bucket `{}`", bucket.escape_default()),
+    );
+    p.s3_code = Some("NoSuchBucket");
+    Err(p)
+}
+
+/// The part of a route's paths a listing of `wanted` (a path prefix) reaches, below the
+/// route prefix: `wanted` less the prefix, or `/` (all of it) when the route lies below
+/// `wanted`; None when the route and `wanted` do not meet.
+fn below<'a>(route_prefix: &str, wanted: &'a str) -> Option<&'a str> {
+    match wanted.strip_prefix(route_prefix) {
+        Some(rest) if rest.starts_with('/') => Some(rest),
+        _ if format!("{route_prefix}/").starts_with(wanted) => Some("/"),
+        _ => None,
+    }
+}
+
+/// The objects of a listing kept: each decided as a GET of it would be.
+struct Sieve<'a> {
+    gw: &'a Gateway,
+    snap: &'a Snapshot,
+    caller: &'a crate::model::Caller,
+    enforce: bool,
+    at: time::OffsetDateTime,
+    /// Where the key starts in a path (after `/{bucket}/`).
+    key_start: usize,
+    /// The path prefix of the listing (`/{bucket}/{prefix}`).
+    wanted: &'a str,
+    /// Objects decided.
+    seen: usize,
+    out: Vec<Object>,
+}
+
+impl Sieve<'_> {
+    /// Decides the object at `path` (decoded), found through `route`, and keeps it if the
+    /// caller may read it.
+    fn offer(&mut self, route: &Route, path: String, mut object: Object) {
+        if !path.starts_with(self.wanted) {
+            return;
+        }
+        // Listed under the route a GET of it takes, once.
+        match self.snap.routes.route_for(&path, Direction::Download) {
+            Ok(r) if std::ptr::eq(r, route) => {}
+            _ => return,
+        }
+        self.seen += 1;
+        let ask = Ask::download(&path, self.caller, self.at);
+        let Ok(t) = crate::transfer::classify(&self.snap.catalog, &ask, Some(route.place())) else {
+            return;
+        };
+        let volume = t.volume(&self.gw.exports);
+        let d = t.decide(&self.snap.policies, self.at.date(), volume.as_ref());
+        if d.is_allow() || !self.enforce {
+            object.key = path[self.key_start..].to_string();
+            self.out.push(object);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::below;
+
+    #[test]
+    fn a_listing_reaches_the_part_of_a_route_below_its_prefix() {
+        // A route at the bucket: the key prefix, below it.
+        assert_eq!(below("/s3", "/s3/eu/w"), Some("/eu/w"));
+        assert_eq!(below("/s3", "/s3/"), Some("/"));
+        // A route deeper than the prefix: all of it, or none.
+        assert_eq!(below("/datasets/s3data", "/datasets/"), Some("/"));
+        assert_eq!(below("/datasets/s3data", "/datasets/s3"), Some("/"));
+        assert_eq!(below("/datasets/s3data", "/datasets/s3data"), Some("/"));
+        assert_eq!(
+            below("/datasets/s3data", "/datasets/s3data/eu"),
+            Some("/eu")
+        );
+        assert_eq!(below("/datasets/s3data", "/datasets/s3datab"), None);
+        assert_eq!(below("/datasets/s3data", "/datasets/eu"), None);
+        // The route at `/`.
+        assert_eq!(below("", "/bkt/a"), Some("/bkt/a"));
     }
 }

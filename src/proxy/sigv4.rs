@@ -5,6 +5,8 @@
 //! segment below the prefix names the bucket). `GET`/`HEAD`/`PUT` of a path below it reach
 //! the object with that key; `GET` of a path ending in `/` lists the objects under that
 //! key prefix (ListObjectsV2), so a listing is decided like any other read of that path.
+//! The gateway's own S3 listing maps its prefix into the store the same way and the keys
+//! it gets back out again ([`S3::key_prefix`], [`S3::list_page`], [`S3::rest_of`]).
 //! Nothing else of the S3 API is reachable: no sub-resources (`?acl`, `?policy`, …), no
 //! `POST`, and no client `x-amz-*` headers (a client could otherwise ask the gateway's
 //! credentials to copy from another bucket).
@@ -15,6 +17,14 @@ use crate::config::S3Config;
 
 /// Query parameters of a listing a client may set.
 const LIST_PARAMS: &[&str] = &["continuation-token", "delimiter", "max-keys", "start-after"];
+
+/// What a query value keeps unencoded: RFC 3986's unreserved characters, as SigV4's
+/// canonical query does.
+const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// An S3 upstream's credentials and addressing.
 pub struct S3 {
@@ -124,6 +134,53 @@ impl S3 {
             return Err("object requests take no query parameters".into());
         }
         Ok(format!("/{bucket}/{key}"))
+    }
+
+    /// Where the objects whose keys start with `rest` are in the store, for the gateway's
+    /// own ListObjectsV2: the bucket and the key prefix. `rest` is the decoded path below
+    /// the route prefix (`""`, `/`, `/eu/cust`). None when it names no bucket: a route to
+    /// the store's root (no `s3.bucket`) listed above its second segment, which would take
+    /// ListBuckets.
+    pub fn key_prefix<'a>(&'a self, rest: &'a str) -> Option<(&'a str, &'a str)> {
+        let r = rest.strip_prefix('/').unwrap_or(rest);
+        match &self.bucket {
+            Some(b) => Some((b.as_str(), r)),
+            None => r.split_once('/').filter(|(b, _)| is_bucket_name(b)),
+        }
+    }
+
+    /// The decoded path below the route prefix of `key` in `bucket`: what
+    /// [`S3::key_prefix`] and [`S3::map`] take back to that object.
+    pub fn rest_of(&self, bucket: &str, key: &str) -> String {
+        match &self.bucket {
+            Some(_) => format!("/{key}"),
+            None => format!("/{bucket}/{key}"),
+        }
+    }
+
+    /// The upstream path and query of one ListObjectsV2 page of the keys in `bucket` that
+    /// start with `prefix` (all decoded), keys URL-encoded in the answer, after
+    /// `start_after` or at the upstream's continuation `token`.
+    pub fn list_page(
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        token: Option<&str>,
+    ) -> String {
+        let enc = |v: &str| percent_encoding::utf8_percent_encode(v, UNRESERVED).to_string();
+        let mut q = format!(
+            "/{}?list-type=2&encoding-type=url&prefix={}",
+            enc(bucket),
+            enc(prefix)
+        );
+        if let Some(t) = token {
+            q.push_str("&continuation-token=");
+            q.push_str(&enc(t));
+        } else if let Some(a) = start_after {
+            q.push_str("&start-after=");
+            q.push_str(&enc(a));
+        }
+        q
     }
 
     /// Drops client `x-amz-*` headers from a request about to be signed.
@@ -236,6 +293,35 @@ mod tests {
         assert_eq!(
             root.map(&Method::GET, "/bkt/", None).unwrap(),
             "/bkt?list-type=2&prefix="
+        );
+    }
+
+    #[test]
+    fn gateway_listings_map_to_bucket_and_key_prefix_and_back() {
+        let s = s3(Some("ml-artifacts"));
+        assert_eq!(s.key_prefix("/eu/we"), Some(("ml-artifacts", "eu/we")));
+        assert_eq!(s.key_prefix("/"), Some(("ml-artifacts", "")));
+        assert_eq!(s.key_prefix(""), Some(("ml-artifacts", "")));
+        assert_eq!(s.rest_of("ml-artifacts", "eu/w.bin"), "/eu/w.bin");
+        let root = s3(None);
+        assert_eq!(root.key_prefix("/bkt/a/"), Some(("bkt", "a/")));
+        assert_eq!(root.key_prefix("/bkt/"), Some(("bkt", "")));
+        // Above a bucket: ListBuckets, which the gateway does not make.
+        assert_eq!(root.key_prefix("/bk"), None);
+        assert_eq!(root.key_prefix("/"), None);
+        assert_eq!(root.key_prefix("/B!/x"), None);
+        assert_eq!(root.rest_of("bkt", "a/b"), "/bkt/a/b");
+        assert_eq!(
+            S3::list_page("bkt", "eu/a b+c", None, None),
+            "/bkt?list-type=2&encoding-type=url&prefix=eu%2Fa%20b%2Bc"
+        );
+        assert_eq!(
+            S3::list_page("bkt", "", Some("eu/x"), Some("t/=+")),
+            "/bkt?list-type=2&encoding-type=url&prefix=&continuation-token=t%2F%3D%2B"
+        );
+        assert_eq!(
+            S3::list_page("bkt", "", Some("eu/x"), None),
+            "/bkt?list-type=2&encoding-type=url&prefix=&start-after=eu%2Fx"
         );
     }
 

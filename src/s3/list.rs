@@ -125,12 +125,18 @@ fn untoken(t: &str) -> Result<String, String> {
         .ok_or_else(|| "the continuation token is not one this gateway issued".to_string())
 }
 
+/// The key or common prefix the page `p` asks starts after (its continuation token's, else
+/// `start-after`): every entry of the page sorts after it.
+pub fn resume_after(p: &Params) -> Result<Option<String>, String> {
+    match &p.continuation_token {
+        Some(t) => untoken(t).map(Some),
+        None => Ok(p.start_after.clone()),
+    }
+}
+
 /// The page `p` asks of `objects` (sorted by key, each key once).
 pub fn page(objects: &[Object], p: &Params) -> Result<Page, String> {
-    let after = match &p.continuation_token {
-        Some(t) => Some(untoken(t)?),
-        None => p.start_after.clone(),
-    };
+    let after = resume_after(p)?;
     let mut out = Page::default();
     let mut last: Option<String> = None;
     for o in objects {

@@ -1,4 +1,4 @@
-"""S3 SDKs (boto3, s3fs) against the gateway's own S3 API, driven by tests/s3_sdk.rs.
+"""S3 SDKs (boto3, s3fs, pyarrow) against the gateway's own S3 API, driven by tests/s3_sdk.rs.
 
 Usage: python s3_sdk.py CASE   (env: GW = gateway base URL, AWS_ACCESS_KEY_ID /
 AWS_SECRET_ACCESS_KEY = a key from `bordergate s3-key create`, AWS_CA_BUNDLE = the
@@ -113,10 +113,11 @@ def get_case():
     }
 
 
-def s3fs_case():
+def filesystem():
+    """s3fs with the gateway as endpoint."""
     import s3fs
 
-    fs = s3fs.S3FileSystem(
+    return s3fs.S3FileSystem(
         key=os.environ["AWS_ACCESS_KEY_ID"],
         secret=os.environ["AWS_SECRET_ACCESS_KEY"],
         endpoint_url=GW,
@@ -124,6 +125,10 @@ def s3fs_case():
         config_kwargs={"s3": {"addressing_style": "path"}},
         use_listings_cache=False,
     )
+
+
+def s3fs_case():
+    fs = filesystem()
     bucket, allowed, refused = os.environ["BUCKET"], os.environ["ALLOWED"], os.environ["REFUSED"]
     out = {}
     out["ls"] = attempt(lambda: {"entries": sorted(fs.ls(bucket))})
@@ -133,8 +138,99 @@ def s3fs_case():
     return out
 
 
+def listing(r):
+    return {"keys": keys(r), "prefixes": [p["Prefix"] for p in r.get("CommonPrefixes", [])], "key_count": r["KeyCount"]}
+
+
+def boto3_list_case():
+    """Listings of a store behind the gateway (PREFIX: a key prefix holding the allowed
+    object and MANY: one holding more objects than an upstream page), reads of the allowed
+    and the refused object."""
+    s3 = client()
+    bucket, allowed, refused = os.environ["BUCKET"], os.environ["ALLOWED"], os.environ["REFUSED"]
+    prefix, many = os.environ["PREFIX"], os.environ["MANY"]
+    out = {}
+    out["list"] = attempt(lambda: listing(s3.list_objects_v2(Bucket=bucket, Prefix=prefix)))
+    out["list_delimiter"] = attempt(lambda: listing(s3.list_objects_v2(Bucket=bucket, Delimiter="/")))
+    out["list_prefix_delimiter"] = attempt(lambda: listing(s3.list_objects_v2(Bucket=bucket, Prefix=prefix, Delimiter="/")))
+
+    def paged(prefix, size):
+        pages = list(s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": size}))
+        return {"pages": len(pages), "key_counts": [p["KeyCount"] for p in pages], "keys": [k for p in pages for k in keys(p)]}
+
+    out["list_paged"] = attempt(lambda: paged(prefix, 1))
+    out["list_many"] = attempt(lambda: paged(many, 1000))
+    out["get"] = attempt(lambda: {"data": s3.get_object(Bucket=bucket, Key=allowed)["Body"].read().decode()})
+    out["get_refused"] = attempt(lambda: {"data": s3.get_object(Bucket=bucket, Key=refused)["Body"].read().decode()})
+    return out
+
+
+def list_case():
+    """One listing of the bucket, as the SDK user sees it."""
+    return {"list": attempt(lambda: listing(client().list_objects_v2(Bucket=os.environ["BUCKET"])))}
+
+
+def s3fs_list_case():
+    """s3fs's ls of the bucket and of PREFIX, find of PREFIX, cat of the allowed and refused objects."""
+    fs = filesystem()
+    bucket, allowed, refused = os.environ["BUCKET"], os.environ["ALLOWED"], os.environ["REFUSED"]
+    prefix = os.environ["PREFIX"].rstrip("/")
+    return {
+        "ls": attempt(lambda: {"entries": sorted(fs.ls(bucket))}),
+        "ls_prefix": attempt(lambda: {"entries": sorted(fs.ls(f"{bucket}/{prefix}"))}),
+        "find": attempt(lambda: {"entries": sorted(fs.find(f"{bucket}/{prefix}"))}),
+        "cat": attempt(lambda: {"data": fs.cat(f"{bucket}/{allowed}").decode()}),
+        "cat_refused": attempt(lambda: {"data": fs.cat(f"{bucket}/{refused}").decode()}),
+    }
+
+
+def pyarrow_case():
+    """pyarrow's S3FileSystem with the gateway as endpoint (plain http): the files under
+    PREFIX, the bucket's top level, a read of the allowed object and of the refused one."""
+    from pyarrow import fs as pafs
+
+    url = GW.split("://", 1)
+    s3 = pafs.S3FileSystem(
+        endpoint_override=url[1],
+        scheme=url[0],
+        access_key=os.environ["AWS_ACCESS_KEY_ID"],
+        secret_key=os.environ["AWS_SECRET_ACCESS_KEY"],
+        region="us-east-1",
+    )
+    bucket, allowed, refused = os.environ["BUCKET"], os.environ["ALLOWED"], os.environ["REFUSED"]
+    prefix = os.environ["PREFIX"].rstrip("/")
+
+    def info(base, recursive):
+        infos = s3.get_file_info(pafs.FileSelector(f"{bucket}/{base}".rstrip("/"), recursive=recursive))
+        return {
+            "files": sorted(i.path for i in infos if i.type == pafs.FileType.File),
+            "dirs": sorted(i.path for i in infos if i.type == pafs.FileType.Directory),
+            "sizes": {i.path: i.size for i in infos if i.type == pafs.FileType.File},
+        }
+
+    def read(key):
+        with s3.open_input_stream(f"{bucket}/{key}") as f:
+            return {"data": f.read().decode()}
+
+    return {
+        "files": attempt(lambda: info(prefix, True)),
+        "top": attempt(lambda: info("", False)),
+        "read": attempt(lambda: read(allowed)),
+        "read_refused": attempt(lambda: read(refused)),
+    }
+
+
 def main():
-    print(json.dumps({"boto3": boto3_case, "get": get_case, "s3fs": s3fs_case}[sys.argv[1]]()), flush=True)
+    cases = {
+        "boto3": boto3_case,
+        "get": get_case,
+        "s3fs": s3fs_case,
+        "boto3_list": boto3_list_case,
+        "list": list_case,
+        "s3fs_list": s3fs_list_case,
+        "pyarrow": pyarrow_case,
+    }
+    print(json.dumps(cases[sys.argv[1]]()), flush=True)
 
 
 if __name__ == "__main__":
