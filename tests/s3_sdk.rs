@@ -139,6 +139,7 @@ fn boto3_and_s3fs_list_and_read_the_file_store_through_the_gateway() {
         ("BUCKET", "datasets"),
         ("ALLOWED", "eu-customers/customers.csv"),
         ("REFUSED", "eu-clinical/records.csv"),
+        ("MISSING", "eu-customers/absent.csv"),
     ];
     let v = sdk(&py, &gw, "boto3", &de, &env);
     let readable = serde_json::json!([
@@ -171,6 +172,19 @@ fn boto3_and_s3fs_list_and_read_the_file_store_through_the_gateway() {
     assert_eq!(r["status"], 403, "{r}");
     let msg = r["error"].as_str().unwrap();
     assert!(msg.contains("(rule "), "{msg}");
+    // After the decision: the store's own answers carry S3's codes too.
+    let m = &v["get_missing"];
+    assert_eq!(
+        (m["code"].as_str(), m["status"].as_u64()),
+        (Some("NoSuchKey"), Some(404)),
+        "{m}"
+    );
+    let m = &v["get_past_end"];
+    assert_eq!(
+        (m["code"].as_str(), m["status"].as_u64()),
+        (Some("InvalidRange"), Some(416)),
+        "{m}"
+    );
     // A presigned URL, fetched with requests.
     let pre = ok(&v, "presigned");
     assert_eq!(pre["status"], 200);

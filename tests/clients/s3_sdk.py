@@ -76,6 +76,12 @@ def boto3_case():
     )
     out["head"] = attempt(lambda: {"length": s3.head_object(Bucket=bucket, Key=allowed)["ContentLength"]})
     out["get_refused"] = attempt(lambda: {"data": s3.get_object(Bucket=bucket, Key=refused)["Body"].read().decode()})
+    if os.environ.get("MISSING"):
+        # Allowed, then not found in the store, and a range past the end: S3's codes.
+        out["get_missing"] = attempt(lambda: {"data": s3.get_object(Bucket=bucket, Key=os.environ["MISSING"])["Body"].read().decode()})
+        out["get_past_end"] = attempt(
+            lambda: {"data": s3.get_object(Bucket=bucket, Key=allowed, Range="bytes=99999999-")["Body"].read().decode()}
+        )
 
     def presigned(key, signer=client(signature_version="s3v4")):
         # boto3 presigns S3 URLs with Signature Version 2 unless told otherwise.
