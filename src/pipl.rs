@@ -207,7 +207,10 @@ impl ExportCounter {
     /// what it would add.
     pub fn volume(&self, e: &Export) -> VolumeInfo {
         let key = e.exporter.as_deref().unwrap_or("");
-        let map = self.shard(key);
+        Self::volume_in(&self.shard(key), key, e)
+    }
+
+    fn volume_in(map: &HashMap<Box<str>, Totals>, key: &str, e: &Export) -> VolumeInfo {
         let t = map.get(key).filter(|t| t.year == e.year);
         e.volume(
             t.map_or((0, 0, false), |t| {
@@ -217,10 +220,29 @@ impl ExportCounter {
         )
     }
 
+    /// Decides `e` on the exporter's volume and, when `decide` says the data moves, counts
+    /// it in the same step, under the exporter's shard: two concurrent first exports cannot
+    /// both be decided on the volume before either (the file sink's counterpart of
+    /// [`crate::pipl::pg::Ledger::count`]). An export counted here whose record then fails
+    /// to become durable stays counted: the count errs towards refusing.
+    pub fn count<T>(&self, e: &Export, decide: impl FnOnce(&VolumeInfo) -> (T, bool)) -> T {
+        let key = e.exporter.as_deref().unwrap_or("");
+        let mut map = self.shard(key);
+        let (out, moves) = decide(&Self::volume_in(&map, key, e));
+        if moves {
+            Self::add(&mut map, key, e);
+        }
+        out
+    }
+
     /// Counts an export that took place; units already counted this year add nothing.
     pub fn record(&self, e: &Export) {
         let key = e.exporter.as_deref().unwrap_or("");
         let mut map = self.shard(key);
+        Self::add(&mut map, key, e);
+    }
+
+    fn add(map: &mut HashMap<Box<str>, Totals>, key: &str, e: &Export) {
         let t = map.entry(key.into()).or_default();
         if t.year != e.year {
             *t = Totals {

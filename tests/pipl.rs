@@ -180,3 +180,39 @@ async fn crossing_100k_requires_a_standard_contract_and_survives_a_restart() {
     );
     assert!(text.contains("cn.art38.no-basis"), "{text}");
 }
+
+/// Two first exports decided at the same moment on one replica's file sink: the second is
+/// decided on the first's count, so 60,000 + 50,000 individuals never both leave without a
+/// contract (repeated, each round on a fresh gateway, to give a race its chances).
+#[tokio::test]
+async fn concurrent_first_exports_cannot_both_stay_under_100k() {
+    let up = Upstream::start(Arc::new(|_s: &common::Seen| {
+        http::Response::builder()
+            .status(200)
+            .body(Bytes::from_static(b"id\n1\n"))
+            .unwrap()
+    }))
+    .await;
+    let keep = tempfile::tempdir().unwrap();
+    let reg = registry(keep.path());
+    for round in 0..3 {
+        let audit = keep.path().join(format!("audit-{round}.log"));
+        let gw = Gateway::start(options(&up, &reg, &audit));
+        let ((a, _, ba), (b, _, bb)) = tokio::join!(
+            get(&gw, "plain-au", "/cn/a/part-1.csv"),
+            get(&gw, "plain-au", "/cn/b/part-1.csv")
+        );
+        let mut got = [a, b];
+        got.sort_unstable();
+        assert_eq!(got, [200, 451], "round {round}: {ba} / {bb}");
+        // What the trail says agrees: one allowed export of the two.
+        let allowed = gw
+            .records()
+            .into_iter()
+            .filter(|r| r["kind"] == "decision" && r["decision"] == "allow")
+            .filter(|r| r["dataset"] == "cn-a" || r["dataset"] == "cn-b")
+            .count();
+        assert_eq!(allowed, 1, "round {round}");
+        drop(gw);
+    }
+}

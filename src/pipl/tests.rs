@@ -147,6 +147,39 @@ fn crossing_the_exempt_threshold_changes_the_band() {
 }
 
 #[test]
+fn concurrent_first_exports_are_decided_one_after_the_other() {
+    // 60,000 and 50,000 individuals from one exporter, decided at once on many threads:
+    // the second decision sees the first's count, so exactly one stays under 100,000.
+    let cat = catalog();
+    let a = export(&cat, "cn-a", "US").unwrap();
+    let mut b = export(&cat, "cn-b", "US").unwrap();
+    b.exporter = Some("acme-cn".into());
+    for _ in 0..50 {
+        let k = std::sync::Arc::new(ExportCounter::new());
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let run = |e: Export| {
+            let (k, barrier) = (k.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                k.count(&e, |v| {
+                    let after = v.non_sensitive + v.subjects.unwrap_or(u64::MAX);
+                    let allow = after <= 100_000;
+                    (allow, allow)
+                })
+            })
+        };
+        let (x, y) = (run(a.clone()), run(b.clone()));
+        let allowed = [x.join().unwrap(), y.join().unwrap()];
+        assert_eq!(allowed.iter().filter(|&&ok| ok).count(), 1, "{allowed:?}");
+        let (n, _, _) = k.totals("acme-cn", 2026);
+        assert!(
+            n == 60_000 || n == 50_000,
+            "only the allowed export counted: {n}"
+        );
+    }
+}
+
+#[test]
 fn sensitive_and_unknown_sizes_count_separately() {
     let cat = catalog();
     let k = ExportCounter::new();

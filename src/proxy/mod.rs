@@ -165,9 +165,15 @@ impl Gateway {
         enforce: bool,
         request_id: &str,
     ) -> Result<Decision, Problem> {
-        let (Some(ledger), Some(e)) = (self.ledger.as_ref(), t.export.as_ref()) else {
-            let volume = t.volume(&self.exports);
-            return Ok(t.decide(&snap.policies, at.date(), volume.as_ref()));
+        let Some(e) = t.export.as_ref() else {
+            return Ok(t.decide(&snap.policies, at.date(), None));
+        };
+        let Some(ledger) = self.ledger.as_ref() else {
+            return Ok(self.exports.count(e, |v| {
+                let d = t.decide(&snap.policies, at.date(), Some(v));
+                let moves = d.is_allow() || !enforce;
+                (d, moves)
+            }));
         };
         ledger
             .count(e, request_id, |v| {
@@ -384,8 +390,12 @@ impl Gateway {
             Ok(r) => r,
             Err(resp) => return resp,
         };
-        // The record is durable and the data is about to move: count the export.
-        if let Some(e) = a.transfer.as_ref().and_then(|t| t.export.as_ref()) {
+        // The record is durable and the data is about to move: the export was counted when
+        // it was decided; on a shared ledger, the local counter (explanations, the admin
+        // API) follows.
+        if self.ledger.is_some()
+            && let Some(e) = a.transfer.as_ref().and_then(|t| t.export.as_ref())
+        {
             self.exports.record(e);
         }
         let receipt_h = receipt_header(&receipt);
@@ -661,7 +671,9 @@ impl Gateway {
                 detail: "the PIPL export volume could not be counted for the re-decision".into(),
             })?;
         response::recheck(of, &second, &added, a.enforce, completion)?;
-        if let Some(e) = &t.export {
+        if self.ledger.is_some()
+            && let Some(e) = &t.export
+        {
             self.exports.record(e);
         }
         // The response body of an upload is a download too (downloads are noted in `served`).
