@@ -195,3 +195,47 @@ async fn replicas_on_two_policy_versions_are_shown_and_alerted_once() {
     drop(a);
     pg::drop_tables(&c, &t).await;
 }
+
+/// A replica killed without a `shutdown` event (kill -9) leaves the fleet once its session
+/// is gone: the drift it caused ends, and the view says it is not connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_replica_leaves_the_fleet_with_its_session() {
+    let Some(c) = pg::pg().await else { return };
+    let t = pg::table("fleetkill");
+    let hook = Upstream::start(Arc::new(|_s: &common::Seen| {
+        http::Response::builder()
+            .status(200)
+            .body(Bytes::from_static(b"ok"))
+            .unwrap()
+    }))
+    .await;
+    let pack = tempfile::tempdir().unwrap();
+    common::copy_dir(&common::repo().join("policies"), pack.path());
+    let uk = pack.path().join("uk.yaml");
+    let mut text = std::fs::read_to_string(&uk).unwrap();
+    text.push_str("# changed on gw-k only\n");
+    std::fs::write(&uk, text).unwrap();
+
+    let a = support::start(options("gw-a", &t, &hook.url(), None));
+    let mut k = support::start(options("gw-k", &t, &hook.url(), Some(pack.path().into())));
+    let token = a.officer();
+    a.traffic().await;
+    k.traffic().await;
+    let got = fleet_until(&a, &token, |f| f["drift"] == true).await;
+    assert_eq!(member(&got["fleet"], "gw-k")["connected"], true, "{got:#}");
+
+    k.gw.child.kill().unwrap();
+    k.gw.child.wait().unwrap();
+    let got = fleet_until(&a, &token, |f| f["drift"] == false).await;
+    let gone = member(&got["fleet"], "gw-k");
+    assert_eq!(
+        (&gone["live"], &gone["connected"]),
+        (&false.into(), &false.into()),
+        "{got:#}"
+    );
+    assert_ne!(gone["last_event"], "shutdown", "it had no time to say so");
+    assert_eq!(member(&got["fleet"], "gw-a")["live"], true);
+    drop(a);
+    drop(k);
+    pg::drop_tables(&c, &t).await;
+}

@@ -58,7 +58,18 @@ async fn run(gw: Arc<Gateway>, target: Target, cfg: FleetConfig) {
                 if let Some(newest) = fleet.newest() {
                     since = newest - OVERLAP;
                 }
-                fleet.view(now)
+                // Whose writer holds its session now: killed or cut-off replicas do not.
+                let connected = match &client {
+                    Some(c) => match sql::held_chains(c, &target.table, &fleet.names()).await {
+                        Ok(names) => Some(names.into_iter().collect()),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "fleet check: replicas' sessions not read");
+                            None
+                        }
+                    },
+                    None => None,
+                };
+                fleet.view(now, connected.as_ref())
             }
             Err(e) => {
                 tracing::warn!(error = %e, "fleet check failed");

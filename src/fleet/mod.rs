@@ -4,9 +4,9 @@
 //! every `fleet.check_secs`, and the drift is shown (`/fleet`, metrics, the officer's page)
 //! and sent to the alert webhook once per change.
 //!
-//! A replica whose last event is `shutdown` is not live and does not count. One that
-//! stopped without a `shutdown` (killed, crashed) stays listed as live until it starts
-//! again under the same name.
+//! A replica whose last event is `shutdown` is not live and does not count; nor is one
+//! whose audit writer holds no session on the database (killed, crashed, cut off: its
+//! chain's advisory lock is free), until it connects again.
 
 pub mod check;
 pub mod sql;
@@ -32,8 +32,11 @@ pub struct Member {
     pub last_event: String,
     /// That event's time (RFC 3339).
     pub last_seen: String,
-    /// False after a `shutdown`.
+    /// False after a `shutdown`, and while its audit writer holds no session.
     pub live: bool,
+    /// Whether its audit writer's session holds its chain's lock (absent: not known).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connected: Option<bool>,
     #[serde(skip)]
     at: Option<OffsetDateTime>,
 }
@@ -104,6 +107,7 @@ impl Fleet {
                 last_event: String::new(),
                 last_seen: String::new(),
                 live: false,
+                connected: None,
                 at: None,
             });
         if m.at.is_some_and(|t| t > at) {
@@ -124,9 +128,31 @@ impl Fleet {
         self.members.values().filter_map(|m| m.at).max()
     }
 
-    /// The fleet as shown and alerted on.
-    pub fn view(&self, checked: OffsetDateTime) -> FleetView {
-        let replicas: Vec<Member> = self.members.values().cloned().collect();
+    /// Names of every replica seen.
+    pub fn names(&self) -> Vec<String> {
+        self.members.keys().cloned().collect()
+    }
+
+    /// The fleet as shown and alerted on. `connected`: the replicas whose writer holds a
+    /// session now, when that could be read.
+    pub fn view(
+        &self,
+        checked: OffsetDateTime,
+        connected: Option<&std::collections::BTreeSet<String>>,
+    ) -> FleetView {
+        let replicas: Vec<Member> = self
+            .members
+            .values()
+            .map(|m| {
+                let mut m = m.clone();
+                if let Some(set) = connected {
+                    let on = set.contains(&m.replica);
+                    m.connected = Some(on);
+                    m.live &= on;
+                }
+                m
+            })
+            .collect();
         let mut versions: Vec<String> = replicas
             .iter()
             .filter(|m| m.live)

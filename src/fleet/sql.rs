@@ -1,6 +1,7 @@
-//! The fleet check's one query of the shared audit table: the event lines written since
-//! a time, newest first. It reads only the `kind`, `time` and `line` columns, so it works
-//! however the table lays out its chains; the connection is the audit sink's own
+//! The fleet check's queries: the event lines of the shared audit table written since a
+//! time, newest first (only its `kind`, `time` and `line` columns, so it works however the
+//! table lays out its chains), and which replicas' sessions hold their chain's lock right
+//! now (`pg_locks`); the connection is the audit sink's own
 //! ([`crate::audit::postgres::pg_config`], [`crate::audit::postgres::connect`]).
 
 use time::OffsetDateTime;
@@ -44,6 +45,35 @@ pub async fn read_events(
         .map(|r| {
             r.try_get::<_, String>(0)
                 .map_err(|e| format!("cannot read the fleet's events: {e}"))
+        })
+        .collect()
+}
+
+/// Of the replicas `names`, those whose audit writer's session holds its chain's advisory
+/// lock (see `lock_chain` in the audit store's schema): a replica killed, crashed or cut off
+/// from the database holds none. `$1` the table, `$2` the names. A bigint advisory lock
+/// shows in `pg_locks` as `classid` (high 32 bits), `objid` (low 32 bits), `objsubid` 1.
+pub const HELD_CHAINS: &str = "SELECT r.n FROM unnest($2::text[]) AS r(n)
+CROSS JOIN LATERAL (SELECT hashtextextended('bordergate-chain:' || $1::text || ':' || r.n, 0) AS k) AS h
+WHERE EXISTS (
+  SELECT 1 FROM pg_locks l
+  WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+    AND l.classid::int8 = ((h.k >> 32) & 4294967295) AND l.objid::int8 = (h.k & 4294967295))";
+
+/// The names of `names` whose chain lock is held now.
+pub async fn held_chains(
+    client: &Client,
+    table: &str,
+    names: &[String],
+) -> Result<Vec<String>, String> {
+    let rows = client
+        .query(HELD_CHAINS, &[&table, &names])
+        .await
+        .map_err(|e| format!("cannot read the replicas' sessions: {e}"))?;
+    rows.iter()
+        .map(|r| {
+            r.try_get::<_, String>(0)
+                .map_err(|e| format!("cannot read the replicas' sessions: {e}"))
         })
         .collect()
 }

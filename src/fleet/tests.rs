@@ -36,7 +36,7 @@ fn live_replicas_on_two_versions_are_drift() {
     let mut rev: Vec<&str> = lines.iter().map(String::as_str).collect();
     rev.reverse();
     let f = Fleet::from_lines(rev);
-    let v = f.view(at("2026-03-01T10:06:00Z"));
+    let v = f.view(at("2026-03-01T10:06:00Z"), None);
     assert!(v.drift);
     assert_eq!(v.versions, ["sha256:a", "sha256:b"]);
     let by: Vec<(&str, &str, &str, bool)> = v
@@ -89,7 +89,7 @@ fn a_replica_that_shut_down_does_not_count_until_it_starts_again() {
         .iter()
         .map(String::as_str),
     );
-    let v = f.view(at("2026-03-01T12:00:00Z"));
+    let v = f.view(at("2026-03-01T12:00:00Z"), None);
     assert!(!v.drift, "{v:?}");
     assert_eq!(v.versions, ["sha256:a"]);
     assert_eq!(v.replicas.len(), 2);
@@ -108,11 +108,11 @@ fn a_replica_that_shut_down_does_not_count_until_it_starts_again() {
         Some("sha256:old"),
     );
     f.observe_all([again.as_str(), again.as_str()]);
-    assert!(f.view(at("2026-03-01T12:00:01Z")).drift);
+    assert!(f.view(at("2026-03-01T12:00:01Z"), None).drift);
     // An older line read late does not undo a newer one.
     let stale = ev(9, "2026-03-01T11:00:00Z", "shutdown", "gw-2", None);
     f.observe_all([stale.as_str()]);
-    assert!(f.view(at("2026-03-01T12:00:02Z")).drift);
+    assert!(f.view(at("2026-03-01T12:00:02Z"), None).drift);
 }
 
 #[test]
@@ -127,7 +127,7 @@ fn lines_without_a_replica_or_of_other_kinds_are_ignored() {
         Some("sha256:z"),
     );
     let f = Fleet::from_lines([decision, old, "not json", repair.as_str()]);
-    let v = f.view(at("2026-03-01T10:00:00Z"));
+    let v = f.view(at("2026-03-01T10:00:00Z"), None);
     assert!(v.replicas.is_empty(), "{v:?}");
     assert!(!v.drift);
     // A listen event keeps the version when a later event carries none.
@@ -145,7 +145,26 @@ fn lines_without_a_replica_or_of_other_kinds_are_ignored() {
         .iter()
         .map(String::as_str),
     );
-    let v = f.view(at("2026-03-01T10:00:02Z"));
+    let v = f.view(at("2026-03-01T10:00:02Z"), None);
     assert_eq!(v.replicas[0].policy_version.as_deref(), Some("sha256:a"));
     assert_eq!(v.replicas[0].last_event, "reload-refused");
+}
+
+#[test]
+fn a_replica_without_a_session_is_not_live() {
+    // gw-2 was killed on the new version: no shutdown event, but its session is gone.
+    let lines = [
+        ev(1, "2026-03-01T10:00:00Z", "start", "gw-1", Some("sha256:a")),
+        ev(1, "2026-03-01T10:00:01Z", "start", "gw-2", Some("sha256:b")),
+    ];
+    let f = Fleet::from_lines(lines.iter().map(String::as_str));
+    assert!(f.view(at("2026-03-01T10:01:00Z"), None).drift);
+    let connected: std::collections::BTreeSet<String> = ["gw-1".to_string()].into();
+    let v = f.view(at("2026-03-01T10:01:00Z"), Some(&connected));
+    assert!(!v.drift, "{v:?}");
+    assert_eq!(v.versions, ["sha256:a"]);
+    let gw2 = v.replicas.iter().find(|m| m.replica == "gw-2").unwrap();
+    assert_eq!((gw2.live, gw2.connected), (false, Some(false)));
+    assert_eq!(gw2.last_event, "start", "its last event is still shown");
+    assert_eq!(v.live().count(), 1);
 }
