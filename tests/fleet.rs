@@ -8,10 +8,8 @@ mod common;
 #[path = "support/admin.rs"]
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::{Options, Upstream, pg};
 use serde_json::Value;
 use support::Admined;
@@ -28,6 +26,22 @@ fn options(name: &str, table: &str, hook: &str, policies: Option<std::path::Path
         ),
         ..Options::default()
     }
+}
+
+/// The alert webhook: answers every post with 200.
+async fn webhook() -> Upstream {
+    Upstream::answering(b"ok").await
+}
+
+/// A copy of the pack that differs by one line (so its version differs), for `who`.
+fn changed_pack(who: &str) -> tempfile::TempDir {
+    let pack = tempfile::tempdir().unwrap();
+    common::copy_dir(&common::repo().join("policies"), pack.path());
+    let uk = pack.path().join("uk.yaml");
+    let mut text = std::fs::read_to_string(&uk).unwrap();
+    text.push_str(&format!("# changed on {who} only\n"));
+    std::fs::write(&uk, text).unwrap();
+    pack
 }
 
 async fn fleet(a: &Admined, token: &str) -> Value {
@@ -73,21 +87,10 @@ fn member<'v>(fleet: &'v Value, name: &str) -> &'v Value {
 async fn replicas_on_two_policy_versions_are_shown_and_alerted_once() {
     let Some(c) = pg::pg().await else { return };
     let t = pg::table("fleet");
-    let hook = Upstream::start(Arc::new(|_s: &common::Seen| {
-        http::Response::builder()
-            .status(200)
-            .body(Bytes::from_static(b"ok"))
-            .unwrap()
-    }))
-    .await;
+    let hook = webhook().await;
 
     // gw-b serves a pack that differs by one line, so its version differs.
-    let pack = tempfile::tempdir().unwrap();
-    common::copy_dir(&common::repo().join("policies"), pack.path());
-    let uk = pack.path().join("uk.yaml");
-    let mut text = std::fs::read_to_string(&uk).unwrap();
-    text.push_str("# changed on gw-b only\n");
-    std::fs::write(&uk, text).unwrap();
+    let pack = changed_pack("gw-b");
 
     let a = support::start(options("gw-a", &t, &hook.url(), None));
     let mut b = support::start(options("gw-b", &t, &hook.url(), Some(pack.path().into())));
@@ -202,19 +205,8 @@ async fn replicas_on_two_policy_versions_are_shown_and_alerted_once() {
 async fn a_killed_replica_leaves_the_fleet_with_its_session() {
     let Some(c) = pg::pg().await else { return };
     let t = pg::table("fleetkill");
-    let hook = Upstream::start(Arc::new(|_s: &common::Seen| {
-        http::Response::builder()
-            .status(200)
-            .body(Bytes::from_static(b"ok"))
-            .unwrap()
-    }))
-    .await;
-    let pack = tempfile::tempdir().unwrap();
-    common::copy_dir(&common::repo().join("policies"), pack.path());
-    let uk = pack.path().join("uk.yaml");
-    let mut text = std::fs::read_to_string(&uk).unwrap();
-    text.push_str("# changed on gw-k only\n");
-    std::fs::write(&uk, text).unwrap();
+    let hook = webhook().await;
+    let pack = changed_pack("gw-k");
 
     let a = support::start(options("gw-a", &t, &hook.url(), None));
     let mut k = support::start(options("gw-k", &t, &hook.url(), Some(pack.path().into())));

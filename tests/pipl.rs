@@ -6,9 +6,7 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 
-use bytes::Bytes;
 use common::{Gateway, Options, Upstream};
 
 const CATALOG: &str = "  - id: cn-a
@@ -69,6 +67,11 @@ fn options(up: &Upstream, registry: &Path, audit: &Path) -> Options {
     }
 }
 
+/// The data host in China: every object is a two-line CSV.
+async fn cn_store() -> Upstream {
+    Upstream::answering(b"id\n1\n").await
+}
+
 async fn get(gw: &Gateway, org: &str, path: &str) -> (u16, String, String) {
     let t = gw.token("pipeline", org, "AU", "training");
     let r = gw
@@ -89,13 +92,7 @@ async fn get(gw: &Gateway, org: &str, path: &str) -> (u16, String, String) {
 
 #[tokio::test]
 async fn crossing_100k_requires_a_standard_contract_and_survives_a_restart() {
-    let up = Upstream::start(Arc::new(|_s: &common::Seen| {
-        http::Response::builder()
-            .status(200)
-            .body(Bytes::from_static(b"id\n1\n"))
-            .unwrap()
-    }))
-    .await;
+    let up = cn_store().await;
     let keep = tempfile::tempdir().unwrap();
     let reg = registry(keep.path());
     let audit = keep.path().join("audit.log");
@@ -186,13 +183,7 @@ async fn crossing_100k_requires_a_standard_contract_and_survives_a_restart() {
 /// contract (repeated, each round on a fresh gateway, to give a race its chances).
 #[tokio::test]
 async fn concurrent_first_exports_cannot_both_stay_under_100k() {
-    let up = Upstream::start(Arc::new(|_s: &common::Seen| {
-        http::Response::builder()
-            .status(200)
-            .body(Bytes::from_static(b"id\n1\n"))
-            .unwrap()
-    }))
-    .await;
+    let up = cn_store().await;
     let keep = tempfile::tempdir().unwrap();
     let reg = registry(keep.path());
     for round in 0..3 {

@@ -11,7 +11,6 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use common::pg::{drop_tables, dsn, pg, table};
 use common::{BIN, Gateway, Options, Upstream};
 
@@ -73,13 +72,7 @@ fn options(up: &Upstream, registry: &Path, dsn: &str, table: &str) -> Options {
 }
 
 async fn upstream() -> Upstream {
-    Upstream::start(Arc::new(|_s: &common::Seen| {
-        http::Response::builder()
-            .status(200)
-            .body(Bytes::from_static(b"id\n1\n"))
-            .unwrap()
-    }))
-    .await
+    Upstream::answering(b"id\n1\n").await
 }
 
 /// GET `path` as an Australian importer: (status, body).

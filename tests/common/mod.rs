@@ -471,6 +471,17 @@ impl Upstream {
         Upstream { addr, seen }
     }
 
+    /// An upstream that answers every request 200 with `body`.
+    pub async fn answering(body: &'static [u8]) -> Upstream {
+        Upstream::start(Arc::new(move |_s: &Seen| {
+            http::Response::builder()
+                .status(200)
+                .body(Bytes::from_static(body))
+                .unwrap()
+        }))
+        .await
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
