@@ -72,16 +72,7 @@ auth:
   audience: bordergate
   keys:
     - { kid: bench, alg: RS256, public_key: $WORK/jwt/pub.pem }
-upstreams:
-  - name: eu-store
-    url: file://$WORK/store
-    jurisdiction: DE
-routes:
-  - prefix: /datasets/
-    upstream: eu-store
-catalog: $REPO/examples/quickstart/catalog.yaml
-policies: $REPO/policies
-registry: $REPO/examples/quickstart/registry.yaml
+$(quickstart_yaml "$WORK/store")
 $audit
 mode: enforce
 YAML

@@ -12,3 +12,21 @@ rs256_token() {
       "$now" $((now + 3600)) | b64url)
   printf '%s.%s.%s' "$h" "$p" "$(printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -sign "$1" -binary | b64url)"
 }
+
+# quickstart_yaml STORE: the gateway config's upstreams, routes, catalog, policies and
+# registry for the quickstart's data served from STORE (a copy of examples/quickstart/store)
+# as a file:// store in Germany, with the whole policy pack. Uses $REPO.
+quickstart_yaml() {
+  cat <<YAML
+upstreams:
+  - name: eu-store
+    url: file://$1
+    jurisdiction: DE
+routes:
+  - prefix: /datasets/
+    upstream: eu-store
+catalog: $REPO/examples/quickstart/catalog.yaml
+policies: $REPO/policies
+registry: $REPO/examples/quickstart/registry.yaml
+YAML
+}

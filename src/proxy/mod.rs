@@ -410,8 +410,8 @@ impl Gateway {
 
         // Forward.
         let up = d.routed.upstream;
-        if d.plan.is_some() {
-            transform::strip_conditions(&mut parts.headers);
+        if let Some(plan) = &d.plan {
+            transform::upstream_request(plan, &mut parts);
             completion.hash_sent();
         }
         let mismatch = Arc::new(std::sync::OnceLock::new());

@@ -5,7 +5,8 @@
 //! Range requests on transformed data are refused (416 `transformed-range`): the
 //! transformed bytes exist nowhere to take a range of. Conditions (`If-None-Match`, …)
 //! are not sent upstream; the answer is always the whole transformed file, with an ETag
-//! of its own.
+//! of its own. A Parquet file is asked for with HEAD (its length), then read by Range:
+//! the footer first, then the column chunks.
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use super::ResBody;
 use super::response::Ended;
 use super::upstream::Target;
 use crate::audit::Outcome;
+use crate::catalog::schema::Format;
 use crate::model::Decision;
 use crate::respond::{Kind, Problem};
 use crate::snapshot::Snapshot;
@@ -100,10 +102,16 @@ pub(super) fn plan(
         .map_err(|e| problem(Kind::TransformUnavailable, d, e.to_string()))
 }
 
-/// Leaves out the conditions and ranges a transformed transfer does not send upstream.
-pub(super) fn strip_conditions(h: &mut HeaderMap) {
+/// The request sent upstream for a transformed transfer: without the conditions and ranges
+/// it does not send; for Parquet a HEAD, which gives the file's length and ETag, as the
+/// reader then fetches the footer and the column chunks by Range (the whole file is never
+/// asked for at once).
+pub(super) fn upstream_request(plan: &Plan, parts: &mut http::request::Parts) {
     for n in CONDITIONS {
-        h.remove(n);
+        parts.headers.remove(n);
+    }
+    if plan.format == Format::Parquet && parts.method == Method::GET {
+        parts.method = Method::HEAD;
     }
 }
 

@@ -9,6 +9,7 @@ pub mod redact;
 pub mod stream;
 pub mod tabular;
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -311,7 +312,7 @@ pub fn generalise(g: Granularity, v: &str, out: &mut String) {
                 #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
                 let lo = ((x / w as f64).floor() as i64).saturating_mul(w as i64);
                 let hi = lo.saturating_add(w as i64 - 1);
-                out.push_str(&format!("{lo}-{hi}"));
+                let _ = write!(out, "{lo}-{hi}");
             }
         }
     }
