@@ -417,6 +417,43 @@ async fn query_filters_and_formats() {
     );
     let t = String::from_utf8_lossy(&o.stdout).to_string();
     assert_eq!(t.lines().count(), 3, "decision and completion: {t}");
+    // A forwarded decision shows the status its completion recorded, even when the
+    // filter leaves the completions out; the JSON Lines are the records as written.
+    for extra in [&[][..], &["--limit", "2"][..]] {
+        let mut args = vec![
+            "query",
+            "--format",
+            "csv",
+            "--kind",
+            "decision",
+            "--decision",
+            "allow",
+        ];
+        args.extend_from_slice(extra);
+        let o = run(&args, &[&s.log]);
+        let t = String::from_utf8_lossy(&o.stdout).to_string();
+        let rows: Vec<&str> = t.lines().skip(1).collect();
+        assert!(!rows.is_empty(), "{}", text(&o));
+        assert!(extra.is_empty() || rows.len() == 2, "{t}");
+        for r in rows {
+            assert_eq!(r.split(',').nth(4), Some("200"), "{t}");
+        }
+    }
+    let o = run(
+        &[
+            "query",
+            "--format",
+            "jsonl",
+            "--kind",
+            "decision",
+            "--decision",
+            "allow",
+        ],
+        &[&s.log],
+    );
+    let first: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(first["status"], 0);
     let o = run(&["query", "--from", "not a date"], &[&s.log]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("`not a date` is not a date"));

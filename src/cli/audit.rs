@@ -168,7 +168,9 @@ pub struct QueryArgs {
     to: Option<String>,
     #[command(flatten)]
     filter: FilterArgs,
-    /// Output format; default: a table on a terminal, JSON Lines otherwise.
+    /// Output format; default: a table on a terminal, JSON Lines otherwise. JSON Lines are
+    /// the records as written; a table or CSV shows a forwarded decision with the status
+    /// its completion recorded (`fwd` when none is in the range).
     #[arg(long, value_parser = ["table", "jsonl", "csv"])]
     format: Option<String>,
     /// Only the last N matches.
@@ -617,13 +619,21 @@ const COLUMNS: &[(&str, &str)] = &[
     ("bytes_out", "/bytes_out"),
 ];
 
+/// Where a table or CSV row of a forwarded decision takes the status its completion
+/// recorded (the decision record itself says 0: the answer was not known yet).
+const ANSWERED: &str = "/answered";
+
 fn cell(v: &Value, ptr: &str) -> String {
-    // A decision's status 0 means "forwarded": its completion holds the upstream's status.
+    // A decision's status 0 means "forwarded": its completion holds the upstream's status;
+    // `fwd` when that completion was not read (outside the time range, not written yet).
     if ptr == "/status"
         && v.get("kind").and_then(Value::as_str) == Some("decision")
         && v.get("status").and_then(Value::as_u64) == Some(0)
     {
-        return "fwd".into();
+        return match v.pointer(ANSWERED).and_then(Value::as_u64) {
+            Some(s) => s.to_string(),
+            None => "fwd".into(),
+        };
     }
     match v.pointer(ptr) {
         None | Some(Value::Null) => String::new(),
@@ -669,15 +679,50 @@ fn query(a: QueryArgs) -> Result<ExitCode, String> {
         }
         true
     };
-    match a.limit {
-        Some(n) => {
-            for v in source.query(&filter, n)? {
-                if !emit(v) {
-                    break;
+    if format == "jsonl" {
+        // The records as written.
+        match a.limit {
+            Some(n) => {
+                for v in source.query(&filter, n)? {
+                    if !emit(v) {
+                        break;
+                    }
                 }
             }
+            None => source.for_each(&filter, &mut emit)?,
         }
-        None => source.for_each(&filter, &mut emit)?,
+    } else {
+        // A table or CSV shows a forwarded decision with the status its completion
+        // recorded: every record of the time range is read, completions included, and
+        // rows wait (in order) for their completion, a bounded number of them.
+        let compiled = filter.compile()?;
+        let wide = Filter {
+            from: filter.from.clone(),
+            to: filter.to.clone(),
+            ..Filter::default()
+        };
+        let mut rows = Answered::new(a.limit);
+        let mut open = true;
+        source.for_each(&wide, |v| {
+            if v.get("kind").and_then(Value::as_str) == Some("completion") {
+                rows.completed(&v);
+            }
+            if compiled.matches(&v) {
+                rows.push(v);
+            }
+            if a.limit.is_none() {
+                while let Some(v) = rows.ready() {
+                    open = emit(v);
+                    if !open {
+                        return false;
+                    }
+                }
+            }
+            true
+        })?;
+        while open && let Some(v) = rows.next() {
+            open = emit(v);
+        }
     }
     if let Some(e) = io_err {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
@@ -695,6 +740,95 @@ fn query(a: QueryArgs) -> Result<ExitCode, String> {
             }
         })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Rows of a table or CSV in log order, each forwarded decision held until its completion
+/// names the status (at most [`Answered::WAIT`] rows wait; then they go out as `fwd`).
+/// With a limit, only the last `limit` rows are kept, all to the end of the log.
+struct Answered {
+    rows: std::collections::VecDeque<Value>,
+    /// Request id → the position (in all rows pushed) of its forwarded decision.
+    waiting: std::collections::HashMap<String, u64>,
+    /// Rows popped so far: the position of `rows[0]`.
+    popped: u64,
+    limit: Option<usize>,
+}
+
+impl Answered {
+    const WAIT: usize = 50_000;
+
+    fn new(limit: Option<usize>) -> Answered {
+        Answered {
+            rows: std::collections::VecDeque::new(),
+            waiting: std::collections::HashMap::new(),
+            popped: 0,
+            limit,
+        }
+    }
+
+    fn forwarded(v: &Value) -> Option<&str> {
+        (v.get("kind").and_then(Value::as_str) == Some("decision")
+            && v.get("status").and_then(Value::as_u64) == Some(0))
+        .then(|| v.get("request_id").and_then(Value::as_str))
+        .flatten()
+    }
+
+    fn push(&mut self, v: Value) {
+        if let Some(id) = Self::forwarded(&v) {
+            self.waiting
+                .insert(id.to_owned(), self.popped + self.rows.len() as u64);
+        }
+        self.rows.push_back(v);
+        if self.limit.is_some_and(|n| self.rows.len() > n) {
+            self.pop();
+        }
+    }
+
+    /// A completion: the decision waiting for it takes its status.
+    fn completed(&mut self, c: &Value) {
+        let Some(id) = c.get("request_id").and_then(Value::as_str) else {
+            return;
+        };
+        let Some(at) = self.waiting.remove(id) else {
+            return;
+        };
+        let status = c.get("status").cloned().unwrap_or(Value::Null);
+        if let Some(row) = at
+            .checked_sub(self.popped)
+            .and_then(|i| self.rows.get_mut(i as usize))
+            && let Some(o) = row.as_object_mut()
+        {
+            o.insert(ANSWERED[1..].to_owned(), status);
+        }
+    }
+
+    fn pop(&mut self) -> Option<Value> {
+        let v = self.rows.pop_front()?;
+        self.popped += 1;
+        if let Some(id) = Self::forwarded(&v)
+            && self.waiting.get(id) == Some(&(self.popped - 1))
+        {
+            self.waiting.remove(id);
+        }
+        Some(v)
+    }
+
+    /// The first row, once it waits for nothing (or has waited long enough).
+    fn ready(&mut self) -> Option<Value> {
+        let front = self.rows.front()?;
+        let waits = Self::forwarded(front).is_some_and(|id| {
+            self.waiting.get(id) == Some(&self.popped) && front.pointer(ANSWERED).is_none()
+        });
+        if waits && self.rows.len() <= Self::WAIT {
+            return None;
+        }
+        self.pop()
+    }
+
+    /// The rows left, at the end of the log.
+    fn next(&mut self) -> Option<Value> {
+        self.pop()
+    }
 }
 
 /// Writes records as JSON Lines, CSV, or an aligned table (aligned per block of rows, so
