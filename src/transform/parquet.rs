@@ -1,22 +1,24 @@
 //! Parquet, transformed batch by batch: the footer is read first (by Range from the
 //! upstream, see [`super::stream`]), the schema checked against the catalog's, then the
-//! row groups are read in batches and written as row groups of at most
+//! row groups are read in batches — only the columns that are not dropped, so a dropped
+//! column is never fetched nor decoded — and written as row groups of at most
 //! [`ROW_GROUP_ROWS`] rows, so memory stays flat whatever the file's size.
 
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
+use arrow_array::builder::StringBuilder;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
     Date32Type, Date64Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type,
     TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
     TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
-use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema as ArrowSchema, TimeUnit};
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use parquet::file::reader::ChunkReader;
@@ -136,24 +138,35 @@ fn batch(
 ) -> Result<RecordBatch, TransformError> {
     let mut cols: Vec<ArrayRef> = Vec::with_capacity(out.fields().len());
     let mut buf = String::new();
-    for i in plan.kept() {
-        let a = b.column(i);
+    // `b` holds the kept columns only, in the file's order.
+    for (j, i) in plan.kept().enumerate() {
+        let a = b.column(j);
         if plan.actions[i] == Action::Keep {
             cols.push(a.clone());
             continue;
         }
-        let mut vals: Vec<Option<String>> = Vec::with_capacity(a.len());
+        // Built in place: strings are read without a copy, and no value is allocated.
+        let mut col = StringBuilder::with_capacity(a.len(), a.len() * 24);
+        let strings = a.as_string_opt::<i32>();
         for r in 0..a.len() {
-            vals.push(match text(a.as_ref(), r)? {
-                None => None,
-                Some(v) => {
-                    buf.clear();
-                    plan.value(i, &v, &mut buf);
-                    Some(buf.clone())
-                }
-            });
+            if a.is_null(r) {
+                col.append_null();
+                continue;
+            }
+            buf.clear();
+            match strings {
+                Some(s) => plan.value(i, s.value(r), &mut buf),
+                None => match text(a.as_ref(), r)? {
+                    Some(v) => plan.value(i, &v, &mut buf),
+                    None => {
+                        col.append_null();
+                        continue;
+                    }
+                },
+            }
+            col.append_value(&buf);
         }
-        cols.push(Arc::new(StringArray::from(vals)));
+        cols.push(Arc::new(col.finish()));
     }
     RecordBatch::try_new(out.clone(), cols).map_err(source)
 }
@@ -197,7 +210,9 @@ where
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .build();
     let mut writer = ArrowWriter::try_new(out, out_schema.clone(), Some(props)).map_err(source)?;
+    let kept = ProjectionMask::roots(builder.parquet_schema(), plan.kept());
     let rows = builder
+        .with_projection(kept)
         .with_batch_size(BATCH_ROWS)
         .build()
         .map_err(source)?;
