@@ -720,7 +720,8 @@ fn query(a: QueryArgs) -> Result<ExitCode, String> {
             }
             true
         })?;
-        while open && let Some(v) = rows.next() {
+        // The rows left, at the end of the log.
+        while open && let Some(v) = rows.pop() {
             open = emit(v);
         }
     }
@@ -822,11 +823,6 @@ impl Answered {
         if waits && self.rows.len() <= Self::WAIT {
             return None;
         }
-        self.pop()
-    }
-
-    /// The rows left, at the end of the log.
-    fn next(&mut self) -> Option<Value> {
         self.pop()
     }
 }

@@ -18,14 +18,6 @@ use crate::config::S3Config;
 /// Query parameters of a listing a client may set.
 const LIST_PARAMS: &[&str] = &["continuation-token", "delimiter", "max-keys", "start-after"];
 
-/// What a query value keeps unencoded: RFC 3986's unreserved characters, as SigV4's
-/// canonical query does.
-const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
 /// An S3 upstream's credentials and addressing.
 pub struct S3 {
     region: String,
@@ -167,7 +159,7 @@ impl S3 {
         start_after: Option<&str>,
         token: Option<&str>,
     ) -> String {
-        let enc = |v: &str| percent_encoding::utf8_percent_encode(v, UNRESERVED).to_string();
+        let enc = crate::s3::verify::encode;
         let mut q = format!(
             "/{}?list-type=2&encoding-type=url&prefix={}",
             enc(bucket),

@@ -110,7 +110,8 @@ fn decode(s: &str) -> Result<String, SignatureError> {
         .map_err(|_| SignatureError::Malformed("the request target is not UTF-8".into()))
 }
 
-fn encode(s: &str) -> String {
+/// A value as SigV4's canonical query writes it: all but `A-Z a-z 0-9 - . _ ~` escaped.
+pub fn encode(s: &str) -> String {
     utf8_percent_encode(s, ENCODE).to_string()
 }
 

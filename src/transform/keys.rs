@@ -19,8 +19,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use hmac::{Hmac, KeyInit, Mac};
 use serde::Deserialize;
-use sha2::block_api::compress256;
+use sha2::Sha256;
 
 /// Shortest key accepted.
 pub const MIN_KEY_BYTES: usize = 16;
@@ -31,47 +32,18 @@ pub const ENV_PREFIX: &str = "BORDERGATE_PSEUDONYM_KEY_";
 /// `HMAC-SHA-256(key, value)` truncated to 8 bytes, written `p-<16 hex digits>`: stable
 /// for one key, so rows of one person still join; unrelated across keys.
 ///
-/// The key's inner and outer states (RFC 2104: the compressions of `key ⊕ ipad` and
-/// `key ⊕ opad`) are computed once, when the key is loaded, so a pseudonym of a value of
-/// up to 55 bytes costs two SHA-256 compressions and no allocation.
+/// The keyed state (the compressions of `key ⊕ ipad` and `key ⊕ opad`, RFC 2104) is made
+/// once, when the key is loaded, and copied for each value: a pseudonym of a short value
+/// costs two SHA-256 compressions and no allocation.
 #[derive(Clone)]
 pub struct KeyedHash {
-    inner: [u32; 8],
-    outer: [u32; 8],
+    mac: Hmac<Sha256>,
 }
 
 impl std::fmt::Debug for KeyedHash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("KeyedHash(…)")
     }
-}
-
-/// SHA-256's initial state (FIPS 180-4, 5.3.3).
-const IV: [u32; 8] = [
-    0x6a09_e667,
-    0xbb67_ae85,
-    0x3c6e_f372,
-    0xa54f_f53a,
-    0x510e_527f,
-    0x9b05_688c,
-    0x1f83_d9ab,
-    0x5be0_cd19,
-];
-
-/// The SHA-256 block size.
-const BLOCK: usize = 64;
-
-/// Compresses the last, partial block of a message of `total` bytes into `state`, with
-/// SHA-256's padding (`0x80`, zeros, the length in bits).
-fn finish(state: &mut [u32; 8], rest: &[u8], total: usize) {
-    let mut last = [[0u8; BLOCK]; 2];
-    let r = rest.len();
-    last[0][..r].copy_from_slice(rest);
-    last[0][r] = 0x80;
-    let n = if r < BLOCK - 8 { 1 } else { 2 };
-    let bits = (total as u64).wrapping_mul(8);
-    last[n - 1][BLOCK - 8..].copy_from_slice(&bits.to_be_bytes());
-    compress256(state, &last[..n]);
 }
 
 impl KeyedHash {
@@ -81,42 +53,18 @@ impl KeyedHash {
                 "a pseudonymisation key needs at least {MIN_KEY_BYTES} bytes"
             ));
         }
-        // A key longer than the block is replaced by its digest (RFC 2104, 2).
-        let mut key = [0u8; BLOCK];
-        if secret.len() > BLOCK {
-            let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret);
-            key[..d.as_ref().len()].copy_from_slice(d.as_ref());
-        } else {
-            key[..secret.len()].copy_from_slice(secret);
-        }
-        let pad = |x: u8| {
-            let mut b = key;
-            for v in &mut b {
-                *v ^= x;
-            }
-            b
-        };
-        let (mut inner, mut outer) = (IV, IV);
-        compress256(&mut inner, &[pad(0x36)]);
-        compress256(&mut outer, &[pad(0x5c)]);
-        Ok(KeyedHash { inner, outer })
+        let mac = Hmac::<Sha256>::new_from_slice(secret)
+            .map_err(|e| format!("not a pseudonymisation key: {e}"))?;
+        Ok(KeyedHash { mac })
     }
 
     /// The first 8 bytes of `HMAC-SHA-256(key, value)`.
     fn tag(&self, value: &[u8]) -> [u8; 8] {
-        let mut s = self.inner;
-        let (blocks, rest) = value.as_chunks::<BLOCK>();
-        compress256(&mut s, blocks);
-        finish(&mut s, rest, BLOCK + value.len());
-        let mut digest = [0u8; 32];
-        for (d, w) in digest.chunks_exact_mut(4).zip(s) {
-            d.copy_from_slice(&w.to_be_bytes());
-        }
-        let mut o = self.outer;
-        finish(&mut o, &digest, BLOCK + digest.len());
+        let mut m = self.mac.clone();
+        m.update(value);
+        let digest = m.finalize().into_bytes();
         let mut tag = [0u8; 8];
-        tag[..4].copy_from_slice(&o[0].to_be_bytes());
-        tag[4..].copy_from_slice(&o[1].to_be_bytes());
+        tag.copy_from_slice(&digest[..8]);
         tag
     }
 
