@@ -77,14 +77,65 @@ impl KeyedHash {
 
     /// Appends the pseudonym of `value` to `out`.
     pub fn pseudonym_into(&self, value: &str, out: &mut String) {
+        push_ascii(&self.text(value), out);
+    }
+
+    /// The pseudonym of `value`, as ASCII bytes.
+    fn text(&self, value: &str) -> [u8; PSEUDONYM_LEN] {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut text = *b"p-0000000000000000";
         for (i, b) in self.tag(value.as_bytes()).iter().enumerate() {
             text[2 + 2 * i] = HEX[usize::from(b >> 4)];
             text[3 + 2 * i] = HEX[usize::from(b & 0xf)];
         }
-        // ASCII by construction.
-        out.push_str(std::str::from_utf8(&text).unwrap_or_default());
+        text
+    }
+}
+
+/// Length of a pseudonym: `p-` and 16 hex digits.
+pub const PSEUDONYM_LEN: usize = 18;
+
+fn push_ascii(text: &[u8; PSEUDONYM_LEN], out: &mut String) {
+    // ASCII by construction.
+    out.push_str(std::str::from_utf8(text).unwrap_or_default());
+}
+
+/// The pseudonyms of values met lately in one column of one transfer, so that a value met
+/// again (the same customer on the next ticket) costs a lookup instead of an HMAC.
+/// Direct-mapped: [`Memo::SLOTS`] slots, a value takes the slot its hash names and evicts
+/// what was there, so memory is bounded whatever the data. It lives as long as the
+/// transformer that owns it and is never written anywhere.
+#[derive(Default)]
+pub struct Memo {
+    slots: Vec<(String, [u8; PSEUDONYM_LEN])>,
+    hasher: foldhash::fast::FixedState,
+}
+
+impl Memo {
+    /// Slots of one column (a power of two).
+    pub const SLOTS: usize = 256;
+    /// Longer values are hashed every time (not worth a copy).
+    pub const LONGEST: usize = 64;
+
+    /// Appends the pseudonym of `value` under `hash` to `out`, from the memo when the
+    /// value was met last in its slot. One memo serves one key.
+    pub fn pseudonym_into(&mut self, hash: &KeyedHash, value: &str, out: &mut String) {
+        use std::hash::BuildHasher;
+        if value.is_empty() || value.len() > Self::LONGEST {
+            return hash.pseudonym_into(value, out);
+        }
+        if self.slots.is_empty() {
+            self.slots = vec![(String::new(), [0; PSEUDONYM_LEN]); Self::SLOTS];
+        }
+        #[allow(clippy::cast_possible_truncation)] // Only the low bits are wanted.
+        let at = self.hasher.hash_one(value) as usize & (Self::SLOTS - 1);
+        let slot = &mut self.slots[at];
+        if slot.0 != value {
+            slot.1 = hash.text(value);
+            slot.0.clear();
+            slot.0.push_str(value);
+        }
+        push_ascii(&slot.1, out);
     }
 }
 
@@ -281,6 +332,28 @@ mod tests {
         assert_ne!(a.pseudonym("alice"), b.pseudonym("alice"));
         assert_eq!(a.pseudonym("alice").len(), 18);
         assert!(KeyedHash::new(b"short").is_err());
+    }
+
+    #[test]
+    fn a_memo_gives_the_pseudonyms_of_the_hash() {
+        let a = KeyedHash::new(&[7; 32]).unwrap();
+        let mut memo = Memo::default();
+        let long = "x".repeat(Memo::LONGEST + 1);
+        // More values than slots, twice over: hits, evictions and collisions all agree.
+        let values: Vec<String> = (0..3 * Memo::SLOTS)
+            .map(|i| format!("customer-{}", i % (2 * Memo::SLOTS)))
+            .chain([long, "é".into()])
+            .collect();
+        for _ in 0..2 {
+            for v in &values {
+                let mut got = String::new();
+                memo.pseudonym_into(&a, v, &mut got);
+                assert_eq!(got, a.pseudonym(v), "{v}");
+            }
+        }
+        let mut got = String::new();
+        memo.pseudonym_into(&a, "", &mut got);
+        assert_eq!(got, a.pseudonym(""));
     }
 
     #[test]

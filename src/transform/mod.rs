@@ -3,6 +3,7 @@
 //! transformers that apply it — CSV and JSON Lines row by row ([`tabular`]), Parquet row
 //! group by row group ([`parquet`]) — with the keyed hash ([`keys`]) pseudonyms come from.
 
+pub mod batch;
 pub mod keys;
 pub mod parquet;
 pub mod redact;
@@ -135,6 +136,13 @@ impl std::fmt::Debug for Plan {
     }
 }
 
+/// What one transformer keeps between values: a memo of pseudonyms per column. (The
+/// redaction patterns stay shared: their match states, warm, come from the regex crate's
+/// pool; a copy per transformer would build its states anew for every batch.)
+pub struct Scratch {
+    memos: Vec<keys::Memo>,
+}
+
 /// What the decision record says was done: columns by method and the key's id (never
 /// the key).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,8 +216,16 @@ impl Plan {
             .map(|(i, _)| i)
     }
 
-    /// Transforms one value of column `i` into `out` (a dropped column's value is not asked).
-    pub fn value(&self, i: usize, v: &str, out: &mut String) {
+    /// What one transformer keeps for [`Plan::value`].
+    pub fn scratch(&self) -> Scratch {
+        Scratch {
+            memos: self.actions.iter().map(|_| keys::Memo::default()).collect(),
+        }
+    }
+
+    /// Transforms one value of column `i` into `out` (a dropped column's value is not
+    /// asked); `scratch` is the transformer's, from [`Plan::scratch`].
+    pub fn value(&self, i: usize, v: &str, out: &mut String, scratch: &mut Scratch) {
         match self.actions.get(i).copied().unwrap_or(Action::Drop) {
             Action::Keep => out.push_str(v),
             Action::Drop => {}
@@ -217,7 +233,10 @@ impl Plan {
                 if !v.is_empty()
                     && let Some(k) = &self.key
                 {
-                    k.hash.pseudonym_into(v, out);
+                    match scratch.memos.get_mut(i) {
+                        Some(m) => m.pseudonym_into(&k.hash, v, out),
+                        None => k.hash.pseudonym_into(v, out),
+                    }
                 }
             }
             Action::Generalise(g) => generalise(g, v, out),

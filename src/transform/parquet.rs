@@ -138,6 +138,7 @@ fn batch(
 ) -> Result<RecordBatch, TransformError> {
     let mut cols: Vec<ArrayRef> = Vec::with_capacity(out.fields().len());
     let mut buf = String::new();
+    let mut scratch = plan.scratch();
     // `b` holds the kept columns only, in the file's order.
     for (j, i) in plan.kept().enumerate() {
         let a = b.column(j);
@@ -155,9 +156,9 @@ fn batch(
             }
             buf.clear();
             match strings {
-                Some(s) => plan.value(i, s.value(r), &mut buf),
+                Some(s) => plan.value(i, s.value(r), &mut buf, &mut scratch),
                 None => match text(a.as_ref(), r)? {
-                    Some(v) => plan.value(i, &v, &mut buf),
+                    Some(v) => plan.value(i, &v, &mut buf, &mut scratch),
                     None => {
                         col.append_null();
                         continue;

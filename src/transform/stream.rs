@@ -1,7 +1,8 @@
-//! Transformers driven on a blocking thread between an upstream body and a response body:
-//! the input is read frame by frame, the output sent in bounded chunks through a channel
-//! of [`DEPTH`] chunks, so a slow client slows the read instead of filling memory. The
-//! first message says whether the file matched its schema, before any byte is sent.
+//! Transformers driven on blocking threads between an upstream body and a response body:
+//! the input is read frame by frame (CSV and JSON Lines transformed in batches on several
+//! cores, [`super::batch`]), the output sent through a channel of [`DEPTH`] chunks, so a
+//! slow client slows the read instead of filling memory. The first message says whether
+//! the file matched its schema, before any byte is sent.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use parquet::file::reader::{ChunkReader, Length};
 use tokio::sync::mpsc;
 
 use super::Plan;
+use super::batch::{self, Batches, Stop};
 use super::tabular::{TransformError, Transformer};
 
 /// Chunks in flight between the transformer and the client.
@@ -40,8 +42,9 @@ async fn start(mut rx: Chunks) -> Started {
     Started { first, rest: rx }
 }
 
-/// Transforms a CSV or JSON Lines `body` with `t` on a blocking thread.
-pub async fn tabular<B>(body: B, mut t: Box<dyn Transformer>) -> Started
+/// Transforms a CSV or JSON Lines `body` with `t`: read on a blocking thread, transformed in
+/// batches on as many as the process has cores ([`super::batch`]).
+pub async fn tabular<B>(body: B, t: Box<dyn Transformer>) -> Started
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::fmt::Display,
@@ -50,41 +53,34 @@ where
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let mut body = body;
-        let mut out = Vec::with_capacity(CHUNK * 2);
-        let mut sent = false;
-        let send = |out: &mut Vec<u8>| tx.blocking_send(Ok(Bytes::from(std::mem::take(out))));
-        loop {
+        let out = tx.clone();
+        let send = move |b: Vec<u8>| {
+            if b.is_empty() {
+                return Ok(());
+            }
+            out.blocking_send(Ok(Bytes::from(b)))
+                .map_err(|_| Stop::Gone)
+        };
+        let mut batches = Batches::new(t, batch::window(), handle.clone(), send);
+        let stopped = loop {
             let frame = match handle.block_on(body.frame()) {
-                None => break,
+                None => break batches.finish(),
                 Some(Err(e)) => {
-                    let _ = tx.blocking_send(Err(TransformError::Source(format!(
+                    break Err(Stop::Failed(TransformError::Source(format!(
                         "the upstream body failed: {e}"
                     ))));
-                    return;
                 }
                 Some(Ok(f)) => f,
             };
             let Ok(data) = frame.into_data() else {
                 continue;
             };
-            if let Err(e) = t.feed(&data, &mut out) {
-                let _ = tx.blocking_send(Err(e));
-                return;
+            if let Err(e) = batches.feed(&data) {
+                break Err(e);
             }
-            if out.len() >= CHUNK || (!sent && t.checked() && !out.is_empty()) {
-                sent = true;
-                if send(&mut out).is_err() {
-                    return;
-                }
-                out.reserve(CHUNK * 2);
-            }
-        }
-        if let Err(e) = t.finish(&mut out) {
+        };
+        if let Err(Stop::Failed(e)) = stopped {
             let _ = tx.blocking_send(Err(e));
-            return;
-        }
-        if !out.is_empty() {
-            let _ = send(&mut out);
         }
     });
     start(rx).await

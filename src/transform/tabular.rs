@@ -33,12 +33,35 @@ pub trait Transformer: Send {
     fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), TransformError>;
     /// True once the header (CSV) or first record (JSON Lines) was checked.
     fn checked(&self) -> bool;
+
+    /// Where a batch taken from the front of `buf` may end for it to be transformed on its
+    /// own (see [`super::batch`]): after the last line end that looks like a record's end.
+    /// A guess the transformer of the batch confirms with [`Transformer::at_boundary`].
+    fn boundary(&self, buf: &[u8]) -> Option<usize>;
+    /// A transformer for input that continues this one's at a record boundary: the header
+    /// taken as checked, no record counted.
+    fn resume(&self) -> Box<dyn Transformer>;
+    /// True when no part of a record is held: what was fed ended at a record's end.
+    fn at_boundary(&self) -> bool;
+    /// Records seen (the CSV header counts as the first).
+    fn records(&self) -> u64;
+    /// Counts `before` more records before this one's, so errors name the record of the file.
+    fn rebase(&mut self, before: u64);
 }
+
+/// Bytes that make a CSV field need quotes.
+const SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b',' as usize] = true;
+    t[b'"' as usize] = true;
+    t[b'\n' as usize] = true;
+    t[b'\r' as usize] = true;
+    t
+};
 
 /// Writes one CSV field, quoted when it needs to be.
 fn csv_field(v: &str, out: &mut Vec<u8>) {
-    let needs = v.bytes().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'));
-    if !needs {
+    if !v.bytes().any(|b| SPECIAL[usize::from(b)]) {
         out.extend_from_slice(v.as_bytes());
         return;
     }
@@ -64,22 +87,27 @@ pub struct Csv {
     header_done: bool,
     kept: Vec<usize>,
     value: String,
+    scratch: super::Scratch,
 }
 
 impl Csv {
     pub fn new(plan: Plan) -> Csv {
-        let kept = plan.kept().collect();
+        Csv::with(plan, csv_core::Reader::new(), false)
+    }
+
+    fn with(plan: Plan, reader: csv_core::Reader, header_done: bool) -> Csv {
         Csv {
-            plan,
-            reader: csv_core::Reader::new(),
+            reader,
             fields: vec![0; 64 << 10],
             ends: vec![0; 64],
             used: 0,
             nends: 0,
             record: 0,
-            header_done: false,
-            kept,
+            header_done,
+            kept: plan.kept().collect(),
             value: String::new(),
+            scratch: plan.scratch(),
+            plan,
         }
     }
 
@@ -136,11 +164,17 @@ impl Csv {
                     out.push(b',');
                 }
                 let v = field(i, ends);
-                if self.plan.actions[i] == Action::Keep {
+                let action = self.plan.actions[i];
+                if action == Action::Keep {
                     csv_field(v, out);
+                } else if action == Action::Pseudonymise {
+                    // `p-` and hex digits: nothing to quote.
+                    self.value.clear();
+                    self.plan.value(i, v, &mut self.value, &mut self.scratch);
+                    out.extend_from_slice(self.value.as_bytes());
                 } else {
                     self.value.clear();
-                    self.plan.value(i, v, &mut self.value);
+                    self.plan.value(i, v, &mut self.value, &mut self.scratch);
                     csv_field(&self.value, out);
                 }
             }
@@ -206,6 +240,43 @@ impl Transformer for Csv {
     fn checked(&self) -> bool {
         self.header_done
     }
+
+    fn boundary(&self, buf: &[u8]) -> Option<usize> {
+        csv_boundary(buf)
+    }
+
+    fn resume(&self) -> Box<dyn Transformer> {
+        Box::new(Csv::with(self.plan.clone(), csv_core::Reader::new(), true))
+    }
+
+    fn at_boundary(&self) -> bool {
+        self.used == 0 && self.nends == 0
+    }
+
+    fn records(&self) -> u64 {
+        self.record
+    }
+
+    fn rebase(&mut self, before: u64) {
+        self.record += before;
+    }
+}
+
+/// The end of the last line of `buf` outside quotes (an even number of `"` before it):
+/// where a record ends in RFC 4180 CSV. A file with a `"` inside an unquoted field can make
+/// this a line end inside a quoted field; the batch's parser then ends inside a record
+/// ([`Transformer::at_boundary`] is false) and the rest of the file is read by one parser.
+fn csv_boundary(buf: &[u8]) -> Option<usize> {
+    let mut quotes = memchr::memchr_iter(b'"', buf).count();
+    let mut end = buf.len();
+    while let Some(nl) = memchr::memrchr(b'\n', &buf[..end]) {
+        quotes -= memchr::memchr_iter(b'"', &buf[nl..end]).count();
+        if quotes.is_multiple_of(2) {
+            return Some(nl + 1);
+        }
+        end = nl;
+    }
+    None
 }
 
 /// JSON Lines: one object per line.
@@ -214,11 +285,13 @@ pub struct JsonLines {
     line: Vec<u8>,
     record: u64,
     value: String,
+    scratch: super::Scratch,
 }
 
 impl JsonLines {
     pub fn new(plan: Plan) -> JsonLines {
         JsonLines {
+            scratch: plan.scratch(),
             plan,
             line: Vec::new(),
             record: 0,
@@ -251,13 +324,13 @@ impl JsonLines {
                 (Action::Keep, v) | (_, v @ Value::Null) => v,
                 (_, Value::String(s)) => {
                     self.value.clear();
-                    self.plan.value(i, &s, &mut self.value);
+                    self.plan.value(i, &s, &mut self.value, &mut self.scratch);
                     Value::String(self.value.clone())
                 }
                 (_, other) => {
                     let s = other.to_string();
                     self.value.clear();
-                    self.plan.value(i, &s, &mut self.value);
+                    self.plan.value(i, &s, &mut self.value, &mut self.scratch);
                     Value::String(self.value.clone())
                 }
             };
@@ -296,6 +369,26 @@ impl Transformer for JsonLines {
 
     fn checked(&self) -> bool {
         self.record > 0
+    }
+
+    fn boundary(&self, buf: &[u8]) -> Option<usize> {
+        memchr::memrchr(b'\n', buf).map(|nl| nl + 1)
+    }
+
+    fn resume(&self) -> Box<dyn Transformer> {
+        Box::new(JsonLines::new(self.plan.clone()))
+    }
+
+    fn at_boundary(&self) -> bool {
+        self.line.is_empty()
+    }
+
+    fn records(&self) -> u64 {
+        self.record
+    }
+
+    fn rebase(&mut self, before: u64) {
+        self.record += before;
     }
 }
 
