@@ -38,19 +38,31 @@ impl From<TransformError> for Stop {
     }
 }
 
-/// One batch transformed.
+/// Feeds `input` to `t`, and ends it when `last`: the output, or why it stopped.
+fn run(t: &mut dyn Transformer, input: &[u8], last: bool) -> Result<Vec<u8>, TransformError> {
+    let mut out = Vec::with_capacity(input.len() + input.len() / 8);
+    t.feed(input, &mut out)?;
+    if last {
+        t.finish(&mut out)?;
+    }
+    Ok(out)
+}
+
+/// One batch transformed: its transformer, and its output or why it stopped.
 struct Done {
     t: Box<dyn Transformer>,
-    out: Vec<u8>,
-    result: Result<(), TransformError>,
+    out: Result<Vec<u8>, TransformError>,
 }
 
 fn work(mut t: Box<dyn Transformer>, input: &[u8], last: bool) -> Done {
-    let mut out = Vec::with_capacity(input.len() + input.len() / 8);
-    let result = t
-        .feed(input, &mut out)
-        .and_then(|()| if last { t.finish(&mut out) } else { Ok(()) });
-    Done { t, out, result }
+    let out = run(&mut *t, input, last);
+    Done { t, out }
+}
+
+/// `t`, counting `before` records before its own.
+fn rebased(mut t: Box<dyn Transformer>, before: u64) -> Box<dyn Transformer> {
+    t.rebase(before);
+    t
 }
 
 struct Job {
@@ -78,10 +90,12 @@ pub struct Batches<S> {
     sizes: (usize, usize),
 }
 
-/// Batches in flight: one per core the process may run on (at most 8). On one core there
-/// are no batches: the input is transformed as it is read, by one transformer.
+/// Batches in flight: one per core the process may run on (at most 8), read once (the
+/// standard library reads the cgroup's quota for it). On one core there are no batches: the
+/// input is transformed as it is read, by one transformer.
 pub fn window() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 8))
+    static WINDOW: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *WINDOW.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 8)))
 }
 
 impl<S: FnMut(Vec<u8>) -> Result<(), Stop>> Batches<S> {
@@ -111,7 +125,8 @@ impl<S: FnMut(Vec<u8>) -> Result<(), Stop>> Batches<S> {
         }
     }
 
-    /// Cuts the first batch after `first` bytes and the others after `batch` (tests).
+    /// Cuts the first batch after `first` bytes and the others after `batch`.
+    #[cfg(test)]
     pub fn sized(mut self, first: usize, batch: usize) -> Self {
         self.sizes = (first, batch);
         self
@@ -120,8 +135,7 @@ impl<S: FnMut(Vec<u8>) -> Result<(), Stop>> Batches<S> {
     /// Takes more input; transforms the batches it completes.
     pub fn feed(&mut self, data: &[u8]) -> Result<(), Stop> {
         if let Some(t) = &mut self.serial {
-            let mut out = Vec::with_capacity(data.len() + data.len() / 8);
-            t.feed(data, &mut out)?;
+            let out = run(&mut **t, data, false)?;
             return (self.send)(out);
         }
         self.pending.extend_from_slice(data);
@@ -153,19 +167,14 @@ impl<S: FnMut(Vec<u8>) -> Result<(), Stop>> Batches<S> {
     /// The input ended: transforms what is left and sends every output.
     pub fn finish(mut self) -> Result<(), Stop> {
         if let Some(mut t) = self.serial.take() {
-            let mut out = Vec::new();
-            t.finish(&mut out)?;
+            let out = run(&mut *t, &[], true)?;
             return (self.send)(out);
         }
         let rest = self.pending.split().freeze();
         self.dispatch(rest, true)?;
+        // The last batch is in the queue: a fall-back to one parser reads through it.
         while !self.jobs.is_empty() {
             self.settle()?;
-            if let Some(mut t) = self.serial.take() {
-                let mut out = Vec::new();
-                t.finish(&mut out)?;
-                return (self.send)(out);
-            }
         }
         Ok(())
     }
@@ -193,12 +202,8 @@ impl<S: FnMut(Vec<u8>) -> Result<(), Stop>> Batches<S> {
             self.settle()?;
         }
         if self.serial.is_none() {
-            self.serial = Some(
-                self.first
-                    .take()
-                    .unwrap_or_else(|| self.template.resume())
-                    .rebased(self.records),
-            );
+            let t = self.first.take().unwrap_or_else(|| self.template.resume());
+            self.serial = Some(rebased(t, self.records));
         }
         let rest = self.pending.split().freeze();
         self.feed(&rest)
@@ -214,25 +219,24 @@ impl<S: FnMut(Vec<u8>) -> Result<(), Stop>> Batches<S> {
                 "a transform worker failed: {e}"
             )))
         })?;
-        let Done {
-            mut t,
-            mut out,
-            result,
-        } = done;
-        if job.first {
-            result?;
-        } else if result.is_err() {
-            // Again, counting the records before it, for the error to name the right one.
-            let again = work(
-                self.template.resume().rebased(self.records),
-                &job.input,
-                job.last,
-            );
-            again.result?;
-            (t, out) = (again.t, again.out);
-        } else {
-            t.rebase(self.records);
-        }
+        let Done { mut t, out } = done;
+        let out = match out {
+            Ok(out) => {
+                t.rebase(self.records);
+                out
+            }
+            Err(e) if job.first => return Err(e.into()),
+            Err(_) => {
+                // Again, counting the records before it, for the error to name the right one.
+                let again = work(
+                    rebased(self.template.resume(), self.records),
+                    &job.input,
+                    job.last,
+                );
+                t = again.t;
+                again.out?
+            }
+        };
         self.records = t.records();
         (self.send)(out)?;
         if job.last || t.at_boundary() {
@@ -241,28 +245,14 @@ impl<S: FnMut(Vec<u8>) -> Result<(), Stop>> Batches<S> {
         // The cut after this batch was inside a record: its parser reads on, in order.
         let mut serial = t;
         for j in std::mem::take(&mut self.jobs) {
-            let mut out = Vec::with_capacity(j.input.len() + j.input.len() / 8);
-            serial.feed(&j.input, &mut out)?;
+            let out = run(&mut *serial, &j.input, j.last)?;
+            (self.send)(out)?;
             if j.last {
-                serial.finish(&mut out)?;
-                (self.send)(out)?;
                 return Ok(());
             }
-            (self.send)(out)?;
         }
         self.serial = Some(serial);
         Ok(())
-    }
-}
-
-trait Rebased {
-    fn rebased(self, before: u64) -> Self;
-}
-
-impl Rebased for Box<dyn Transformer> {
-    fn rebased(mut self, before: u64) -> Self {
-        self.rebase(before);
-        self
     }
 }
 

@@ -31,8 +31,6 @@ pub trait Transformer: Send {
     fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), TransformError>;
     /// The input ended: the last record, if it had no line end.
     fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), TransformError>;
-    /// True once the header (CSV) or first record (JSON Lines) was checked.
-    fn checked(&self) -> bool;
 
     /// Where a batch taken from the front of `buf` may end for it to be transformed on its
     /// own (see [`super::batch`]): after the last line end that looks like a record's end.
@@ -167,14 +165,14 @@ impl Csv {
                 let action = self.plan.actions[i];
                 if action == Action::Keep {
                     csv_field(v, out);
-                } else if action == Action::Pseudonymise {
+                    continue;
+                }
+                self.value.clear();
+                self.plan.value(i, v, &mut self.value, &mut self.scratch);
+                if action == Action::Pseudonymise {
                     // `p-` and hex digits: nothing to quote.
-                    self.value.clear();
-                    self.plan.value(i, v, &mut self.value, &mut self.scratch);
                     out.extend_from_slice(self.value.as_bytes());
                 } else {
-                    self.value.clear();
-                    self.plan.value(i, v, &mut self.value, &mut self.scratch);
                     csv_field(&self.value, out);
                 }
             }
@@ -235,10 +233,6 @@ impl Transformer for Csv {
             ));
         }
         Ok(())
-    }
-
-    fn checked(&self) -> bool {
-        self.header_done
     }
 
     fn boundary(&self, buf: &[u8]) -> Option<usize> {
@@ -365,10 +359,6 @@ impl Transformer for JsonLines {
     fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), TransformError> {
         let line = std::mem::take(&mut self.line);
         self.line(&line, out)
-    }
-
-    fn checked(&self) -> bool {
-        self.record > 0
     }
 
     fn boundary(&self, buf: &[u8]) -> Option<usize> {
