@@ -396,6 +396,24 @@ mod tests {
     }
 
     #[test]
+    fn a_fall_back_at_the_end_of_what_was_read_loses_no_record() {
+        // Fed a byte at a time, a cut often falls at the end of what was read, so the parser
+        // that reads on after a fall-back is first given nothing: that is no end of input.
+        // (Before the fix, four cores and a stray quote were enough to cut a record in two.)
+        let mut input = b"id,note,label\nC0,5\" tall,a\n".to_vec();
+        input.extend_from_slice(&csv(40)[b"id,note,label\r\n".len()..]);
+        let want = serial(Box::new(Csv::new(plan(Format::Csv))), &input).unwrap();
+        for batch in 8..48 {
+            let (got, _) = batched(
+                Box::new(Csv::new(plan(Format::Csv))),
+                &input,
+                (batch, batch, 1, 4),
+            );
+            assert_eq!(got.unwrap(), want, "batches of {batch}");
+        }
+    }
+
+    #[test]
     fn errors_name_the_record_of_the_file() {
         let mut input = csv(300);
         input.extend_from_slice(b"C300,one field too many,x,y\n");

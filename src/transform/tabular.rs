@@ -182,9 +182,20 @@ impl Csv {
         Ok(())
     }
 
-    fn run(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<(), TransformError> {
+    /// Reads `input`; `end`: the input ended. `csv_core` takes an empty input for the end
+    /// of the file, so it is given one only then (a body may send an empty piece, and that
+    /// must not end the record it is in).
+    fn run(
+        &mut self,
+        mut input: &[u8],
+        end: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), TransformError> {
         use csv_core::ReadRecordResult as R;
         loop {
+            if input.is_empty() && !end {
+                return Ok(());
+            }
             let (res, nin, nout, nend) = self.reader.read_record(
                 input,
                 &mut self.fields[self.used..],
@@ -222,11 +233,11 @@ impl Csv {
 
 impl Transformer for Csv {
     fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), TransformError> {
-        self.run(input, out)
+        self.run(input, false, out)
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), TransformError> {
-        self.run(&[], out)?;
+        self.run(&[], true, out)?;
         if !self.header_done {
             return Err(TransformError::SchemaMismatch(
                 "the file is empty: it has no header".into(),

@@ -91,6 +91,72 @@ fn csv_is_transformed_whatever_the_chunking() {
     assert_ne!(other.lines().nth(1), whole.lines().nth(1));
 }
 
+/// Records read the same whatever pieces the input comes in: line ends of every kind, a
+/// lone CR (a record end), blank lines, quotes inside and around fields, non-ASCII text, a
+/// last line with no line end, empty pieces; and so do errors and the records they name.
+#[test]
+fn csv_records_are_read_the_same_whatever_the_pieces() {
+    let body = "C1,a@example.invalid,1980-04-02,20095,37,flu,plain note,ok\n\
+        \n\
+        C2,b@example.invalid,1999-12-31,80331,61,x,a \" quote inside,ok\r\n\
+        \r\n\
+        C3,c@example.invalid,2001-01-01,10115,5,x,a lone CR ends a record,ok\r\
+        C3b,c@example.invalid,2001-01-01,10115,5,x,y,ok\n\
+        ,,,,,,,\n\
+        C4,d@example.invalid,1970-07-07,50667,88,x,\"quoted\nover lines\",ok\n\
+        C5,Müller,1970-07-07,50667,88,x,Grüße +49 40 1234567,ok\r\n\
+        C6,e@example.invalid,1970-07-07,50667,88,x,no line end,ok";
+    let input = format!("id,email,birth,zip,age,diagnosis,note,label\n{body}");
+    let serial = run(&mut Csv::new(plan(1, None, "/x.csv")), input.as_bytes(), 1).unwrap();
+    for step in [7, 64, 1 << 20] {
+        let got = run(
+            &mut Csv::new(plan(1, None, "/x.csv")),
+            input.as_bytes(),
+            step,
+        )
+        .unwrap();
+        assert_eq!(got, serial, "chunks of {step}");
+    }
+    assert!(serial.contains("Grüße [redacted]"), "{serial}");
+    assert_eq!(serial.lines().count(), 10, "{serial}");
+    // Empty pieces (a body may send an empty frame) do not end a record.
+    for at in 0..input.len() {
+        let mut t = Csv::new(plan(1, None, "/x.csv"));
+        let mut out = Vec::new();
+        let (a, b) = input.as_bytes().split_at(at);
+        for piece in [a, &[][..], b, &[][..]] {
+            t.feed(piece, &mut out).unwrap();
+        }
+        t.finish(&mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            serial,
+            "an empty piece at {at}"
+        );
+    }
+    // Errors too: the record with too few fields, and a record that is not UTF-8.
+    for bad in [
+        format!("{input}\nC7,x\n"),
+        format!("{input}\nC7,x,y,z,1,2,3,4,5\n"),
+    ] {
+        let want = run(&mut Csv::new(plan(1, None, "/x.csv")), bad.as_bytes(), 1).unwrap_err();
+        let got = run(
+            &mut Csv::new(plan(1, None, "/x.csv")),
+            bad.as_bytes(),
+            1 << 20,
+        )
+        .unwrap_err();
+        assert_eq!(got, want);
+        assert!(got.to_string().contains("record 9 has"), "{got}");
+    }
+    let mut bad = format!("{input}\n").into_bytes();
+    bad.extend_from_slice(b"C7,\xff,1970-07-07,50667,88,x,y,ok\n");
+    let want = run(&mut Csv::new(plan(1, None, "/x.csv")), &bad, 1).unwrap_err();
+    let got = run(&mut Csv::new(plan(1, None, "/x.csv")), &bad, 1 << 20).unwrap_err();
+    assert_eq!(got, want);
+    assert!(got.to_string().contains("record 9: not UTF-8"), "{got}");
+}
+
 #[test]
 fn csv_header_and_width_are_checked() {
     let bad = CSV.replacen("zip", "postcode", 1);
