@@ -134,7 +134,7 @@ fn csv_records_are_read_the_same_whatever_the_pieces() {
             "an empty piece at {at}"
         );
     }
-    // Errors too: the record with too few fields, and a record that is not UTF-8.
+    // Errors too: a record with too few fields, one with too many, one that is not UTF-8.
     for bad in [
         format!("{input}\nC7,x\n"),
         format!("{input}\nC7,x,y,z,1,2,3,4,5\n"),
