@@ -382,12 +382,18 @@ mod tests {
         }
     }
 
+    /// [`csv`] after a first record with a `"` inside an unquoted field (`5"`): every later
+    /// line end looks quoted to the cut, and the quoted line ends of later records look like
+    /// record ends.
+    fn stray_quote(rows: usize) -> Vec<u8> {
+        let mut input = b"id,note,label\nC0,5\" tall,a\n".to_vec();
+        input.extend_from_slice(&csv(rows)[b"id,note,label\r\n".len()..]);
+        input
+    }
+
     #[test]
     fn a_quote_inside_an_unquoted_field_falls_back_to_one_parser() {
-        // `5"` makes every later line end look quoted to the cut, and the quoted line
-        // ends of later records look like record ends.
-        let mut input = b"id,note,label\nC0,5\" tall,a\n".to_vec();
-        input.extend_from_slice(&csv(200)[b"id,note,label\r\n".len()..]);
+        let input = stray_quote(200);
         let want = serial(Box::new(Csv::new(plan(Format::Csv))), &input).unwrap();
         for shape in SHAPES {
             let (got, _) = batched(Box::new(Csv::new(plan(Format::Csv))), &input, shape);
@@ -400,8 +406,7 @@ mod tests {
         // Fed a byte at a time, a cut often falls at the end of what was read, so the parser
         // that reads on after a fall-back is first given nothing: that is no end of input.
         // (Before the fix, four cores and a stray quote were enough to cut a record in two.)
-        let mut input = b"id,note,label\nC0,5\" tall,a\n".to_vec();
-        input.extend_from_slice(&csv(40)[b"id,note,label\r\n".len()..]);
+        let input = stray_quote(40);
         let want = serial(Box::new(Csv::new(plan(Format::Csv))), &input).unwrap();
         for batch in 8..48 {
             let (got, _) = batched(
